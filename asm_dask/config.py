@@ -1,0 +1,172 @@
+"""Job files: YAML in, a validated :class:`Job` out.
+
+Every setting has the notebook's value as its default, so a job file needs only the
+labels, the features and the output folder. Relative paths resolve against the job
+file's folder, so a job file can travel with its data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class LabelFilters:
+    """The notebook's label filters, applied in this order; ``None`` switches one off."""
+
+    #: keep rows with ``proportion_inspected >= this`` or ``label == 1``
+    min_proportion_inspected: float | None = 0.2
+    #: drop rows whose ``mine_type`` is one of these
+    exclude_mine_types: tuple[str, ...] = ("commercial",)
+    #: keep rows with ``confidence >= this``
+    min_confidence: float | None = 3
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    path: str
+    filters: LabelFilters = field(default_factory=LabelFilters)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    path: str
+    #: side of a grid cell in degrees; each cell is the square of this size on its centroid
+    cell_size: float = 0.01
+    #: prefix of the feature columns (``feature_``, ``X_``...); ``None`` detects it
+    prefix: str | None = None
+    #: folder of the converted feature store; ``None`` puts it beside the features file
+    store: str | None = None
+    #: rows per store partition; ``None`` sizes partitions to about 128 MB
+    rows_per_partition: int | None = None
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    test_size: float = 0.2
+    seed: int = 1991
+    #: what must not straddle train and test: ``cell`` (rows sharing a cell) or
+    #: ``block`` (square blocks of ``block_size`` degrees: spatially blocked validation)
+    group_by: str = "cell"
+    block_size: float = 0.5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    cv_folds: int = 5
+
+
+@dataclass(frozen=True)
+class Job:
+    labels: LabelsConfig
+    features: FeaturesConfig
+    output: str
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def replace(self, **changes: Any) -> "Job":
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_job(path: str | os.PathLike) -> Job:
+    """Read and validate a job file; relative paths resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: job file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({_first_line(exc)})") from None
+    return job_from_dict(raw, base=path.parent, source=str(path))
+
+
+def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") -> Job:
+    """Build a :class:`Job` from plain data, as read from YAML."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping with labels, features and output")
+    base = Path(base)
+    for required in ("labels", "features", "output"):
+        if required not in raw:
+            raise InputError(f"{source}: missing required key '{required}'")
+    raw = dict(raw)
+    labels = _section(raw.pop("labels"), LabelsConfig, f"{source}: labels")
+    filters = _section(labels.pop("filters", {}) or {}, LabelFilters, f"{source}: labels.filters")
+    if "exclude_mine_types" in filters:
+        filters["exclude_mine_types"] = tuple(filters["exclude_mine_types"] or ())
+    features = _section(raw.pop("features"), FeaturesConfig, f"{source}: features")
+    split = _section(raw.pop("split", {}) or {}, SplitConfig, f"{source}: split")
+    model = _section(raw.pop("model", {}) or {}, ModelConfig, f"{source}: model")
+    if "alphas" in model:
+        model["alphas"] = tuple(float(a) for a in model["alphas"])
+    output = raw.pop("output")
+    if raw:
+        raise InputError(f"{source}: unknown key(s) {sorted(raw)}; "
+                         "expected labels, features, output, split, model")
+    labels["path"] = resolve_path(labels["path"], base)
+    features["path"] = resolve_path(features["path"], base)
+    if features.get("store"):
+        features["store"] = resolve_path(features["store"], base)
+    job = Job(
+        labels=LabelsConfig(filters=LabelFilters(**filters), **labels),
+        features=FeaturesConfig(**features),
+        output=resolve_path(output, base),
+        split=SplitConfig(**split),
+        model=ModelConfig(**model),
+    )
+    _check_values(job, source)
+    return job
+
+
+def resolve_path(value: Any, base: Path) -> str:
+    """Resolve a local path against ``base``; URLs (``s3://...``) pass through unchanged."""
+    text = str(value)
+    if "://" in text:
+        return text
+    return str((base / os.path.expanduser(text)).resolve())
+
+
+def _section(raw: Any, cls: type, where: str) -> dict[str, Any]:
+    if isinstance(raw, str) and cls in (LabelsConfig, FeaturesConfig):
+        raw = {"path": raw}
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a mapping, got {raw!r}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    if "path" in known and "path" not in raw:
+        raise InputError(f"{where}: missing required key 'path'")
+    return dict(raw)
+
+
+def _check_values(job: Job, source: str) -> None:
+    checks = [
+        (job.features.cell_size > 0, "features.cell_size must be positive"),
+        (0 < job.split.test_size < 1, "split.test_size must be between 0 and 1"),
+        (job.split.group_by in ("cell", "block"), "split.group_by must be 'cell' or 'block'"),
+        (job.split.block_size > 0, "split.block_size must be positive"),
+        (job.model.cv_folds >= 2, "model.cv_folds must be at least 2"),
+        (len(job.model.alphas) > 0 and all(a > 0 for a in job.model.alphas),
+         "model.alphas must be a non-empty list of positive numbers"),
+        (job.features.rows_per_partition is None or job.features.rows_per_partition > 0,
+         "features.rows_per_partition must be positive"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(f"{source}: {message}")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]

@@ -1,0 +1,183 @@
+"""A job, end to end: read -> join -> fit -> calibrate -> predict -> write and report.
+
+This module only wires the stages together and decides what lands in the output folder.
+Every input is read and checked, and the model fitted, before the output folder is
+touched: a bad input leaves no half-written output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+from distributed import Client
+from sklearn.metrics import roc_auc_score
+
+from .cluster import describe
+from .calibrate import CalibratedModel, fit_isotonic
+from .config import Job
+from .errors import InputError
+from .join import join_labels
+from .labels import read_labels
+from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
+from .report import plot_label_counts, plot_probability_map, plot_roc, write_metrics
+from .ridge import RidgeGridClassifier
+from .split import cv_folds, split_groups, train_test_split_groups
+from .store import default_store_root, gather_rows, open_store
+
+PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
+            "geopandas", "dask-geopandas")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output: str
+    metrics: dict[str, Any]
+    timings: dict[str, float]
+
+
+def run_job(job: Job, client: Client) -> RunResult:
+    """Run ``job`` on ``client``'s cluster; return where the outputs are and the metrics."""
+    timings: dict[str, float] = {}
+
+    def clock(name: str):
+        return _stage(timings, name)
+
+    with clock("read labels"):
+        labels = read_labels(job.labels)
+    with clock("ingest or open feature store"):
+        store = open_store(job.features, job.features.store or default_store_root(
+            job.features.path, job.output), client)
+    with clock("join"):
+        joined = join_labels(labels, store)
+        if joined.rows.empty:
+            raise InputError(f"{job.labels.path}: none of the {labels.n_kept} labels falls on a cell "
+                             f"of {job.features.path}; check that both use longitude/latitude degrees")
+        rows = joined.rows
+        X = gather_rows(store, rows["partition"].to_numpy(), rows["row"].to_numpy(), client)
+        y = rows["label"].to_numpy().astype(int)
+
+    with clock("fit"):
+        groups = split_groups(rows["cell_id"].to_numpy(), rows["cell_lat"].to_numpy(),
+                              rows["cell_lon"].to_numpy(), job.split)
+        train, test = train_test_split_groups(y, groups, job.split, job.labels.path)
+        folds = cv_folds(y[train], groups[train], job.model.cv_folds, job.labels.path)
+        ridge = RidgeGridClassifier(alphas=job.model.alphas, client=client)
+        ridge.fit(X[train], y[train], folds)
+    with clock("calibrate"):
+        isotonic = fit_isotonic(ridge.oof_decision_, y[train])
+        model = CalibratedModel.from_fitted(store.feature_names, ridge, isotonic)
+        test_scores = model.decision_function(X[test])
+        test_probability = model.calibrate(test_scores)
+
+    metrics = {
+        "n_labels_read": labels.n_read,
+        "n_labels_removed_by_filter": labels.removed,
+        "n_labels_kept": labels.n_kept,
+        "n_labels_joined": len(rows),
+        "n_labels_unmatched": len(joined.unmatched),
+        "n_labels_on_shared_edges": joined.n_on_shared_edges,
+        "n_cells": store.n_cells,
+        "n_cells_dropped_nonfinite": store.n_dropped_nonfinite,
+        "n_features": store.n_features,
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_train_groups": int(len(np.unique(groups[train]))),
+        "n_test_groups": int(len(np.unique(groups[test]))),
+        "split_group_by": job.split.group_by,
+        "best_alpha": ridge.best_alpha_,
+        "cv_auc": {str(a): float(m) for a, m in zip(job.model.alphas, ridge.cv_auc_.mean(axis=1))},
+        "cv_auc_by_fold": {str(a): [float(v) for v in row] for a, row in zip(job.model.alphas, ridge.cv_auc_)},
+        "oof_auc_calibration_set": float(roc_auc_score(y[train], ridge.oof_decision_)),
+        "test_auc_uncalibrated": float(roc_auc_score(y[test], test_scores)),
+        "test_auc_calibrated": float(roc_auc_score(y[test], test_probability)),
+    }
+
+    # Everything is checked and fitted: from here on the output folder is written.
+    out = job.output
+    predictions_dir = os.path.join(out, "predictions")
+    figures = os.path.join(out, "figures")
+    os.makedirs(figures, exist_ok=True)
+    manifest = RunManifest(os.path.join(out, "manifest.json"), _run_key(job, store.key),
+                           _describe_run(job, store, client))
+    done = manifest.resume(predictions_dir, model_hash(model))
+    model.save(os.path.join(out, "model.json"))
+    with clock("predict"):
+        predict_cells(store, model, predictions_dir, done, client,
+                      on_written=lambda index, _: manifest.mark_written(index))
+    with clock("report"):
+        grid = read_prediction_grid(predictions_dir)
+        if len(grid) != store.n_cells:
+            raise RuntimeError(f"{predictions_dir}: {len(grid)} predicted cells, expected {store.n_cells}")
+        metrics["mean_probability"] = float(grid["probability"].mean())
+        joined.unmatched.to_csv(os.path.join(out, "unmatched_labels.csv"), index=False)
+        _labelled_cells(rows, train, test).to_csv(os.path.join(out, "labelled_cells.csv"), index=False)
+        plot_roc(os.path.join(figures, "roc.png"), y[test], test_scores, test_probability,
+                 metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
+        plot_label_counts(os.path.join(figures, "label_counts.png"),
+                          _label_count_table(labels, rows, y, train, test))
+        plot_probability_map(os.path.join(figures, "probability_map.png"), grid, store.cell_size,
+                             f"Predicted ASM probability ({len(grid):,} cells)",
+                             positives=rows[rows["label"] == 1])
+        write_metrics(os.path.join(out, "metrics.json"), metrics)
+    manifest.finish(timings_s=timings)
+    return RunResult(output=out, metrics=metrics, timings=timings)
+
+
+def _labelled_cells(rows: pd.DataFrame, train: np.ndarray, test: np.ndarray) -> pd.DataFrame:
+    table = rows.drop(columns=["partition", "row"]).copy()
+    table["split"] = ""
+    table.iloc[train, table.columns.get_loc("split")] = "train"
+    table.iloc[test, table.columns.get_loc("split")] = "test"
+    return table
+
+
+def _label_count_table(labels, rows: pd.DataFrame, y: np.ndarray, train, test) -> pd.DataFrame:
+    kept = labels.points["label"].to_numpy()
+    steps = {"kept by filters": kept, "joined to a cell": y, "train": y[train], "test": y[test]}
+    return pd.DataFrame({name: [int((v == 0).sum()), int((v == 1).sum())] for name, v in steps.items()},
+                        index=[0, 1]).T
+
+
+def _run_key(job: Job, store_key: str) -> str:
+    """Fingerprint of everything a prediction depends on; the output path is not part of it."""
+    with open(job.labels.path, "rb") as f:
+        labels_digest = hashlib.sha256(f.read()).hexdigest()
+    settings = job.as_dict()
+    settings.pop("output")
+    settings["labels"].pop("path")
+    settings["features"].pop("path")
+    settings["features"].pop("store")
+    key = {"store": store_key, "labels": labels_digest, "settings": settings,
+           "versions": _versions()}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    return {name: version(name) for name in PACKAGES}
+
+
+def _describe_run(job: Job, store, client: Client) -> dict[str, Any]:
+    return {"inputs": {"labels": job.labels.path, "features": job.features.path,
+                       "features_fingerprint": store.source["ukey"], "store": store.path},
+            "settings": job.as_dict(), "versions": _versions(), "python": platform.python_version(),
+            "cluster": describe(client), "n_partitions": len(store.partitions)}
+
+
+@contextlib.contextmanager
+def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Say on stderr which stage runs, and time it into ``timings``."""
+    print(f"[asm-dask] {name}...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)

@@ -1,0 +1,96 @@
+"""Read stage, labels: the labelled points, validated and filtered as the notebook does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from .config import LabelsConfig
+from .errors import InputError
+from .grid import CRS, check_coordinates
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Labelled points that passed the filters, and how many each filter removed."""
+
+    points: gpd.GeoDataFrame  #: one row per kept label, with ``label_row`` (1-based CSV row)
+    n_read: int
+    removed: dict[str, int]  #: filter name -> rows it removed, in the order applied
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.points)
+
+
+def read_labels(config: LabelsConfig) -> Labels:
+    """Read the labels CSV, check it and apply the filters of ``config``.
+
+    Raises
+    ------
+    InputError
+        The file is missing or unreadable; a required column is missing; a coordinate is
+        missing or out of range; a label is not 0 or 1; a filter column is not numeric;
+        fewer than two classes remain after filtering.
+    """
+    path, filters = config.path, config.filters
+    required = ["lon", "lat", "label"]
+    if filters.min_proportion_inspected is not None:
+        required.append("proportion_inspected")
+    if filters.exclude_mine_types:
+        required.append("mine_type")
+    if filters.min_confidence is not None:
+        required.append("confidence")
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: labels file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as CSV ({str(exc).strip().splitlines()[0]})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing required column(s) {missing}; found {list(frame.columns)}")
+    frame["label_row"] = np.arange(1, len(frame) + 1)
+    for column in ["lon", "lat", "label", "proportion_inspected", "confidence"]:
+        if column in required:
+            _require_numeric(frame, column, path)
+    check_coordinates(frame["lat"].to_numpy(float), frame["lon"].to_numpy(float), path)
+    bad_label = ~frame["label"].isin([0, 1])
+    if bad_label.any():
+        row = int(np.flatnonzero(bad_label)[0])
+        raise InputError(f"{path}: row {row + 1}: label must be 0 or 1, got {frame['label'].iloc[row]!r}")
+    frame["label"] = frame["label"].astype(np.int8)
+
+    n_read, removed = len(frame), {}
+    if filters.min_proportion_inspected is not None:
+        keep = (frame["proportion_inspected"] >= filters.min_proportion_inspected) | (frame["label"] == 1)
+        removed["proportion_inspected"] = int((~keep).sum())
+        frame = frame[keep]
+    if filters.exclude_mine_types:
+        keep = ~frame["mine_type"].isin(filters.exclude_mine_types)
+        removed["mine_type"] = int((~keep).sum())
+        frame = frame[keep]
+    if filters.min_confidence is not None:
+        keep = frame["confidence"] >= filters.min_confidence
+        removed["confidence"] = int((~keep).sum())
+        frame = frame[keep]
+    classes = sorted(frame["label"].unique().tolist())
+    if classes != [0, 1]:
+        raise InputError(f"{path}: after filtering ({len(frame)} of {n_read} rows kept) the labels "
+                         f"hold only class(es) {classes}; a classifier needs both 0 and 1")
+    points = gpd.GeoDataFrame(frame.reset_index(drop=True),
+                              geometry=gpd.points_from_xy(frame["lon"], frame["lat"]), crs=CRS)
+    return Labels(points=points, n_read=n_read, removed=removed)
+
+
+def _require_numeric(frame: pd.DataFrame, column: str, path: str) -> None:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: row {row + 1}: column '{column}' must be numeric, "
+                         f"got {frame[column].iloc[row]!r}")
+    frame[column] = values

@@ -1,0 +1,95 @@
+"""Report stage: metrics and the figures a person reads.
+
+The probability map is drawn as a raster (one pixel per cell) rather than as tens of
+thousands of polygons, which is what made the notebook's map slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # batch jobs have no display
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from .atomic import temporary_path, write_atomic
+
+
+def write_metrics(path: str, metrics: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(metrics, indent=2, sort_keys=False))
+
+
+def plot_roc(path: str, y_test: np.ndarray, uncalibrated: np.ndarray, calibrated: np.ndarray,
+             auc_uncalibrated: float, auc_calibrated: float) -> None:
+    """Test-set ROC curves before and after calibration."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for scores, auc, style, name in ((uncalibrated, auc_uncalibrated, "b-", "Uncalibrated"),
+                                     (calibrated, auc_calibrated, "r--", "Calibrated")):
+        fpr, tpr, _ = roc_curve(y_test, scores)
+        ax.plot(fpr, tpr, style, label=f"{name} (AUC = {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", label="Random")
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(-0.01, 1.01),
+           ylim=(-0.01, 1.01), title=f"Test ROC ({len(y_test)} labels, calibrated out of fold)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_label_counts(path: str, counts: pd.DataFrame) -> None:
+    """Labels per class at each step: read, kept by the filters, joined, train, test.
+
+    ``counts`` has one row per step and the columns ``0`` and ``1``.
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    steps = list(counts.index)
+    y = np.arange(len(steps))
+    ax.barh(y - 0.2, counts[0], height=0.4, color="#1b9e77", label="0: not ASM")
+    ax.barh(y + 0.2, counts[1], height=0.4, color="#d95f02", label="1: ASM")
+    for offset, column in ((-0.2, 0), (0.2, 1)):
+        for yi, value in zip(y, counts[column]):
+            ax.text(value, yi + offset, f" {value}", va="center", fontsize=8)
+    ax.set_yticks(y, steps)
+    ax.invert_yaxis()
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set(xlabel="labels", title="Label counts by class")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_probability_map(path: str, grid: pd.DataFrame, cell_size: float, title: str,
+                         positives: pd.DataFrame | None = None) -> None:
+    """The calibrated probability of every cell as an image, one pixel per cell."""
+    lat, lon = grid["lat"].to_numpy(), grid["lon"].to_numpy()
+    col = np.rint((lon - lon.min()) / cell_size).astype(np.int64)
+    row = np.rint((lat - lat.min()) / cell_size).astype(np.int64)
+    image = np.full((row.max() + 1, col.max() + 1), np.nan, dtype=np.float32)
+    image[row, col] = grid["probability"].to_numpy()
+    half = cell_size / 2
+    extent = (lon.min() - half, lon.max() + half, lat.min() - half, lat.max() + half)
+    aspect = 1 / np.cos(np.deg2rad(np.clip(lat.mean(), -80, 80)))
+    width = 9.0
+    height = min(14.0, max(4.0, width * image.shape[0] / image.shape[1] * aspect))
+    fig, ax = plt.subplots(figsize=(width, height))
+    shown = ax.imshow(image, origin="lower", extent=extent, cmap="viridis", vmin=0, vmax=1,
+                      interpolation="nearest", aspect=aspect)
+    if positives is not None and len(positives):
+        ax.scatter(positives["lon"], positives["lat"], s=4, c="red", edgecolors="none",
+                   label="ASM labels", alpha=0.7)
+        ax.legend(loc="lower left", fontsize=8, markerscale=3)
+    fig.colorbar(shown, ax=ax, label="Predicted ASM probability", shrink=0.8)
+    ax.set(xlabel="Longitude", ylabel="Latitude", title=title)
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str) -> None:
+    fig.tight_layout()
+    tmp = temporary_path(path) + ".png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

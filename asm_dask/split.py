@@ -1,0 +1,52 @@
+"""Split stage: train/test rows and cross-validation folds that never share a cell.
+
+Rows that share a cell share a feature vector; if they landed on both sides of a split,
+the model would be tested on what it was trained on. Groups are cells by default, or
+square blocks of cells for spatially blocked validation (MOSAIKS features are strongly
+spatially autocorrelated, so random splits flatter a model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+from .config import SplitConfig
+from .errors import InputError
+
+
+def split_groups(cell_id: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                 config: SplitConfig) -> np.ndarray:
+    """The group of every row: its cell, or its block of ``block_size`` degrees."""
+    if config.group_by == "cell":
+        return np.asarray(cell_id)
+    row = np.floor((np.asarray(lat) + 90) / config.block_size).astype(np.int64)
+    col = np.floor((np.asarray(lon) + 180) / config.block_size).astype(np.int64)
+    return row * 1_000_000 + col
+
+
+def train_test_split_groups(y: np.ndarray, groups: np.ndarray, config: SplitConfig,
+                            source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the train and test rows: a seeded split of the groups."""
+    splitter = GroupShuffleSplit(n_splits=1, test_size=config.test_size, random_state=config.seed)
+    train, test = next(splitter.split(np.zeros(len(y)), y, groups))
+    for name, part in (("training", train), ("test", test)):
+        if len(np.unique(y[part])) < 2:
+            raise InputError(f"{source}: the {name} set holds one class only "
+                             f"({len(part)} rows); more labels of each class are needed")
+    return train, test
+
+
+def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int,
+             source: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds of the training rows, each group within one fold."""
+    n_groups = len(np.unique(groups))
+    if n_groups < n_folds:
+        raise InputError(f"{source}: only {n_groups} labelled cells/blocks in the training set, "
+                         f"fewer than model.cv_folds={n_folds}")
+    folds = list(StratifiedGroupKFold(n_splits=n_folds).split(np.zeros(len(y)), y, groups))
+    for k, (_, valid) in enumerate(folds):
+        if len(np.unique(y[valid])) < 2:
+            raise InputError(f"{source}: cross-validation fold {k + 1} holds one class only; "
+                             "more labels of each class are needed (or fewer model.cv_folds)")
+    return folds

@@ -1,0 +1,267 @@
+"""The feature store: the input features converted once into partitions laid out for this job.
+
+Why a store: the inputs come as CSV (slow to parse), compressed Feather with batches of
+64k rows (1 GB each at 4000 features) or Parquet, and every stage reads the features in
+a different way. The store holds them as uncompressed Arrow IPC files, one per partition
+of about 128 MB, each with ``cell_id``, ``lat``, ``lon`` and one float32 column per
+feature. Memory-mapped, a stage reads only the columns it touches: the join reads three
+columns of each partition, the training gather a few rows, the prediction every column
+of one partition at a time.
+
+A store is keyed by a fingerprint of the input file (its path, size and modification
+time) and of the settings that shape it, so a changed input or setting never reuses it.
+It is written to a temporary folder and renamed into place when complete and valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
+from distributed import Client
+
+from .config import FeaturesConfig
+from .errors import InputError
+from .features import (FeatureChunk, FeatureLayout, chunk_offsets, detect_layout,
+                       iter_csv_chunks, read_chunk)
+from .grid import cell_ids
+from .progress import wait_with_progress
+
+STORE_VERSION = 1
+PARTITION_BYTES = 128 << 20
+MANIFEST = "store.json"
+
+
+@dataclass(frozen=True)
+class Partition:
+    file: str
+    n_rows: int
+    bounds: tuple[float, float, float, float]  #: minx, miny, maxx, maxy of the cell squares
+
+
+@dataclass(frozen=True)
+class FeatureStore:
+    """An ingested feature table: where its partitions are and what they hold."""
+
+    path: str
+    source: dict[str, Any]
+    cell_size: float
+    feature_names: tuple[str, ...]
+    partitions: tuple[Partition, ...]
+    n_dropped_nonfinite: int  #: input rows left out for NaN, infinite or missing features
+    dropped_examples: tuple[tuple[int, float, float], ...]  #: (input row, lat, lon), first few
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def n_cells(self) -> int:
+        return sum(p.n_rows for p in self.partitions)
+
+    @property
+    def key(self) -> str:
+        return Path(self.path).name
+
+    def partition_path(self, index: int) -> str:
+        return os.path.join(self.path, self.partitions[index].file)
+
+
+def default_store_root(features_path: str, output: str) -> str:
+    """Beside a local features file; inside the output folder for a remote one."""
+    if "://" in features_path and not features_path.startswith("file://"):
+        return os.path.join(output, ".asm_dask_store")
+    return features_path.removeprefix("file://") + ".asm_dask_store"
+
+
+def open_store(config: FeaturesConfig, root: str, client: Client) -> FeatureStore:
+    """The store for ``config``'s features under ``root``, ingesting them if needed.
+
+    Raises
+    ------
+    InputError
+        The features file is missing, unreadable, or holds bad values: an unparseable
+        ``image_id``, a coordinate out of range, a non-numeric feature or two rows for
+        the same cell. Nothing is left behind in ``root`` then.
+    """
+    layout = detect_layout(config.path, config.prefix)
+    rows = config.rows_per_partition or max(1024, PARTITION_BYTES // (4 * len(layout.feature_columns)))
+    source = {"path": config.path, "ukey": _ukey(config.path), "format": layout.format}
+    settings = {"cell_size": config.cell_size, "prefix": config.prefix,
+                "rows_per_partition": rows, "version": STORE_VERSION}
+    key = hashlib.sha256(json.dumps([source, settings], sort_keys=True).encode()).hexdigest()[:16]
+    final = os.path.join(root, key)
+    if os.path.exists(os.path.join(final, MANIFEST)):
+        return load_store(final)
+    os.makedirs(root, exist_ok=True)
+    partial = os.path.join(root, f".{key}.partial-{uuid.uuid4().hex[:8]}")
+    os.makedirs(partial)
+    try:
+        store = _ingest(layout, partial, final, rows, config.cell_size, source, client)
+        os.replace(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    _remove_stale_stores(root, keep=key, source_path=config.path)
+    return store
+
+
+def load_store(path: str) -> FeatureStore:
+    """Open a complete store folder from its manifest."""
+    with open(os.path.join(path, MANIFEST)) as f:
+        meta = json.load(f)
+    return FeatureStore(
+        path=path, source=meta["source"], cell_size=meta["cell_size"],
+        feature_names=tuple(meta["feature_names"]),
+        partitions=tuple(Partition(p["file"], p["n_rows"], tuple(p["bounds"]))
+                         for p in meta["partitions"]),
+        n_dropped_nonfinite=meta["n_dropped_nonfinite"],
+        dropped_examples=tuple(tuple(x) for x in meta["dropped_examples"]))
+
+
+def read_cells(path: str) -> pd.DataFrame:
+    """``cell_id``, ``lat`` and ``lon`` of one partition, without touching its features."""
+    batch = _read(path)
+    return pd.DataFrame({name: batch.column(name).to_numpy().copy()
+                         for name in ("cell_id", "lat", "lon")})
+
+
+def read_feature_columns(path: str) -> list[np.ndarray]:
+    """One partition's features, one zero-copy float32 array per feature."""
+    batch = _read(path)
+    return [batch.column(i).to_numpy() for i in range(3, batch.num_columns)]
+
+
+def read_feature_rows(path: str, rows: np.ndarray) -> np.ndarray:
+    """Some rows of one partition as a ``(len(rows), n_features)`` float32 matrix."""
+    columns = [c[rows] for c in read_feature_columns(path)]
+    return np.ascontiguousarray(np.vstack(columns).T) if columns else np.empty((len(rows), 0))
+
+
+def gather_rows(store: FeatureStore, partition: np.ndarray, row: np.ndarray,
+                client: Client) -> np.ndarray:
+    """Feature rows by (partition, row), in the order given, one task per partition read."""
+    partition, row = np.asarray(partition), np.asarray(row)
+    wanted = np.unique(partition)
+    futures = [client.submit(read_feature_rows, store.partition_path(p), row[partition == p], pure=False)
+               for p in wanted]
+    blocks = wait_with_progress(client, futures, "gather labelled cells")
+    X = np.empty((len(row), store.n_features), dtype=np.float32)
+    for p, block in zip(wanted, blocks):
+        X[partition == p] = block
+    return X
+
+
+def _read(path: str) -> pa.RecordBatch:
+    # The memory map stays alive as long as any array taken from it.
+    return ipc.open_file(pa.memory_map(path)).get_batch(0)
+
+
+def _ingest(layout: FeatureLayout, partial: str, final: str, rows: int, cell_size: float,
+            source: dict[str, Any], client: Client) -> FeatureStore:
+    if layout.format == "csv":
+        futures = [client.submit(_ingest_csv, layout, partial, rows, cell_size, pure=False)]
+    else:
+        futures = [client.submit(_ingest_chunk, layout, i, first_row, partial, rows, cell_size,
+                                 pure=False)
+                   for i, first_row in enumerate(chunk_offsets(layout))]
+    results = wait_with_progress(client, futures, "ingest features")
+    parts = [p for r in results for p in r["partitions"]]
+    if not parts:
+        raise InputError(f"{layout.path}: no rows with complete features")
+    _check_unique_cells(layout.path, results)
+    dropped = [x for r in results for x in r["dropped_examples"]]
+    store = FeatureStore(
+        path=final, source=source, cell_size=cell_size, feature_names=layout.feature_columns,
+        partitions=tuple(parts), n_dropped_nonfinite=sum(r["n_dropped"] for r in results),
+        dropped_examples=tuple(dropped[:10]))
+    meta = asdict(store)
+    meta.pop("path")
+    with open(os.path.join(partial, MANIFEST), "w") as f:
+        json.dump(meta, f)
+    return store
+
+
+def _ingest_chunk(layout: FeatureLayout, index: int, first_row: int, out_dir: str, rows: int,
+                  cell_size: float) -> dict[str, Any]:
+    return _write_chunk(read_chunk(layout, index, first_row), index, out_dir, rows, cell_size)
+
+
+def _ingest_csv(layout: FeatureLayout, out_dir: str, rows: int, cell_size: float) -> dict[str, Any]:
+    results = [_write_chunk(chunk, i, out_dir, rows, cell_size)
+               for i, chunk in enumerate(iter_csv_chunks(layout))]
+    return {"partitions": [p for r in results for p in r["partitions"]],
+            "cell_ids": np.concatenate([r["cell_ids"] for r in results] or [np.empty(0, np.int64)]),
+            "input_rows": np.concatenate([r["input_rows"] for r in results] or [np.empty(0, np.int64)]),
+            "n_dropped": sum(r["n_dropped"] for r in results),
+            "dropped_examples": [x for r in results for x in r["dropped_examples"]][:10]}
+
+
+def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int,
+                 cell_size: float) -> dict[str, Any]:
+    """Drop rows with non-finite features, add cell ids, write partitions of ``rows`` rows."""
+    finite = np.ones(len(chunk.lat), dtype=bool)
+    for column in chunk.features.columns:
+        finite &= np.isfinite(column.to_numpy(zero_copy_only=False))
+    input_rows = np.arange(chunk.first_row, chunk.first_row + len(finite), dtype=np.int64)
+    dropped_at = np.flatnonzero(~finite)
+    dropped = [(int(input_rows[i]) + 1, float(chunk.lat[i]), float(chunk.lon[i])) for i in dropped_at[:10]]
+    features, lat, lon = chunk.features, chunk.lat, chunk.lon
+    if len(dropped_at):
+        features, lat, lon = features.filter(pa.array(finite)), lat[finite], lon[finite]
+        input_rows = input_rows[finite]
+    ids = cell_ids(lat, lon, cell_size)
+    half = cell_size / 2
+    partitions = []
+    for sub, start in enumerate(range(0, len(ids), rows)):
+        stop = min(start + rows, len(ids))
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(ids[start:stop]), pa.array(lat[start:stop]), pa.array(lon[start:stop]),
+             *features.slice(start, stop - start).columns],
+            names=["cell_id", "lat", "lon", *features.schema.names])
+        name = f"part-{index:05d}-{sub:04d}.arrow"
+        with ipc.new_file(os.path.join(out_dir, name), batch.schema) as writer:
+            writer.write_batch(batch)
+        bounds = (float(lon[start:stop].min() - half), float(lat[start:stop].min() - half),
+                  float(lon[start:stop].max() + half), float(lat[start:stop].max() + half))
+        partitions.append(Partition(name, stop - start, bounds))
+    return {"partitions": partitions, "cell_ids": ids, "input_rows": input_rows,
+            "n_dropped": len(dropped_at), "dropped_examples": dropped}
+
+
+def _check_unique_cells(path: str, results: list[dict[str, Any]]) -> None:
+    ids = np.concatenate([r["cell_ids"] for r in results])
+    order = np.argsort(ids, kind="stable")
+    repeated = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if len(repeated):
+        rows = np.concatenate([r["input_rows"] for r in results])
+        first, second = sorted(int(rows[order[repeated[0]]]), int(rows[order[repeated[0] + 1]]))
+        raise InputError(f"{path}: rows {first + 1} and {second + 1} describe the same cell "
+                         f"(duplicate cell id; {len(repeated)} duplicate(s) in all)")
+
+
+def _ukey(path: str) -> str:
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    return fs.ukey(fs_path)
+
+
+def _remove_stale_stores(root: str, keep: str, source_path: str) -> None:
+    # A store of the same file under another key is stale: the file or a setting changed.
+    # Stores are large (30 GB for a big country), so they are not left to pile up.
+    for entry in os.listdir(root):
+        manifest = os.path.join(root, entry, MANIFEST)
+        if entry != keep and os.path.exists(manifest):
+            with open(manifest) as f:
+                if json.load(f)["source"]["path"] == source_path:
+                    shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
