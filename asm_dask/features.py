@@ -43,6 +43,7 @@ class FeatureLayout:
     path: str
     format: str  #: ``feather``, ``parquet`` or ``csv``
     feature_columns: tuple[str, ...]
+    columns: tuple[str, ...]  #: every column of the file, in file order
     image_id_column: str | None = None
     lat_column: str | None = None
     lon_column: str | None = None
@@ -82,7 +83,7 @@ def detect_layout(path: str, prefix: str | None = None) -> FeatureLayout:
             if not (pa.types.is_floating(types[name]) or pa.types.is_integer(types[name])
                     or pa.types.is_null(types[name])):
                 raise InputError(f"{path}: feature column '{name}' is {types[name]}, not numeric")
-    return FeatureLayout(path=path, format=fmt, feature_columns=tuple(features),
+    return FeatureLayout(path=path, format=fmt, feature_columns=tuple(features), columns=tuple(names),
                          image_id_column=image_id, lat_column=None if image_id else lat,
                          lon_column=None if image_id else lon)
 
@@ -161,7 +162,16 @@ def iter_csv_chunks(layout: FeatureLayout) -> Iterator[FeatureChunk]:
                 yield _to_chunk(layout, batch, first_row)
                 first_row += batch.num_rows
         except pa.ArrowInvalid as exc:
-            raise InputError(f"{layout.path}: {str(exc).strip().splitlines()[0]}") from None
+            raise InputError(f"{layout.path}: {_csv_problem(str(exc), layout.columns)}") from None
+
+
+def _csv_problem(message: str, columns: tuple[str, ...]) -> str:
+    """Arrow's CSV error in the user's terms: the line, the data row and the column name."""
+    match = re.search(r"column #(\d+): Row #(\d+): .*?(invalid value '.*')", message)
+    if not match or int(match.group(1)) >= len(columns):
+        return message.strip().splitlines()[0]
+    column, line = columns[int(match.group(1))], int(match.group(2))
+    return f"line {line} (data row {line - 1}), column '{column}': {match.group(3)}"
 
 
 def _to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int) -> FeatureChunk:

@@ -246,7 +246,7 @@ def _check_unique_cells(path: str, results: list[dict[str, Any]]) -> None:
     repeated = np.flatnonzero(ids[order][1:] == ids[order][:-1])
     if len(repeated):
         rows = np.concatenate([r["input_rows"] for r in results])
-        first, second = sorted(int(rows[order[repeated[0]]]), int(rows[order[repeated[0] + 1]]))
+        first, second = sorted((int(rows[order[repeated[0]]]), int(rows[order[repeated[0] + 1]])))
         raise InputError(f"{path}: rows {first + 1} and {second + 1} describe the same cell "
                          f"(duplicate cell id; {len(repeated)} duplicate(s) in all)")
 

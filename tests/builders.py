@@ -1,0 +1,51 @@
+"""Small input files written by hand, for tests that need exact coordinates or bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+import yaml
+
+LABEL_COLUMNS = ["lon", "lat", "unique_id", "country", "sample_type", "mine_type", "confidence",
+                 "label", "proportion_inspected"]
+
+
+def image_id(lat: float, lon: float) -> str:
+    return f"lat_{lat:.3f}__lon_{lon:.3f}".replace(".", "--")
+
+
+def grid_features(lats, lons, n_features: int = 6, seed: int = 0) -> pd.DataFrame:
+    """A full grid of cells with random features, in the notebook's layout."""
+    rng = np.random.default_rng(seed)
+    lat, lon = np.meshgrid(lats, lons, indexing="ij")
+    frame = pd.DataFrame({"image_id": [image_id(a, b) for a, b in zip(lat.ravel(), lon.ravel())]})
+    values = rng.random((lat.size, n_features), dtype=np.float32)
+    for j in range(n_features):
+        frame[f"feature_{j}"] = values[:, j]
+    return frame
+
+
+def write_feather(frame: pd.DataFrame, path: Path, chunksize: int | None = None) -> Path:
+    feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), path, chunksize=chunksize)
+    return path
+
+
+def labels_frame(points, labels) -> pd.DataFrame:
+    """Labels that pass the notebook's filters, at the given (lon, lat) points."""
+    n = len(points)
+    return pd.DataFrame({
+        "lon": [p[0] for p in points], "lat": [p[1] for p in points],
+        "unique_id": [f"T-{i}" for i in range(n)], "country": "TST", "sample_type": "random",
+        "mine_type": "artisanal", "confidence": 5, "label": list(labels), "proportion_inspected": 1.0})
+
+
+def write_job(folder: Path, labels: Path | str, features: Path | str, **extra) -> Path:
+    """A job file in ``folder`` with ``output: out`` and the given sections."""
+    job = {"labels": {"path": str(labels)}, "features": {"path": str(features)}, "output": "out", **extra}
+    path = folder / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path

@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from asm_dask.config import LabelFilters, LabelsConfig
+from asm_dask.errors import InputError
+from asm_dask.labels import read_labels
+from builders import labels_frame
+
+
+def _write(tmp_path, frame):
+    path = tmp_path / "labels.csv"
+    frame.to_csv(path, index=False)
+    return LabelsConfig(path=str(path))
+
+
+def test_the_notebooks_three_filters_in_order(tmp_path):
+    frame = labels_frame([(0.0, 0.0)] * 6, [1, 0, 0, 1, 0, 1])
+    frame["proportion_inspected"] = [0.1, 0.1, 0.5, 0.5, 0.5, 0.9]  # row 2 goes (0.1, label 0)
+    frame["mine_type"] = ["artisanal", "none", "none", "commercial", "none", "artisanal"]  # row 4 goes
+    frame["confidence"] = [3, 5, 2, 5, 4, 1]  # rows 3 and 6 go
+    frame["extra_column"] = "ignored"
+    labels = read_labels(_write(tmp_path, frame))
+    assert labels.n_read == 6
+    assert labels.removed == {"proportion_inspected": 1, "mine_type": 1, "confidence": 2}
+    assert labels.points["label_row"].tolist() == [1, 5]
+    assert labels.points["label"].tolist() == [1, 0]
+    assert labels.points.crs == "EPSG:4326"
+
+
+def test_switched_off_filters_need_no_column(tmp_path):
+    frame = labels_frame([(1.0, 2.0), (1.5, 2.5)], [0, 1])[["lon", "lat", "label"]]
+    config = LabelsConfig(path=_write(tmp_path, frame).path, filters=LabelFilters(None, (), None))
+    assert read_labels(config).n_kept == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns="confidence"), "missing required column(s) ['confidence']"),
+    (lambda f: f.assign(lat=[0.0, 95.0, 0.0]), "row 2: coordinates out of range"),
+    (lambda f: f.assign(lon=[0.0, np.nan, 0.0]), "row 2: coordinates out of range or missing"),
+    (lambda f: f.assign(label=[0, 2, 1]), "row 2: label must be 0 or 1"),
+    (lambda f: f.assign(confidence=[3, "high", 3]), "row 2: column 'confidence' must be numeric"),
+    (lambda f: f.assign(label=[1, 1, 1]), "hold only class(es) [1]"),
+])
+def test_bad_labels_name_the_file_and_the_problem(tmp_path, change, message):
+    config = _write(tmp_path, change(labels_frame([(0.0, 0.0)] * 3, [0, 1, 0])))
+    with pytest.raises(InputError) as error:
+        read_labels(config)
+    assert str(error.value).startswith(config.path) and message in str(error.value)
+
+
+def test_missing_labels_file(tmp_path):
+    with pytest.raises(InputError, match="labels file not found"):
+        read_labels(LabelsConfig(path=str(tmp_path / "nope.csv")))

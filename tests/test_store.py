@@ -1,0 +1,142 @@
+"""Read stage for features: every input layout lands in the same feature store."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from asm_dask.config import FeaturesConfig
+from asm_dask.errors import InputError
+from asm_dask.features import detect_layout
+from asm_dask.grid import cell_ids
+from asm_dask.store import load_store, open_store, read_cells, read_feature_columns
+from builders import grid_features, image_id, write_feather
+
+LATS = np.round(np.arange(8.005, 8.1, 0.01), 3)
+LONS = np.round(np.arange(-11.995, -11.9, 0.01), 3)
+
+
+def _store_frame(store) -> pd.DataFrame:
+    parts = []
+    for i in range(len(store.partitions)):
+        cells = read_cells(store.partition_path(i))
+        for name, column in zip(store.feature_names, read_feature_columns(store.partition_path(i))):
+            cells[name] = column
+        parts.append(cells)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _api_table(frame: pd.DataFrame, lat="lat", lon="lon", prefix="X_") -> pd.DataFrame:
+    """The notebook's table in a MOSAIKS-API layout, feature columns renamed."""
+    coords = frame["image_id"].str.replace("--", ".").str.extract(r"lat_(.*)__lon_(.*)").astype(float)
+    table = pd.DataFrame({lat: coords[0], lon: coords[1]})
+    for j in range(frame.shape[1] - 1):
+        table[f"{prefix}{j}"] = frame[f"feature_{j}"]
+    return table
+
+
+def test_feather_with_image_ids_becomes_partitioned_store(tmp_path, client):
+    frame = grid_features(LATS, LONS, n_features=12)
+    path = write_feather(frame, tmp_path / "f.feather", chunksize=37)  # several record batches
+    store = open_store(FeaturesConfig(path=str(path), rows_per_partition=16), str(tmp_path / "st"), client)
+    assert store.n_cells == len(frame) and store.n_features == 12
+    assert all(p.n_rows <= 16 for p in store.partitions) and len(store.partitions) > 3
+    assert store.feature_names == tuple(f"feature_{j}" for j in range(12))
+    got = _store_frame(store)
+    assert [image_id(a, b) for a, b in zip(got["lat"], got["lon"])] == frame["image_id"].tolist()
+    np.testing.assert_array_equal(got["feature_7"].to_numpy(), frame["feature_7"].to_numpy())
+    assert (got["cell_id"].to_numpy() == cell_ids(got["lat"], got["lon"], 0.01)).all()
+
+
+@pytest.mark.parametrize("fmt, lat, lon, prefix", [
+    ("csv", "lat", "lon", "X_"), ("csv", "Lat", "Lon", "X_"),
+    ("parquet", "lat", "lon", "planet_"), ("feather", "Latitude", "Longitude", "mosaiks_")])
+def test_mosaiks_api_layouts(tmp_path, client, fmt, lat, lon, prefix):
+    frame = grid_features(LATS, LONS, n_features=12)
+    table = _api_table(frame, lat, lon, prefix)
+    table.insert(2, "ID", np.arange(len(table)))  # extra columns are ignored
+    table = table[[lat, lon, "ID"] + [f"{prefix}{j}" for j in (3, 0, 11, 1, 2, 10, 4, 5, 6, 7, 8, 9)]]
+    path = tmp_path / f"features.{fmt}"
+    {"csv": lambda: table.to_csv(path, index=False), "parquet": lambda: table.to_parquet(path),
+     "feather": lambda: table.to_feather(path)}[fmt]()
+    store = open_store(FeaturesConfig(path=str(path)), str(tmp_path / "st"), client)
+    assert store.feature_names == tuple(f"{prefix}{j}" for j in range(12))  # numeric order
+    got = _store_frame(store)
+    np.testing.assert_allclose(got["lat"], table[lat])
+    np.testing.assert_array_equal(got[f"{prefix}10"].to_numpy(), table[f"{prefix}10"].to_numpy())
+
+
+def test_store_is_reused_and_a_changed_input_invalidates_it(tmp_path, client):
+    path = write_feather(grid_features(LATS, LONS), tmp_path / "f.feather")
+    root = str(tmp_path / "st")
+    first = open_store(FeaturesConfig(path=str(path)), root, client)
+    stamp = os.stat(first.partition_path(0)).st_mtime_ns
+    again = open_store(FeaturesConfig(path=str(path)), root, client)
+    assert again.path == first.path and os.stat(again.partition_path(0)).st_mtime_ns == stamp
+    other_settings = open_store(FeaturesConfig(path=str(path), rows_per_partition=7), root, client)
+    assert other_settings.path != first.path
+    write_feather(grid_features(LATS, LONS, seed=1), path)
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
+    changed = open_store(FeaturesConfig(path=str(path)), root, client)
+    assert changed.path not in (first.path, other_settings.path)
+    assert sorted(os.listdir(root)) == [os.path.basename(changed.path)]  # stale stores removed
+    assert load_store(changed.path) == changed
+
+
+def test_cells_with_missing_features_are_dropped_and_counted(tmp_path, client):
+    frame = grid_features(LATS, LONS)
+    frame.loc[[4, 50], "feature_2"] = np.nan
+    frame.loc[60, "feature_5"] = np.inf
+    path = write_feather(frame, tmp_path / "f.feather")
+    store = open_store(FeaturesConfig(path=str(path)), str(tmp_path / "st"), client)
+    assert store.n_cells == len(frame) - 3 and store.n_dropped_nonfinite == 3
+    assert [row for row, _, _ in store.dropped_examples] == [5, 51, 61]
+
+
+def _bad_feather(tmp_path, change):
+    frame = grid_features(LATS, LONS)
+    change(frame)
+    return write_feather(frame, tmp_path / "bad.feather")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.__setitem__("image_id", f["image_id"].where(f.index != 41, "lat_8.4_lon_3")),
+     "row 42: cannot parse image_id 'lat_8.4_lon_3'"),
+    (lambda f: f.__setitem__("image_id", f["image_id"].where(f.index != 9, "lat_98--005__lon_-11--995")),
+     "row 10: coordinates out of range"),
+    (lambda f: f.__setitem__("image_id", f["image_id"].where(f.index != 30, f["image_id"][3])),
+     "rows 4 and 31 describe the same cell"),
+    (lambda f: f.__setitem__("feature_3", "x"), "feature column 'feature_3' is large_string, not numeric"),
+    (lambda f: f.__setitem__("image_id", f["image_id"].str.upper()), "row 1: cannot parse image_id"),
+])
+def test_bad_features_fail_cleanly(tmp_path, client, change, message):
+    path = _bad_feather(tmp_path, change)
+    root = tmp_path / "st"
+    with pytest.raises(InputError) as error:
+        open_store(FeaturesConfig(path=str(path)), str(root), client)
+    assert str(error.value).startswith(str(path)) and message in str(error.value)
+    assert not root.exists() or os.listdir(root) == []  # nothing half-written
+
+
+def test_non_numeric_value_deep_in_a_csv(tmp_path, client):
+    table = _api_table(grid_features(LATS, LONS))
+    table["X_2"] = table["X_2"].astype(object)
+    table.loc[77, "X_2"] = "n/a?"
+    path = tmp_path / "f.csv"
+    table.to_csv(path, index=False)
+    with pytest.raises(InputError) as error:
+        open_store(FeaturesConfig(path=str(path)), str(tmp_path / "st"), client)
+    assert str(error.value) == f"{path}: line 79 (data row 78), column 'X_2': invalid value 'n/a?'"
+
+
+def test_missing_and_ambiguous_files(tmp_path):
+    with pytest.raises(InputError, match="features file not found"):
+        detect_layout(str(tmp_path / "nope.feather"))
+    pd.DataFrame({"lat": [1.0], "lon": [2.0], "a_0": [1.0], "b_0": [2.0]}).to_csv(tmp_path / "f.csv", index=False)
+    with pytest.raises(InputError, match="ambiguous between prefixes"):
+        detect_layout(str(tmp_path / "f.csv"))
+    assert detect_layout(str(tmp_path / "f.csv"), prefix="b_").feature_columns == ("b_0",)
+    pd.DataFrame({"x": [1.0], "y": [2.0], "X_0": [1.0]}).to_csv(tmp_path / "g.csv", index=False)
+    with pytest.raises(InputError, match="no coordinates"):
+        detect_layout(str(tmp_path / "g.csv"))
