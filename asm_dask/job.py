@@ -59,7 +59,7 @@ def run_job(job: Job, client: Client) -> RunResult:
         store = open_store(job.features, job.features.store or default_store_root(
             job.features.path, job.output), client)
     with clock("join"):
-        joined = join_labels(labels, store)
+        joined = join_labels(labels, store, client)
         if joined.rows.empty:
             raise InputError(f"{job.labels.path}: none of the {labels.n_kept} labels falls on a cell "
                              f"of {job.features.path}; check that both use longitude/latitude degrees")

@@ -19,6 +19,7 @@ import dask_geopandas
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from distributed import Client
 
 from .grid import CRS, cell_squares
 from .labels import Labels
@@ -45,10 +46,10 @@ def cells_frame(store: FeatureStore) -> dask_geopandas.GeoDataFrame:
                        enforce_metadata=False)
 
 
-def join_labels(labels: Labels, store: FeatureStore) -> JoinedLabels:
+def join_labels(labels: Labels, store: FeatureStore, client: Client) -> JoinedLabels:
     """Spatially join ``labels`` to the cells of ``store`` (inner, ``intersects``)."""
     points = labels.points
-    joined = dask_geopandas.sjoin(points, cells_frame(store), predicate="intersects").compute()
+    joined = client.compute(dask_geopandas.sjoin(points, cells_frame(store), predicate="intersects")).result()
     joined = pd.DataFrame(joined.drop(columns=["index_right", "geometry"]))
     n_shared = int((joined["label_row"].value_counts() > 1).sum())
     joined = joined.sort_values(["label_row", "cell_lat", "cell_lon"], ascending=[True, False, False])
