@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
 from .atomic import write_atomic
+from .ridge import linear_scores
 
 
 def fit_isotonic(scores: np.ndarray, y: np.ndarray) -> IsotonicRegression:
@@ -46,7 +47,7 @@ class CalibratedModel:
                    np.asarray(isotonic.y_thresholds_, dtype=np.float64))
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(X) @ self.coef + self.intercept
+        return linear_scores(X, self.coef, self.intercept)
 
     def calibrate(self, scores: np.ndarray) -> np.ndarray:
         """Probabilities for decision scores (what ``IsotonicRegression.predict`` gives)."""

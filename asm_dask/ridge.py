@@ -89,11 +89,15 @@ class RidgeGridClassifier:
         # subtracts small numbers from small numbers, not large from large.
         Z = np.asarray(X, dtype=np.float64) - mean
         target = np.where(y == 1, 1.0, -1.0)
-        K = _kernel(Z, self.client)
+        # Labels sharing a cell share a feature row. Their kernel rows are copied from one
+        # computed row, so their scores tie exactly, as they do in scikit-learn; rounding
+        # noise would otherwise break the ties at random and shift the ROC AUC.
+        unique_rows, inverse = np.unique(Z, axis=0, return_inverse=True)
+        K = _kernel(unique_rows, self.client)[np.ix_(inverse.ravel(), inverse.ravel())]
 
         tasks = [(fold, alpha) for fold in range(len(folds)) for alpha in alphas]
         scores = _map(self.client, _fold_scores, [(folds[f][0], folds[f][1], a) for f, a in tasks],
-                      shared={"K": K, "target": target})
+                      shared={"K": K, "target": target, "row_ids": inverse.ravel()})
         self.cv_auc_ = np.array([roc_auc_score(y[folds[f][1]], s)
                                  for (f, _), s in zip(tasks, scores)]).reshape(len(folds), len(alphas)).T
         best = int(np.argmax(self.cv_auc_.mean(axis=1)))
@@ -117,10 +121,20 @@ class RidgeGridClassifier:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"X must have {self.n_features_in_} features; got shape {X.shape}")
-        return X @ self.coef_ + self.intercept_
+        return linear_scores(X, self.coef_, self.intercept_)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return (self.decision_function(X) > 0).astype(int)
+
+
+def linear_scores(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    """``X @ coef + intercept``, equal rows giving equal scores to the last bit.
+
+    BLAS treats the rows at the tail of a matrix with other code than the rest, so two
+    equal rows can score a rounding error apart, which breaks ROC AUC ties at random.
+    einsum sums every row in the same order.
+    """
+    return np.einsum("ij,j->i", np.asarray(X, dtype=np.float64), coef) + intercept
 
 
 def _kernel(Z: np.ndarray, client: Client | None) -> np.ndarray:
@@ -168,8 +182,14 @@ def _dual_coef(rows: np.ndarray, alpha: float, K: np.ndarray, target: np.ndarray
 
 
 def _fold_scores(train: np.ndarray, valid: np.ndarray, alpha: float, K: np.ndarray,
-                 target: np.ndarray) -> np.ndarray:
-    """Decision scores of the validation rows under the model fitted on the train rows."""
+                 target: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
+    """Decision scores of the validation rows under the model fitted on the train rows.
+
+    Each distinct feature row (``row_ids``) is scored once and its score copied to its
+    duplicates, so that duplicates tie exactly (see :func:`linear_scores`).
+    """
+    _, first, copies = np.unique(row_ids[valid], return_index=True, return_inverse=True)
+    valid = valid[first]
     dual = _dual_coef(train, alpha, K, target)
     _, row_mean, total_mean = _centred(K, train, need_block=False)
     cross = K[np.ix_(valid, train)]
@@ -177,7 +197,7 @@ def _fold_scores(train: np.ndarray, valid: np.ndarray, alpha: float, K: np.ndarr
     # (x_v - mu) . (x_i - mu) for validation row v and training row i, with mu the mean of
     # the training rows, expressed through kernel entries only.
     Kc_cross = cross - valid_mean[:, None] - row_mean[None, :] + total_mean
-    return Kc_cross @ dual + target[train].mean()
+    return (Kc_cross @ dual + target[train].mean())[copies.ravel()]
 
 
 def _centred(K: np.ndarray, rows: np.ndarray, need_block: bool = True):

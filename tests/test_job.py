@@ -1,0 +1,141 @@
+"""The whole job through the command line, checked against an in-memory scikit-learn run."""
+
+import json
+import subprocess
+import sys
+
+import dask_geopandas
+import duckdb
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import RidgeClassifier
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, GroupShuffleSplit, StratifiedGroupKFold
+
+from asm_dask.calibrate import CalibratedModel
+from asm_dask.grid import cell_ids
+from builders import write_job
+
+ALPHAS = [0.01, 0.1, 1.0, 10.0]
+
+
+def asm_dask(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "asm_dask.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run(country, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    job = write_job(folder, country.labels, country.features)
+    done = asm_dask("run", job, "--out", folder / "result")
+    assert done.returncode == 0, done.stderr
+    return folder / "result", done
+
+
+def test_outputs_of_a_run(run, country):
+    out, done = run
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ["n_labels_read", "n_labels_kept", "n_labels_joined", "n_labels_unmatched", "n_cells",
+                "n_train", "n_test", "best_alpha", "cv_auc", "test_auc_uncalibrated", "test_auc_calibrated"]:
+        assert key in metrics
+    assert metrics["n_labels_read"] == country.n_labels
+    assert metrics["n_labels_joined"] + metrics["n_labels_unmatched"] == metrics["n_labels_kept"]
+    assert metrics["n_labels_unmatched"] > 0 and metrics["n_labels_on_shared_edges"] > 0
+    assert metrics["n_train"] + metrics["n_test"] == metrics["n_labels_joined"]
+    assert metrics["n_cells"] == country.n_cells
+    assert set(metrics["cv_auc"]) == {str(a) for a in ALPHAS}
+    assert metrics["test_auc_uncalibrated"] > 0.7  # the planted signal is found
+    unmatched = pd.read_csv(out / "unmatched_labels.csv")
+    assert len(unmatched) == metrics["n_labels_unmatched"]
+    for figure in ["roc.png", "label_counts.png", "probability_map.png"]:
+        assert (out / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["completed_partitions"] == list(range(manifest["n_partitions"]))
+    assert "test ROC AUC" in done.stdout and str(out / "metrics.json") in done.stdout
+
+
+def test_predictions_read_back_with_geopandas_dask_geopandas_and_duckdb(run, country):
+    out, _ = run
+    predictions = out / "predictions"
+    frame = gpd.read_parquet(predictions)
+    assert list(frame.columns) == ["cell_id", "lat", "lon", "score", "probability", "geometry"]
+    first_file = sorted(predictions.glob("part-*.parquet"))[0]
+    assert "bbox" in pq.read_schema(first_file).names  # GeoParquet 1.1 covering, for bbox filters
+    assert len(frame) == country.n_cells and frame["cell_id"].is_unique
+    assert frame.crs == "EPSG:4326"
+    assert frame["probability"].between(0, 1).all()
+    square = frame.geometry.iloc[0]
+    assert square.bounds == pytest.approx((frame["lon"][0] - 0.005, frame["lat"][0] - 0.005,
+                                           frame["lon"][0] + 0.005, frame["lat"][0] + 0.005))
+    assert (frame["cell_id"] == cell_ids(frame["lat"], frame["lon"], 0.01)).all()
+    lazy = dask_geopandas.read_parquet(predictions)
+    assert lazy.npartitions > 1 and len(lazy.compute()) == country.n_cells
+    [(count, total)] = duckdb.sql(
+        f"select count(*), sum(probability) from read_parquet('{predictions}/*.parquet')").fetchall()
+    assert count == country.n_cells and total == pytest.approx(frame["probability"].sum())
+
+
+def _tie_exact(decision_function, X):
+    """Scores with equal feature rows scored once, so that they tie exactly.
+
+    Labels that share a cell share a feature row. BLAS can score two equal rows a
+    rounding error apart (1e-17), which breaks their ROC AUC tie at random; asm_dask
+    ties them, and so must the reference for the AUCs to be comparable to 1e-6.
+    """
+    unique, inverse = np.unique(X, axis=0, return_inverse=True)
+    return decision_function(unique)[inverse.ravel()]
+
+
+def test_results_equal_scikit_learn_in_memory(run, country):
+    """The notebook's estimators, in memory, on the same rows and folds, agree to 1e-6."""
+    out, _ = run
+    metrics = json.loads((out / "metrics.json").read_text())
+    features = pd.read_feather(country.features)
+    coords = features["image_id"].str.replace("--", ".").str.extract(r"lat_(.*)__lon_(.*)").astype(float)
+    features["cell_id"] = cell_ids(coords[0].to_numpy(), coords[1].to_numpy(), 0.01)
+    rows = pd.read_csv(out / "labelled_cells.csv").merge(features, on="cell_id", how="left")
+    X = rows[[f"feature_{j}" for j in range(40)]].to_numpy(np.float64)
+    y, groups = rows["label"].to_numpy(), rows["cell_id"].to_numpy()
+    assert len(np.unique(groups)) < len(groups)  # some cells hold several labels
+
+    train, test = next(GroupShuffleSplit(test_size=0.2, random_state=1991).split(X, y, groups))
+    assert (rows["split"].to_numpy()[test] == "test").all() and (rows["split"].to_numpy()[train] == "train").all()
+    X_train, y_train = X[train], y[train]
+    folds = list(StratifiedGroupKFold(5).split(X_train, y_train, groups[train]))
+    cv_auc = {alpha: np.mean([roc_auc_score(y_train[valid], _tie_exact(
+        RidgeClassifier(alpha=alpha).fit(X_train[fit], y_train[fit]).decision_function, X_train[valid]))
+        for fit, valid in folds]) for alpha in ALPHAS}
+    np.testing.assert_allclose([metrics["cv_auc"][str(a)] for a in ALPHAS], list(cv_auc.values()), atol=1e-6)
+    best = max(ALPHAS, key=cv_auc.get)
+    search = GridSearchCV(RidgeClassifier(), {"alpha": ALPHAS}, cv=folds, scoring="roc_auc").fit(X_train, y_train)
+    assert metrics["best_alpha"] == best == search.best_params_["alpha"]
+
+    oof = np.empty(len(train))
+    for fit, valid in folds:
+        oof[valid] = _tie_exact(RidgeClassifier(alpha=best).fit(X_train[fit], y_train[fit]).decision_function,
+                                X_train[valid])
+    isotonic = IsotonicRegression(out_of_bounds="clip").fit(oof, y_train)
+    scores = _tie_exact(search.decision_function, X[test])
+    assert metrics["test_auc_uncalibrated"] == pytest.approx(roc_auc_score(y[test], scores), abs=1e-6)
+    assert metrics["test_auc_calibrated"] == pytest.approx(roc_auc_score(y[test], isotonic.predict(scores)), abs=1e-6)
+
+    predicted = pd.read_parquet(out / "predictions", columns=["cell_id", "score", "probability"])
+    predicted = predicted.set_index("cell_id").loc[groups[test]]
+    np.testing.assert_allclose(predicted["score"], scores, atol=1e-6)
+    np.testing.assert_allclose(predicted["probability"], isotonic.predict(scores), atol=1e-6)
+    model = CalibratedModel.load(out / "model.json")
+    np.testing.assert_allclose(model.predict_proba(X[test]), predicted["probability"], atol=1e-9)
+
+
+def test_demo_command_runs_on_built_in_data(tmp_path):
+    done = asm_dask("demo", "--out", tmp_path / "demo", "--cells", 900, "--features", 16)
+    assert done.returncode == 0, done.stderr
+    assert "Dask dashboard: http" in done.stderr
+    metrics = json.loads((tmp_path / "demo" / "results" / "metrics.json").read_text())
+    assert metrics["n_cells"] > 800 and metrics["n_features"] == 16
