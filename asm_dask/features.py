@@ -132,9 +132,9 @@ def read_chunk(layout: FeatureLayout, index: int, first_row: int) -> FeatureChun
     columns = layout.coordinate_columns + list(layout.feature_columns)
     with open_input(layout.path) as f:
         if layout.format == "feather":
-            schema_names = ipc.open_file(f).schema.names
-            wanted = [schema_names.index(c) for c in columns]
-            reader = ipc.open_file(f, options=ipc.IpcReadOptions(included_fields=wanted))
+            position = {name: i for i, name in enumerate(ipc.open_file(f).schema.names)}
+            reader = ipc.open_file(f, options=ipc.IpcReadOptions(
+                included_fields=[position[c] for c in columns]))
             batch = reader.get_batch(index)
         else:
             table = pq.ParquetFile(f).read_row_group(index, columns=columns)

@@ -5,13 +5,14 @@ scoring="roc_auc", cv=folds)`` gives on the same folds, but computes the trainin
 kernel ``Z Z'`` (``Z`` = training features minus their mean) once, as the MOSAIKS paper
 does, instead of once per fit. Every fold's centred kernel is a sub-block of it, shifted
 by terms that are themselves sums of the kernel, and every (fold, alpha) fit is then a
-Cholesky solve of the fold's size. Those solves run as tasks on the Dask cluster.
+Cholesky solve of the fold's size. The folds run as tasks on the Dask cluster.
 
 Targets are -1/+1 as in ``RidgeClassifier``; an intercept is fitted by centring.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import numpy as np
@@ -19,10 +20,6 @@ from distributed import Client
 from scipy import linalg
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
-
-# Row blocks of the kernel product; small enough that two blocks of a 4000-feature
-# training matrix fit easily in a worker, large enough to keep BLAS efficient.
-KERNEL_BLOCK_ROWS = 2048
 
 
 class RidgeGridClassifier:
@@ -35,8 +32,8 @@ class RidgeGridClassifier:
     cv : int
         Number of stratified folds when ``fit`` is given no folds.
     client : distributed.Client, optional
-        Runs the kernel blocks and the (fold, alpha) fits on this cluster; without one
-        they run in this process.
+        Runs the fits of the folds and the final refit on this cluster; without one they
+        run in this process.
 
     Attributes
     ----------
@@ -85,32 +82,32 @@ class RidgeGridClassifier:
             folds = list(StratifiedKFold(n_splits=self.cv).split(X, y))
 
         mean = X.mean(axis=0, dtype=np.float64)
-        # Centring first keeps the kernel's entries small: sub-block centring later then
-        # subtracts small numbers from small numbers, not large from large.
-        Z = np.asarray(X, dtype=np.float64) - mean
         target = np.where(y == 1, 1.0, -1.0)
-        # Labels sharing a cell share a feature row. Their kernel rows are copied from one
-        # computed row, so their scores tie exactly, as they do in scikit-learn; rounding
-        # noise would otherwise break the ties at random and shift the ROC AUC.
-        unique_rows, inverse = np.unique(Z, axis=0, return_inverse=True)
-        K = _kernel(unique_rows, self.client)[np.ix_(inverse.ravel(), inverse.ravel())]
+        # Labels sharing a cell share a feature row. Each distinct row gets one kernel row,
+        # copied to its duplicates, so their scores tie exactly as in scikit-learn;
+        # rounding noise would otherwise break the ties at random and shift the ROC AUC.
+        row_ids, first = _distinct_rows(X)
+        # Centring first keeps the kernel's entries small: the fold centring later then
+        # subtracts small numbers from small numbers, not large from large.
+        Z = np.asarray(X[first], dtype=np.float64) - mean
+        # One BLAS call in this process: for thousands of labels it takes well under a
+        # second, less than shipping the rows to workers and the blocks back.
+        K = (Z @ Z.T)[np.ix_(row_ids, row_ids)]
+        shared = _share(self.client, {"K": K, "target": target, "row_ids": row_ids})
 
-        tasks = [(fold, alpha) for fold in range(len(folds)) for alpha in alphas]
-        scores = _map(self.client, _fold_scores, [(folds[f][0], folds[f][1], a) for f, a in tasks],
-                      shared={"K": K, "target": target, "row_ids": inverse.ravel()})
-        self.cv_auc_ = np.array([roc_auc_score(y[folds[f][1]], s)
-                                 for (f, _), s in zip(tasks, scores)]).reshape(len(folds), len(alphas)).T
+        fold_scores = _run(self.client, _fold_scores,
+                           [(train, valid, alphas) for train, valid in folds], shared)
+        self.cv_auc_ = np.array([[roc_auc_score(y[valid], scores[a]) for (_, valid), scores
+                                  in zip(folds, fold_scores)] for a in range(len(alphas))])
         best = int(np.argmax(self.cv_auc_.mean(axis=1)))
         self.best_alpha_ = float(alphas[best])
         self.oof_decision_ = np.empty(len(y))
-        for (f, a_index), s in zip([(f, i) for f in range(len(folds)) for i in range(len(alphas))], scores):
-            if a_index == best:
-                self.oof_decision_[folds[f][1]] = s
+        for (_, valid), scores in zip(folds, fold_scores):
+            self.oof_decision_[valid] = scores[best]
 
-        everyone = np.arange(len(y))
-        dual = _map(self.client, _dual_coef, [(everyone, self.best_alpha_)],
-                    shared={"K": K, "target": target})[0]
-        self.coef_ = Z.T @ dual
+        [dual] = _run(self.client, _dual_coef, [(np.arange(len(y)), self.best_alpha_)], shared)
+        # Z holds distinct rows; each one's weight is the sum of its duplicates' weights.
+        self.coef_ = Z.T @ np.bincount(row_ids, weights=dual, minlength=len(Z))
         self.intercept_ = float(target.mean() - mean @ self.coef_)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]
@@ -137,73 +134,75 @@ def linear_scores(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarr
     return np.einsum("ij,j->i", np.asarray(X, dtype=np.float64), coef) + intercept
 
 
-def _kernel(Z: np.ndarray, client: Client | None) -> np.ndarray:
-    """``Z @ Z.T``, block by block (only the upper blocks; the kernel is symmetric)."""
-    starts = list(range(0, len(Z), KERNEL_BLOCK_ROWS))
-    pairs = [(i, j) for i in range(len(starts)) for j in range(i, len(starts))]
-    if client is None:
-        blocks = [Z[starts[i]:starts[i] + KERNEL_BLOCK_ROWS] @ Z[starts[j]:starts[j] + KERNEL_BLOCK_ROWS].T
-                  for i, j in pairs]
-    else:
-        pieces = client.scatter([Z[s:s + KERNEL_BLOCK_ROWS] for s in starts])
-        blocks = client.gather([client.submit(_block_product, pieces[i], pieces[j], pure=False)
-                                for i, j in pairs])
-    K = np.empty((len(Z), len(Z)))
-    for (i, j), block in zip(pairs, blocks):
-        rows = slice(starts[i], starts[i] + block.shape[0])
-        cols = slice(starts[j], starts[j] + block.shape[1])
-        K[rows, cols] = block
-        K[cols, rows] = block.T
-    return K
+def _distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the index of its distinct row; and each distinct row's first row.
 
-
-def _block_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a @ b.T
-
-
-def _map(client: Client | None, func, argument_list: list[tuple], shared: dict) -> list:
-    """``func(*args, **shared)`` for each args, on the cluster if there is one.
-
-    ``shared`` (the kernel) is sent to the workers once, not embedded in every task.
+    Rows are compared by a digest of their bytes: sorting 4000-wide rows is slow.
     """
+    X = np.ascontiguousarray(X)
+    digests = np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in X])
+    _, first, row_ids = np.unique(digests, return_index=True, return_inverse=True)
+    return row_ids.ravel(), first
+
+
+def _share(client: Client | None, values: dict) -> dict:
+    """Send large task inputs (the kernel) to every worker once, not inside each task."""
+    if client is None:
+        return values
+    return {name: client.scatter(value, broadcast=True) for name, value in values.items()}
+
+
+def _run(client: Client | None, func, argument_list: list[tuple], shared: dict) -> list:
+    """``func(*args, **shared)`` for each args, as tasks on the cluster if there is one."""
     if client is None:
         return [func(*args, **shared) for args in argument_list]
-    shared_futures = {name: client.scatter(value, broadcast=True) for name, value in shared.items()}
-    futures = [client.submit(func, *args, **shared_futures, pure=False) for args in argument_list]
-    return client.gather(futures)
+    return client.gather([client.submit(func, *args, **shared, pure=False) for args in argument_list])
 
 
-def _dual_coef(rows: np.ndarray, alpha: float, K: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _dual_coef(rows: np.ndarray, alpha: float, K: np.ndarray, target: np.ndarray,
+               row_ids: np.ndarray) -> np.ndarray:
     """Dual coefficients of the ridge fit on ``rows``, centred within ``rows``."""
     Kc, _, _ = _centred(K, rows)
-    Kc.flat[:: len(rows) + 1] += alpha
     y = target[rows]
-    return linalg.solve(Kc, y - y.mean(), assume_a="pos", overwrite_a=True)
+    return _solve(Kc, y - y.mean(), alpha)
 
 
-def _fold_scores(train: np.ndarray, valid: np.ndarray, alpha: float, K: np.ndarray,
+def _fold_scores(train: np.ndarray, valid: np.ndarray, alphas: np.ndarray, K: np.ndarray,
                  target: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
-    """Decision scores of the validation rows under the model fitted on the train rows.
+    """Decision scores of the validation rows under the models fitted on the train rows.
 
+    One row of scores per alpha; the fold's centred kernel is built once for all of them.
     Each distinct feature row (``row_ids``) is scored once and its score copied to its
     duplicates, so that duplicates tie exactly (see :func:`linear_scores`).
     """
     _, first, copies = np.unique(row_ids[valid], return_index=True, return_inverse=True)
     valid = valid[first]
-    dual = _dual_coef(train, alpha, K, target)
-    _, row_mean, total_mean = _centred(K, train, need_block=False)
+    Kc, row_mean, total_mean = _centred(K, train)
     cross = K[np.ix_(valid, train)]
-    valid_mean = cross.mean(axis=1)
     # (x_v - mu) . (x_i - mu) for validation row v and training row i, with mu the mean of
     # the training rows, expressed through kernel entries only.
-    Kc_cross = cross - valid_mean[:, None] - row_mean[None, :] + total_mean
-    return (Kc_cross @ dual + target[train].mean())[copies.ravel()]
+    cross -= cross.mean(axis=1)[:, None]
+    cross -= row_mean[None, :]
+    cross += total_mean
+    y = target[train]
+    scores = np.array([cross @ _solve(Kc, y - y.mean(), alpha) + y.mean() for alpha in alphas])
+    return scores[:, copies.ravel()]
 
 
-def _centred(K: np.ndarray, rows: np.ndarray, need_block: bool = True):
+def _solve(Kc: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """``(Kc + alpha I)^-1 y`` by Cholesky, as scikit-learn's kernel ridge solver does."""
+    A = Kc.copy()
+    A.flat[:: len(A) + 1] += alpha
+    return linalg.cho_solve(linalg.cho_factor(A, overwrite_a=True, check_finite=False), y,
+                            check_finite=False)
+
+
+def _centred(K: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The kernel of ``rows`` centred on their mean, its row means and overall mean."""
     block = K[np.ix_(rows, rows)]
     row_mean = block.mean(axis=1)
     total_mean = row_mean.mean()
-    if not need_block:
-        return None, row_mean, total_mean
-    return block - row_mean[:, None] - row_mean[None, :] + total_mean, row_mean, total_mean
+    block -= row_mean[:, None]
+    block -= row_mean[None, :]
+    block += total_mean
+    return block, row_mean, total_mean
