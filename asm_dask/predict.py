@@ -30,6 +30,7 @@ from .atomic import temporary_path, write_atomic
 from .calibrate import CalibratedModel
 from .grid import CRS, cell_squares
 from .progress import wait_with_progress
+from .ridge import single_threaded
 from .store import FeatureStore, read_cells, read_feature_columns
 
 # Features are summed in blocks of this many columns, converted to float64 on the way:
@@ -59,7 +60,7 @@ def predict_cells(store: FeatureStore, model: CalibratedModel, predictions_dir: 
     """
     os.makedirs(predictions_dir, exist_ok=True)
     todo = [i for i in range(len(store.partitions)) if i not in completed]
-    futures = [client.submit(predict_partition, store.partition_path(i),
+    futures = [client.submit(single_threaded, predict_partition, store.partition_path(i),
                              os.path.join(predictions_dir, partition_file(i)), model,
                              store.cell_size, pure=False)
                for i in todo]
@@ -70,6 +71,10 @@ def predict_cells(store: FeatureStore, model: CalibratedModel, predictions_dir: 
         on_written(todo[position], summary)
 
     wait_with_progress(client, futures, "predict cells", on_result=record)
+    # A worker lost in the middle of a write leaves its hidden temporary file behind.
+    for name in os.listdir(predictions_dir):
+        if name.startswith("."):
+            os.remove(os.path.join(predictions_dir, name))
     return summaries
 
 

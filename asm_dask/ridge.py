@@ -20,6 +20,7 @@ from distributed import Client
 from scipy import linalg
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 
 class RidgeGridClassifier:
@@ -155,8 +156,20 @@ def _share(client: Client | None, values: dict) -> dict:
 def _run(client: Client | None, func, argument_list: list[tuple], shared: dict) -> list:
     """``func(*args, **shared)`` for each args, as tasks on the cluster if there is one."""
     if client is None:
-        return [func(*args, **shared) for args in argument_list]
-    return client.gather([client.submit(func, *args, **shared, pure=False) for args in argument_list])
+        return [single_threaded(func, *args, **shared) for args in argument_list]
+    return client.gather([client.submit(single_threaded, func, *args, **shared, pure=False)
+                          for args in argument_list])
+
+
+def single_threaded(func, *args, **kwargs):
+    """``func(*args, **kwargs)`` with BLAS and LAPACK on one thread.
+
+    Multithreaded BLAS may split a sum differently with another thread count, which
+    changes the last bits of a result. One thread makes a task's result the same on
+    every worker, whatever its environment, and the job's results reproducible.
+    """
+    with threadpool_limits(limits=1):
+        return func(*args, **kwargs)
 
 
 def _dual_coef(rows: np.ndarray, alpha: float, K: np.ndarray, target: np.ndarray,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +45,17 @@ def labels_frame(points, labels) -> pd.DataFrame:
         "mine_type": "artisanal", "confidence": 5, "label": list(labels), "proportion_inspected": 1.0})
 
 
-def write_job(folder: Path, labels: Path | str, features: Path | str, **extra) -> Path:
+def write_job(folder: Path, labels: Path | str, features: Path | str, features_settings: dict | None = None,
+              **extra) -> Path:
     """A job file in ``folder`` with ``output: out`` and the given sections."""
-    job = {"labels": {"path": str(labels)}, "features": {"path": str(features)}, "output": "out", **extra}
+    job = {"labels": {"path": str(labels)}, "features": {"path": str(features), **(features_settings or {})},
+           "output": "out", **extra}
     path = folder / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     return path
+
+
+def asm_dask(*args, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+    """Run the command line as a user would, in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "asm_dask.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, **popen)

@@ -128,3 +128,15 @@ def country(tmp_path_factory: pytest.TempPathFactory):
     return make_country(tmp_path_factory.mktemp("country"), n_cells=1500, n_features=40,
                         n_labels=700, seed=3, rows_per_batch=600)
 
+
+
+@pytest.fixture(scope="session")
+def local_run(country, tmp_path_factory):
+    """``asm-dask run`` of the small country on its default local cluster: (output, process)."""
+    from builders import asm_dask, write_job
+
+    folder = tmp_path_factory.mktemp("local-run")
+    job = write_job(folder, country.labels, country.features)
+    done = asm_dask("run", job, "--out", folder / "result")
+    assert done.returncode == 0, done.stderr
+    return folder / "result", done

@@ -6,8 +6,7 @@ import pytest
 from asm_dask.config import load_job
 from asm_dask.errors import InputError
 from asm_dask.job import run_job
-from builders import grid_features, labels_frame, write_feather, write_job
-from test_job import asm_dask
+from builders import asm_dask, grid_features, labels_frame, write_feather, write_job
 
 LATS = np.round(np.arange(8.005, 8.2, 0.01), 3)
 LONS = np.round(np.arange(-11.995, -11.8, 0.01), 3)

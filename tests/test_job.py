@@ -1,8 +1,6 @@
 """The whole job through the command line, checked against an in-memory scikit-learn run."""
 
 import json
-import subprocess
-import sys
 
 import dask_geopandas
 import duckdb
@@ -18,27 +16,13 @@ from sklearn.model_selection import GridSearchCV, GroupShuffleSplit, StratifiedG
 
 from asm_dask.calibrate import CalibratedModel
 from asm_dask.grid import cell_ids
-from builders import write_job
+from builders import asm_dask
 
 ALPHAS = [0.01, 0.1, 1.0, 10.0]
 
 
-def asm_dask(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "asm_dask.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def run(country, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    job = write_job(folder, country.labels, country.features)
-    done = asm_dask("run", job, "--out", folder / "result")
-    assert done.returncode == 0, done.stderr
-    return folder / "result", done
-
-
-def test_outputs_of_a_run(run, country):
-    out, done = run
+def test_outputs_of_a_run(local_run, country):
+    out, done = local_run
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ["n_labels_read", "n_labels_kept", "n_labels_joined", "n_labels_unmatched", "n_cells",
                 "n_train", "n_test", "best_alpha", "cv_auc", "test_auc_uncalibrated", "test_auc_calibrated"]:
@@ -60,8 +44,8 @@ def test_outputs_of_a_run(run, country):
     assert "test ROC AUC" in done.stdout and str(out / "metrics.json") in done.stdout
 
 
-def test_predictions_read_back_with_geopandas_dask_geopandas_and_duckdb(run, country):
-    out, _ = run
+def test_predictions_read_back_with_geopandas_dask_geopandas_and_duckdb(local_run, country):
+    out, _ = local_run
     predictions = out / "predictions"
     frame = gpd.read_parquet(predictions)
     assert list(frame.columns) == ["cell_id", "lat", "lon", "score", "probability", "geometry"]
@@ -92,9 +76,9 @@ def _tie_exact(decision_function, X):
     return decision_function(unique)[inverse.ravel()]
 
 
-def test_results_equal_scikit_learn_in_memory(run, country):
+def test_results_equal_scikit_learn_in_memory(local_run, country):
     """The notebook's estimators, in memory, on the same rows and folds, agree to 1e-6."""
-    out, _ = run
+    out, _ = local_run
     metrics = json.loads((out / "metrics.json").read_text())
     features = pd.read_feather(country.features)
     coords = features["image_id"].str.replace("--", ".").str.extract(r"lat_(.*)__lon_(.*)").astype(float)

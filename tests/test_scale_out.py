@@ -1,0 +1,128 @@
+"""The same job on real Dask processes: a running scheduler, lost workers, resumed runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from builders import asm_dask, write_job
+
+# Many small partitions make the prediction stage long enough to interrupt.
+SMALL_PARTITIONS = {"rows_per_partition": 12}
+
+
+def _predictions(out) -> pd.DataFrame:
+    frame = pd.read_parquet(out / "predictions", columns=["cell_id", "score", "probability"])
+    return frame.sort_values("cell_id").reset_index(drop=True)
+
+
+def _metrics(out) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _job(folder, country, **features):
+    return write_job(folder, country.labels, country.features, features_settings=features)
+
+
+def _start(job, out, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "asm_dask.cli", "run", str(job), "--out", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_written_partitions(out, process, at_least: int) -> list[int]:
+    """Poll the run's manifest until ``at_least`` prediction partitions are written."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            written = json.loads((out / "manifest.json").read_text())["completed_partitions"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            written = []
+        if len(written) >= at_least:
+            return written
+        time.sleep(0.02)
+    raise TimeoutError("prediction did not start")
+
+
+def test_running_scheduler_gives_the_local_clusters_results(local_run, country, tmp_path,
+                                                            dask_scheduler_with_workers):
+    cluster = dask_scheduler_with_workers(n_workers=2)
+    done = asm_dask("run", write_job(tmp_path, country.labels, country.features), "--out", tmp_path / "remote",
+                    "--scheduler", cluster.address)
+    assert done.returncode == 0, done.stderr
+    local, remote = _predictions(local_run[0]), _predictions(tmp_path / "remote")
+    assert (local["cell_id"] == remote["cell_id"]).all()
+    np.testing.assert_allclose(remote["probability"], local["probability"], rtol=0, atol=1e-9)
+    assert _metrics(tmp_path / "remote") == _metrics(local_run[0])
+    assert all(p.poll() is None for p in [cluster.scheduler, *cluster.workers])  # left running
+
+
+def test_worker_killed_during_prediction(country, tmp_path, dask_scheduler_with_workers):
+    cluster = dask_scheduler_with_workers(n_workers=2)
+    out = tmp_path / "out"
+    run = _start(_job(tmp_path, country, **SMALL_PARTITIONS), out, "--scheduler", cluster.address)
+    written = _wait_for_written_partitions(out, run, at_least=2)
+    os.kill(cluster.workers[0].pid, signal.SIGKILL)
+    n_partitions = json.loads((out / "manifest.json").read_text())["n_partitions"]
+    assert len(written) < n_partitions  # the worker died mid-prediction
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    assert cluster.workers[0].wait() == -signal.SIGKILL
+    predictions = _predictions(out)
+    assert len(predictions) == country.n_cells and predictions["cell_id"].is_unique
+    assert sorted(os.listdir(out / "predictions")) == [f"part-{i:05d}.parquet" for i in range(n_partitions)]
+
+
+def test_killed_run_resumes_without_recomputing_written_partitions(local_run, country, tmp_path):
+    out = tmp_path / "out"
+    job = _job(tmp_path, country, **SMALL_PARTITIONS)
+    run = _start(job, out)
+    _wait_for_written_partitions(out, run, at_least=3)
+    os.killpg(run.pid, signal.SIGKILL)  # the run and its local cluster, as a crash would
+    run.wait()
+    written = json.loads((out / "manifest.json").read_text())["completed_partitions"]
+    stamps = {i: os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns for i in written}
+
+    again = asm_dask("run", job, "--out", out)
+    assert again.returncode == 0, again.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["resumed_partitions"] == len(written) > 0
+    assert manifest["completed_partitions"] == list(range(manifest["n_partitions"]))
+    for i, stamp in stamps.items():
+        assert os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns == stamp
+    uninterrupted = _predictions(local_run[0])
+    resumed = _predictions(out)
+    assert (resumed["cell_id"] == uninterrupted["cell_id"]).all()
+    np.testing.assert_allclose(resumed["probability"], uninterrupted["probability"], rtol=0, atol=1e-9)
+
+    # A changed setting must not reuse the written partitions.
+    settings = yaml.safe_load(job.read_text())
+    settings["model"] = {"alphas": [1.0, 100.0]}
+    job.write_text(yaml.safe_dump(settings))
+    changed = asm_dask("run", job, "--out", out)
+    assert changed.returncode == 0, changed.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resumed_partitions"] == 0
+    assert all(os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns != s for i, s in stamps.items())
+    assert set(_metrics(out)["cv_auc"]) == {"1.0", "100.0"}
+
+
+def test_same_results_on_one_worker_and_run_after_run(local_run, country, tmp_path):
+    cluster_file = tmp_path / "one.yaml"
+    cluster_file.write_text("kind: local\nn_workers: 1\nthreads_per_worker: 1\n")
+    done = asm_dask("run", write_job(tmp_path, country.labels, country.features), "--out", tmp_path / "one",
+                    "--cluster", cluster_file)
+    assert done.returncode == 0, done.stderr
+    assert _metrics(tmp_path / "one") == _metrics(local_run[0])
+    pd.testing.assert_frame_equal(_predictions(tmp_path / "one"), _predictions(local_run[0]))
+    manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert manifest["cluster"]["n_workers"] == 1
+    for key in ("run_key", "inputs", "settings", "versions", "completed_partitions"):
+        assert key in manifest
