@@ -39,10 +39,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_loaded(job, args: argparse.Namespace) -> int:
-    from .cluster import open_client
-    from .job import run_job
+    from .cluster import import_on_workers, open_client
 
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
+        # Workers import the stages (geopandas, scikit-learn...) while this process
+        # does the same, instead of when their first task arrives.
+        import_on_workers(client, "asm_dask.job")
+        from .job import run_job
+
         result = run_job(job, client)
     m = result.metrics
     print(f"best alpha {m['best_alpha']}: test ROC AUC {m['test_auc_uncalibrated']:.3f} "

@@ -98,10 +98,9 @@ def open_client(
 
     Notes
     -----
-    With neither argument, a :class:`distributed.LocalCluster` is started on
-    127.0.0.1 with one single-threaded worker process per available core and the
-    memory split evenly between them. Only clusters started here are shut down
-    on exit.
+    With neither argument, a :class:`distributed.LocalCluster` is started in this
+    process: one worker with a thread per available core and the machine's memory.
+    Only clusters started here are shut down on exit.
     """
     if cluster_file is not None and scheduler is not None:
         raise ClusterFileError("give either a cluster file or a scheduler address, not both")
@@ -114,6 +113,11 @@ def open_client(
         else:
             cluster = stack.enter_context(distributed.LocalCluster(**_local_kwargs({})))
             client = stack.enter_context(distributed.Client(cluster))
+        if isinstance(client.cluster, distributed.LocalCluster) and not client.cluster.processes:
+            # An in-process scheduler has no network address; its dashboard listens on
+            # loopback, which the default link (built from the host's address) misses.
+            stack.enter_context(dask.config.set(
+                {"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"}))
         if progress:
             # Printed before waiting, so the dashboard can be watched while batch
             # jobs sit in a queue.
@@ -126,6 +130,17 @@ def open_client(
                 f"within {timeout:g} s"
             ) from None
         yield client
+
+
+def import_on_workers(client: distributed.Client, module: str) -> None:
+    """Have every current worker import ``module`` now, without waiting for it."""
+    for address in client.scheduler_info(n_workers=-1)["workers"]:
+        distributed.fire_and_forget(client.submit(
+            _import_module, module, workers=[address], allow_other_workers=False, pure=False))
+
+
+def _import_module(module: str) -> None:
+    importlib.import_module(module)
 
 
 def describe(client: distributed.Client) -> dict[str, Any]:
@@ -220,22 +235,28 @@ def _read_cluster_file(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _local_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
-    """LocalCluster arguments: machine-sized defaults, overridden by ``settings``."""
+    """LocalCluster arguments: machine-sized defaults, overridden by ``settings``.
+
+    By default one worker runs a thread per core inside this process. asm_dask's tasks
+    spend their time in NumPy, BLAS, Arrow and GEOS, which release the GIL, so threads
+    compute in parallel, while sharing one process saves starting and importing into
+    a process per core, copying the training kernel to each, and the memory of all that.
+    ``processes: true`` gives one single-threaded worker process per core instead.
+    """
     # dask's count honours CPU affinity and cgroup quotas (containers, SLURM
     # allocations), unlike os.cpu_count(); likewise MEMORY_LIMIT honours cgroups.
-    n_workers = settings.get("n_workers", dask.system.CPU_COUNT)
-    defaults = {
-        "n_workers": n_workers,
-        # One task per process: pandas code that holds the GIL still runs in
-        # parallel, and each task gets a whole worker's memory limit to itself.
-        "threads_per_worker": 1,
-        "processes": True,
-        "memory_limit": MEMORY_LIMIT // max(n_workers, 1),
-        "host": "127.0.0.1",
-        # Ephemeral port, so concurrent runs on one machine never clash.
-        "dashboard_address": ":0",
-    }
-    return defaults | settings
+    if settings.get("processes", False):
+        n_workers = settings.get("n_workers", dask.system.CPU_COUNT)
+        defaults = {"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
+                    "memory_limit": MEMORY_LIMIT // max(n_workers, 1), "host": "127.0.0.1"}
+    else:
+        n_workers = settings.get("n_workers", 1)
+        defaults = {"n_workers": n_workers,
+                    "threads_per_worker": max(dask.system.CPU_COUNT // max(n_workers, 1), 1),
+                    "processes": False, "memory_limit": MEMORY_LIMIT // max(n_workers, 1),
+                    "worker_dashboard_address": "127.0.0.1:0"}
+    # Loopback only, on an ephemeral port, so concurrent runs on one machine never clash.
+    return defaults | {"dashboard_address": "127.0.0.1:0"} | settings
 
 
 def _check_local_keys(path: Path, settings: dict[str, Any]) -> None:

@@ -64,12 +64,12 @@ def run_job(job: Job, client: Client) -> RunResult:
             raise InputError(f"{job.labels.path}: none of the {labels.n_kept} labels falls on a cell "
                              f"of {job.features.path}; check that both use longitude/latitude degrees")
         rows = joined.rows
-        X = gather_rows(store, rows["partition"].to_numpy(), rows["row"].to_numpy(), client)
         y = rows["label"].to_numpy().astype(int)
-
-    with clock("fit"):
         groups = split_groups(rows["cell_id"].to_numpy(), rows["cell_lat"].to_numpy(),
                               rows["cell_lon"].to_numpy(), job.split)
+        X = gather_rows(store, rows["partition"].to_numpy(), rows["row"].to_numpy(), client)
+
+    with clock("fit"):
         train, test = train_test_split_groups(y, groups, job.split, job.labels.path)
         folds = cv_folds(y[train], groups[train], job.model.cv_folds, job.labels.path)
         ridge = RidgeGridClassifier(alphas=job.model.alphas, client=client)

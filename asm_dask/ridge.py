@@ -93,7 +93,7 @@ class RidgeGridClassifier:
         Z = np.asarray(X[first], dtype=np.float64) - mean
         # One BLAS call in this process: for thousands of labels it takes well under a
         # second, less than shipping the rows to workers and the blocks back.
-        K = (Z @ Z.T)[np.ix_(row_ids, row_ids)]
+        K = single_threaded(np.matmul, Z, Z.T)[np.ix_(row_ids, row_ids)]
         shared = _share(self.client, {"K": K, "target": target, "row_ids": row_ids})
 
         fold_scores = _run(self.client, _fold_scores,
@@ -162,14 +162,22 @@ def _run(client: Client | None, func, argument_list: list[tuple], shared: dict) 
 
 
 def single_threaded(func, *args, **kwargs):
-    """``func(*args, **kwargs)`` with BLAS and LAPACK on one thread.
+    """``func(*args, **kwargs)``, with BLAS and LAPACK on one thread in this process.
 
     Multithreaded BLAS may split a sum differently with another thread count, which
-    changes the last bits of a result. One thread makes a task's result the same on
-    every worker, whatever its environment, and the job's results reproducible.
+    changes the last bits of a result. With one thread everywhere, the job's results
+    are the same bit for bit on any cluster, run after run; parallelism comes from
+    Dask's tasks instead. The limit stays for the life of the process: restoring it
+    when one task ends would change it under a task still running in another thread.
     """
-    with threadpool_limits(limits=1):
-        return func(*args, **kwargs)
+    global _blas_limited
+    if not _blas_limited:
+        threadpool_limits(limits=1)
+        _blas_limited = True
+    return func(*args, **kwargs)
+
+
+_blas_limited = False
 
 
 def _dual_coef(rows: np.ndarray, alpha: float, K: np.ndarray, target: np.ndarray,
@@ -203,11 +211,19 @@ def _fold_scores(train: np.ndarray, valid: np.ndarray, alphas: np.ndarray, K: np
 
 
 def _solve(Kc: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """``(Kc + alpha I)^-1 y`` by Cholesky, as scikit-learn's kernel ridge solver does."""
-    A = Kc.copy()
-    A.flat[:: len(A) + 1] += alpha
-    return linalg.cho_solve(linalg.cho_factor(A, overwrite_a=True, check_finite=False), y,
-                            check_finite=False)
+    """``(Kc + alpha I)^-1 y`` by Cholesky, as scikit-learn's kernel ridge solver does.
+
+    Like scikit-learn, alpha is added to the diagonal and taken off again afterwards,
+    rather than copying the kernel.
+    """
+    diagonal = Kc.flat[:: len(Kc) + 1]
+    Kc.flat[:: len(Kc) + 1] = diagonal + alpha
+    # NumPy's Cholesky releases the GIL (SciPy's holds it), so tasks in threads overlap.
+    lower = np.linalg.cholesky(Kc)
+    Kc.flat[:: len(Kc) + 1] = diagonal
+    # The transpose of a C-ordered lower factor is a Fortran-ordered upper one, which
+    # LAPACK takes without the copy it would make of the lower factor.
+    return linalg.cho_solve((lower.T, False), y, check_finite=False)
 
 
 def _centred(K: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

@@ -9,7 +9,7 @@ spatially autocorrelated, so random splits flatter a model).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+from sklearn.model_selection import GroupShuffleSplit, StratifiedKFold
 
 from .config import SplitConfig
 from .errors import InputError
@@ -39,14 +39,26 @@ def train_test_split_groups(y: np.ndarray, groups: np.ndarray, config: SplitConf
 
 def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int,
              source: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds of the training rows, each group within one fold."""
-    n_groups = len(np.unique(groups))
-    if n_groups < n_folds:
-        raise InputError(f"{source}: only {n_groups} labelled cells/blocks in the training set, "
+    """Folds of whole groups, stratified by each group's majority class.
+
+    ``StratifiedKFold`` over the groups, each labelled by the class most of its rows
+    hold (1 on a tie), then expanded to their rows. scikit-learn's
+    ``StratifiedGroupKFold`` balances classes more finely but loops in Python over the
+    groups: a second for three thousand labelled cells.
+    """
+    unique, group_of_row = np.unique(groups, return_inverse=True)
+    group_of_row = group_of_row.ravel()
+    if len(unique) < n_folds:
+        raise InputError(f"{source}: only {len(unique)} labelled cells/blocks in the training set, "
                          f"fewer than model.cv_folds={n_folds}")
-    folds = list(StratifiedGroupKFold(n_splits=n_folds).split(np.zeros(len(y)), y, groups))
-    for k, (_, valid) in enumerate(folds):
-        if len(np.unique(y[valid])) < 2:
-            raise InputError(f"{source}: cross-validation fold {k + 1} holds one class only; "
-                             "more labels of each class are needed (or fewer model.cv_folds)")
+    positives = np.bincount(group_of_row, weights=y, minlength=len(unique))
+    group_class = (2 * positives >= np.bincount(group_of_row, minlength=len(unique))).astype(int)
+    if np.bincount(group_class, minlength=2).min() < n_folds:
+        raise InputError(f"{source}: fewer than model.cv_folds={n_folds} labelled cells/blocks of "
+                         "one class in the training set; more labels of each class are needed "
+                         "(or fewer model.cv_folds)")
+    folds = []
+    for _, valid_groups in StratifiedKFold(n_splits=n_folds).split(np.zeros(len(unique)), group_class):
+        valid = np.isin(group_of_row, valid_groups)
+        folds.append((np.flatnonzero(~valid), np.flatnonzero(valid)))
     return folds

@@ -49,16 +49,30 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def test_default_is_a_local_cluster_sized_to_the_machine_and_shut_down_after(capfd):
+def test_default_is_an_in_process_local_cluster_sized_to_the_machine(capfd):
     with open_client() as client:
+        cluster = client.cluster
+        info = describe(client)
+        assert client.submit(os.getpid, pure=False).result() == os.getpid()  # threads, here
+        link = client.dashboard_link
+        assert _accepts_connections(link)
+    assert (info["n_workers"], info["threads"]) == (1, dask.system.CPU_COUNT)
+    assert info["memory_bytes"] == MEMORY_LIMIT
+    assert info["scheduler"].startswith("inproc://")
+    assert f"Dask dashboard: {link}" in capfd.readouterr().err
+    assert link.startswith("http://127.0.0.1:")
+    assert cluster.status.name == "closed" and not _accepts_connections(link)
+
+
+def test_worker_processes_on_request_and_shut_down_after(tmp_path):
+    path = _write(tmp_path, {"kind": "local", "processes": True})
+    with open_client(path, progress=False) as client:
         assert client.submit(os.getpid, pure=False).result() != os.getpid()
         info = describe(client)
         worker_pids = list(client.run(os.getpid).values())
-    assert info["n_workers"] == dask.system.CPU_COUNT
-    assert info["threads"] == info["n_workers"]
+    assert info["n_workers"] == dask.system.CPU_COUNT and info["threads"] == info["n_workers"]
     assert 0 <= MEMORY_LIMIT - info["memory_bytes"] < info["n_workers"]  # integer division
     assert info["scheduler"].startswith("tcp://127.0.0.1:")
-    assert "Dask dashboard: http://127.0.0.1:" in capfd.readouterr().err
     assert not _accepts_connections(info["scheduler"])
     assert all(_gone(pid) for pid in worker_pids)
 
@@ -78,7 +92,7 @@ def test_existing_scheduler_is_used_and_left_running(dask_scheduler_with_workers
 
 
 def test_local_cluster_file(tmp_path):
-    path = _write(tmp_path, {"kind": "local", "n_workers": 1})
+    path = _write(tmp_path, {"kind": "local", "n_workers": 1, "processes": True})
     with open_client(path, progress=False) as client:
         assert client.submit(os.getpid, pure=False).result() != os.getpid()
         info = describe(client)
@@ -93,7 +107,7 @@ def test_scale_key_adds_workers(tmp_path):
 
 
 def test_no_worker_gives_a_timeout_naming_the_scheduler(tmp_path):
-    path = _write(tmp_path, {"kind": "local", "n_workers": 0, "worker_timeout": 0.5})
+    path = _write(tmp_path, {"kind": "local", "processes": True, "n_workers": 0, "worker_timeout": 0.5})
     expected = r"^no Dask worker joined the scheduler at tcp://127\.0\.0\.1:\d+ within 0\.5 s$"
     with pytest.raises(TimeoutError, match=expected) as error:
         with open_client(path, progress=False):
