@@ -23,8 +23,9 @@ from typing import Any
 
 import dask.system
 import distributed
-import yaml
 from distributed.system import MEMORY_LIMIT
+
+from .config import read_yaml
 
 from .errors import InputError
 
@@ -216,12 +217,7 @@ def _open_from_file(path: Path, stack: contextlib.ExitStack) -> tuple[distribute
 
 def _read_cluster_file(path: Path) -> tuple[str, dict[str, Any]]:
     """Return the ``kind`` and the remaining settings of a cluster file."""
-    if not path.is_file():
-        raise ClusterFileNotFoundError(f"cluster file {path} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ClusterFileError(f"{path}: not valid YAML: {_one_line(exc)}") from None
+    spec = read_yaml(path, "cluster file", missing=ClusterFileNotFoundError, invalid=ClusterFileError)
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ClusterFileError(
             f"{path}: expected a mapping with a 'kind' key (one of {', '.join(KINDS)})"

@@ -83,13 +83,18 @@ class Job:
 def load_job(path: str | os.PathLike) -> Job:
     """Read and validate a job file; relative paths resolve against its folder."""
     path = Path(path)
+    return job_from_dict(read_yaml(path, "job file"), base=path.parent, source=str(path))
+
+
+def read_yaml(path: Path, what: str, missing: type[Exception] = InputError,
+              invalid: type[Exception] = InputError) -> Any:
+    """A YAML file's content; ``missing`` or ``invalid`` raised with a one-line message."""
     if not path.is_file():
-        raise InputError(f"{path}: job file not found")
+        raise missing(f"{path}: {what} not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({_first_line(exc)})") from None
-    return job_from_dict(raw, base=path.parent, source=str(path))
+        raise invalid(f"{path}: not valid YAML ({_first_line(exc)})") from None
 
 
 def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") -> Job:
