@@ -64,12 +64,11 @@ def _run_loaded(job, args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from .cluster import open_client
     from .config import load_job
-    from .store import default_store_root, open_store
+    from .store import open_store, store_root
 
     job = load_job(args.job)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
-        store = open_store(job.features, job.features.store or default_store_root(
-            job.features.path, job.output), client)
+        store = open_store(job.features, store_root(job.features, job.output), client)
     print(json.dumps({"store": store.path, "n_cells": store.n_cells, "n_features": store.n_features,
                       "n_partitions": len(store.partitions),
                       "n_cells_dropped_nonfinite": store.n_dropped_nonfinite}, indent=1))

@@ -88,16 +88,6 @@ def detect_layout(path: str, prefix: str | None = None) -> FeatureLayout:
                          lon_column=None if image_id else lon)
 
 
-def chunk_count(layout: FeatureLayout) -> int | None:
-    """How many independently readable chunks the file has (``None`` for CSV)."""
-    with open_input(layout.path) as f:
-        if layout.format == "feather":
-            return ipc.open_file(f).num_record_batches
-        if layout.format == "parquet":
-            return pq.ParquetFile(f).num_row_groups
-    return None
-
-
 def chunk_offsets(layout: FeatureLayout) -> list[int]:
     """The first row of each chunk (Feather and Parquet), so chunks can name their rows."""
     with open_input(layout.path) as f:

@@ -18,22 +18,23 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Iterator
 
+import fsspec
 import numpy as np
 import pandas as pd
 from distributed import Client
 from sklearn.metrics import roc_auc_score
 
-from .cluster import describe
 from .calibrate import CalibratedModel, fit_isotonic
+from .cluster import describe
 from .config import Job
 from .errors import InputError
 from .join import join_labels
-from .labels import read_labels
+from .labels import Labels, read_labels
 from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
 from .report import plot_label_counts, plot_probability_map, plot_roc, write_metrics
 from .ridge import RidgeGridClassifier
 from .split import cv_folds, split_groups, train_test_split_groups
-from .store import default_store_root, gather_rows, open_store
+from .store import FeatureStore, gather_rows, open_store, store_root
 
 PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
             "geopandas", "dask-geopandas")
@@ -56,8 +57,7 @@ def run_job(job: Job, client: Client) -> RunResult:
     with clock("read labels"):
         labels = read_labels(job.labels)
     with clock("ingest or open feature store"):
-        store = open_store(job.features, job.features.store or default_store_root(
-            job.features.path, job.output), client)
+        store = open_store(job.features, store_root(job.features, job.output), client)
     with clock("join"):
         joined = join_labels(labels, store, client)
         if joined.rows.empty:
@@ -125,7 +125,7 @@ def run_job(job: Job, client: Client) -> RunResult:
         plot_roc(os.path.join(figures, "roc.png"), y[test], test_scores, test_probability,
                  metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
         plot_label_counts(os.path.join(figures, "label_counts.png"),
-                          _label_count_table(labels, rows, y, train, test))
+                          _label_count_table(labels, y, train, test))
         plot_probability_map(os.path.join(figures, "probability_map.png"), grid, store.cell_size,
                              f"Predicted ASM probability ({len(grid):,} cells)",
                              positives=rows[rows["label"] == 1])
@@ -142,7 +142,7 @@ def _labelled_cells(rows: pd.DataFrame, train: np.ndarray, test: np.ndarray) -> 
     return table
 
 
-def _label_count_table(labels, rows: pd.DataFrame, y: np.ndarray, train, test) -> pd.DataFrame:
+def _label_count_table(labels: Labels, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> pd.DataFrame:
     kept = labels.points["label"].to_numpy()
     steps = {"kept by filters": kept, "joined to a cell": y, "train": y[train], "test": y[test]}
     return pd.DataFrame({name: [int((v == 0).sum()), int((v == 1).sum())] for name, v in steps.items()},
@@ -151,7 +151,7 @@ def _label_count_table(labels, rows: pd.DataFrame, y: np.ndarray, train, test) -
 
 def _run_key(job: Job, store_key: str) -> str:
     """Fingerprint of everything a prediction depends on; the output path is not part of it."""
-    with open(job.labels.path, "rb") as f:
+    with fsspec.open(job.labels.path, "rb") as f:
         labels_digest = hashlib.sha256(f.read()).hexdigest()
     settings = job.as_dict()
     settings.pop("output")
@@ -167,7 +167,7 @@ def _versions() -> dict[str, str]:
     return {name: version(name) for name in PACKAGES}
 
 
-def _describe_run(job: Job, store, client: Client) -> dict[str, Any]:
+def _describe_run(job: Job, store: FeatureStore, client: Client) -> dict[str, Any]:
     return {"inputs": {"labels": job.labels.path, "features": job.features.path,
                        "features_fingerprint": store.source["ukey"], "store": store.path},
             "settings": job.as_dict(), "versions": _versions(), "python": platform.python_version(),

@@ -78,11 +78,14 @@ class FeatureStore:
         return os.path.join(self.path, self.partitions[index].file)
 
 
-def default_store_root(features_path: str, output: str) -> str:
-    """Beside a local features file; inside the output folder for a remote one."""
-    if "://" in features_path and not features_path.startswith("file://"):
+def store_root(config: FeaturesConfig, output: str) -> str:
+    """Where a job's stores go: ``features.store`` if set; else beside a local features
+    file, or inside the output folder for a remote one."""
+    if config.store:
+        return config.store
+    if "://" in config.path and not config.path.startswith("file://"):
         return os.path.join(output, ".asm_dask_store")
-    return features_path.removeprefix("file://") + ".asm_dask_store"
+    return config.path.removeprefix("file://") + ".asm_dask_store"
 
 
 def open_store(config: FeaturesConfig, root: str, client: Client) -> FeatureStore:

@@ -127,3 +127,23 @@ def test_demo_command_runs_on_built_in_data(tmp_path):
     assert "Dask dashboard: http" in done.stderr
     metrics = json.loads((tmp_path / "demo" / "results" / "metrics.json").read_text())
     assert metrics["n_cells"] > 800 and metrics["n_features"] == 16
+
+
+def test_inputs_from_an_fsspec_url(country, tmp_path):
+    """Inputs behind a URL (here fsspec's in-memory filesystem) go through fsspec, not the disk."""
+    import fsspec
+
+    from asm_dask.cluster import open_client
+    from asm_dask.config import job_from_dict
+    from asm_dask.job import run_job
+
+    memory = fsspec.filesystem("memory")
+    for source in (country.labels, country.features):
+        memory.pipe(f"/country/{source.name}", source.read_bytes())
+    job = job_from_dict({"labels": {"path": "memory://country/SLE_mines.csv"},
+                         "features": {"path": "memory://country/SLE_features.feather"},
+                         "output": str(tmp_path / "out")})
+    with open_client(progress=False) as client:  # in-process workers see the memory filesystem
+        result = run_job(job, client)
+    assert result.metrics["n_cells"] == country.n_cells
+    assert (tmp_path / "out" / ".asm_dask_store").is_dir()  # a remote input's store goes with the output
