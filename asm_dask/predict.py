@@ -31,11 +31,11 @@ from .calibrate import CalibratedModel
 from .grid import CRS, cell_squares
 from .progress import wait_with_progress
 from .ridge import single_threaded
-from .store import FeatureStore, read_cells, read_feature_columns
+from .store import FeatureStore, read_cells, read_features
 
-# Features are summed in blocks of this many columns, converted to float64 on the way:
-# exact sums without a float64 copy of the whole partition.
-SCORE_BLOCK_COLUMNS = 256
+# Cells are scored in blocks of this many rows, converted to float64 on the way: exact
+# sums without a float64 copy of the whole partition.
+SCORE_BLOCK_ROWS = 1024
 
 
 def model_hash(model: CalibratedModel) -> str:
@@ -82,11 +82,11 @@ def predict_partition(store_path: str, out_path: str, model: CalibratedModel,
                       cell_size: float) -> dict[str, Any]:
     """Score, calibrate and write one partition's cells; return counts for the report."""
     cells = read_cells(store_path)
-    columns = read_feature_columns(store_path)
-    score = np.full(len(cells), model.intercept)
-    for start in range(0, len(columns), SCORE_BLOCK_COLUMNS):
-        block = np.vstack(columns[start:start + SCORE_BLOCK_COLUMNS])
-        score += model.coef[start:start + SCORE_BLOCK_COLUMNS] @ block.astype(np.float64)
+    features = read_features(store_path)
+    score = np.empty(len(cells))
+    for start in range(0, len(cells), SCORE_BLOCK_ROWS):
+        block = features[start:start + SCORE_BLOCK_ROWS]
+        score[start:start + len(block)] = model.decision_function(block)
     probability = model.calibrate(score)
     frame = gpd.GeoDataFrame(
         {"cell_id": cells["cell_id"], "lat": cells["lat"], "lon": cells["lon"],

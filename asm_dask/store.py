@@ -3,10 +3,12 @@
 Why a store: the inputs come as CSV (slow to parse), compressed Feather with batches of
 64k rows (1 GB each at 4000 features) or Parquet, and every stage reads the features in
 a different way. The store holds them as uncompressed Arrow IPC files, one per partition
-of about 128 MB, each with ``cell_id``, ``lat``, ``lon`` and one float32 column per
-feature. Memory-mapped, a stage reads only the columns it touches: the join reads three
-columns of each partition, the training gather a few rows, the prediction every column
-of one partition at a time.
+of about 128 MB, each with ``cell_id``, ``lat``, ``lon`` and ``features``, a
+``FixedSizeList<float32>`` holding each cell's features side by side (row-major: a
+zero-copy 2-D NumPy array). Memory-mapped, a stage reads only what it touches: the join
+three small columns of each partition, the training gather the pages of a few rows (a
+column per feature would put every row on a page of every column), the prediction one
+partition at a time.
 
 A store is keyed by a fingerprint of the input file (its path, size and modification
 time) and of the settings that shape it, so a changed input or setting never reuses it.
@@ -38,7 +40,8 @@ from .features import (FeatureChunk, FeatureLayout, chunk_offsets, detect_layout
 from .grid import cell_ids
 from .progress import wait_with_progress
 
-STORE_VERSION = 1
+STORE_VERSION = 2
+TRANSPOSE_BLOCK_COLUMNS = 256
 PARTITION_BYTES = 128 << 20
 MANIFEST = "store.json"
 
@@ -140,16 +143,15 @@ def read_cells(path: str) -> pd.DataFrame:
                          for name in ("cell_id", "lat", "lon")})
 
 
-def read_feature_columns(path: str) -> list[np.ndarray]:
-    """One partition's features, one zero-copy float32 array per feature."""
-    batch = _read(path)
-    return [batch.column(i).to_numpy() for i in range(3, batch.num_columns)]
+def read_features(path: str) -> np.ndarray:
+    """One partition's features as a zero-copy ``(n_cells, n_features)`` float32 matrix."""
+    vectors = _read(path).column("features")
+    return vectors.values.to_numpy().reshape(len(vectors), vectors.type.list_size)
 
 
 def read_feature_rows(path: str, rows: np.ndarray) -> np.ndarray:
-    """Some rows of one partition as a ``(len(rows), n_features)`` float32 matrix."""
-    columns = [c[rows] for c in read_feature_columns(path)]
-    return np.ascontiguousarray(np.vstack(columns).T) if columns else np.empty((len(rows), 0))
+    """Some rows of one partition; row-major, so only those rows' pages are read."""
+    return read_features(path)[rows]
 
 
 def gather_rows(store: FeatureStore, partition: np.ndarray, row: np.ndarray,
@@ -214,25 +216,24 @@ def _ingest_csv(layout: FeatureLayout, out_dir: str, rows: int, cell_size: float
 def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int,
                  cell_size: float) -> dict[str, Any]:
     """Drop rows with non-finite features, add cell ids, write partitions of ``rows`` rows."""
-    finite = np.ones(len(chunk.lat), dtype=bool)
-    for column in chunk.features.columns:
-        finite &= np.isfinite(column.to_numpy(zero_copy_only=False))
+    features = _row_major(chunk.features)
+    finite = np.isfinite(features).all(axis=1)
     input_rows = np.arange(chunk.first_row, chunk.first_row + len(finite), dtype=np.int64)
     dropped_at = np.flatnonzero(~finite)
     dropped = [(int(input_rows[i]) + 1, float(chunk.lat[i]), float(chunk.lon[i])) for i in dropped_at[:10]]
-    features, lat, lon = chunk.features, chunk.lat, chunk.lon
+    lat, lon = chunk.lat, chunk.lon
     if len(dropped_at):
-        features, lat, lon = features.filter(pa.array(finite)), lat[finite], lon[finite]
-        input_rows = input_rows[finite]
+        features, lat, lon, input_rows = features[finite], lat[finite], lon[finite], input_rows[finite]
     ids = cell_ids(lat, lon, cell_size)
     half = cell_size / 2
     partitions = []
     for sub, start in enumerate(range(0, len(ids), rows)):
         stop = min(start + rows, len(ids))
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(features[start:stop].ravel()),
+                                                    features.shape[1])
         batch = pa.RecordBatch.from_arrays(
-            [pa.array(ids[start:stop]), pa.array(lat[start:stop]), pa.array(lon[start:stop]),
-             *features.slice(start, stop - start).columns],
-            names=["cell_id", "lat", "lon", *features.schema.names])
+            [pa.array(ids[start:stop]), pa.array(lat[start:stop]), pa.array(lon[start:stop]), vectors],
+            names=["cell_id", "lat", "lon", "features"])
         name = f"part-{index:05d}-{sub:04d}.arrow"
         with ipc.new_file(os.path.join(out_dir, name), batch.schema) as writer:
             writer.write_batch(batch)
@@ -241,6 +242,20 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int,
         partitions.append(Partition(name, stop - start, bounds))
     return {"partitions": partitions, "cell_ids": ids, "input_rows": input_rows,
             "n_dropped": len(dropped_at), "dropped_examples": dropped}
+
+
+def _row_major(columns: pa.RecordBatch) -> np.ndarray:
+    """The feature columns as one C-ordered float32 matrix, missing values as NaN.
+
+    Transposed a block of columns at a time: a whole-matrix transpose walks memory with
+    a stride of a row and runs several times slower.
+    """
+    out = np.empty((columns.num_rows, columns.num_columns), dtype=np.float32)
+    for start in range(0, columns.num_columns, TRANSPOSE_BLOCK_COLUMNS):
+        block = columns.columns[start:start + TRANSPOSE_BLOCK_COLUMNS]
+        out[:, start:start + len(block)] = np.vstack(
+            [c.to_numpy(zero_copy_only=False) for c in block]).T
+    return out
 
 
 def _check_unique_cells(path: str, results: list[dict[str, Any]]) -> None:

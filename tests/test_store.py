@@ -10,7 +10,7 @@ from asm_dask.config import FeaturesConfig
 from asm_dask.errors import InputError
 from asm_dask.features import detect_layout
 from asm_dask.grid import cell_ids
-from asm_dask.store import load_store, open_store, read_cells, read_feature_columns
+from asm_dask.store import load_store, open_store, read_cells, read_features
 from builders import grid_features, image_id, write_feather
 
 LATS = np.round(np.arange(8.005, 8.1, 0.01), 3)
@@ -21,7 +21,7 @@ def _store_frame(store) -> pd.DataFrame:
     parts = []
     for i in range(len(store.partitions)):
         cells = read_cells(store.partition_path(i))
-        for name, column in zip(store.feature_names, read_feature_columns(store.partition_path(i))):
+        for name, column in zip(store.feature_names, read_features(store.partition_path(i)).T):
             cells[name] = column
         parts.append(cells)
     return pd.concat(parts, ignore_index=True)
