@@ -41,7 +41,6 @@ from .grid import cell_ids
 from .progress import wait_with_progress
 
 STORE_VERSION = 2
-TRANSPOSE_BLOCK_COLUMNS = 256
 PARTITION_BYTES = 128 << 20
 MANIFEST = "store.json"
 
@@ -245,16 +244,12 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int,
 
 
 def _row_major(columns: pa.RecordBatch) -> np.ndarray:
-    """The feature columns as one C-ordered float32 matrix, missing values as NaN.
-
-    Transposed a block of columns at a time: a whole-matrix transpose walks memory with
-    a stride of a row and runs several times slower.
-    """
+    """The feature columns as one C-ordered float32 matrix, missing values as NaN."""
+    # Column by column beats blocked transposes and Arrow's to_tensor here once two
+    # threads ingest at the same time: it holds the GIL least.
     out = np.empty((columns.num_rows, columns.num_columns), dtype=np.float32)
-    for start in range(0, columns.num_columns, TRANSPOSE_BLOCK_COLUMNS):
-        block = columns.columns[start:start + TRANSPOSE_BLOCK_COLUMNS]
-        out[:, start:start + len(block)] = np.vstack(
-            [c.to_numpy(zero_copy_only=False) for c in block]).T
+    for j, column in enumerate(columns.columns):
+        out[:, j] = column.to_numpy(zero_copy_only=False)
     return out
 
 
