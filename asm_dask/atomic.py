@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from pathlib import Path
+from typing import Iterator
 
 
 def temporary_path(path: str | os.PathLike) -> str:
@@ -12,9 +15,19 @@ def temporary_path(path: str | os.PathLike) -> str:
     return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:8]}")
 
 
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed over it on success, removed on failure."""
+    tmp = Path(temporary_path(path))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write a text file so that readers see the old file or the new one, never half."""
-    tmp = temporary_path(path)
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(text)

@@ -9,10 +9,8 @@ clustered mining signal, and the awkward cases the pipeline must handle
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from asm_dask.atomic import temporary_path
+from asm_dask.atomic import replacing
 
 __all__ = ["DemoFiles", "make_country"]
 
@@ -130,18 +128,6 @@ class _Fields:
         """(waves + 2, n) float32: the smooth waves, the mining intensity and a constant 1."""
         waves = np.cos(np.outer(self.freq[0], u) + np.outer(self.freq[1], v) + self.phase[:, None])
         return np.vstack([waves, self.mining(u, v), np.ones_like(u)]).astype(np.float32)
-
-
-@contextlib.contextmanager
-def _atomic(path: pathlib.Path) -> Iterator[pathlib.Path]:
-    """Yield a temporary path beside ``path``, renamed over it on success, removed on failure."""
-    tmp = pathlib.Path(temporary_path(path))
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _cell_labels(values: np.ndarray, prefix: str, size: float) -> pa.Array:
@@ -281,8 +267,8 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
     fields = _Fields.draw(grid, field_rng)
     files = DemoFiles(out / "SLE_mines.csv", out / "SLE_features.feather",
                       int(grid.mask.sum()), n_labels)
-    with _atomic(files.labels) as tmp:
+    with replacing(files.labels) as tmp:
         _labels(grid, fields, n_labels, label_rng).to_csv(tmp, index=False)
-    with _atomic(files.features) as tmp:
+    with replacing(files.features) as tmp:
         _write_features(tmp, grid, fields, n_features, rows_per_batch, feature_rng)
     return files

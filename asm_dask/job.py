@@ -24,6 +24,7 @@ import pandas as pd
 from distributed import Client
 from sklearn.metrics import roc_auc_score
 
+from .atomic import replacing
 from .calibrate import CalibratedModel, fit_isotonic
 from .cluster import describe
 from .config import Job
@@ -120,8 +121,10 @@ def run_job(job: Job, client: Client) -> RunResult:
         if len(grid) != store.n_cells:
             raise RuntimeError(f"{predictions_dir}: {len(grid)} predicted cells, expected {store.n_cells}")
         metrics["mean_probability"] = float(grid["probability"].mean())
-        joined.unmatched.to_csv(os.path.join(out, "unmatched_labels.csv"), index=False)
-        _labelled_cells(rows, train, test).to_csv(os.path.join(out, "labelled_cells.csv"), index=False)
+        with replacing(os.path.join(out, "unmatched_labels.csv")) as tmp:
+            joined.unmatched.to_csv(tmp, index=False)
+        with replacing(os.path.join(out, "labelled_cells.csv")) as tmp:
+            _labelled_cells(rows, train, test).to_csv(tmp, index=False)
         plot_roc(os.path.join(figures, "roc.png"), y[test], test_scores, test_probability,
                  metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
         plot_label_counts(os.path.join(figures, "label_counts.png"),

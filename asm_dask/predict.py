@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 from distributed import Client
 
-from .atomic import temporary_path, write_atomic
+from .atomic import replacing, write_atomic
 from .calibrate import CalibratedModel
 from .grid import CRS, cell_squares
 from .progress import wait_with_progress
@@ -92,9 +92,8 @@ def predict_partition(store_path: str, out_path: str, model: CalibratedModel,
         {"cell_id": cells["cell_id"], "lat": cells["lat"], "lon": cells["lon"],
          "score": score, "probability": probability},
         geometry=cell_squares(cells["lat"].to_numpy(), cells["lon"].to_numpy(), cell_size), crs=CRS)
-    tmp = temporary_path(out_path)
-    frame.to_parquet(tmp, index=False, write_covering_bbox=True, compression="zstd")
-    os.replace(tmp, out_path)
+    with replacing(out_path) as tmp:
+        frame.to_parquet(tmp, index=False, write_covering_bbox=True, compression="zstd")
     return {"n_cells": len(frame), "probability_sum": float(probability.sum())}
 
 

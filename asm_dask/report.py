@@ -7,7 +7,6 @@ thousands of polygons, which is what made the notebook's map slow.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import matplotlib
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from .atomic import temporary_path, write_atomic
+from .atomic import replacing, write_atomic
 
 
 def write_metrics(path: str, metrics: dict[str, Any]) -> None:
@@ -89,7 +88,6 @@ def plot_probability_map(path: str, grid: pd.DataFrame, cell_size: float, title:
 
 def _save(fig: plt.Figure, path: str) -> None:
     fig.tight_layout()
-    tmp = temporary_path(path) + ".png"
-    fig.savefig(tmp, dpi=120)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

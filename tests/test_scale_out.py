@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
 from builders import asm_dask, write_job
