@@ -115,7 +115,7 @@ def run_job(job: Job, client: Client) -> RunResult:
     model.save(os.path.join(out, "model.json"))
     with clock("predict"):
         predict_cells(store, model, predictions_dir, done, client,
-                      on_written=lambda index, _: manifest.mark_written(index))
+                      on_written=manifest.mark_written)
     with clock("report"):
         grid = read_prediction_grid(predictions_dir)
         if len(grid) != store.n_cells:

@@ -50,37 +50,31 @@ def partition_file(index: int) -> str:
 
 
 def predict_cells(store: FeatureStore, model: CalibratedModel, predictions_dir: str,
-                  completed: set[int], client: Client,
-                  on_written: Callable[[int, dict[str, Any]], None]) -> list[dict[str, Any] | None]:
+                  completed: set[int], client: Client, on_written: Callable[[int], None]) -> None:
     """Write the prediction file of every store partition not in ``completed``.
 
-    ``on_written(index, summary)`` runs on the client as each partition lands, so that
-    the caller can record it. Returns each written partition's summary, in order
-    (``None`` for partitions skipped as completed).
+    ``on_written(index)`` runs on the client as each partition lands, so that the caller
+    can record it.
     """
     os.makedirs(predictions_dir, exist_ok=True)
     todo = [i for i in range(len(store.partitions)) if i not in completed]
+    # Sent to the workers once, not embedded in each of hundreds of tasks.
+    [shared_model] = client.scatter([model], broadcast=True)
     futures = [client.submit(single_threaded, predict_partition, store.partition_path(i),
-                             os.path.join(predictions_dir, partition_file(i)), model,
+                             os.path.join(predictions_dir, partition_file(i)), shared_model,
                              store.cell_size, pure=False)
                for i in todo]
-    summaries: list[dict[str, Any] | None] = [None] * len(store.partitions)
-
-    def record(position: int, summary: dict[str, Any]) -> None:
-        summaries[todo[position]] = summary
-        on_written(todo[position], summary)
-
-    wait_with_progress(client, futures, "predict cells", on_result=record)
+    wait_with_progress(client, futures, "predict cells",
+                       on_result=lambda position, _: on_written(todo[position]))
     # A worker lost in the middle of a write leaves its hidden temporary file behind.
     for name in os.listdir(predictions_dir):
         if name.startswith("."):
             os.remove(os.path.join(predictions_dir, name))
-    return summaries
 
 
 def predict_partition(store_path: str, out_path: str, model: CalibratedModel,
-                      cell_size: float) -> dict[str, Any]:
-    """Score, calibrate and write one partition's cells; return counts for the report."""
+                      cell_size: float) -> int:
+    """Score, calibrate and write one partition's cells; return how many."""
     cells = read_cells(store_path)
     features = read_features(store_path)
     score = np.empty(len(cells))
@@ -94,7 +88,7 @@ def predict_partition(store_path: str, out_path: str, model: CalibratedModel,
         geometry=cell_squares(cells["lat"].to_numpy(), cells["lon"].to_numpy(), cell_size), crs=CRS)
     with replacing(out_path) as tmp:
         frame.to_parquet(tmp, index=False, write_covering_bbox=True, compression="zstd")
-    return {"n_cells": len(frame), "probability_sum": float(probability.sum())}
+    return len(frame)
 
 
 class RunManifest:

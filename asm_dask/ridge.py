@@ -108,7 +108,7 @@ class RidgeGridClassifier:
 
         [dual] = _run(self.client, _dual_coef, [(np.arange(len(y)), self.best_alpha_)], shared)
         # Z holds distinct rows; each one's weight is the sum of its duplicates' weights.
-        self.coef_ = Z.T @ np.bincount(row_ids, weights=dual, minlength=len(Z))
+        self.coef_ = single_threaded(np.matmul, Z.T, np.bincount(row_ids, weights=dual, minlength=len(Z)))
         self.intercept_ = float(target.mean() - mean @ self.coef_)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]

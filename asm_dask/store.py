@@ -109,12 +109,22 @@ def open_store(config: FeaturesConfig, root: str, client: Client) -> FeatureStor
     final = os.path.join(root, key)
     if os.path.exists(os.path.join(final, MANIFEST)):
         return load_store(final)
-    os.makedirs(root, exist_ok=True)
     partial = os.path.join(root, f".{key}.partial-{uuid.uuid4().hex[:8]}")
-    os.makedirs(partial)
+    try:
+        os.makedirs(partial)
+    except OSError as exc:
+        raise InputError(f"{root}: cannot create the feature store here ({exc.strerror}); "
+                         "set features.store to a writable folder") from None
     try:
         store = _ingest(layout, partial, final, rows, config.cell_size, source, client)
         os.replace(partial, final)
+    except OSError:
+        if not os.path.exists(os.path.join(final, MANIFEST)):
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        # Another run built the same store meanwhile: use it.
+        shutil.rmtree(partial, ignore_errors=True)
+        return load_store(final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

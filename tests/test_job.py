@@ -147,3 +147,20 @@ def test_inputs_from_an_fsspec_url(country, tmp_path):
         result = run_job(job, client)
     assert result.metrics["n_cells"] == country.n_cells
     assert (tmp_path / "out" / ".asm_dask_store").is_dir()  # a remote input's store goes with the output
+
+
+def test_ingest_command_builds_the_store_that_run_reuses(country, tmp_path):
+    from builders import write_job
+
+    job = write_job(tmp_path, country.labels, country.features,
+                    features_settings={"store": str(tmp_path / "store"), "rows_per_partition": 500})
+    done = asm_dask("ingest", job)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["n_cells"] == country.n_cells and summary["n_partitions"] >= 3
+    stamp = (tmp_path / "store").stat().st_mtime_ns
+    run = asm_dask("run", job)
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["inputs"]["store"] == summary["store"]
+    assert (tmp_path / "store").stat().st_mtime_ns == stamp  # nothing ingested again
