@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
-import uuid
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,8 @@ def open_store(config: FeaturesConfig, root: str, client: Client) -> FeatureStor
     final = os.path.join(root, key)
     if os.path.exists(os.path.join(final, MANIFEST)):
         return load_store(final)
-    partial = os.path.join(root, f".{key}.partial-{uuid.uuid4().hex[:8]}")
+    _remove_abandoned_partials(root)
+    partial = os.path.join(root, f".{key}.partial-{socket.gethostname()}-{os.getpid()}")
     try:
         os.makedirs(partial)
     except OSError as exc:
@@ -277,6 +279,26 @@ def _check_unique_cells(path: str, results: list[dict[str, Any]]) -> None:
 def _ukey(path: str) -> str:
     fs, fs_path = fsspec.core.url_to_fs(path)
     return fs.ukey(fs_path)
+
+
+def _remove_abandoned_partials(root: str) -> None:
+    # A run killed while ingesting leaves its partial store behind: up to the size of the
+    # features. Its name says which process built it; remove it if that process is gone.
+    host = socket.gethostname()
+    for entry in os.listdir(root) if os.path.isdir(root) else []:
+        match = re.fullmatch(r"\.\w+\.partial-(.+)-(\d+)", entry)
+        if match and match.group(1) == host and not _process_alive(int(match.group(2))):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove_stale_stores(root: str, keep: str, source_path: str) -> None:

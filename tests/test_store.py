@@ -140,3 +140,19 @@ def test_missing_and_ambiguous_files(tmp_path):
     pd.DataFrame({"x": [1.0], "y": [2.0], "X_0": [1.0]}).to_csv(tmp_path / "g.csv", index=False)
     with pytest.raises(InputError, match="no coordinates"):
         detect_layout(str(tmp_path / "g.csv"))
+
+
+def test_partial_store_of_a_killed_run_is_removed(tmp_path, client):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    root = tmp_path / "st"
+    abandoned = root / f".0123456789abcdef.partial-{socket.gethostname()}-{dead}"
+    abandoned.mkdir(parents=True)
+    (abandoned / "part-00000-0000.arrow").write_bytes(b"half written")
+    path = write_feather(grid_features(LATS, LONS), tmp_path / "f.feather")
+    store = open_store(FeaturesConfig(path=str(path)), str(root), client)
+    assert sorted(os.listdir(root)) == [os.path.basename(store.path)]
