@@ -164,3 +164,19 @@ def test_ingest_command_builds_the_store_that_run_reuses(country, tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["inputs"]["store"] == summary["store"]
     assert (tmp_path / "store").stat().st_mtime_ns == stamp  # nothing ingested again
+
+
+def test_spatially_blocked_split(country, tmp_path, client):
+    from asm_dask.config import job_from_dict
+    from asm_dask.job import run_job
+
+    job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
+                         "output": str(tmp_path / "out"), "split": {"group_by": "block", "block_size": 0.05}})
+    result = run_job(job, client)
+    assert result.metrics["split_group_by"] == "block"
+    cells = pd.read_csv(tmp_path / "out" / "labelled_cells.csv")
+    block = (np.floor((cells["cell_lat"] + 90) / 0.05).astype(int).astype(str) + "/"
+             + np.floor((cells["cell_lon"] + 180) / 0.05).astype(int).astype(str))
+    train_blocks, test_blocks = set(block[cells["split"] == "train"]), set(block[cells["split"] == "test"])
+    assert train_blocks and test_blocks and not train_blocks & test_blocks
+    assert result.metrics["n_test_groups"] == len(test_blocks)
