@@ -137,7 +137,7 @@ def _cell_labels(values: np.ndarray, prefix: str, size: float) -> pa.Array:
 
 
 def _write_features(path: pathlib.Path, grid: _Grid, fields: _Fields, n_features: int,
-                    rows_per_batch: int, rng: np.random.Generator) -> None:
+                    rows_per_batch: int | None, rng: np.random.Generator) -> None:
     """Stream ReLU(weights @ latent fields + noise) to ``path``, one bounded batch at a time."""
     side = grid.mask.shape[0]
     rows, cols = np.nonzero(grid.mask)  # row-major from the north: a raster scan
@@ -152,7 +152,7 @@ def _write_features(path: pathlib.Path, grid: _Grid, fields: _Fields, n_features
     weights[:, _N_WAVES] = driven * sign * rng.uniform(0.5, 1.5, n_features)
     weights[:, -1] = rng.uniform(-0.2, 0.4, n_features)  # bias: some exact zeros after the ReLU
     weights *= _SCALE
-    step = max(1, min(rows_per_batch, _BATCH_BYTES // (4 * n_features)))
+    step = rows_per_batch or max(1, _BATCH_BYTES // (4 * n_features))
     pool = rng.uniform(-0.6 * _SCALE, 0.6 * _SCALE, max(_NOISE_POOL, 2 * step)).astype(np.float32)
     schema = pa.schema([("image_id", pa.string())]
                        + [(f"feature_{i}", pa.float32()) for i in range(n_features)])
@@ -227,7 +227,7 @@ def _labels(grid: _Grid, fields: _Fields, n_labels: int, rng: np.random.Generato
 
 def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: int = 4000,
                  n_labels: int | None = None, seed: int = 0, cell_size: float = 0.01,
-                 rows_per_batch: int = 65536) -> DemoFiles:
+                 rows_per_batch: int | None = None) -> DemoFiles:
     """Write a synthetic country as ``SLE_mines.csv`` and ``SLE_features.feather``.
 
     Parameters
@@ -245,15 +245,17 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
     cell_size
         Grid spacing in degrees; cell centres sit at edge + ``cell_size / 2``.
     rows_per_batch
-        Maximum rows per Arrow record batch.  Batches are further capped at
-        64 MiB of features so memory stays bounded at any country size.
+        Rows per Arrow record batch. ``None``: as many as make 64 MiB of features, so
+        that memory stays bounded at any country size. pandas' ``to_feather`` writes
+        65,536 rows (1 GB at 4000 features), which asm_dask must also handle.
 
     Returns
     -------
     DemoFiles
         The two paths, the actual number of cells and the number of labels.
     """
-    if n_cells < 100 or n_features < 1 or rows_per_batch < 1 or cell_size <= 0:
+    if n_cells < 100 or n_features < 1 or (rows_per_batch is not None and rows_per_batch < 1) \
+            or cell_size <= 0:
         raise ValueError("need n_cells >= 100, n_features >= 1, rows_per_batch >= 1, cell_size > 0")
     n_labels = max(200, n_cells // 10) if n_labels is None else n_labels
     if n_labels < 10:

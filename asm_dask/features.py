@@ -88,17 +88,15 @@ def detect_layout(path: str, prefix: str | None = None) -> FeatureLayout:
                          lon_column=None if image_id else lon)
 
 
-def chunk_offsets(layout: FeatureLayout) -> list[int]:
-    """The first row of each chunk (Feather and Parquet), so chunks can name their rows."""
+def chunk_sizes(layout: FeatureLayout) -> list[int]:
+    """Rows in each chunk of a Feather or Parquet file, read from metadata only."""
     with open_input(layout.path) as f:
         if layout.format == "feather":
             # Reading one column of each batch costs kilobytes, not the batch.
             reader = ipc.open_file(f, options=ipc.IpcReadOptions(included_fields=[0]))
-            sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
-        else:
-            meta = pq.ParquetFile(f).metadata
-            sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-    return [int(x) for x in np.cumsum([0] + sizes[:-1])] if sizes else []
+            return [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+        meta = pq.ParquetFile(f).metadata
+        return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
 
 def open_input(path: str):
@@ -117,9 +115,12 @@ def open_input(path: str):
     return fsspec.open(path, "rb").open()
 
 
-def read_chunk(layout: FeatureLayout, index: int, first_row: int) -> FeatureChunk:
-    """Read chunk ``index`` of a Feather or Parquet file, only the columns needed."""
-    columns = layout.coordinate_columns + list(layout.feature_columns)
+def read_chunk(layout: FeatureLayout, index: int, first_row: int,
+               features: tuple[str, ...] | None = None) -> FeatureChunk:
+    """Read chunk ``index`` of a Feather or Parquet file: its coordinates and ``features``
+    (default: every feature column), and no other column."""
+    features = layout.feature_columns if features is None else features
+    columns = layout.coordinate_columns + list(features)
     with open_input(layout.path) as f:
         if layout.format == "feather":
             position = {name: i for i, name in enumerate(ipc.open_file(f).schema.names)}
@@ -130,7 +131,7 @@ def read_chunk(layout: FeatureLayout, index: int, first_row: int) -> FeatureChun
             table = pq.ParquetFile(f).read_row_group(index, columns=columns)
             batch = pa.RecordBatch.from_arrays(
                 [c.combine_chunks() for c in table.columns], names=table.column_names)
-    return _to_chunk(layout, batch, first_row)
+    return _to_chunk(layout, batch, first_row, features)
 
 
 def iter_csv_chunks(layout: FeatureLayout) -> Iterator[FeatureChunk]:
@@ -149,7 +150,7 @@ def iter_csv_chunks(layout: FeatureLayout) -> Iterator[FeatureChunk]:
                     column_types=column_types,
                     include_columns=layout.coordinate_columns + list(layout.feature_columns)))
             for batch in reader:
-                yield _to_chunk(layout, batch, first_row)
+                yield _to_chunk(layout, batch, first_row, layout.feature_columns)
                 first_row += batch.num_rows
         except pa.ArrowInvalid as exc:
             raise InputError(f"{layout.path}: {_csv_problem(str(exc), layout.columns)}") from None
@@ -164,7 +165,8 @@ def _csv_problem(message: str, columns: tuple[str, ...]) -> str:
     return f"line {line} (data row {line - 1}), column '{column}': {match.group(3)}"
 
 
-def _to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int) -> FeatureChunk:
+def _to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int,
+              features: tuple[str, ...]) -> FeatureChunk:
     if layout.image_id_column:
         lat, lon = parse_image_ids(batch.column(layout.image_id_column), layout.path, first_row)
     else:
@@ -172,14 +174,14 @@ def _to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int) -> F
         lon = batch.column(layout.lon_column).to_numpy(zero_copy_only=False).astype(np.float64)
     check_coordinates(lat, lon, layout.path, first_row)
     arrays = []
-    for name in layout.feature_columns:
+    for name in features:
         column = batch.column(name)
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
                 or pa.types.is_null(column.type)):
             raise InputError(f"{layout.path}: feature column '{name}' is {column.type}, not numeric")
         arrays.append(column.cast(pa.float32()) if column.type != pa.float32() else column)
-    return FeatureChunk(first_row, lat, lon,
-                        pa.RecordBatch.from_arrays(arrays, names=list(layout.feature_columns)))
+    return FeatureChunk(first_row, lat, lon, pa.RecordBatch.from_arrays(
+        arrays, schema=pa.schema([(name, pa.float32()) for name in features])))
 
 
 def _detect_format(path: str) -> str:

@@ -31,7 +31,7 @@ from .calibrate import CalibratedModel
 from .grid import CRS, cell_squares
 from .progress import wait_with_progress
 from .ridge import single_threaded
-from .store import FeatureStore, read_cells, read_features
+from .store import FeatureStore, read_cells, read_features, releases_arrow_memory
 
 # Cells are scored in blocks of this many rows, converted to float64 on the way: exact
 # sums without a float64 copy of the whole partition.
@@ -72,6 +72,7 @@ def predict_cells(store: FeatureStore, model: CalibratedModel, predictions_dir: 
             os.remove(os.path.join(predictions_dir, name))
 
 
+@releases_arrow_memory
 def predict_partition(store_path: str, out_path: str, model: CalibratedModel,
                       cell_size: float) -> int:
     """Score, calibrate and write one partition's cells; return how many."""

@@ -39,6 +39,9 @@ def main() -> int:
     parser.add_argument("--cells", type=int, required=True, help="approximate number of land cells")
     parser.add_argument("--labels", type=int, required=True, help="number of label points")
     parser.add_argument("--features", type=int, default=4000, help="features per cell (default 4000)")
+    parser.add_argument("--rows-per-batch", type=int, default=65536,
+                        help="rows per Feather record batch (default 65536, as pandas.to_feather "
+                             "writes: 1 GB batches at 4000 features); 0: batches of 64 MB")
     parser.add_argument("--workdir", default=str(HERE / "data"),
                         help="where countries, job files and run outputs go (default benchmarks/data)")
     parser.add_argument("--skip-notebook", action="store_true",
@@ -54,7 +57,7 @@ def main() -> int:
         sys.exit(f"treemem not found at {treemem}; set ASM_DASK_TREEMEM")
     asm_dask = _asm_dask_command()
 
-    country = Path(args.workdir).resolve() / f"{args.cells}x{args.features}-{args.labels}"
+    country = Path(args.workdir).resolve() / f"{args.cells}x{args.features}-{args.labels}-b{args.rows_per_batch}"
     labels, features, generation = _country(country, args)
     job_file = country / "job.yaml"
     job_file.write_text(yaml.safe_dump({"labels": {"path": str(labels)},
@@ -104,7 +107,8 @@ def _asm_dask_command() -> list[str]:
 
 def _country(folder: Path, args) -> tuple[Path, Path, dict]:
     """Generate the country unless the folder already holds one made with the same parameters."""
-    params = {"cells": args.cells, "features": args.features, "labels": args.labels, "seed": SEED}
+    params = {"cells": args.cells, "features": args.features, "labels": args.labels, "seed": SEED,
+              "rows_per_batch": args.rows_per_batch}
     marker = folder / "params.json"
     labels, features = folder / "SLE_mines.csv", folder / "SLE_features.feather"
     if marker.is_file() and labels.is_file() and features.is_file():
@@ -121,7 +125,7 @@ def _country(folder: Path, args) -> tuple[Path, Path, dict]:
           f"in {folder} ...", flush=True)
     start = time.perf_counter()
     files = make_country(folder, n_cells=args.cells, n_features=args.features,
-                         n_labels=args.labels, seed=SEED)
+                         n_labels=args.labels, seed=SEED, rows_per_batch=args.rows_per_batch or None)
     elapsed = time.perf_counter() - start
     info = {"params": params, "generation_s": round(elapsed, 1), "n_cells": files.n_cells,
             "n_labels": files.n_labels, "features_bytes": files.features.stat().st_size}

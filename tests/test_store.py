@@ -67,6 +67,27 @@ def test_mosaiks_api_layouts(tmp_path, client, fmt, lat, lon, prefix):
     np.testing.assert_array_equal(got[f"{prefix}10"].to_numpy(), table[f"{prefix}10"].to_numpy())
 
 
+def test_chunks_larger_than_a_partition_are_unpacked_in_column_groups(tmp_path, client, monkeypatch):
+    # One Parquet row group of 100 rows, 12 features: with 7-row partitions and the
+    # byte budget shrunk, the chunk is unpacked a few columns at a time.
+    import asm_dask.store
+
+    frame = grid_features(LATS, LONS, n_features=12)
+    frame.loc[[20, 21], "feature_4"] = np.nan
+    table = _api_table(frame, prefix="feature_")
+    path = tmp_path / "f.parquet"
+    table.to_parquet(path, row_group_size=1000)
+    monkeypatch.setattr(asm_dask.store, "PARTITION_BYTES", 4 * 100 * 5)  # 5 columns of 100 rows
+    store = open_store(FeaturesConfig(path=str(path), rows_per_partition=7), str(tmp_path / "st"), client)
+    assert [p.n_rows for p in store.partitions[:3]] == [7, 7, 6]  # rows 21 and 22 dropped
+    assert store.n_dropped_nonfinite == 2 and not os.path.exists(os.path.join(store.path, ".unpacked"))
+    got = _store_frame(store)
+    expected = table.dropna().reset_index(drop=True)
+    np.testing.assert_array_equal(got[[f"feature_{j}" for j in range(12)]].to_numpy(),
+                                  expected[[f"feature_{j}" for j in range(12)]].to_numpy())
+    np.testing.assert_allclose(got["lat"], expected["lat"])
+
+
 def test_store_is_reused_and_a_changed_input_invalidates_it(tmp_path, client):
     path = write_feather(grid_features(LATS, LONS), tmp_path / "f.feather")
     root = str(tmp_path / "st")
@@ -110,11 +131,12 @@ def _bad_feather(tmp_path, change):
     (lambda f: f.__setitem__("feature_3", "x"), "feature column 'feature_3' is large_string, not numeric"),
     (lambda f: f.__setitem__("image_id", f["image_id"].str.upper()), "row 1: cannot parse image_id"),
 ])
-def test_bad_features_fail_cleanly(tmp_path, client, change, message):
+@pytest.mark.parametrize("rows_per_partition", [None, 16])  # batches whole, or unpacked in slices
+def test_bad_features_fail_cleanly(tmp_path, client, change, message, rows_per_partition):
     path = _bad_feather(tmp_path, change)
     root = tmp_path / "st"
     with pytest.raises(InputError) as error:
-        open_store(FeaturesConfig(path=str(path)), str(root), client)
+        open_store(FeaturesConfig(path=str(path), rows_per_partition=rows_per_partition), str(root), client)
     assert str(error.value).startswith(str(path)) and message in str(error.value)
     assert not root.exists() or os.listdir(root) == []  # nothing half-written
 
