@@ -18,12 +18,14 @@ It is written to a temporary folder and renamed into place when complete and val
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import os
 import re
 import shutil
 import socket
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -188,19 +190,35 @@ def _read(path: str) -> pa.RecordBatch:
 def _ingest(layout: FeatureLayout, partial: str, final: str, rows: int, cell_size: float,
             source: dict[str, Any], client: Client) -> FeatureStore:
     scratch = os.path.join(partial, ".unpacked")
+    futures, chunk_of_task = [], []
     if layout.format == "csv":
         futures = [client.submit(_ingest_csv, layout, partial, rows, cell_size, pure=False)]
+        chunk_of_task = [None]
     else:
-        futures = []
         sizes = chunk_sizes(layout)
         for index, (n_rows, first_row) in enumerate(zip(sizes, np.cumsum([0] + sizes[:-1]).tolist())):
             if n_rows <= rows:
-                futures.append(client.submit(_ingest_chunk, layout, index, first_row, partial, rows,
-                                             cell_size, pure=False))
+                tasks = [client.submit(_ingest_chunk, layout, index, first_row, partial, rows,
+                                       cell_size, pure=False)]
+                chunk_of_task.append(None)
             else:
-                futures += _ingest_large_chunk(layout, index, n_rows, first_row, partial, scratch,
-                                               rows, cell_size, client)
-    results = wait_with_progress(client, futures, "ingest features")
+                tasks = _ingest_large_chunk(layout, index, n_rows, first_row, partial,
+                                            _scratch_prefix(scratch, index), rows, cell_size, client)
+                chunk_of_task += [index] * len(tasks)
+            futures += tasks
+    unfinished = Counter(i for i in chunk_of_task if i is not None)
+
+    def discard_scratch(position: int, _) -> None:
+        # A chunk's unpacked files are as large as the chunk: delete them as soon as its
+        # partitions are written, or a big country would need its size again on disk.
+        index = chunk_of_task[position]
+        if index is not None:
+            unfinished[index] -= 1
+            if not unfinished[index]:
+                for path in glob.glob(_scratch_prefix(scratch, index) + "*"):
+                    os.remove(path)
+
+    results = wait_with_progress(client, futures, "ingest features", on_result=discard_scratch)
     shutil.rmtree(scratch, ignore_errors=True)
     parts = [p for r in results for p in r["partitions"]]
     if not parts:
@@ -241,8 +259,12 @@ def _ingest_chunk(layout: FeatureLayout, index: int, first_row: int, out_dir: st
     return _write_chunk(read_chunk(layout, index, first_row), index, out_dir, rows, cell_size)
 
 
+def _scratch_prefix(scratch: str, index: int) -> str:
+    return os.path.join(scratch, f"chunk-{index:05d}-")
+
+
 def _ingest_large_chunk(layout: FeatureLayout, index: int, n_rows: int, first_row: int,
-                        out_dir: str, scratch: str, rows: int, cell_size: float,
+                        out_dir: str, scratch_prefix: str, rows: int, cell_size: float,
                         client: Client) -> list:
     """Tasks that ingest a chunk larger than a partition without holding it whole.
 
@@ -256,7 +278,7 @@ def _ingest_large_chunk(layout: FeatureLayout, index: int, n_rows: int, first_ro
     names = layout.feature_columns
     slices = [(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]
     unpacked = [client.submit(_unpack_columns, layout, index, names[start:start + width], slices,
-                              os.path.join(scratch, f"chunk-{index:05d}-columns-{start:06d}"), pure=False)
+                              f"{scratch_prefix}columns-{start:06d}", pure=False)
                 for start in range(0, len(names), width)]
     return [client.submit(_ingest_rows, layout, index, first_row, start, stop, sub, unpacked,
                           out_dir, cell_size, pure=False)
