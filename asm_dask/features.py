@@ -120,18 +120,25 @@ def read_chunk(layout: FeatureLayout, index: int, first_row: int,
     """Read chunk ``index`` of a Feather or Parquet file: its coordinates and ``features``
     (default: every feature column), and no other column."""
     features = layout.feature_columns if features is None else features
-    columns = layout.coordinate_columns + list(features)
+    return _to_chunk(layout, _read_columns(layout, index, layout.coordinate_columns + list(features)),
+                     first_row, features)
+
+
+def read_feature_columns(layout: FeatureLayout, index: int, features: tuple[str, ...]) -> pa.RecordBatch:
+    """Some feature columns of chunk ``index``, as float32, without its coordinates."""
+    return _float32_features(layout, _read_columns(layout, index, list(features)), features)
+
+
+def _read_columns(layout: FeatureLayout, index: int, columns: list[str]) -> pa.RecordBatch:
     with open_input(layout.path) as f:
         if layout.format == "feather":
             position = {name: i for i, name in enumerate(ipc.open_file(f).schema.names)}
             reader = ipc.open_file(f, options=ipc.IpcReadOptions(
                 included_fields=[position[c] for c in columns]))
-            batch = reader.get_batch(index)
-        else:
-            table = pq.ParquetFile(f).read_row_group(index, columns=columns)
-            batch = pa.RecordBatch.from_arrays(
-                [c.combine_chunks() for c in table.columns], names=table.column_names)
-    return _to_chunk(layout, batch, first_row, features)
+            return reader.get_batch(index)
+        table = pq.ParquetFile(f).read_row_group(index, columns=columns)
+        return pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns],
+                                          names=table.column_names)
 
 
 def iter_csv_chunks(layout: FeatureLayout) -> Iterator[FeatureChunk]:
@@ -173,6 +180,11 @@ def _to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int,
         lat = batch.column(layout.lat_column).to_numpy(zero_copy_only=False).astype(np.float64)
         lon = batch.column(layout.lon_column).to_numpy(zero_copy_only=False).astype(np.float64)
     check_coordinates(lat, lon, layout.path, first_row)
+    return FeatureChunk(first_row, lat, lon, _float32_features(layout, batch, features))
+
+
+def _float32_features(layout: FeatureLayout, batch: pa.RecordBatch,
+                      features: tuple[str, ...]) -> pa.RecordBatch:
     arrays = []
     for name in features:
         column = batch.column(name)
@@ -180,8 +192,7 @@ def _to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int,
                 or pa.types.is_null(column.type)):
             raise InputError(f"{layout.path}: feature column '{name}' is {column.type}, not numeric")
         arrays.append(column.cast(pa.float32()) if column.type != pa.float32() else column)
-    return FeatureChunk(first_row, lat, lon, pa.RecordBatch.from_arrays(
-        arrays, schema=pa.schema([(name, pa.float32()) for name in features])))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([(name, pa.float32()) for name in features]))
 
 
 def _detect_format(path: str) -> str:

@@ -40,7 +40,7 @@ from distributed import Client
 from .config import FeaturesConfig
 from .errors import InputError
 from .features import (FeatureChunk, FeatureLayout, chunk_sizes, detect_layout,
-                       iter_csv_chunks, read_chunk)
+                       iter_csv_chunks, read_chunk, read_feature_columns)
 from .grid import cell_ids
 from .progress import wait_with_progress
 
@@ -53,7 +53,6 @@ MANIFEST = "store.json"
 class Partition:
     file: str
     n_rows: int
-    bounds: tuple[float, float, float, float]  #: minx, miny, maxx, maxy of the cell squares
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,7 @@ def load_store(path: str) -> FeatureStore:
     return FeatureStore(
         path=path, source=meta["source"], cell_size=meta["cell_size"],
         feature_names=tuple(meta["feature_names"]),
-        partitions=tuple(Partition(p["file"], p["n_rows"], tuple(p["bounds"]))
-                         for p in meta["partitions"]),
+        partitions=tuple(Partition(p["file"], p["n_rows"]) for p in meta["partitions"]),
         n_dropped_nonfinite=meta["n_dropped_nonfinite"],
         dropped_examples=tuple(tuple(x) for x in meta["dropped_examples"]))
 
@@ -277,19 +275,26 @@ def _ingest_large_chunk(layout: FeatureLayout, index: int, n_rows: int, first_ro
     width = max(1, PARTITION_BYTES // (4 * n_rows))
     names = layout.feature_columns
     slices = [(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]
+    coordinates = client.submit(_read_coordinates, layout, index, first_row, pure=False)
     unpacked = [client.submit(_unpack_columns, layout, index, names[start:start + width], slices,
                               f"{scratch_prefix}columns-{start:06d}", pure=False)
                 for start in range(0, len(names), width)]
-    return [client.submit(_ingest_rows, layout, index, first_row, start, stop, sub, unpacked,
-                          out_dir, cell_size, pure=False)
+    return [client.submit(_ingest_rows, layout, index, first_row, start, stop, sub, coordinates,
+                          unpacked, out_dir, cell_size, pure=False)
             for sub, (start, stop) in enumerate(slices)]
+
+
+def _read_coordinates(layout: FeatureLayout, index: int, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's centroids, parsed and checked once for all of its partitions."""
+    chunk = read_chunk(layout, index, first_row, features=())
+    return chunk.lat, chunk.lon
 
 
 @releases_arrow_memory
 def _unpack_columns(layout: FeatureLayout, index: int, columns: tuple[str, ...],
                     slices: list[tuple[int, int]], prefix: str) -> list[str]:
     """Write ``columns`` of chunk ``index`` uncompressed, one file per row slice."""
-    features = read_chunk(layout, index, 0, features=columns).features
+    features = read_feature_columns(layout, index, columns)
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     paths = []
     for sub, (start, stop) in enumerate(slices):
@@ -301,11 +306,12 @@ def _unpack_columns(layout: FeatureLayout, index: int, columns: tuple[str, ...],
 
 @releases_arrow_memory
 def _ingest_rows(layout: FeatureLayout, index: int, first_row: int, start: int, stop: int, sub: int,
-                 unpacked: list[list[str]], out_dir: str, cell_size: float) -> dict[str, Any]:
+                 coordinates: tuple[np.ndarray, np.ndarray], unpacked: list[list[str]], out_dir: str,
+                 cell_size: float) -> dict[str, Any]:
     """Write rows ``start:stop`` of a chunk, as partition ``sub``, from its unpacked columns."""
-    coordinates = read_chunk(layout, index, first_row, features=())
+    lat, lon = coordinates
     columns = [column for group in unpacked for column in _read(group[sub]).columns]
-    chunk = FeatureChunk(first_row + start, coordinates.lat[start:stop], coordinates.lon[start:stop],
+    chunk = FeatureChunk(first_row + start, lat[start:stop], lon[start:stop],
                          pa.RecordBatch.from_arrays(columns, names=list(layout.feature_columns)))
     return _write_chunk(chunk, index, out_dir, stop - start, cell_size, first_sub=sub)
 
@@ -334,7 +340,6 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_
     if len(dropped_at):
         features, lat, lon, input_rows = features[finite], lat[finite], lon[finite], input_rows[finite]
     ids = cell_ids(lat, lon, cell_size)
-    half = cell_size / 2
     partitions = []
     for sub, start in enumerate(range(0, len(ids), rows), start=first_sub):
         stop = min(start + rows, len(ids))
@@ -346,9 +351,7 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_
         name = f"part-{index:05d}-{sub:04d}.arrow"
         with ipc.new_file(os.path.join(out_dir, name), batch.schema) as writer:
             writer.write_batch(batch)
-        bounds = (float(lon[start:stop].min() - half), float(lat[start:stop].min() - half),
-                  float(lon[start:stop].max() + half), float(lat[start:stop].max() + half))
-        partitions.append(Partition(name, stop - start, bounds))
+        partitions.append(Partition(name, stop - start))
     return {"partitions": partitions, "cell_ids": ids, "input_rows": input_rows,
             "n_dropped": len(dropped_at), "dropped_examples": dropped}
 
@@ -394,8 +397,8 @@ def _process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, but another user's
+        pass
     return True
 
 
