@@ -1,66 +1,136 @@
-"""Calibrate stage: isotonic regression from decision scores to probabilities.
+"""Calibrate stage: decision scores to probabilities, isotonic or sigmoid.
 
 The calibrator is fitted on the training rows' out-of-fold decision scores, never on the
-test rows (the notebook fitted it on the test set and then measured it there). The
-fitted ridge weights and the calibrator together are a :class:`CalibratedModel`, saved as
-JSON so that any cell's probability can be reproduced without asm_dask's pipeline.
+test rows (the notebook fitted it on the test set and then measured it there).
+
+- ``isotonic`` (the notebook's): a monotone step function, clipped outside the scores
+  seen. Flexible; its steps tie neighbouring scores, which can lower the ROC AUC a little.
+- ``sigmoid`` (Platt scaling): ``1 / (1 + exp(a * score + b))``, fitted by log loss with
+  Platt's smoothed targets, as scikit-learn's ``CalibratedClassifierCV(method="sigmoid")``.
+  Strictly monotone, so the ROC AUC is unchanged; two parameters, so it needs fewer labels.
+
+The fitted linear weights and the calibrator together are a :class:`CalibratedModel`,
+saved as readable JSON so that any cell's probability can be reproduced without asm_dask.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 
 from .atomic import write_atomic
 from .ridge import linear_scores
 
+METHODS = ("isotonic", "sigmoid")
 
-def fit_isotonic(scores: np.ndarray, y: np.ndarray) -> IsotonicRegression:
-    """Monotone map from decision score to P(label == 1), clipped outside the seen scores."""
-    return IsotonicRegression(out_of_bounds="clip").fit(scores, y)
+
+@dataclass(frozen=True)
+class Calibrator:
+    """A monotone map from decision score to P(ASM).
+
+    ``isotonic``: interpolation through (``x``, ``y``), constant beyond its ends.
+    ``sigmoid``: ``1 / (1 + exp(a * score + b))`` with ``(a, b) = params``.
+    """
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.method == "isotonic":
+            return np.interp(scores, self.params["x"], self.params["y"])
+        return expit(-(self.params["a"] * scores + self.params["b"]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **{k: np.asarray(v).tolist() for k, v in self.params.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Calibrator":
+        params = {k: (np.asarray(v, dtype=np.float64) if isinstance(v, list) else float(v))
+                  for k, v in data.items() if k != "method"}
+        return cls(data["method"], params)
+
+
+def fit_calibrator(scores: np.ndarray, y: np.ndarray, method: str = "isotonic") -> Calibrator:
+    """Fit the calibration ``method`` to (out-of-fold) ``scores`` and labels ``y``."""
+    if method == "isotonic":
+        isotonic = IsotonicRegression(out_of_bounds="clip").fit(scores, y)
+        return Calibrator("isotonic", {"x": np.asarray(isotonic.X_thresholds_, dtype=np.float64),
+                                       "y": np.asarray(isotonic.y_thresholds_, dtype=np.float64)})
+    if method == "sigmoid":
+        a, b = _platt(np.asarray(scores, dtype=np.float64), np.asarray(y))
+        return Calibrator("sigmoid", {"a": a, "b": b})
+    raise ValueError(f"calibration method must be one of {METHODS}; got {method!r}")
+
+
+def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt's sigmoid fit: log loss against smoothed targets, as scikit-learn fits it."""
+    n_pos = int((y == 1).sum())
+    n_neg = len(y) - n_pos
+    target = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        z = params[0] * scores + params[1]
+        p = expit(-z)
+        # log(1 + exp(z)) computed stably
+        value = np.sum(np.logaddexp(0, z) - (1 - target) * z)
+        residual = target - p
+        return float(value), np.array([residual @ scores, residual.sum()])
+
+    start = np.array([0.0, np.log((n_neg + 1) / (n_pos + 1))])
+    result = minimize(loss, start, jac=True, method="L-BFGS-B")
+    return float(result.x[0]), float(result.x[1])
 
 
 @dataclass(frozen=True)
 class CalibratedModel:
-    """A linear decision score and its isotonic calibration.
+    """A linear decision score and its calibration to a probability.
 
-    ``decision_function(x) = x @ coef + intercept``; ``predict_proba`` interpolates the
-    isotonic curve through (``thresholds_x``, ``thresholds_y``), constant beyond its ends.
+    ``decision_function(x) = x @ coef + intercept``; ``predict_proba`` applies the
+    calibrator to it.
     """
 
     feature_names: tuple[str, ...]
     coef: np.ndarray
     intercept: float
     alpha: float
-    thresholds_x: np.ndarray
-    thresholds_y: np.ndarray
+    calibrator: Calibrator
+    standardize: bool = False
 
     @classmethod
-    def from_fitted(cls, feature_names, ridge, isotonic: IsotonicRegression) -> "CalibratedModel":
+    def from_fitted(cls, feature_names, ridge, calibrator: Calibrator) -> "CalibratedModel":
         return cls(tuple(feature_names), np.asarray(ridge.coef_, dtype=np.float64),
-                   float(ridge.intercept_), float(ridge.best_alpha_),
-                   np.asarray(isotonic.X_thresholds_, dtype=np.float64),
-                   np.asarray(isotonic.y_thresholds_, dtype=np.float64))
+                   float(ridge.intercept_), float(ridge.best_alpha_), calibrator,
+                   bool(ridge.standardize))
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         return linear_scores(X, self.coef, self.intercept)
 
     def calibrate(self, scores: np.ndarray) -> np.ndarray:
-        """Probabilities for decision scores (what ``IsotonicRegression.predict`` gives)."""
-        return np.interp(scores, self.thresholds_x, self.thresholds_y)
+        """Probabilities for decision scores."""
+        return self.calibrator(scores)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """P(ASM) per row, shape ``(n_rows,)``."""
         return self.calibrate(self.decision_function(X))
 
+    def parameters(self) -> list[np.ndarray]:
+        """Every number the predictions depend on, for fingerprinting the model."""
+        values = [self.coef, np.array([self.intercept])]
+        return values + [np.atleast_1d(np.asarray(v, dtype=np.float64))
+                         for _, v in sorted(self.calibrator.params.items())]
+
     def save(self, path: str | os.PathLike) -> None:
         data = {"feature_names": list(self.feature_names), "coef": self.coef.tolist(),
-                "intercept": self.intercept, "alpha": self.alpha,
-                "isotonic": {"x": self.thresholds_x.tolist(), "y": self.thresholds_y.tolist()}}
+                "intercept": self.intercept, "alpha": self.alpha, "standardize": self.standardize,
+                "calibration": self.calibrator.as_dict()}
         write_atomic(path, json.dumps(data))
 
     @classmethod
@@ -68,5 +138,5 @@ class CalibratedModel:
         with open(path) as f:
             data = json.load(f)
         return cls(tuple(data["feature_names"]), np.asarray(data["coef"]), data["intercept"],
-                   data["alpha"], np.asarray(data["isotonic"]["x"]), np.asarray(data["isotonic"]["y"]))
-
+                   data["alpha"], Calibrator.from_dict(data["calibration"]),
+                   bool(data.get("standardize", False)))

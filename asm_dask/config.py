@@ -61,8 +61,14 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    #: ``auto`` (a wide logarithmic grid, extended until the best alpha is interior) or a
+    #: list of penalties searched exactly as given (the notebook's: [0.01, 0.1, 1, 10])
+    alphas: str | tuple[float, ...] = "auto"
     cv_folds: int = 5
+    #: divide each feature by its standard deviation over the training rows
+    standardize: bool = False
+    #: ``isotonic`` (the notebook's) or ``sigmoid`` (Platt scaling)
+    calibration: str = "isotonic"
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
     split = _section(raw.pop("split", {}) or {}, SplitConfig, f"{source}: split")
     model = _section(raw.pop("model", {}) or {}, ModelConfig, f"{source}: model")
     if "alphas" in model:
-        model["alphas"] = tuple(float(a) for a in model["alphas"])
+        model["alphas"] = _alphas(model["alphas"], f"{source}: model.alphas")
     output = raw.pop("output")
     if raw:
         raise InputError(f"{source}: unknown key(s) {sorted(raw)}; "
@@ -163,14 +169,26 @@ def _check_values(job: Job, source: str) -> None:
         (job.split.group_by in ("cell", "block"), "split.group_by must be 'cell' or 'block'"),
         (job.split.block_size > 0, "split.block_size must be positive"),
         (job.model.cv_folds >= 2, "model.cv_folds must be at least 2"),
-        (len(job.model.alphas) > 0 and all(a > 0 for a in job.model.alphas),
-         "model.alphas must be a non-empty list of positive numbers"),
+        (job.model.calibration in ("isotonic", "sigmoid"),
+         "model.calibration must be 'isotonic' or 'sigmoid'"),
+        (isinstance(job.model.standardize, bool), "model.standardize must be true or false"),
         (job.features.rows_per_partition is None or job.features.rows_per_partition > 0,
          "features.rows_per_partition must be positive"),
     ]
     for ok, message in checks:
         if not ok:
             raise InputError(f"{source}: {message}")
+
+
+def _alphas(value: Any, where: str) -> str | tuple[float, ...]:
+    """``auto``, or a non-empty list of positive numbers as floats."""
+    if value == "auto":
+        return "auto"
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) and a > 0 for a in value):
+        raise InputError(f"{where}: expected 'auto' or a non-empty list of positive numbers, "
+                         f"got {value!r}")
+    return tuple(float(a) for a in value)
 
 
 def _first_line(exc: Exception) -> str:

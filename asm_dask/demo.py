@@ -5,6 +5,11 @@ countries of any size (up to DR Congo's 1.9 million cells, 30 GB).  This module
 writes a stand-in with the same columns and encodings, a planted spatially
 clustered mining signal, and the awkward cases the pipeline must handle
 (labels on shared cell edges and corners, labels in the sea).
+
+Unlike a real country, a synthetic one knows the truth: the probability with which each
+label was drawn, and that of every cell. :func:`score_against_truth` measures a run
+against it: how far its held-out ROC AUC is from what the true probability scores on
+the same test labels, and how close its map is to the true one.
 """
 
 from __future__ import annotations
@@ -13,24 +18,27 @@ import os
 import pathlib
 from dataclasses import dataclass
 
+import json
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 
 from asm_dask.atomic import replacing
 
-__all__ = ["DemoFiles", "make_country"]
+__all__ = ["DemoFiles", "make_country", "score_against_truth"]
 
 _CENTRE_LON, _CENTRE_LAT = -11.8, 8.45  # middle of Sierra Leone
 _BATCH_BYTES = 64 * 2**20  # caps a batch's feature matrix: 65,536 x 4000 floats would be 1 GB
 _N_WAVES = 8  # smooth latent fields (land cover, relief, ...) behind the features
 _N_HOTSPOTS = 14  # mining clusters
 _NOISE_POOL = 1 << 20  # drawing fresh float32 noise runs at ~300 MB/s, slicing a pool at GB/s
-# Feature scale: ridge penalties act relative to it, and at this scale the notebook's
-# alpha grid (0.01 to 10) spans under- to well-regularised fits for ~4000 features.
-_SCALE = 0.05
+# P(label is ASM) at a place: a background rate plus the mining intensity's share.
+_BASE_RATE, _MINING_RATE = 0.04, 0.86
 
 
 @dataclass(frozen=True)
@@ -47,12 +55,20 @@ class DemoFiles:
         Actual number of cells (rows of ``features``).
     n_labels
         Number of label points (rows of ``labels``).
+    truth_labels
+        ``truth_labels.csv``: ``unique_id`` and the ``true_probability`` each label was
+        drawn with.
+    truth_cells
+        ``truth_cells.parquet``: every cell's centroid ``lat``, ``lon`` and
+        ``true_probability`` (that of a label at its centroid).
     """
 
     labels: pathlib.Path
     features: pathlib.Path
     n_cells: int
     n_labels: int
+    truth_labels: pathlib.Path
+    truth_cells: pathlib.Path
 
 
 @dataclass(frozen=True)
@@ -136,9 +152,15 @@ def _cell_labels(values: np.ndarray, prefix: str, size: float) -> pa.Array:
     return pa.array([f"{prefix}{v:.{decimals}f}".replace(".", "--") for v in values])
 
 
-def _write_features(path: pathlib.Path, grid: _Grid, fields: _Fields, n_features: int,
-                    rows_per_batch: int | None, rng: np.random.Generator) -> None:
-    """Stream ReLU(weights @ latent fields + noise) to ``path``, one bounded batch at a time."""
+def _true_probability(mining: np.ndarray) -> np.ndarray:
+    return _BASE_RATE + _MINING_RATE * mining
+
+
+def _write_features(path: pathlib.Path, truth_path: pathlib.Path, grid: _Grid, fields: _Fields,
+                    n_features: int, rows_per_batch: int | None, scale: float,
+                    rng: np.random.Generator) -> None:
+    """Stream ReLU(weights @ latent fields + noise) to ``path``, one bounded batch at a time,
+    and each cell's true probability to ``truth_path``."""
     side = grid.mask.shape[0]
     rows, cols = np.nonzero(grid.mask)  # row-major from the north: a raster scan
     lats = _cell_labels((grid.y0 + side - np.arange(side) - 0.5) * grid.size, "lat_", grid.size)
@@ -151,20 +173,28 @@ def _write_features(path: pathlib.Path, grid: _Grid, fields: _Fields, n_features
     sign = rng.choice([-1.0, 1.0], n_features)
     weights[:, _N_WAVES] = driven * sign * rng.uniform(0.5, 1.5, n_features)
     weights[:, -1] = rng.uniform(-0.2, 0.4, n_features)  # bias: some exact zeros after the ReLU
-    weights *= _SCALE
+    weights *= scale
     step = rows_per_batch or max(1, _BATCH_BYTES // (4 * n_features))
-    pool = rng.uniform(-0.6 * _SCALE, 0.6 * _SCALE, max(_NOISE_POOL, 2 * step)).astype(np.float32)
+    pool = rng.uniform(-0.6 * scale, 0.6 * scale, max(_NOISE_POOL, 2 * step)).astype(np.float32)
     schema = pa.schema([("image_id", pa.string())]
                        + [(f"feature_{i}", pa.float32()) for i in range(n_features)])
     # Columns compress as ~16 KB buffers, too small to repay thread hand-offs
     # (measured 330 MB/s without threads against 250 MB/s with them).
     options = ipc.IpcWriteOptions(compression="lz4", use_threads=False)
-    with ipc.new_file(str(path), schema, options=options) as writer:
+    truth_schema = pa.schema([("lat", pa.float64()), ("lon", pa.float64()),
+                              ("true_probability", pa.float64())])
+    with ipc.new_file(str(path), schema, options=options) as writer, \
+            pq.ParquetWriter(str(truth_path), truth_schema) as truth:
         for start in range(0, rows.size, step):
             r, c = rows[start:start + step], cols[start:start + step]
             u, v = grid.uv(c + 0.5, side - r - 0.5)
+            latent = fields.latent(u, v)
+            lon, lat = grid.degrees(c + 0.5, side - r - 0.5)
+            true_probability = _true_probability(latent[_N_WAVES].astype(np.float64))
+            truth.write_table(pa.table({"lat": lat, "lon": lon, "true_probability": true_probability},
+                                       schema=truth_schema))
             # Feature-major layout makes every column contiguous, so Arrow wraps it without a copy.
-            x = weights @ fields.latent(u, v)
+            x = weights @ latent
             for f, offset in enumerate(rng.integers(0, pool.size - r.size, n_features)):
                 x[f] += pool[offset:offset + r.size]
             np.maximum(x, 0, out=x)  # MOSAIKS features are ReLU outputs
@@ -172,8 +202,10 @@ def _write_features(path: pathlib.Path, grid: _Grid, fields: _Fields, n_features
             writer.write_batch(pa.record_batch([ids, *map(pa.array, x)], schema=schema))
 
 
-def _labels(grid: _Grid, fields: _Fields, n_labels: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Label points: mostly inside cells, a few on shared edges and corners, a few at sea."""
+def _labels(grid: _Grid, fields: _Fields, n_labels: int,
+            rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Label points: mostly inside cells, a few on shared edges and corners, a few at sea;
+    and the probability each was drawn with."""
     mask, side = grid.mask, grid.mask.shape[0]
     rows, cols = np.nonzero(mask)
     n_sea, n_edge, n_corner = (max(k, round(share * n_labels)) for k, share in
@@ -205,7 +237,8 @@ def _labels(grid: _Grid, fields: _Fields, n_labels: int, rng: np.random.Generato
     xs.append(c[pick] + rng.uniform(0.1, 0.9, n_sea))
     ys.append(side - r[pick] - 1 + rng.uniform(0.1, 0.9, n_sea))
     x, y = np.concatenate(xs), np.concatenate(ys)
-    label = (rng.random(n_labels) < 0.04 + 0.86 * fields.mining(*grid.uv(x, y))).astype(int)
+    true_probability = _true_probability(fields.mining(*grid.uv(x, y)))
+    label = (rng.random(n_labels) < true_probability).astype(int)
     lon, lat = grid.degrees(x, y)
     low = rng.random(n_labels) < 0.25
     inspected = np.where(low, rng.uniform(0, 0.2, n_labels), rng.uniform(0.2, 1, n_labels))
@@ -222,12 +255,13 @@ def _labels(grid: _Grid, fields: _Fields, n_labels: int, rng: np.random.Generato
         "confidence": rng.choice(np.arange(1, 6), n_labels, p=[0.08, 0.12, 0.25, 0.3, 0.25])[order],
         "label": label[order],
         "proportion_inspected": np.floor(inspected[order] * 1000) / 1000,
-    })
+    }), pd.DataFrame({"unique_id": [f"SLE-{i:06d}" for i in range(n_labels)],
+                      "true_probability": true_probability[order]})
 
 
 def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: int = 4000,
                  n_labels: int | None = None, seed: int = 0, cell_size: float = 0.01,
-                 rows_per_batch: int | None = None) -> DemoFiles:
+                 rows_per_batch: int | None = None, feature_scale: float = 1.0) -> DemoFiles:
     """Write a synthetic country as ``SLE_mines.csv`` and ``SLE_features.feather``.
 
     Parameters
@@ -248,6 +282,10 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
         Rows per Arrow record batch. ``None``: as many as make 64 MiB of features, so
         that memory stays bounded at any country size. pandas' ``to_feather`` writes
         65,536 rows (1 GB at 4000 features), which asm_dask must also handle.
+    feature_scale
+        Size of the feature values. At 1, values are mostly below 1 and kernel entries
+        ``x . x'`` over 4000 features run into the thousands, as with MOSAIKS features;
+        ridge penalties act relative to this scale, so a tool must not assume one.
 
     Returns
     -------
@@ -255,8 +293,9 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
         The two paths, the actual number of cells and the number of labels.
     """
     if n_cells < 100 or n_features < 1 or (rows_per_batch is not None and rows_per_batch < 1) \
-            or cell_size <= 0:
-        raise ValueError("need n_cells >= 100, n_features >= 1, rows_per_batch >= 1, cell_size > 0")
+            or cell_size <= 0 or feature_scale <= 0:
+        raise ValueError("need n_cells >= 100, n_features >= 1, rows_per_batch >= 1, cell_size > 0, "
+                         "feature_scale > 0")
     n_labels = max(200, n_cells // 10) if n_labels is None else n_labels
     if n_labels < 10:
         raise ValueError("need n_labels >= 10")
@@ -268,9 +307,49 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
     grid = _land_grid(n_cells, cell_size, shape_rng)
     fields = _Fields.draw(grid, field_rng)
     files = DemoFiles(out / "SLE_mines.csv", out / "SLE_features.feather",
-                      int(grid.mask.sum()), n_labels)
+                      int(grid.mask.sum()), n_labels, out / "truth_labels.csv", out / "truth_cells.parquet")
+    labels, truth = _labels(grid, fields, n_labels, label_rng)
     with replacing(files.labels) as tmp:
-        _labels(grid, fields, n_labels, label_rng).to_csv(tmp, index=False)
-    with replacing(files.features) as tmp:
-        _write_features(tmp, grid, fields, n_features, rows_per_batch, feature_rng)
+        labels.to_csv(tmp, index=False)
+    with replacing(files.truth_labels) as tmp:
+        truth.to_csv(tmp, index=False)
+    with replacing(files.features) as tmp, replacing(files.truth_cells) as truth_tmp:
+        _write_features(tmp, truth_tmp, grid, fields, n_features, rows_per_batch, feature_scale,
+                        feature_rng)
     return files
+
+
+def score_against_truth(results: str | os.PathLike, files: DemoFiles) -> dict[str, Any]:
+    """How a run on a synthetic country compares with the country's known truth.
+
+    ``truth_test_auc`` is the ROC AUC of the true probabilities on the run's own test
+    labels: the best any model could score there. ``auc_gap`` is how far the run's
+    calibrated test AUC falls short of it. Over all cells: the correlation between the
+    predicted and the true probability, their mean absolute difference, and both means.
+    """
+    from asm_dask.grid import cell_ids
+    from asm_dask.validate import roc_auc
+
+    results = pathlib.Path(results)
+    metrics = json.loads((results / "metrics.json").read_text())
+    test = pd.read_csv(results / "labelled_cells.csv").query("split == 'test'")
+    test = test.merge(pd.read_csv(files.truth_labels), on="unique_id", how="left", validate="1:1")
+    truth_auc = roc_auc(test["label"].to_numpy(), test["true_probability"].to_numpy())
+    predicted = pd.read_parquet(results / "predictions", columns=["cell_id", "probability"])
+    cells = pd.read_parquet(files.truth_cells)
+    size = float(metrics.get("cell_size", 0.01))
+    cells["cell_id"] = cell_ids(cells["lat"].to_numpy(), cells["lon"].to_numpy(), size)
+    both = predicted.merge(cells[["cell_id", "true_probability"]], on="cell_id", validate="1:1")
+    if len(both) != len(predicted):
+        raise ValueError(f"{results}: {len(predicted) - len(both)} predicted cells have no truth")
+    p, t = both["probability"].to_numpy(), both["true_probability"].to_numpy()
+    return {
+        "test_auc_calibrated": metrics["test_auc_calibrated"],
+        "truth_test_auc": truth_auc,
+        "auc_gap": truth_auc - metrics["test_auc_calibrated"],
+        "n_test_labels": len(test),
+        "cell_probability_correlation": float(np.corrcoef(p, t)[0, 1]),
+        "cell_probability_mean_abs_error": float(np.abs(p - t).mean()),
+        "mean_predicted_probability": float(p.mean()),
+        "mean_true_probability": float(t.mean()),
+    }

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Iterator
@@ -22,20 +23,24 @@ import fsspec
 import numpy as np
 import pandas as pd
 from distributed import Client
-from sklearn.metrics import roc_auc_score
 
 from .atomic import replacing
-from .calibrate import CalibratedModel, fit_isotonic
+from .calibrate import CalibratedModel, fit_calibrator
 from .cluster import describe
 from .config import Job
 from .errors import InputError
 from .join import join_labels
 from .labels import Labels, read_labels
 from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
-from .report import plot_label_counts, plot_probability_map, plot_roc, write_metrics
-from .ridge import RidgeGridClassifier
-from .split import cv_folds, split_groups, train_test_split_groups
+from .report import (plot_cv_curve, plot_label_counts, plot_probability_map, plot_reliability,
+                     plot_roc, write_metrics)
+from .ridge import AlphaAtGridEdgeWarning, RidgeGridClassifier
+from .split import block_groups, cv_folds, split_groups, train_test_split_groups
 from .store import FeatureStore, gather_rows, open_store, store_root
+from .validate import roc_auc, held_out_metrics
+
+#: fewer test blocks than this, and the bootstrap resamples cells instead
+MIN_BOOTSTRAP_BLOCKS = 10
 
 PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
             "geopandas", "dask-geopandas")
@@ -73,13 +78,26 @@ def run_job(job: Job, client: Client) -> RunResult:
     with clock("fit"):
         train, test = train_test_split_groups(y, groups, job.split, job.labels.path)
         folds = cv_folds(y[train], groups[train], job.model.cv_folds, job.labels.path)
-        ridge = RidgeGridClassifier(alphas=job.model.alphas, client=client)
-        ridge.fit(X[train], y[train], folds)
+        ridge = RidgeGridClassifier(alphas=job.model.alphas, standardize=job.model.standardize,
+                                    client=client)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)  # said below, on one line
+            ridge.fit(X[train], y[train], folds)
+        if ridge.alpha_at_grid_edge_:
+            print(f"[asm-dask] warning: the best alpha, {ridge.best_alpha_:g}, is at the edge of the "
+                  f"alphas searched ({ridge.alphas_.min():g} to {ridge.alphas_.max():g}); "
+                  "model.alphas: auto searches a wider grid", file=sys.stderr, flush=True)
+        cv = _cross_validation(ridge, y[train], rows.iloc[train], job)
     with clock("calibrate"):
-        isotonic = fit_isotonic(ridge.oof_decision_, y[train])
-        model = CalibratedModel.from_fitted(store.feature_names, ridge, isotonic)
+        calibrator = fit_calibrator(ridge.oof_decision_, y[train], job.model.calibration)
+        model = CalibratedModel.from_fitted(store.feature_names, ridge, calibrator)
         test_scores = model.decision_function(X[test])
         test_probability = model.calibrate(test_scores)
+    with clock("validate"):
+        unit, resampled = _bootstrap_groups(rows.iloc[test], job.split.block_size)
+        sample_type = rows["sample_type"].to_numpy()[test] if "sample_type" in rows else None
+        tested, reliability = held_out_metrics(y[test], test_scores, test_probability, resampled, unit,
+                                           job.split.seed, sample_type)
 
     metrics = {
         "n_labels_read": labels.n_read,
@@ -91,19 +109,25 @@ def run_job(job: Job, client: Client) -> RunResult:
         "n_cells": store.n_cells,
         "n_cells_dropped_nonfinite": store.n_dropped_nonfinite,
         "n_features": store.n_features,
+        "cell_size": store.cell_size,
         "n_train": len(train),
         "n_test": len(test),
         "n_train_groups": int(len(np.unique(groups[train]))),
         "n_test_groups": int(len(np.unique(groups[test]))),
         "split_group_by": job.split.group_by,
+        "block_size_deg": job.split.block_size,
         "best_alpha": ridge.best_alpha_,
-        "cv_auc": {str(a): float(m) for a, m in zip(job.model.alphas, ridge.cv_auc_.mean(axis=1))},
-        "cv_auc_by_fold": {str(a): [float(v) for v in row] for a, row in zip(job.model.alphas, ridge.cv_auc_)},
-        "oof_auc_calibration_set": float(roc_auc_score(y[train], ridge.oof_decision_)),
-        "test_auc_uncalibrated": float(roc_auc_score(y[test], test_scores)),
-        "test_auc_calibrated": float(roc_auc_score(y[test], test_probability)),
+        "alpha_grid": "auto" if job.model.alphas == "auto" else "given",
+        "alphas_searched": ridge.alphas_.tolist(),
+        "n_grid_extensions": ridge.n_grid_extensions_,
+        "alpha_at_grid_edge": ridge.alpha_at_grid_edge_,
+        "solver": ridge.solver_,
+        "standardize": job.model.standardize,
+        "calibration": job.model.calibration,
+        **cv,
+        "oof_auc_calibration_set": roc_auc(y[train], ridge.oof_decision_),
+        **tested,
     }
-
     # Everything is checked and fitted: from here on the output folder is written.
     out = job.output
     predictions_dir = os.path.join(out, "predictions")
@@ -127,6 +151,9 @@ def run_job(job: Job, client: Client) -> RunResult:
             _labelled_cells(rows, train, test).to_csv(tmp, index=False)
         plot_roc(os.path.join(figures, "roc.png"), y[test], test_scores, test_probability,
                  metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
+        plot_cv_curve(os.path.join(figures, "cv_auc.png"), _curves(ridge.alphas_, cv),
+                      ridge.best_alpha_, job.split.group_by)
+        plot_reliability(os.path.join(figures, "reliability.png"), reliability, metrics["brier_test"])
         plot_label_counts(os.path.join(figures, "label_counts.png"),
                           _label_count_table(labels, y, train, test))
         plot_probability_map(os.path.join(figures, "probability_map.png"), grid, store.cell_size,
@@ -135,6 +162,61 @@ def run_job(job: Job, client: Client) -> RunResult:
         write_metrics(os.path.join(out, "metrics.json"), metrics)
     manifest.finish(timings_s=timings)
     return RunResult(output=out, metrics=metrics, timings=timings)
+
+
+def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFrame,
+                      job: Job) -> dict[str, Any]:
+    """The search's CV AUC, and the chosen model's on folds of the other grouping.
+
+    Alpha is chosen on folds of ``split.group_by`` (cells, or blocks); the other grouping
+    scores the same grid too, so that a reader sees both side by side. Blocked folds
+    that cannot be made (too few blocks of each class) are reported, not fatal.
+    """
+    by = {"cell": rows["cell_id"].to_numpy(),
+          "block": block_groups(rows["cell_lat"].to_numpy(), rows["cell_lon"].to_numpy(),
+                                job.split.block_size)}
+    selected, other = job.split.group_by, "block" if job.split.group_by == "cell" else "cell"
+    auc = {selected: ridge.cv_auc_}
+    result: dict[str, Any] = {"alpha_selected_by": selected}
+    try:
+        auc[other] = ridge.cross_validated_auc(cv_folds(y, by[other], job.model.cv_folds,
+                                                        job.labels.path))
+    except InputError as exc:
+        result[f"{_name(other)}_cv_auc_unavailable"] = str(exc)
+    best = int(np.flatnonzero(ridge.alphas_ == ridge.best_alpha_)[0])
+    for grouping, matrix in auc.items():
+        name = _name(grouping)
+        result[f"{name}_cv_auc"] = float(matrix[best].mean())
+        result[f"{name}_cv_auc_by_fold"] = [float(v) for v in matrix[best]]
+        result[f"cv_auc_{name}_by_alpha"] = {str(a): float(m) for a, m in zip(ridge.alphas_, matrix.mean(axis=1))}
+        result[f"cv_auc_sd_{name}_by_alpha"] = {str(a): float(m) for a, m in zip(ridge.alphas_, matrix.std(axis=1))}
+    result["cv_auc"] = result[f"cv_auc_{_name(selected)}_by_alpha"]
+    result["cv_auc_by_fold"] = {str(a): [float(v) for v in row] for a, row in zip(ridge.alphas_, ridge.cv_auc_)}
+    return result
+
+
+def _bootstrap_groups(test_rows: pd.DataFrame, block_size: float) -> tuple[str, np.ndarray]:
+    """What the bootstrap of the test AUC resamples: blocks of nearby cells, whose labels
+    are not independent of each other, or whole cells where the test set spans too few
+    blocks for a bootstrap to mean anything."""
+    blocks = block_groups(test_rows["cell_lat"].to_numpy(), test_rows["cell_lon"].to_numpy(), block_size)
+    if len(np.unique(blocks)) >= MIN_BOOTSTRAP_BLOCKS:
+        return "block", blocks
+    return "cell", test_rows["cell_id"].to_numpy()
+
+
+def _name(grouping: str) -> str:
+    return "blocked" if grouping == "block" else "cell"
+
+
+def _curves(alphas: np.ndarray, cv: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    curves = {}
+    for grouping in ("cell", "block"):
+        name = _name(grouping)
+        if f"cv_auc_{name}_by_alpha" in cv:
+            curves[grouping] = (alphas, np.array(list(cv[f"cv_auc_{name}_by_alpha"].values())),
+                                np.array(list(cv[f"cv_auc_sd_{name}_by_alpha"].values())))
+    return curves
 
 
 def _labelled_cells(rows: pd.DataFrame, train: np.ndarray, test: np.ndarray) -> pd.DataFrame:

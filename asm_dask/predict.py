@@ -39,8 +39,8 @@ SCORE_BLOCK_ROWS = 1024
 
 
 def model_hash(model: CalibratedModel) -> str:
-    digest = hashlib.sha256()
-    for array in (model.coef, np.array([model.intercept]), model.thresholds_x, model.thresholds_y):
+    digest = hashlib.sha256(model.calibrator.method.encode())
+    for array in model.parameters():
         digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
     return digest.hexdigest()[:16]
 

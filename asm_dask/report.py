@@ -21,7 +21,14 @@ from .atomic import replacing, write_atomic
 
 
 def write_metrics(path: str, metrics: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(metrics, indent=2, sort_keys=False))
+    write_atomic(path, json.dumps(metrics, indent=2, sort_keys=False, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays as the JSON numbers and lists they hold."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def plot_roc(path: str, y_test: np.ndarray, uncalibrated: np.ndarray, calibrated: np.ndarray,
@@ -36,6 +43,48 @@ def plot_roc(path: str, y_test: np.ndarray, uncalibrated: np.ndarray, calibrated
     ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(-0.01, 1.01),
            ylim=(-0.01, 1.01), title=f"Test ROC ({len(y_test)} labels, calibrated out of fold)")
     ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_cv_curve(path: str, curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  best_alpha: float, selected_by: str) -> None:
+    """Mean cross-validated ROC AUC against alpha, one curve per fold grouping.
+
+    ``curves`` maps a grouping name to (alphas, mean AUC, standard deviation over folds);
+    the band is one standard deviation. The chosen alpha is marked.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (name, (alphas, mean, sd)), colour in zip(curves.items(), ("#1f77b4", "#d95f02")):
+        order = np.argsort(alphas)
+        alphas, mean, sd = np.asarray(alphas)[order], np.asarray(mean)[order], np.asarray(sd)[order]
+        style = "-" if name == selected_by else "--"
+        ax.plot(alphas, mean, style, marker=".", color=colour,
+                label=f"folds of {name}s" + (" (selects alpha)" if name == selected_by else ""))
+        ax.fill_between(alphas, mean - sd, mean + sd, color=colour, alpha=0.15)
+    ax.axvline(best_alpha, color="k", linestyle=":", label=f"chosen alpha = {best_alpha:g}")
+    ax.set_xscale("log")
+    ax.set(xlabel="ridge penalty alpha", ylabel="mean validation ROC AUC",
+           title="Cross-validated ROC AUC over the penalty grid (band: ±1 sd over folds)")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_reliability(path: str, table: pd.DataFrame, brier: float) -> None:
+    """Reliability diagram: observed ASM frequency against mean predicted probability per
+    bin of the test set, with each bin's count."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    filled = table[table["n"] > 0]
+    ax.plot([0, 1], [0, 1], "k:", label="perfectly calibrated")
+    ax.plot(filled["mean_predicted"], filled["observed_frequency"], "o-", color="#d95f02",
+            label=f"test set (Brier {brier:.3f})")
+    for _, row in filled.iterrows():
+        ax.annotate(f"{int(row['n'])}", (row["mean_predicted"], row["observed_frequency"]),
+                    textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xlabel="mean predicted probability (bin)", ylabel="observed ASM frequency",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title="Reliability (labels per bin)")
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, path)
 

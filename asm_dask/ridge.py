@@ -1,26 +1,47 @@
-"""Fit stage: a ridge classifier tuned over alphas by cross-validated ROC AUC.
+"""Fit stage: a ridge classifier whose penalty is chosen by cross-validated ROC AUC.
 
 It gives what scikit-learn's ``GridSearchCV(RidgeClassifier(), {"alpha": alphas},
-scoring="roc_auc", cv=folds)`` gives on the same folds, but computes the training
-kernel ``Z Z'`` (``Z`` = training features minus their mean) once, as the MOSAIKS paper
-does, instead of once per fit. Every fold's centred kernel is a sub-block of it, shifted
-by terms that are themselves sums of the kernel, and every (fold, alpha) fit is then a
-Cholesky solve of the fold's size. The folds run as tasks on the Dask cluster.
+scoring="roc_auc", cv=folds)`` gives on the same folds and alphas, but solves each fold
+once for every alpha (:mod:`asm_dask.penalty_path`), so a wide grid costs about what the
+notebook's four alphas cost. With fewer training rows than features it works with the
+kernel ``Z Z'`` (dual); with more, with the Gram matrix ``Z'Z`` (primal): memory grows
+with ``min(rows, features)^2``. ``Z`` is the training features, centred (and scaled, with
+``standardize``) once over all training rows; every fold then centres its own part.
 
-Targets are -1/+1 as in ``RidgeClassifier``; an intercept is fitted by centring.
+``alphas="auto"`` searches a logarithmic grid of nine decades, four points each, placed
+by the features' total variance (the mean eigenvalue of the kernel, which sets the scale
+at which a penalty bites), and extends it a decade at a time while the best alpha sits at
+either end. The folds run as tasks on the Dask cluster. Targets are -1/+1 as in
+``RidgeClassifier``; the intercept is fitted by centring.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Sequence
 
 import numpy as np
 from distributed import Client
-from scipy import linalg
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
+
+from .penalty_path import PenaltyPath, penalty_path
+from .progress import wait_with_progress
+from .validate import roc_auc
+
+#: the auto grid: decades below and above the features' total variance, points per decade
+AUTO_DECADES_BELOW, AUTO_DECADES_ABOVE, POINTS_PER_DECADE = 4, 5, 4
+#: decades the auto grid may grow beyond its first nine, in either direction together
+MAX_EXTENSIONS = 6
+#: when the grid grows downwards, the folds are solved again this many decades lower
+_FLOOR_HEADROOM = 2
+
+Folds = Sequence[tuple[np.ndarray, np.ndarray]]
+
+
+class AlphaAtGridEdgeWarning(UserWarning):
+    """The best penalty is the smallest or largest one searched."""
 
 
 class RidgeGridClassifier:
@@ -28,36 +49,49 @@ class RidgeGridClassifier:
 
     Parameters
     ----------
-    alphas : sequence of float
-        Candidate penalties, as ``RidgeClassifier(alpha=...)``.
+    alphas : "auto" or sequence of float
+        ``"auto"``: a wide logarithmic grid, extended until the best alpha is interior
+        (up to ``MAX_EXTENSIONS`` decades). A sequence is searched exactly as given.
     cv : int
         Number of stratified folds when ``fit`` is given no folds.
+    standardize : bool
+        Divide each feature by its standard deviation over the training rows (features
+        that do not vary are left as they are). The same scale serves every fold.
     client : distributed.Client, optional
-        Runs the fits of the folds and the final refit on this cluster; without one they
-        run in this process.
+        Runs the folds and the refit as tasks on this cluster; without one they run in
+        this process.
 
     Attributes
     ----------
-    best_alpha_ : float
-        The alpha with the highest mean validation ROC AUC (the first, on ties).
+    alphas_ : ndarray
+        The alphas searched, in the order searched (ascending for ``"auto"``).
     cv_auc_ : ndarray of shape (n_alphas, n_folds)
         Validation ROC AUC of every alpha on every fold.
+    best_alpha_ : float
+        The alpha with the highest mean validation ROC AUC (the first, on ties).
+    alpha_at_grid_edge_ : bool
+        Whether ``best_alpha_`` is the smallest or largest alpha searched.
+    n_grid_extensions_ : int
+        Decades the auto grid was extended by.
     oof_decision_ : ndarray of shape (n_samples,)
-        Out-of-fold decision scores of the training rows under ``best_alpha_``: each
-        row scored by the model of the fold that held it out.
+        Out-of-fold decision scores under ``best_alpha_``: each row scored by the model
+        of the fold that held it out.
     coef_ : ndarray of shape (n_features,)
-        Weights of the model refitted on all training rows with ``best_alpha_``.
+        Weights, in the units of the raw features, of the model refitted on all rows.
     intercept_ : float
+    solver_ : {"dual", "primal"}
+    scale_ : ndarray of shape (n_features,) or None
+        The standard deviations the features were divided by.
     """
 
-    def __init__(self, alphas: Sequence[float] = (0.01, 0.1, 1.0, 10.0), cv: int = 5,
-                 client: Client | None = None):
+    def __init__(self, alphas: str | Sequence[float] = "auto", cv: int = 5,
+                 standardize: bool = False, client: Client | None = None):
         self.alphas = alphas
         self.cv = cv
+        self.standardize = standardize
         self.client = client
 
-    def fit(self, X: np.ndarray, y: np.ndarray,
-            folds: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> "RidgeGridClassifier":
+    def fit(self, X: np.ndarray, y: np.ndarray, folds: Folds | None = None) -> "RidgeGridClassifier":
         """Choose alpha on ``folds`` and refit on all rows.
 
         Parameters
@@ -68,51 +102,55 @@ class RidgeGridClassifier:
         folds : list of (train_indices, validation_indices), optional
             Defaults to ``StratifiedKFold(cv)``, as ``GridSearchCV(cv=int)`` uses.
         """
-        X = np.asarray(X)
-        y = np.asarray(y)
-        if X.ndim != 2 or len(X) != len(y):
-            raise ValueError(f"X must be 2-D with one row per label; got X {X.shape}, y {y.shape}")
-        if not np.isfinite(X).all():
-            raise ValueError("X holds NaN or infinite values")
-        if set(np.unique(y).tolist()) != {0, 1}:
-            raise ValueError(f"y must hold both classes 0 and 1; got {np.unique(y).tolist()}")
-        alphas = np.asarray(self.alphas, dtype=np.float64)
-        if alphas.ndim != 1 or len(alphas) == 0 or (alphas <= 0).any():
-            raise ValueError(f"alphas must be a non-empty list of positive numbers; got {self.alphas}")
+        X, y = _check_data(X, y)
+        given = _check_alphas(self.alphas)
         if folds is None:
             folds = list(StratifiedKFold(n_splits=self.cv).split(X, y))
+        self._problem = _RidgeProblem(X, y, self.standardize, self.client)
+        grid = given if given is not None else auto_grid(self._problem.total_variance)
+        self.n_grid_extensions_ = 0
+        floor = grid.min()
+        paths, full = self._problem.solve(folds, floor, with_refit=True)
+        while True:
+            cv_auc = self._problem.fold_auc(folds, paths, grid)
+            best = int(np.argmax(cv_auc.mean(axis=1)))
+            at_edge = grid[best] in (grid.min(), grid.max())
+            if given is not None or not at_edge or self.n_grid_extensions_ >= MAX_EXTENSIONS:
+                break
+            grid = _extend(grid, downwards=grid[best] == grid.min())
+            self.n_grid_extensions_ += 1
+            if grid.min() < floor:
+                floor = grid.min() / 10 ** _FLOOR_HEADROOM
+                paths, full = self._problem.solve(folds, floor, with_refit=True)
 
-        mean = X.mean(axis=0, dtype=np.float64)
-        target = np.where(y == 1, 1.0, -1.0)
-        # Labels sharing a cell share a feature row. Each distinct row gets one kernel row,
-        # copied to its duplicates, so their scores tie exactly as in scikit-learn;
-        # rounding noise would otherwise break the ties at random and shift the ROC AUC.
-        row_ids, first = _distinct_rows(X)
-        # Centring first keeps the kernel's entries small: the fold centring later then
-        # subtracts small numbers from small numbers, not large from large.
-        Z = np.asarray(X[first], dtype=np.float64) - mean
-        # One BLAS call in this process: for thousands of labels it takes well under a
-        # second, less than shipping the rows to workers and the blocks back.
-        K = single_threaded(np.matmul, Z, Z.T)[np.ix_(row_ids, row_ids)]
-        shared = _share(self.client, {"K": K, "target": target, "row_ids": row_ids})
-
-        fold_scores = _run(self.client, _fold_scores,
-                           [(train, valid, alphas) for train, valid in folds], shared)
-        self.cv_auc_ = np.array([[roc_auc_score(y[valid], scores[a]) for (_, valid), scores
-                                  in zip(folds, fold_scores)] for a in range(len(alphas))])
-        best = int(np.argmax(self.cv_auc_.mean(axis=1)))
-        self.best_alpha_ = float(alphas[best])
-        self.oof_decision_ = np.empty(len(y))
-        for (_, valid), scores in zip(folds, fold_scores):
-            self.oof_decision_[valid] = scores[best]
-
-        [dual] = _run(self.client, _dual_coef, [(np.arange(len(y)), self.best_alpha_)], shared)
-        # Z holds distinct rows; each one's weight is the sum of its duplicates' weights.
-        self.coef_ = single_threaded(np.matmul, Z.T, np.bincount(row_ids, weights=dual, minlength=len(Z)))
-        self.intercept_ = float(target.mean() - mean @ self.coef_)
+        self.alphas_ = grid
+        self.cv_auc_ = cv_auc
+        self.best_alpha_ = float(grid[best])
+        self.alpha_at_grid_edge_ = bool(at_edge)
+        if at_edge:
+            where = "smallest" if self.best_alpha_ == grid.min() else "largest"
+            warnings.warn(f"the best ridge alpha, {self.best_alpha_:g}, is the {where} one searched "
+                          f"({grid.min():g} to {grid.max():g}); a wider grid may find a better one",
+                          AlphaAtGridEdgeWarning, stacklevel=2)
+        self.oof_decision_ = self._problem.out_of_fold(folds, paths, self.best_alpha_)
+        coef = full.scores(np.array([self.best_alpha_]))[0]
+        self.scale_ = self._problem.scale
+        self.coef_ = coef / self.scale_ if self.scale_ is not None else coef
+        self.intercept_ = float(self._problem.target.mean() - self._problem.mean @ self.coef_)
+        self.solver_ = self._problem.solver
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]
         return self
+
+    def cross_validated_auc(self, folds: Folds, alphas: Sequence[float] | None = None) -> np.ndarray:
+        """ROC AUC of ``alphas`` (default: ``alphas_``) on other folds of the fitted rows.
+
+        Returns an array of shape ``(n_alphas, n_folds)``. Used to score the chosen model
+        on spatially blocked folds when cells chose it, and the other way round.
+        """
+        alphas = self.alphas_ if alphas is None else np.asarray(alphas, dtype=np.float64)
+        paths, _ = self._problem.solve(folds, float(np.min(alphas)), with_refit=False)
+        return self._problem.fold_auc(folds, paths, alphas)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Signed distance to the hyperplane; positive means class 1."""
@@ -125,6 +163,18 @@ class RidgeGridClassifier:
         return (self.decision_function(X) > 0).astype(int)
 
 
+def auto_grid(total_variance: float) -> np.ndarray:
+    """Nine decades around the features' total variance, four points per decade.
+
+    Values are rounded to three significant digits (1, 1.78, 3.16, 5.62, 10, ...), so
+    that they read well in reports.
+    """
+    centre = int(np.floor(np.log10(max(total_variance, 1e-300))))
+    exponents = np.arange((centre - AUTO_DECADES_BELOW) * POINTS_PER_DECADE,
+                          (centre + AUTO_DECADES_ABOVE) * POINTS_PER_DECADE + 1) / POINTS_PER_DECADE
+    return _round(10.0 ** exponents)
+
+
 def linear_scores(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
     """``X @ coef + intercept``, equal rows giving equal scores to the last bit.
 
@@ -133,32 +183,6 @@ def linear_scores(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarr
     einsum sums every row in the same order.
     """
     return np.einsum("ij,j->i", np.asarray(X, dtype=np.float64), coef) + intercept
-
-
-def _distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each row, the index of its distinct row; and each distinct row's first row.
-
-    Rows are compared by a digest of their bytes: sorting 4000-wide rows is slow.
-    """
-    X = np.ascontiguousarray(X)
-    digests = np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in X])
-    _, first, row_ids = np.unique(digests, return_index=True, return_inverse=True)
-    return row_ids.ravel(), first
-
-
-def _share(client: Client | None, values: dict) -> dict:
-    """Send large task inputs (the kernel) to every worker once, not inside each task."""
-    if client is None:
-        return values
-    return {name: client.scatter(value, broadcast=True) for name, value in values.items()}
-
-
-def _run(client: Client | None, func, argument_list: list[tuple], shared: dict) -> list:
-    """``func(*args, **shared)`` for each args, as tasks on the cluster if there is one."""
-    if client is None:
-        return [single_threaded(func, *args, **shared) for args in argument_list]
-    return client.gather([client.submit(single_threaded, func, *args, **shared, pure=False)
-                          for args in argument_list])
 
 
 def single_threaded(func, *args, **kwargs):
@@ -180,50 +204,108 @@ def single_threaded(func, *args, **kwargs):
 _blas_limited = False
 
 
-def _dual_coef(rows: np.ndarray, alpha: float, K: np.ndarray, target: np.ndarray,
-               row_ids: np.ndarray) -> np.ndarray:
-    """Dual coefficients of the ridge fit on ``rows``, centred within ``rows``."""
-    Kc, _, _ = _centred(K, rows)
-    y = target[rows]
-    return _solve(Kc, y - y.mean(), alpha)
+class _RidgeProblem:
+    """The training rows prepared once: centred (scaled), deduplicated, on the cluster."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, standardize: bool, client: Client | None):
+        self.client = client
+        self.y = y
+        self.target = np.where(y == 1, 1.0, -1.0)
+        self.mean = X.mean(axis=0, dtype=np.float64)
+        self.scale = None
+        if standardize:
+            scale = X.std(axis=0, dtype=np.float64)
+            self.scale = np.where(scale > 0, scale, 1.0)
+        # Labels sharing a cell share a feature row. Each distinct row is scored once and
+        # its score copied to its duplicates, so that they tie exactly as in scikit-learn;
+        # rounding noise would otherwise break the ties at random and shift the ROC AUC.
+        self.row_ids, first = _distinct_rows(X)
+        Z = np.asarray(X[first], dtype=np.float64) - self.mean
+        if self.scale is not None:
+            Z /= self.scale
+        # Mean squared norm of the centred rows: the kernel's mean eigenvalue.
+        self.total_variance = float(np.einsum("ij,ij->i", Z, Z)[self.row_ids].mean())
+        self.solver = "dual" if len(y) <= X.shape[1] else "primal"
+        data = {"Z": Z, "target": self.target, "row_ids": self.row_ids}
+        if self.solver == "dual":
+            # One BLAS call in this process: for thousands of labels well under a second,
+            # less than shipping the rows to workers and the blocks back.
+            data["K"] = single_threaded(np.matmul, Z, Z.T)[np.ix_(self.row_ids, self.row_ids)]
+        self.data = _share(client, data)
+
+    def solve(self, folds: Folds, floor: float, with_refit: bool) -> tuple[list[PenaltyPath], PenaltyPath | None]:
+        """Penalty paths of every fold (and of the refit on all rows), down to ``floor``."""
+        fold_task = _dual_fold_path if self.solver == "dual" else _primal_fold_path
+        calls = [(fold_task, train, valid, floor) for train, valid in folds]
+        if with_refit:
+            calls.append((_dual_refit_path if self.solver == "dual" else _primal_refit_path, floor))
+        results = _run(self.client, calls, self.data, "fit: solve folds")
+        return (results[:len(folds)], results[len(folds)]) if with_refit else (results, None)
+
+    def fold_auc(self, folds: Folds, paths: list[PenaltyPath], alphas: np.ndarray) -> np.ndarray:
+        """ROC AUC of every alpha (rows) on every fold (columns)."""
+        return np.column_stack([roc_auc(self.y[valid], self._valid_scores(valid, path, alphas))
+                                for (_, valid), path in zip(folds, paths)])
+
+    def out_of_fold(self, folds: Folds, paths: list[PenaltyPath], alpha: float) -> np.ndarray:
+        scores = np.empty(len(self.y))
+        for (_, valid), path in zip(folds, paths):
+            scores[valid] = self._valid_scores(valid, path, np.array([alpha]))[0]
+        return scores
+
+    def _valid_scores(self, valid: np.ndarray, path: PenaltyPath, alphas: np.ndarray) -> np.ndarray:
+        """Scores of the validation rows, one row per alpha, duplicates copied."""
+        _, copies = _distinct_validation(self.row_ids, valid)
+        return path.scores(alphas)[:, copies]
 
 
-def _fold_scores(train: np.ndarray, valid: np.ndarray, alphas: np.ndarray, K: np.ndarray,
-                 target: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
-    """Decision scores of the validation rows under the models fitted on the train rows.
-
-    One row of scores per alpha; the fold's centred kernel is built once for all of them.
-    Each distinct feature row (``row_ids``) is scored once and its score copied to its
-    duplicates, so that duplicates tie exactly (see :func:`linear_scores`).
-    """
+def _distinct_validation(row_ids: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The validation rows to score (one per distinct feature row) and, for each
+    validation row, which of them holds its score."""
     _, first, copies = np.unique(row_ids[valid], return_index=True, return_inverse=True)
-    valid = valid[first]
+    return valid[first], copies.ravel()
+
+
+def _dual_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, K: np.ndarray,
+                    target: np.ndarray, row_ids: np.ndarray, Z: np.ndarray) -> PenaltyPath:
+    """Validation scores of the fold for every alpha, from the centred fold kernel."""
+    scored, _ = _distinct_validation(row_ids, valid)
     Kc, row_mean, total_mean = _centred(K, train)
-    cross = K[np.ix_(valid, train)]
+    cross = K[np.ix_(scored, train)]
     # (x_v - mu) . (x_i - mu) for validation row v and training row i, with mu the mean of
-    # the training rows, expressed through kernel entries only.
+    # the fold's training rows, expressed through kernel entries only.
     cross -= cross.mean(axis=1)[:, None]
     cross -= row_mean[None, :]
     cross += total_mean
     y = target[train]
-    scores = np.array([cross @ _solve(Kc, y - y.mean(), alpha) + y.mean() for alpha in alphas])
-    return scores[:, copies.ravel()]
+    return penalty_path(Kc, y - y.mean(), cross, y.mean(), np.array([floor]))
 
 
-def _solve(Kc: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """``(Kc + alpha I)^-1 y`` by Cholesky, as scikit-learn's kernel ridge solver does.
+def _primal_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, Z: np.ndarray,
+                      target: np.ndarray, row_ids: np.ndarray) -> PenaltyPath:
+    """Validation scores of the fold for every alpha, from the centred fold Gram matrix."""
+    scored, _ = _distinct_validation(row_ids, valid)
+    Zf = Z[row_ids[train]]
+    centre = Zf.mean(axis=0)
+    Zf -= centre
+    y = target[train]
+    return penalty_path(Zf.T @ Zf, Zf.T @ (y - y.mean()), Z[row_ids[scored]] - centre, y.mean(),
+                        np.array([floor]))
 
-    Like scikit-learn, alpha is added to the diagonal and taken off again afterwards,
-    rather than copying the kernel.
-    """
-    diagonal = Kc.flat[:: len(Kc) + 1]
-    Kc.flat[:: len(Kc) + 1] = diagonal + alpha
-    # NumPy's Cholesky releases the GIL (SciPy's holds it), so tasks in threads overlap.
-    lower = np.linalg.cholesky(Kc)
-    Kc.flat[:: len(Kc) + 1] = diagonal
-    # The transpose of a C-ordered lower factor is a Fortran-ordered upper one, which
-    # LAPACK takes without the copy it would make of the lower factor.
-    return linalg.cho_solve((lower.T, False), y, check_finite=False)
+
+def _dual_refit_path(floor: float, K: np.ndarray, target: np.ndarray, row_ids: np.ndarray,
+                     Z: np.ndarray) -> PenaltyPath:
+    """Weights of the model fitted on all rows, for every alpha (its 'scores')."""
+    Kc, _, _ = _centred(K, np.arange(len(row_ids)))
+    # The weights are Z' x, over every row (duplicates included).
+    return penalty_path(Kc, target - target.mean(), Z[row_ids].T, 0.0, np.array([floor]))
+
+
+def _primal_refit_path(floor: float, Z: np.ndarray, target: np.ndarray,
+                       row_ids: np.ndarray) -> PenaltyPath:
+    Zf = Z[row_ids]
+    Zf -= Zf.mean(axis=0)
+    return penalty_path(Zf.T @ Zf, Zf.T @ (target - target.mean()), None, 0.0, np.array([floor]))
 
 
 def _centred(K: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -235,3 +317,72 @@ def _centred(K: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, f
     block -= row_mean[None, :]
     block += total_mean
     return block, row_mean, total_mean
+
+
+def _check_data(X, y) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X must be 2-D with one row per label; got X {X.shape}, y {y.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("X holds NaN or infinite values")
+    if set(np.unique(y).tolist()) != {0, 1}:
+        raise ValueError(f"y must hold both classes 0 and 1; got {np.unique(y).tolist()}")
+    return X, y
+
+
+def _check_alphas(alphas) -> np.ndarray | None:
+    """``None`` for the auto grid, else the given alphas as floats, in order."""
+    if isinstance(alphas, str):
+        if alphas == "auto":
+            return None
+        raise ValueError(f"alphas must be 'auto' or a list of positive numbers; got {alphas!r}")
+    values = np.asarray(alphas, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0 or not (values > 0).all() or not np.isfinite(values).all():
+        raise ValueError(f"alphas must be 'auto' or a non-empty list of positive numbers; got {alphas!r}")
+    return values
+
+
+def _extend(grid: np.ndarray, downwards: bool) -> np.ndarray:
+    """The grid with one more decade below its smallest or above its largest alpha."""
+    steps = np.arange(1, POINTS_PER_DECADE + 1) / POINTS_PER_DECADE
+    if downwards:
+        return np.concatenate([_round(grid.min() / 10.0 ** steps[::-1]), grid])
+    return np.concatenate([grid, _round(grid.max() * 10.0 ** steps)])
+
+
+def _round(values: np.ndarray) -> np.ndarray:
+    return np.array([float(f"{v:.3g}") for v in values])
+
+
+def _distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the index of its distinct row; and each distinct row's first row.
+
+    Rows are compared by a digest of their bytes: sorting 4000-wide rows is slow.
+    """
+    X = np.ascontiguousarray(X)
+    digests = np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in X])
+    _, first, row_ids = np.unique(digests, return_index=True, return_inverse=True)
+    return row_ids.ravel(), first
+
+
+def _share(client: Client | None, values: dict) -> dict:
+    """Send large task inputs (the kernel) to every worker once, not inside each task."""
+    if client is None:
+        return values
+    return {name: client.scatter(value, broadcast=True) for name, value in values.items()}
+
+
+def _run(client: Client | None, calls: list[tuple], shared: dict, description: str) -> list:
+    """``func(*args, **shared)`` for each ``(func, *args)``, as tasks if there is a cluster."""
+    if client is None:
+        return [single_threaded(func, *args, **_arguments(func, shared)) for func, *args in calls]
+    futures = [client.submit(single_threaded, func, *args, **_arguments(func, shared), pure=False)
+               for func, *args in calls]
+    return wait_with_progress(client, futures, description)
+
+
+def _arguments(func, shared: dict) -> dict:
+    """The shared inputs that ``func`` takes (the primal tasks take no kernel)."""
+    names = func.__code__.co_varnames[:func.__code__.co_argcount]
+    return {name: value for name, value in shared.items() if name in names}

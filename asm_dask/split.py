@@ -20,8 +20,13 @@ def split_groups(cell_id: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     """The group of every row: its cell, or its block of ``block_size`` degrees."""
     if config.group_by == "cell":
         return np.asarray(cell_id)
-    row = np.floor((np.asarray(lat) + 90) / config.block_size).astype(np.int64)
-    col = np.floor((np.asarray(lon) + 180) / config.block_size).astype(np.int64)
+    return block_groups(lat, lon, config.block_size)
+
+
+def block_groups(lat: np.ndarray, lon: np.ndarray, block_size: float) -> np.ndarray:
+    """The square block of ``block_size`` degrees that each cell centroid falls in."""
+    row = np.floor((np.asarray(lat) + 90) / block_size).astype(np.int64)
+    col = np.floor((np.asarray(lon) + 180) / block_size).astype(np.int64)
     return row * 1_000_000 + col
 
 
@@ -44,21 +49,33 @@ def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int,
     ``StratifiedKFold`` over the groups, each labelled by the class most of its rows
     hold (1 on a tie), then expanded to their rows. scikit-learn's
     ``StratifiedGroupKFold`` balances classes more finely but loops in Python over the
-    groups: a second for three thousand labelled cells.
+    groups: a second for three thousand labelled cells. Large blocks often hold both
+    classes, so that fewer than ``n_folds`` of them have a positive majority; they are then
+    stratified by whether their share of ASM labels is above the training set's.
+    Every validation fold must hold both classes, or its ROC AUC would be undefined.
     """
+    y = np.asarray(y)
     unique, group_of_row = np.unique(groups, return_inverse=True)
     group_of_row = group_of_row.ravel()
     if len(unique) < n_folds:
         raise InputError(f"{source}: only {len(unique)} labelled cells/blocks in the training set, "
                          f"fewer than model.cv_folds={n_folds}")
-    positives = np.bincount(group_of_row, weights=y, minlength=len(unique))
-    group_class = (2 * positives >= np.bincount(group_of_row, minlength=len(unique))).astype(int)
-    if np.bincount(group_class, minlength=2).min() < n_folds:
+    share = np.bincount(group_of_row, weights=y, minlength=len(unique)) / np.bincount(group_of_row)
+    for threshold in (0.5, y.mean()):
+        group_class = (share >= threshold).astype(int)
+        if np.bincount(group_class, minlength=2).min() >= n_folds:
+            break
+    else:
         raise InputError(f"{source}: fewer than model.cv_folds={n_folds} labelled cells/blocks of "
                          "one class in the training set; more labels of each class are needed "
                          "(or fewer model.cv_folds)")
     folds = []
-    for _, valid_groups in StratifiedKFold(n_splits=n_folds).split(np.zeros(len(unique)), group_class):
+    for number, (_, valid_groups) in enumerate(
+            StratifiedKFold(n_splits=n_folds).split(np.zeros(len(unique)), group_class), start=1):
         valid = np.isin(group_of_row, valid_groups)
+        if len(np.unique(y[valid])) < 2:
+            raise InputError(f"{source}: cross-validation fold {number} of {n_folds} holds labels of "
+                             "one class only; more labels of each class are needed (or fewer "
+                             "model.cv_folds, or smaller split.block_size)")
         folds.append((np.flatnonzero(~valid), np.flatnonzero(valid)))
     return folds

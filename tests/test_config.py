@@ -18,7 +18,14 @@ def test_minimal_job_gets_the_notebooks_settings(tmp_path):
     assert job.labels.filters.min_confidence == 3
     assert job.features.cell_size == 0.01
     assert job.split.test_size == 0.2 and job.split.seed == 1991
-    assert job.model.alphas == (0.01, 0.1, 1.0, 10.0) and job.model.cv_folds == 5
+    assert job.model.alphas == "auto" and job.model.cv_folds == 5
+    assert job.model.standardize is False and job.model.calibration == "isotonic"
+
+
+def test_the_notebooks_alphas_are_searched_as_given(tmp_path):
+    job = job_from_dict({"labels": "a.csv", "features": "f.feather", "output": "o",
+                         "model": {"alphas": [0.01, 0.1, 1, 10]}})
+    assert job.model.alphas == (0.01, 0.1, 1.0, 10.0)
 
 
 def test_the_sierra_leone_job_spells_out_the_defaults():
@@ -33,6 +40,10 @@ def test_the_sierra_leone_job_spells_out_the_defaults():
     ("labels: {path: a.csv}\nfeatures: {path: f.feather}\noutput: o\nmodle: {}\n", "unknown key(s) ['modle']"),
     ("labels: {path: a.csv, filter: {}}\nfeatures: {path: f}\noutput: o\n", "labels: unknown key(s) ['filter']"),
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: []}\n", "model.alphas"),
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: abc}\n", "model.alphas: expected 'auto'"),
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: 0.5}\n", "model.alphas: expected 'auto'"),
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: [1, x]}\n", "positive numbers"),
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {calibration: platt}\n", "model.calibration"),
     ("labels: {path: a.csv}\noutput: o\n", "missing required key 'features'"),
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nsplit: {test_size: 1.5}\n", "test_size"),
     ("labels: [oops\n", "not valid YAML"),

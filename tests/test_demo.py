@@ -65,7 +65,8 @@ def test_columns_and_types(country):
     assert len(features) == country.n_cells and abs(country.n_cells - 800) <= 40
     assert len(labels) == country.n_labels == 200
     assert sorted(p.name for p in country.labels.parent.iterdir()) == [
-        "SLE_features.feather", "SLE_mines.csv"]  # no temporary files left behind
+        "SLE_features.feather", "SLE_mines.csv", "truth_cells.parquet",
+        "truth_labels.csv"]  # no temporary files left behind
 
 
 def test_features_non_negative_with_zeros(country):
@@ -183,7 +184,7 @@ def test_failed_write_leaves_no_files(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "_write_features", fail)
     with pytest.raises(OSError, match="disk full"):
         make_country(tmp_path, n_cells=200, n_features=4)
-    assert [p.name for p in tmp_path.iterdir()] == ["SLE_mines.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SLE_mines.csv", "truth_labels.csv"]
 
 
 def test_rejects_bad_arguments(tmp_path):

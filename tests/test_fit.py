@@ -2,66 +2,187 @@
 
 import numpy as np
 import pytest
+from sklearn.calibration import _sigmoid_calibration
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
-from asm_dask.calibrate import CalibratedModel, fit_isotonic
+from asm_dask import ridge as ridge_module
+from asm_dask.calibrate import CalibratedModel, fit_calibrator
 from asm_dask.config import SplitConfig
 from asm_dask.errors import InputError
-from asm_dask.ridge import RidgeGridClassifier
-from asm_dask.split import cv_folds, split_groups, train_test_split_groups
+from asm_dask.penalty_path import penalty_path
+from asm_dask.ridge import AlphaAtGridEdgeWarning, RidgeGridClassifier
+from asm_dask.split import block_groups, cv_folds, split_groups, train_test_split_groups
 
 ALPHAS = [0.01, 0.1, 1.0, 10.0]
 
 
-def _problem(n=300, k=500, seed=0):
+def _problem(n=300, k=500, seed=0, scale=1.0):
     """Few rows, many positive features with a large common mean, like MOSAIKS."""
     rng = np.random.default_rng(seed)
-    X = (rng.random((n, k)) * 2 + 3).astype(np.float32)
-    y = ((X - X.mean(0)) @ rng.normal(size=k) + rng.normal(size=n) * 4 > 0).astype(int)
+    X = ((rng.random((n, k)) * 2 + 3) * scale).astype(np.float32)
+    y = ((X - X.mean(0)) @ rng.normal(size=k) + rng.normal(size=n) * 4 * scale > 0).astype(int)
     groups = rng.integers(0, n // 2, n)  # about two rows per cell
     return X, y, groups
 
 
-@pytest.mark.parametrize("use_cluster", [False, True])
-def test_ridge_grid_equals_sklearn_grid_search(client, use_cluster):
-    X, y, groups = _problem()
-    folds = cv_folds(y, groups, 5, "labels.csv")
-    ours = RidgeGridClassifier(ALPHAS, client=client if use_cluster else None).fit(X, y, folds)
+def _peaked_problem(n=300, k=400, seed=0):
+    """Strong nuisance directions and a weak signal: the CV AUC peaks well inside the grid
+    (large penalties follow the nuisance, small ones overfit the noise)."""
+    rng = np.random.default_rng(seed)
+    nuisance, signal = rng.normal(size=(n, 6)), rng.normal(size=n)
+    X = (5 + 4 * nuisance @ rng.normal(size=(6, k)) + 0.5 * np.outer(signal, rng.normal(size=k))
+         + rng.normal(size=(n, k)))
+    y = (signal + 0.5 * rng.normal(size=n) > 0).astype(int)
+    return X.astype(np.float32), y, rng.integers(0, n // 2, n)
+
+
+def _assert_equals_sklearn(ours, X, y, folds, standardize=False):
+    """The chosen alpha, every fold's AUC, new rows' scores and out-of-fold scores, to 1e-6."""
     X64 = X.astype(np.float64)
-    reference = GridSearchCV(RidgeClassifier(), {"alpha": ALPHAS}, cv=folds, scoring="roc_auc").fit(X64, y)
+    if standardize:  # scaled once over all rows, as asm_dask scales over all training rows
+        X64 = X64 / X64.std(axis=0)
+    reference = GridSearchCV(RidgeClassifier(), {"alpha": list(ours.alphas_)}, cv=folds,
+                             scoring="roc_auc").fit(X64, y)
     assert ours.best_alpha_ == reference.best_params_["alpha"]
-    np.testing.assert_allclose(ours.cv_auc_.mean(axis=1), reference.cv_results_["mean_test_score"], atol=1e-6)
-    for f in range(5):
+    for f in range(len(folds)):
         np.testing.assert_allclose(ours.cv_auc_[:, f], reference.cv_results_[f"split{f}_test_score"], atol=1e-6)
-    X_new = np.random.default_rng(9).random((40, X.shape[1])) * 2 + 3
-    np.testing.assert_allclose(ours.decision_function(X_new), reference.decision_function(X_new), atol=1e-6)
+    X_new = np.random.default_rng(9).random((40, X.shape[1])) * X.std() + X.mean()
+    new = X_new / X.astype(np.float64).std(axis=0) if standardize else X_new
+    np.testing.assert_allclose(ours.decision_function(X_new), reference.decision_function(new), atol=1e-6)
     oof = cross_val_predict(RidgeClassifier(alpha=ours.best_alpha_), X64, y, cv=folds, method="decision_function")
     np.testing.assert_allclose(ours.oof_decision_, oof, atol=1e-6)
 
 
-def test_a_different_best_alpha_is_found_too():
-    # Strong signal: the smallest penalty wins, unlike the noisy problem above.
-    X, _, _ = _problem(n=200, k=50, seed=1)
-    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
-    ours = RidgeGridClassifier(ALPHAS, cv=5).fit(X, y)
-    reference = GridSearchCV(RidgeClassifier(), {"alpha": ALPHAS}, cv=5, scoring="roc_auc").fit(X.astype(float), y)
-    assert ours.best_alpha_ == reference.best_params_["alpha"]
-    np.testing.assert_allclose(ours.cv_auc_.mean(axis=1), reference.cv_results_["mean_test_score"], atol=1e-6)
+@pytest.mark.parametrize("use_cluster", [False, True])
+@pytest.mark.parametrize("n, k, solver", [(300, 500, "dual"), (600, 60, "primal")])
+def test_given_alphas_equal_sklearn_grid_search(client, use_cluster, n, k, solver):
+    X, y, groups = _problem(n, k)
+    folds = cv_folds(y, groups, 5, "labels.csv")
+    with pytest.warns(AlphaAtGridEdgeWarning) if solver == "dual" else _no_warning():
+        ours = RidgeGridClassifier(ALPHAS, client=client if use_cluster else None).fit(X, y, folds)
+    assert ours.solver_ == solver
+    assert list(ours.alphas_) == ALPHAS  # searched exactly as given, in order
+    _assert_equals_sklearn(ours, X, y, folds)
+
+
+def _no_warning():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def raising():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AlphaAtGridEdgeWarning)
+            yield
+
+    return raising()
+
+
+@pytest.mark.parametrize("n, k", [(300, 500), (700, 80)])
+def test_auto_search_is_wide_interior_and_equals_sklearn(client, n, k):
+    X, y, groups = _problem(n, k, seed=4)
+    folds = cv_folds(y, groups, 5, "labels.csv")
+    ours = RidgeGridClassifier("auto", client=client).fit(X, y, folds)
+    grid = ours.alphas_
+    assert np.log10(grid.max() / grid.min()) >= 8
+    assert len(grid) >= 3 * np.log10(grid.max() / grid.min())  # several points per decade
+    assert (np.diff(grid) > 0).all()
+    assert not ours.alpha_at_grid_edge_ and grid.min() < ours.best_alpha_ < grid.max()
+    _assert_equals_sklearn(ours, X, y, folds)
+
+
+def test_auto_grid_follows_the_scale_of_the_features():
+    """Features 10 times larger want penalties 100 times larger: same fits, same AUCs."""
+    X, y, groups = _problem(seed=5)
+    folds = cv_folds(y, groups, 5, "l")
+    small = RidgeGridClassifier("auto").fit(X, y, folds)
+    large = RidgeGridClassifier("auto").fit(X * 10, y, folds)
+    np.testing.assert_allclose(large.alphas_, small.alphas_ * 100, rtol=1e-12)
+    assert large.best_alpha_ == pytest.approx(small.best_alpha_ * 100)
+    np.testing.assert_allclose(large.cv_auc_, small.cv_auc_, atol=1e-9)
+
+
+def test_auto_grid_extends_until_the_best_alpha_is_interior(monkeypatch):
+    X, y, groups = _peaked_problem()
+    folds = cv_folds(y, groups, 5, "l")
+    first = RidgeGridClassifier("auto").fit(X, y, folds)
+    best_exponent = np.log10(first.best_alpha_)
+    centre = np.floor(np.log10(first._problem.total_variance))
+    # A first grid that ends two decades below the best alpha: the search must climb.
+    monkeypatch.setattr(ridge_module, "AUTO_DECADES_ABOVE", int(np.floor(best_exponent - centre)) - 2)
+    monkeypatch.setattr(ridge_module, "AUTO_DECADES_BELOW", 1 - ridge_module.AUTO_DECADES_ABOVE)
+    climbed = RidgeGridClassifier("auto").fit(X, y, folds)
+    assert climbed.n_grid_extensions_ >= 2
+    assert not climbed.alpha_at_grid_edge_
+    assert climbed.best_alpha_ == first.best_alpha_
+    _assert_equals_sklearn(climbed, X, y, folds)
+    # ...and one that starts two decades above it: the search must come down.
+    monkeypatch.setattr(ridge_module, "AUTO_DECADES_BELOW", int(centre - np.ceil(best_exponent)) - 2)
+    monkeypatch.setattr(ridge_module, "AUTO_DECADES_ABOVE", 1 - ridge_module.AUTO_DECADES_BELOW)
+    descended = RidgeGridClassifier("auto").fit(X, y, folds)
+    assert descended.n_grid_extensions_ >= 2 and not descended.alpha_at_grid_edge_
+    assert descended.best_alpha_ == first.best_alpha_
+
+
+def test_a_best_alpha_at_the_edge_of_a_given_list_is_flagged():
+    X, y, groups = _peaked_problem(seed=1)  # best near 1780: the notebook's list stops at 10
+    with pytest.warns(AlphaAtGridEdgeWarning, match="largest one searched"):
+        ours = RidgeGridClassifier(ALPHAS).fit(X, y, cv_folds(y, groups, 5, "l"))
+    assert ours.alpha_at_grid_edge_ and ours.best_alpha_ == 10.0
+
+
+def test_standardized_features_equal_sklearn_on_scaled_features():
+    X, y, groups = _problem(seed=8)
+    X[:, :50] *= 30  # features on different scales: standardising changes the fit
+    folds = cv_folds(y, groups, 5, "l")
+    ours = RidgeGridClassifier("auto", standardize=True).fit(X, y, folds)
+    assert ours.scale_ is not None
+    _assert_equals_sklearn(ours, X, y, folds, standardize=True)
+
+
+def test_penalty_path_is_exact_also_where_lanczos_stops_short():
+    """Alphas that the Lanczos run does not resolve within its steps are solved by Cholesky."""
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(120, 80)) * np.logspace(0, -3, 80)  # eigenvalues over 6 decades
+    A = M @ M.T
+    b, rows = rng.normal(size=120), rng.normal(size=(7, 120))
+    alphas = np.logspace(-4, 2, 13)
+    path = penalty_path(A.copy(), b, rows, 0.5, alphas, max_steps=15)
+    assert path.steps == 15 and path.exact  # some alphas solved exactly, not by Lanczos
+    expected = np.array([rows @ np.linalg.solve(A + a * np.eye(120), b) + 0.5 for a in alphas])
+    np.testing.assert_allclose(path.scores(alphas), expected, rtol=1e-8, atol=1e-8)
+    full = penalty_path(A.copy(), b, rows, 0.5, alphas)
+    assert not full.exact or full.steps < 120
+    np.testing.assert_allclose(full.scores(alphas), expected, rtol=1e-7, atol=1e-7)
 
 
 def test_calibrated_model_reproduces_isotonic_regression_and_round_trips(tmp_path):
     X, y, groups = _problem(seed=2)
-    ridge = RidgeGridClassifier(ALPHAS).fit(X, y, cv_folds(y, groups, 5, "l"))
-    isotonic = fit_isotonic(ridge.oof_decision_, y)
+    ridge = RidgeGridClassifier("auto").fit(X, y, cv_folds(y, groups, 5, "l"))
+    calibrator = fit_calibrator(ridge.oof_decision_, y, "isotonic")
     reference = IsotonicRegression(out_of_bounds="clip").fit(ridge.oof_decision_, y)
-    model = CalibratedModel.from_fitted([f"f{j}" for j in range(X.shape[1])], ridge, isotonic)
+    model = CalibratedModel.from_fitted([f"f{j}" for j in range(X.shape[1])], ridge, calibrator)
     scores = model.decision_function(X) * 3  # beyond the fitted range too: clipped
     np.testing.assert_allclose(model.calibrate(scores), reference.predict(scores), atol=1e-12)
     model.save(tmp_path / "model.json")
     loaded = CalibratedModel.load(tmp_path / "model.json")
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_sigmoid_calibration_equals_platt_scaling_of_sklearn(tmp_path):
+    X, y, groups = _problem(seed=3)
+    ridge = RidgeGridClassifier("auto").fit(X, y, cv_folds(y, groups, 5, "l"))
+    calibrator = fit_calibrator(ridge.oof_decision_, y, "sigmoid")
+    a, b = _sigmoid_calibration(ridge.oof_decision_, y)
+    assert calibrator.params["a"] == pytest.approx(a, rel=1e-4)
+    assert calibrator.params["b"] == pytest.approx(b, rel=1e-4, abs=1e-6)
+    model = CalibratedModel.from_fitted([f"f{j}" for j in range(X.shape[1])], ridge, calibrator)
+    probability = model.predict_proba(X)
+    assert ((0 < probability) & (probability < 1)).all()
+    model.save(tmp_path / "model.json")
+    np.testing.assert_array_equal(CalibratedModel.load(tmp_path / "model.json").predict_proba(X), probability)
 
 
 def test_rows_sharing_a_group_never_straddle_the_splits():
@@ -77,6 +198,21 @@ def test_rows_sharing_a_group_never_straddle_the_splits():
     assert sorted(np.concatenate([v for _, v in folds]).tolist()) == list(range(len(train)))
 
 
+def test_blocked_folds_never_share_a_block_and_hold_both_classes():
+    rng = np.random.default_rng(1)
+    lat, lon = rng.uniform(7, 10, 3000), rng.uniform(-13, -10, 3000)
+    # Positives cluster in a few places, so that few blocks hold a positive majority.
+    y = (rng.random(3000) < np.where((lat > 9.2) & (lon < -12), 0.7, 0.12)).astype(int)
+    blocks = block_groups(lat, lon, 0.5)
+    folds = cv_folds(y, blocks, 5, "labels.csv")
+    for fit_rows, valid_rows in folds:
+        assert not set(blocks[fit_rows]) & set(blocks[valid_rows])
+        assert set(y[valid_rows]) == {0, 1}
+    assert sorted(np.concatenate([v for _, v in folds]).tolist()) == list(range(3000))
+    with pytest.raises(InputError, match="cells/blocks"):
+        cv_folds(y, block_groups(lat, lon, 2.0), 5, "labels.csv")  # four blocks only
+
+
 def test_block_groups_put_nearby_cells_together():
     lat = np.array([8.001, 8.499, 8.501, 9.2])
     lon = np.array([-11.9, -11.6, -11.9, -11.9])
@@ -90,11 +226,13 @@ def test_too_few_labels_for_the_folds():
         cv_folds(y, np.array([1, 1, 2, 2, 3, 3]), 5, "labels.csv")
 
 
-@pytest.mark.parametrize("X, y, message", [
-    (np.ones((4, 2)), np.array([0, 0, 0, 0]), "both classes"),
-    (np.full((4, 2), np.nan), np.array([0, 1, 0, 1]), "NaN"),
-    (np.ones(4), np.array([0, 1, 0, 1]), "2-D"),
+@pytest.mark.parametrize("X, y, alphas, message", [
+    (np.ones((4, 2)), np.array([0, 0, 0, 0]), "auto", "both classes"),
+    (np.full((4, 2), np.nan), np.array([0, 1, 0, 1]), "auto", "NaN"),
+    (np.ones(4), np.array([0, 1, 0, 1]), "auto", "2-D"),
+    (np.ones((4, 2)), np.array([0, 1, 0, 1]), "wide", "'auto' or a list"),
+    (np.ones((4, 2)), np.array([0, 1, 0, 1]), [1.0, -2.0], "positive numbers"),
 ])
-def test_ridge_validates_its_inputs(X, y, message):
+def test_ridge_validates_its_inputs(X, y, alphas, message):
     with pytest.raises(ValueError, match=message):
-        RidgeGridClassifier().fit(X, y)
+        RidgeGridClassifier(alphas).fit(X, y)
