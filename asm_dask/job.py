@@ -151,7 +151,7 @@ def run_job(job: Job, client: Client) -> RunResult:
             _labelled_cells(rows, train, test).to_csv(tmp, index=False)
         plot_roc(os.path.join(figures, "roc.png"), y[test], test_scores, test_probability,
                  metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
-        plot_cv_curve(os.path.join(figures, "cv_auc.png"), _curves(ridge.alphas_, cv),
+        plot_cv_curve(os.path.join(figures, "cv_auc.png"), _curves(cv),
                       ridge.best_alpha_, job.split.group_by)
         plot_reliability(os.path.join(figures, "reliability.png"), reliability, metrics["brier_test"])
         plot_label_counts(os.path.join(figures, "label_counts.png"),
@@ -169,27 +169,31 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
     """The search's CV AUC, and the chosen model's on folds of the other grouping.
 
     Alpha is chosen on folds of ``split.group_by`` (cells, or blocks); the other grouping
-    scores the same grid too, so that a reader sees both side by side. Blocked folds
-    that cannot be made (too few blocks of each class) are reported, not fatal.
+    scores the grid from two decades below the chosen alpha upwards (small alphas cost
+    the most to solve), so that a reader sees both side by side, and whether the other
+    grouping would want more penalty. Blocked folds that cannot be made (too few blocks
+    of each class) are reported, not fatal.
     """
     by = {"cell": rows["cell_id"].to_numpy(),
           "block": block_groups(rows["cell_lat"].to_numpy(), rows["cell_lon"].to_numpy(),
                                 job.split.block_size)}
     selected, other = job.split.group_by, "block" if job.split.group_by == "cell" else "cell"
+    alphas = {selected: ridge.alphas_}
     auc = {selected: ridge.cv_auc_}
     result: dict[str, Any] = {"alpha_selected_by": selected}
     try:
-        auc[other] = ridge.cross_validated_auc(cv_folds(y, by[other], job.model.cv_folds,
-                                                        job.labels.path))
+        alphas[other] = ridge.alphas_[ridge.alphas_ >= ridge.best_alpha_ / 100]
+        auc[other] = ridge.cross_validated_auc(
+            cv_folds(y, by[other], job.model.cv_folds, job.labels.path), alphas[other])
     except InputError as exc:
         result[f"{_name(other)}_cv_auc_unavailable"] = str(exc)
-    best = int(np.flatnonzero(ridge.alphas_ == ridge.best_alpha_)[0])
     for grouping, matrix in auc.items():
         name = _name(grouping)
+        best = int(np.flatnonzero(alphas[grouping] == ridge.best_alpha_)[0])
         result[f"{name}_cv_auc"] = float(matrix[best].mean())
         result[f"{name}_cv_auc_by_fold"] = [float(v) for v in matrix[best]]
-        result[f"cv_auc_{name}_by_alpha"] = {str(a): float(m) for a, m in zip(ridge.alphas_, matrix.mean(axis=1))}
-        result[f"cv_auc_sd_{name}_by_alpha"] = {str(a): float(m) for a, m in zip(ridge.alphas_, matrix.std(axis=1))}
+        result[f"cv_auc_{name}_by_alpha"] = {str(a): float(m) for a, m in zip(alphas[grouping], matrix.mean(axis=1))}
+        result[f"cv_auc_sd_{name}_by_alpha"] = {str(a): float(m) for a, m in zip(alphas[grouping], matrix.std(axis=1))}
     result["cv_auc"] = result[f"cv_auc_{_name(selected)}_by_alpha"]
     result["cv_auc_by_fold"] = {str(a): [float(v) for v in row] for a, row in zip(ridge.alphas_, ridge.cv_auc_)}
     return result
@@ -209,13 +213,14 @@ def _name(grouping: str) -> str:
     return "blocked" if grouping == "block" else "cell"
 
 
-def _curves(alphas: np.ndarray, cv: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _curves(cv: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     curves = {}
     for grouping in ("cell", "block"):
         name = _name(grouping)
         if f"cv_auc_{name}_by_alpha" in cv:
-            curves[grouping] = (alphas, np.array(list(cv[f"cv_auc_{name}_by_alpha"].values())),
-                                np.array(list(cv[f"cv_auc_sd_{name}_by_alpha"].values())))
+            mean, sd = cv[f"cv_auc_{name}_by_alpha"], cv[f"cv_auc_sd_{name}_by_alpha"]
+            curves[grouping] = (np.array([float(a) for a in mean]), np.array(list(mean.values())),
+                                np.array(list(sd.values())))
     return curves
 
 

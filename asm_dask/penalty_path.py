@@ -95,6 +95,8 @@ def _lanczos(A: np.ndarray, b: np.ndarray, smallest_alpha: float, tol: float,
     Q[0] = b / np.linalg.norm(b)
     scale = 0.0
     for j in range(max_steps):
+        # NumPy's product releases the GIL, so folds in threads run side by side. SciPy's
+        # BLAS symv reads half the matrix but holds the GIL: measured slower for two folds.
         u = A @ Q[j]
         diagonal[j] = Q[j] @ u
         # Two passes of classical Gram-Schmidt keep the basis orthogonal to rounding.

@@ -8,7 +8,7 @@ kernel ``Z Z'`` (dual); with more, with the Gram matrix ``Z'Z`` (primal): memory
 with ``min(rows, features)^2``. ``Z`` is the training features, centred (and scaled, with
 ``standardize``) once over all training rows; every fold then centres its own part.
 
-``alphas="auto"`` searches a logarithmic grid of nine decades, four points each, placed
+``alphas="auto"`` searches a logarithmic grid of eight decades, four points each, placed
 by the features' total variance (the mean eigenvalue of the kernel, which sets the scale
 at which a penalty bites), and extends it a decade at a time while the best alpha sits at
 either end. The folds run as tasks on the Dask cluster. Targets are -1/+1 as in
@@ -18,7 +18,9 @@ either end. The folds run as tasks on the Dask cluster. Targets are -1/+1 as in
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -30,8 +32,9 @@ from .penalty_path import PenaltyPath, penalty_path
 from .progress import wait_with_progress
 from .validate import roc_auc
 
-#: the auto grid: decades below and above the features' total variance, points per decade
-AUTO_DECADES_BELOW, AUTO_DECADES_ABOVE, POINTS_PER_DECADE = 4, 5, 4
+#: the auto grid: decades below and above the features' total variance, points per decade.
+#: Best alphas seen sit near the total variance; small ones cost the most Lanczos steps.
+AUTO_DECADES_BELOW, AUTO_DECADES_ABOVE, POINTS_PER_DECADE = 2, 6, 4
 #: decades the auto grid may grow beyond its first nine, in either direction together
 MAX_EXTENSIONS = 6
 #: when the grid grows downwards, the folds are solved again this many decades lower
@@ -110,7 +113,7 @@ class RidgeGridClassifier:
         grid = given if given is not None else auto_grid(self._problem.total_variance)
         self.n_grid_extensions_ = 0
         floor = grid.min()
-        paths, full = self._problem.solve(folds, floor, with_refit=True)
+        paths = self._problem.solve(folds, floor)
         while True:
             cv_auc = self._problem.fold_auc(folds, paths, grid)
             best = int(np.argmax(cv_auc.mean(axis=1)))
@@ -121,7 +124,7 @@ class RidgeGridClassifier:
             self.n_grid_extensions_ += 1
             if grid.min() < floor:
                 floor = grid.min() / 10 ** _FLOOR_HEADROOM
-                paths, full = self._problem.solve(folds, floor, with_refit=True)
+                paths = self._problem.solve(folds, floor)
 
         self.alphas_ = grid
         self.cv_auc_ = cv_auc
@@ -133,7 +136,7 @@ class RidgeGridClassifier:
                           f"({grid.min():g} to {grid.max():g}); a wider grid may find a better one",
                           AlphaAtGridEdgeWarning, stacklevel=2)
         self.oof_decision_ = self._problem.out_of_fold(folds, paths, self.best_alpha_)
-        coef = full.scores(np.array([self.best_alpha_]))[0]
+        coef = self._problem.refit(self.best_alpha_)
         self.scale_ = self._problem.scale
         self.coef_ = coef / self.scale_ if self.scale_ is not None else coef
         self.intercept_ = float(self._problem.target.mean() - self._problem.mean @ self.coef_)
@@ -142,14 +145,15 @@ class RidgeGridClassifier:
         self.n_features_in_ = X.shape[1]
         return self
 
-    def cross_validated_auc(self, folds: Folds, alphas: Sequence[float] | None = None) -> np.ndarray:
-        """ROC AUC of ``alphas`` (default: ``alphas_``) on other folds of the fitted rows.
+    def cross_validated_auc(self, folds: Folds, alphas: Sequence[float]) -> np.ndarray:
+        """ROC AUC of ``alphas`` on other folds of the fitted rows.
 
         Returns an array of shape ``(n_alphas, n_folds)``. Used to score the chosen model
-        on spatially blocked folds when cells chose it, and the other way round.
+        on spatially blocked folds when cells chose it, and the other way round. Small
+        alphas cost the most, so pass only those worth seeing.
         """
-        alphas = self.alphas_ if alphas is None else np.asarray(alphas, dtype=np.float64)
-        paths, _ = self._problem.solve(folds, float(np.min(alphas)), with_refit=False)
+        alphas = np.asarray(alphas, dtype=np.float64)
+        paths = self._problem.solve(folds, float(alphas.min()))
         return self._problem.fold_auc(folds, paths, alphas)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -164,7 +168,7 @@ class RidgeGridClassifier:
 
 
 def auto_grid(total_variance: float) -> np.ndarray:
-    """Nine decades around the features' total variance, four points per decade.
+    """Eight decades around the features' total variance, four points per decade.
 
     Values are rounded to three significant digits (1, 1.78, 3.16, 5.62, 10, ...), so
     that they read well in reports.
@@ -183,6 +187,28 @@ def linear_scores(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarr
     einsum sums every row in the same order.
     """
     return np.einsum("ij,j->i", np.asarray(X, dtype=np.float64), coef) + intercept
+
+
+def gram(Z: np.ndarray, block: int = 512) -> np.ndarray:
+    """``Z @ Z.T`` with every core, the same to the last bit whatever their number.
+
+    Multithreaded BLAS may split a product differently with another thread count (a test
+    showed it), so the result is cut into fixed square blocks instead, each one
+    single-threaded BLAS call on a thread of a pool (BLAS releases the GIL). Only blocks
+    on and above the diagonal are computed; the rest are their mirror images.
+    """
+    n = len(Z)
+    K = np.empty((n, n))
+    starts = range(0, n, block)
+
+    def fill(i: int, j: int) -> None:
+        np.matmul(Z[i:i + block], Z[j:j + block].T, out=K[i:i + block, j:j + block])
+        if i != j:
+            K[j:j + block, i:i + block] = K[i:i + block, j:j + block].T
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(lambda ij: single_threaded(fill, *ij), [(i, j) for i in starts for j in starts if j >= i]))
+    return K
 
 
 def single_threaded(func, *args, **kwargs):
@@ -211,36 +237,43 @@ class _RidgeProblem:
         self.client = client
         self.y = y
         self.target = np.where(y == 1, 1.0, -1.0)
-        self.mean = X.mean(axis=0, dtype=np.float64)
-        self.scale = None
-        if standardize:
-            scale = X.std(axis=0, dtype=np.float64)
-            self.scale = np.where(scale > 0, scale, 1.0)
         # Labels sharing a cell share a feature row. Each distinct row is scored once and
         # its score copied to its duplicates, so that they tie exactly as in scikit-learn;
         # rounding noise would otherwise break the ties at random and shift the ROC AUC.
         self.row_ids, first = _distinct_rows(X)
-        Z = np.asarray(X[first], dtype=np.float64) - self.mean
-        if self.scale is not None:
+        # One float64 copy, of the distinct rows only, centred and scaled in place: fresh
+        # memory costs page faults, about as much as the arithmetic here.
+        Z = X[first].astype(np.float64)
+        counts = np.bincount(self.row_ids).astype(np.float64)
+        self.mean = counts @ Z / len(y)  # the mean over all rows, duplicates included
+        Z -= self.mean
+        self.scale = None
+        if standardize:
+            scale = np.sqrt(counts @ (Z * Z) / len(y))
+            self.scale = np.where(scale > 0, scale, 1.0)
             Z /= self.scale
         # Mean squared norm of the centred rows: the kernel's mean eigenvalue.
-        self.total_variance = float(np.einsum("ij,ij->i", Z, Z)[self.row_ids].mean())
+        self.total_variance = float(counts @ np.einsum("ij,ij->i", Z, Z) / len(y))
         self.solver = "dual" if len(y) <= X.shape[1] else "primal"
         data = {"Z": Z, "target": self.target, "row_ids": self.row_ids}
         if self.solver == "dual":
-            # One BLAS call in this process: for thousands of labels well under a second,
-            # less than shipping the rows to workers and the blocks back.
-            data["K"] = single_threaded(np.matmul, Z, Z.T)[np.ix_(self.row_ids, self.row_ids)]
+            # The kernel of the distinct rows, in this process: for thousands of labels
+            # well under a second, less than shipping the rows to workers and the blocks
+            # back. Tasks index it through row_ids.
+            data["K"] = gram(Z)
         self.data = _share(client, data)
 
-    def solve(self, folds: Folds, floor: float, with_refit: bool) -> tuple[list[PenaltyPath], PenaltyPath | None]:
-        """Penalty paths of every fold (and of the refit on all rows), down to ``floor``."""
+    def solve(self, folds: Folds, floor: float) -> list[PenaltyPath]:
+        """Penalty paths of every fold, resolved down to ``floor``."""
         fold_task = _dual_fold_path if self.solver == "dual" else _primal_fold_path
-        calls = [(fold_task, train, valid, floor) for train, valid in folds]
-        if with_refit:
-            calls.append((_dual_refit_path if self.solver == "dual" else _primal_refit_path, floor))
-        results = _run(self.client, calls, self.data, "fit: solve folds")
-        return (results[:len(folds)], results[len(folds)]) if with_refit else (results, None)
+        return _run(self.client, [(fold_task, train, valid, floor) for train, valid in folds],
+                    self.data, "fit: solve folds")
+
+    def refit(self, alpha: float) -> np.ndarray:
+        """Weights of the model fitted on all rows with ``alpha`` (scaled units)."""
+        task = _dual_refit if self.solver == "dual" else _primal_refit
+        [coef] = _run(self.client, [(task, alpha)], self.data, "fit: refit on all rows")
+        return coef
 
     def fold_auc(self, folds: Folds, paths: list[PenaltyPath], alphas: np.ndarray) -> np.ndarray:
         """ROC AUC of every alpha (rows) on every fold (columns)."""
@@ -267,11 +300,11 @@ def _distinct_validation(row_ids: np.ndarray, valid: np.ndarray) -> tuple[np.nda
 
 
 def _dual_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, K: np.ndarray,
-                    target: np.ndarray, row_ids: np.ndarray, Z: np.ndarray) -> PenaltyPath:
+                    target: np.ndarray, row_ids: np.ndarray) -> PenaltyPath:
     """Validation scores of the fold for every alpha, from the centred fold kernel."""
     scored, _ = _distinct_validation(row_ids, valid)
-    Kc, row_mean, total_mean = _centred(K, train)
-    cross = K[np.ix_(scored, train)]
+    Kc, row_mean, total_mean = _centred(K, row_ids[train])
+    cross = K[np.ix_(row_ids[scored], row_ids[train])]
     # (x_v - mu) . (x_i - mu) for validation row v and training row i, with mu the mean of
     # the fold's training rows, expressed through kernel entries only.
     cross -= cross.mean(axis=1)[:, None]
@@ -293,23 +326,26 @@ def _primal_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, Z: np.
                         np.array([floor]))
 
 
-def _dual_refit_path(floor: float, K: np.ndarray, target: np.ndarray, row_ids: np.ndarray,
-                     Z: np.ndarray) -> PenaltyPath:
-    """Weights of the model fitted on all rows, for every alpha (its 'scores')."""
-    Kc, _, _ = _centred(K, np.arange(len(row_ids)))
-    # The weights are Z' x, over every row (duplicates included).
-    return penalty_path(Kc, target - target.mean(), Z[row_ids].T, 0.0, np.array([floor]))
+def _dual_refit(alpha: float, K: np.ndarray, target: np.ndarray, row_ids: np.ndarray,
+                Z: np.ndarray) -> np.ndarray:
+    """Weights of the model fitted on all rows: ``Z' x`` for the dual solution ``x``."""
+    Kc, _, _ = _centred(K, row_ids)
+    [x] = penalty_path(Kc, target - target.mean(), None, 0.0, np.array([alpha])).scores([alpha])
+    # A distinct row's dual coefficient is the sum of its duplicates'.
+    return Z.T @ np.bincount(row_ids, weights=x, minlength=len(Z))
 
 
-def _primal_refit_path(floor: float, Z: np.ndarray, target: np.ndarray,
-                       row_ids: np.ndarray) -> PenaltyPath:
+def _primal_refit(alpha: float, Z: np.ndarray, target: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
     Zf = Z[row_ids]
     Zf -= Zf.mean(axis=0)
-    return penalty_path(Zf.T @ Zf, Zf.T @ (target - target.mean()), None, 0.0, np.array([floor]))
+    [coef] = penalty_path(Zf.T @ Zf, Zf.T @ (target - target.mean()), None, 0.0,
+                          np.array([alpha])).scores([alpha])
+    return coef
 
 
 def _centred(K: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """The kernel of ``rows`` centred on their mean, its row means and overall mean."""
+    """The kernel of ``rows`` (indices into ``K``, repeats allowed) centred on their mean,
+    its row means and overall mean."""
     block = K[np.ix_(rows, rows)]
     row_mean = block.mean(axis=1)
     total_mean = row_mean.mean()

@@ -142,6 +142,17 @@ def test_standardized_features_equal_sklearn_on_scaled_features():
     _assert_equals_sklearn(ours, X, y, folds, standardize=True)
 
 
+def test_the_kernel_is_the_same_to_the_last_bit_on_one_thread_or_many(monkeypatch):
+    from asm_dask.ridge import gram
+
+    Z = np.random.default_rng(0).normal(size=(1100, 900))
+    many = gram(Z)
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    np.testing.assert_array_equal(gram(Z), many)
+    np.testing.assert_array_equal(many, many.T)
+    np.testing.assert_allclose(many, Z @ Z.T, rtol=1e-12, atol=1e-9)
+
+
 def test_penalty_path_is_exact_also_where_lanczos_stops_short():
     """Alphas that the Lanczos run does not resolve within its steps are solved by Cholesky."""
     rng = np.random.default_rng(0)
