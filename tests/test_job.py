@@ -193,3 +193,23 @@ def test_spatially_blocked_split(country, tmp_path, client):
     train_blocks, test_blocks = set(block[cells["split"] == "train"]), set(block[cells["split"] == "test"])
     assert train_blocks and test_blocks and not train_blocks & test_blocks
     assert result.metrics["n_test_groups"] == len(test_blocks)
+
+
+def test_the_notebooks_alphas_standardized_features_and_sigmoid_calibration(country, tmp_path, client, capsys):
+    """Settings other than the defaults reach the fit and are recorded; the notebook's list,
+    too narrow for these features, ends at its edge and says so."""
+    from asm_dask.config import job_from_dict
+    from asm_dask.job import run_job
+
+    job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
+                         "output": str(tmp_path / "out"),
+                         "model": {"alphas": [0.01, 0.1, 1, 10], "standardize": True, "calibration": "sigmoid"}})
+    metrics = run_job(job, client).metrics
+    assert metrics["alpha_grid"] == "given" and metrics["alphas_searched"] == [0.01, 0.1, 1.0, 10.0]
+    assert metrics["standardize"] is True and metrics["calibration"] == "sigmoid"
+    assert metrics["best_alpha"] == 10.0 and metrics["alpha_at_grid_edge"] is True
+    assert "warning: the best alpha, 10, is at the edge" in capsys.readouterr().err
+    # Platt scaling is strictly monotone: it cannot move the ROC AUC.
+    assert metrics["test_auc_change_from_calibration"] == pytest.approx(0, abs=1e-12)
+    model = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert model["standardize"] is True and model["calibration"]["method"] == "sigmoid"

@@ -60,6 +60,8 @@ def test_running_scheduler_gives_the_local_clusters_results(local_run, country, 
     assert (local["cell_id"] == remote["cell_id"]).all()
     np.testing.assert_allclose(remote["probability"], local["probability"], rtol=0, atol=1e-9)
     assert _metrics(tmp_path / "remote") == _metrics(local_run[0])
+    for done_run in (done, local_run[1]):  # the fit's progress, on a remote cluster and a local one
+        assert "fit: solve folds: [####################] 5/5" in done_run.stderr
     assert all(p.poll() is None for p in [cluster.scheduler, *cluster.workers])  # left running
 
 
