@@ -255,12 +255,14 @@ class _RidgeProblem:
         # Mean squared norm of the centred rows: the kernel's mean eigenvalue.
         self.total_variance = float(counts @ np.einsum("ij,ij->i", Z, Z) / len(y))
         self.solver = "dual" if len(y) <= X.shape[1] else "primal"
-        data = {"Z": Z, "target": self.target, "row_ids": self.row_ids}
+        self.Z = Z
         if self.solver == "dual":
             # The kernel of the distinct rows, in this process: for thousands of labels
             # well under a second, less than shipping the rows to workers and the blocks
             # back. Tasks index it through row_ids.
-            data["K"] = gram(Z)
+            data = {"K": gram(Z), "target": self.target, "row_ids": self.row_ids}
+        else:
+            data = {"Z": Z, "target": self.target, "row_ids": self.row_ids}
         self.data = _share(client, data)
 
     def solve(self, folds: Folds, floor: float) -> list[PenaltyPath]:
@@ -271,9 +273,12 @@ class _RidgeProblem:
 
     def refit(self, alpha: float) -> np.ndarray:
         """Weights of the model fitted on all rows with ``alpha`` (scaled units)."""
-        task = _dual_refit if self.solver == "dual" else _primal_refit
-        [coef] = _run(self.client, [(task, alpha)], self.data, "fit: refit on all rows")
-        return coef
+        if self.solver == "primal":
+            [coef] = _run(self.client, [(_primal_refit, alpha)], self.data, "fit: refit on all rows")
+            return coef
+        [dual] = _run(self.client, [(_dual_refit, alpha)], self.data, "fit: refit on all rows")
+        # A distinct row's dual coefficient is the sum of its duplicates'.
+        return self.Z.T @ np.bincount(self.row_ids, weights=dual, minlength=len(self.Z))
 
     def fold_auc(self, folds: Folds, paths: list[PenaltyPath], alphas: np.ndarray) -> np.ndarray:
         """ROC AUC of every alpha (rows) on every fold (columns)."""
@@ -326,13 +331,11 @@ def _primal_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, Z: np.
                         np.array([floor]))
 
 
-def _dual_refit(alpha: float, K: np.ndarray, target: np.ndarray, row_ids: np.ndarray,
-                Z: np.ndarray) -> np.ndarray:
-    """Weights of the model fitted on all rows: ``Z' x`` for the dual solution ``x``."""
+def _dual_refit(alpha: float, K: np.ndarray, target: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
+    """Dual coefficients (one per row) of the model fitted on all rows."""
     Kc, _, _ = _centred(K, row_ids)
     [x] = penalty_path(Kc, target - target.mean(), None, 0.0, np.array([alpha])).scores([alpha])
-    # A distinct row's dual coefficient is the sum of its duplicates'.
-    return Z.T @ np.bincount(row_ids, weights=x, minlength=len(Z))
+    return x
 
 
 def _primal_refit(alpha: float, Z: np.ndarray, target: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
@@ -412,13 +415,6 @@ def _share(client: Client | None, values: dict) -> dict:
 def _run(client: Client | None, calls: list[tuple], shared: dict, description: str) -> list:
     """``func(*args, **shared)`` for each ``(func, *args)``, as tasks if there is a cluster."""
     if client is None:
-        return [single_threaded(func, *args, **_arguments(func, shared)) for func, *args in calls]
-    futures = [client.submit(single_threaded, func, *args, **_arguments(func, shared), pure=False)
-               for func, *args in calls]
+        return [single_threaded(func, *args, **shared) for func, *args in calls]
+    futures = [client.submit(single_threaded, func, *args, **shared, pure=False) for func, *args in calls]
     return wait_with_progress(client, futures, description)
-
-
-def _arguments(func, shared: dict) -> dict:
-    """The shared inputs that ``func`` takes (the primal tasks take no kernel)."""
-    names = func.__code__.co_varnames[:func.__code__.co_argcount]
-    return {name: value for name, value in shared.items() if name in names}
