@@ -73,12 +73,20 @@ def plot_cv_curve(path: str, curves: dict[str, tuple[np.ndarray, np.ndarray, np.
 
 def plot_reliability(path: str, table: pd.DataFrame, brier: float) -> None:
     """Reliability diagram: observed ASM frequency against mean predicted probability per
-    bin of the test set, with each bin's count."""
+    bin of the test set, with each bin's count and a Wilson 95% interval (a bin of three
+    labels says little; its interval shows how little)."""
     fig, ax = plt.subplots(figsize=(5, 5))
     filled = table[table["n"] > 0]
+    n, observed = filled["n"].to_numpy(float), filled["observed_frequency"].to_numpy()
+    z = 1.96
+    centre = (observed + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(observed * (1 - observed) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     ax.plot([0, 1], [0, 1], "k:", label="perfectly calibrated")
-    ax.plot(filled["mean_predicted"], filled["observed_frequency"], "o-", color="#d95f02",
-            label=f"test set (Brier {brier:.3f})")
+    ax.errorbar(filled["mean_predicted"], observed, yerr=[observed - (centre - half), centre + half - observed],
+                fmt="none", ecolor="#d95f02", alpha=0.5, capsize=3, label="95% interval (Wilson)")
+    ax.plot(filled["mean_predicted"], observed, "-", color="#d95f02", alpha=0.6)
+    ax.scatter(filled["mean_predicted"], observed, s=12 + 200 * n / n.max(), color="#d95f02",
+               zorder=3, label=f"test set (Brier {brier:.3f}); area ~ labels")
     for _, row in filled.iterrows():
         ax.annotate(f"{int(row['n'])}", (row["mean_predicted"], row["observed_frequency"]),
                     textcoords="offset points", xytext=(4, -10), fontsize=7)
