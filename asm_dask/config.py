@@ -8,6 +8,7 @@ file's folder, so a job file can travel with its data.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -115,13 +116,19 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
     labels = _section(raw.pop("labels"), LabelsConfig, f"{source}: labels")
     filters = _section(labels.pop("filters", {}) or {}, LabelFilters, f"{source}: labels.filters")
     if "exclude_mine_types" in filters:
-        filters["exclude_mine_types"] = tuple(filters["exclude_mine_types"] or ())
+        excluded = filters["exclude_mine_types"] or ()
+        # One type written without brackets is a list of one, not a string of letters.
+        filters["exclude_mine_types"] = (excluded,) if isinstance(excluded, str) else tuple(excluded)
     features = _section(raw.pop("features"), FeaturesConfig, f"{source}: features")
     split = _section(raw.pop("split", {}) or {}, SplitConfig, f"{source}: split")
     model = _section(raw.pop("model", {}) or {}, ModelConfig, f"{source}: model")
     if "alphas" in model:
         model["alphas"] = _alphas(model["alphas"], f"{source}: model.alphas")
     output = raw.pop("output")
+    for where, value in (("labels.path", labels["path"]), ("features.path", features["path"]),
+                         ("output", output), ("features.store", features.get("store") or "")):
+        if not isinstance(value, str) or (not value and where != "features.store"):
+            raise InputError(f"{source}: {where}: expected a path or URL, got {value!r}")
     if raw:
         raise InputError(f"{source}: unknown key(s) {sorted(raw)}; "
                          "expected labels, features, output, split, model")
@@ -181,14 +188,36 @@ def _check_values(job: Job, source: str) -> None:
 
 
 def _alphas(value: Any, where: str) -> str | tuple[float, ...]:
-    """``auto``, or a non-empty list of positive numbers as floats."""
+    """``auto``, or a non-empty list of distinct positive numbers as floats.
+
+    YAML reads ``1e12`` (no decimal point, no sign in the exponent) as text; such text is
+    taken as the number it spells.
+    """
     if value == "auto":
         return "auto"
-    if not isinstance(value, (list, tuple)) or not value or not all(
-            isinstance(a, (int, float)) and not isinstance(a, bool) and a > 0 for a in value):
-        raise InputError(f"{where}: expected 'auto' or a non-empty list of positive numbers, "
-                         f"got {value!r}")
-    return tuple(float(a) for a in value)
+    expected = "expected 'auto' or a non-empty list of distinct positive numbers"
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InputError(f"{where}: {expected}, got {value!r}")
+    alphas = []
+    for item in value:
+        number = _number(item)
+        if number is None or not math.isfinite(number) or number <= 0:
+            raise InputError(f"{where}: {expected}, got {item!r} in {value!r}")
+        alphas.append(number)
+    if len(set(alphas)) < len(alphas):
+        raise InputError(f"{where}: {expected}; a value is repeated in {value!r}")
+    return tuple(alphas)
+
+
+def _number(item: Any) -> float | None:
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, (int, float)):
+        return float(item)
+    try:
+        return float(item) if isinstance(item, str) else None
+    except ValueError:
+        return None
 
 
 def _first_line(exc: Exception) -> str:

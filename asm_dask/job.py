@@ -41,6 +41,8 @@ from .validate import roc_auc, held_out_metrics
 
 #: fewer test blocks than this, and the bootstrap resamples cells instead
 MIN_BOOTSTRAP_BLOCKS = 10
+#: fewer test labels of either class than this, and the run warns that its AUC says little
+MIN_TEST_LABELS_PER_CLASS = 10
 
 PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
             "geopandas", "dask-geopandas")
@@ -77,16 +79,17 @@ def run_job(job: Job, client: Client) -> RunResult:
 
     with clock("fit"):
         train, test = train_test_split_groups(y, groups, job.split, job.labels.path)
-        folds = cv_folds(y[train], groups[train], job.model.cv_folds, job.labels.path)
+        folds = cv_folds(y[train], groups[train], job.model.cv_folds, job.labels.path, job.split.seed)
         ridge = RidgeGridClassifier(alphas=job.model.alphas, standardize=job.model.standardize,
                                     client=client)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)  # said below, on one line
             ridge.fit(X[train], y[train], folds)
+        caveats = []
         if ridge.alpha_at_grid_edge_:
-            print(f"[asm-dask] warning: the best alpha, {ridge.best_alpha_:g}, is at the edge of the "
-                  f"alphas searched ({ridge.alphas_.min():g} to {ridge.alphas_.max():g}); "
-                  "model.alphas: auto searches a wider grid", file=sys.stderr, flush=True)
+            caveats.append(_warn(f"the best alpha, {ridge.best_alpha_:g}, is at the edge of the alphas "
+                                 f"searched ({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and beats "
+                                 "every other; model.alphas: auto searches a wider grid"))
         cv = _cross_validation(ridge, y[train], rows.iloc[train], job)
     with clock("calibrate"):
         calibrator = fit_calibrator(ridge.oof_decision_, y[train], job.model.calibration)
@@ -98,6 +101,14 @@ def run_job(job: Job, client: Client) -> RunResult:
         sample_type = rows["sample_type"].to_numpy()[test] if "sample_type" in rows else None
         tested, reliability = held_out_metrics(y[test], test_scores, test_probability, resampled, unit,
                                            job.split.seed, sample_type)
+        fewest = min(tested["n_test_asm"], tested["n_test_not_asm"])
+        if fewest < MIN_TEST_LABELS_PER_CLASS:
+            caveats.append(_warn(f"the test set holds only {fewest} label(s) of one class: its ROC AUC and "
+                                 "interval say little; more labels, or a larger split.test_size, are needed"))
+        if np.ptp(test_probability) == 0:
+            caveats.append(_warn(f"the calibrated probability is {test_probability[0]:.3g} for every test "
+                                 "label: the calibration found no order in the out-of-fold scores (see "
+                                 "figures/cv_auc.png and the alphas searched)"))
 
     metrics = {
         "n_labels_read": labels.n_read,
@@ -127,6 +138,7 @@ def run_job(job: Job, client: Client) -> RunResult:
         **cv,
         "oof_auc_calibration_set": roc_auc(y[train], ridge.oof_decision_),
         **tested,
+        "warnings": caveats,
     }
     # Everything is checked and fitted: from here on the output folder is written.
     out = job.output
@@ -184,7 +196,7 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
     try:
         alphas[other] = ridge.alphas_[ridge.alphas_ >= ridge.best_alpha_ / 100]
         auc[other] = ridge.cross_validated_auc(
-            cv_folds(y, by[other], job.model.cv_folds, job.labels.path), alphas[other])
+            cv_folds(y, by[other], job.model.cv_folds, job.labels.path, job.split.seed), alphas[other])
     except InputError as exc:
         result[f"{_name(other)}_cv_auc_unavailable"] = str(exc)
     for grouping, matrix in auc.items():
@@ -197,6 +209,11 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
     result["cv_auc"] = result[f"cv_auc_{_name(selected)}_by_alpha"]
     result["cv_auc_by_fold"] = {str(a): [float(v) for v in row] for a, row in zip(ridge.alphas_, ridge.cv_auc_)}
     return result
+
+
+def _warn(message: str) -> str:
+    print(f"[asm-dask] warning: {message}", file=sys.stderr, flush=True)
+    return message
 
 
 def _bootstrap_groups(test_rows: pd.DataFrame, block_size: float) -> tuple[str, np.ndarray]:

@@ -64,6 +64,7 @@ def plot_cv_curve(path: str, curves: dict[str, tuple[np.ndarray, np.ndarray, np.
         ax.fill_between(alphas, mean - sd, mean + sd, color=colour, alpha=0.15)
     ax.axvline(best_alpha, color="k", linestyle=":", label=f"chosen alpha = {best_alpha:g}")
     ax.set_xscale("log")
+    ax.set_xlim(min(a.min() for a, _, _ in curves.values()) / 3, max(a.max() for a, _, _ in curves.values()) * 3)
     ax.set(xlabel="ridge penalty alpha", ylabel="mean validation ROC AUC",
            title="Cross-validated ROC AUC over the penalty grid (band: ±1 sd over folds)")
     ax.legend(loc="lower left", fontsize=8)
@@ -92,7 +93,7 @@ def plot_reliability(path: str, table: pd.DataFrame, brier: float) -> None:
                     textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set(xlabel="mean predicted probability (bin)", ylabel="observed ASM frequency",
            xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title="Reliability (labels per bin)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, path)
 

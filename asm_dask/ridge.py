@@ -67,13 +67,15 @@ class RidgeGridClassifier:
     Attributes
     ----------
     alphas_ : ndarray
-        The alphas searched, in the order searched (ascending for ``"auto"``).
+        The alphas searched, in the order searched: for ``"auto"`` from the largest down,
+        so that on a tie the stronger penalty wins.
     cv_auc_ : ndarray of shape (n_alphas, n_folds)
         Validation ROC AUC of every alpha on every fold.
     best_alpha_ : float
         The alpha with the highest mean validation ROC AUC (the first, on ties).
     alpha_at_grid_edge_ : bool
-        Whether ``best_alpha_`` is the smallest or largest alpha searched.
+        Whether the smallest or largest alpha searched scores better than every other
+        (an end tied with interior alphas is a plateau, not an edge).
     n_grid_extensions_ : int
         Decades the auto grid was extended by.
     oof_decision_ : ndarray of shape (n_samples,)
@@ -116,11 +118,13 @@ class RidgeGridClassifier:
         paths = self._problem.solve(folds, floor)
         while True:
             cv_auc = self._problem.fold_auc(folds, paths, grid)
+            # The first best in search order, as GridSearchCV picks; the auto grid runs
+            # from the strongest penalty down, so ties go to the simplest model.
             best = int(np.argmax(cv_auc.mean(axis=1)))
-            at_edge = grid[best] in (grid.min(), grid.max())
-            if given is not None or not at_edge or self.n_grid_extensions_ >= MAX_EXTENSIONS:
+            edge = _best_only_at_edge(grid, cv_auc.mean(axis=1))
+            if given is not None or edge is None or self.n_grid_extensions_ >= MAX_EXTENSIONS:
                 break
-            grid = _extend(grid, downwards=grid[best] == grid.min())
+            grid = _extend(grid, downwards=edge == "smallest")
             self.n_grid_extensions_ += 1
             if grid.min() < floor:
                 floor = grid.min() / 10 ** _FLOOR_HEADROOM
@@ -129,10 +133,9 @@ class RidgeGridClassifier:
         self.alphas_ = grid
         self.cv_auc_ = cv_auc
         self.best_alpha_ = float(grid[best])
-        self.alpha_at_grid_edge_ = bool(at_edge)
-        if at_edge:
-            where = "smallest" if self.best_alpha_ == grid.min() else "largest"
-            warnings.warn(f"the best ridge alpha, {self.best_alpha_:g}, is the {where} one searched "
+        self.alpha_at_grid_edge_ = edge is not None
+        if edge is not None:
+            warnings.warn(f"the best ridge alpha, {self.best_alpha_:g}, is the {edge} one searched "
                           f"({grid.min():g} to {grid.max():g}); a wider grid may find a better one",
                           AlphaAtGridEdgeWarning, stacklevel=2)
         self.oof_decision_ = self._problem.out_of_fold(folds, paths, self.best_alpha_)
@@ -171,11 +174,11 @@ def auto_grid(total_variance: float) -> np.ndarray:
     """Eight decades around the features' total variance, four points per decade.
 
     Values are rounded to three significant digits (1, 1.78, 3.16, 5.62, 10, ...), so
-    that they read well in reports.
+    that they read well in reports, and run from the largest down (the search order).
     """
     centre = int(np.floor(np.log10(max(total_variance, 1e-300))))
-    exponents = np.arange((centre - AUTO_DECADES_BELOW) * POINTS_PER_DECADE,
-                          (centre + AUTO_DECADES_ABOVE) * POINTS_PER_DECADE + 1) / POINTS_PER_DECADE
+    exponents = np.arange((centre + AUTO_DECADES_ABOVE) * POINTS_PER_DECADE,
+                          (centre - AUTO_DECADES_BELOW) * POINTS_PER_DECADE - 1, -1) / POINTS_PER_DECADE
     return _round(10.0 ** exponents)
 
 
@@ -379,15 +382,31 @@ def _check_alphas(alphas) -> np.ndarray | None:
     values = np.asarray(alphas, dtype=np.float64)
     if values.ndim != 1 or len(values) == 0 or not (values > 0).all() or not np.isfinite(values).all():
         raise ValueError(f"alphas must be 'auto' or a non-empty list of positive numbers; got {alphas!r}")
+    if len(np.unique(values)) < len(values):
+        raise ValueError(f"alphas must not repeat a value; got {alphas!r}")
     return values
 
 
+def _best_only_at_edge(grid: np.ndarray, mean_auc: np.ndarray) -> str | None:
+    """``"smallest"`` or ``"largest"`` if that end of the grid scores better than every
+    other alpha; ``None`` if the best is interior, or tied with an interior alpha."""
+    best = mean_auc.max()
+    ends = {"smallest": int(np.argmin(grid)), "largest": int(np.argmax(grid))}
+    interior = np.delete(mean_auc, list(set(ends.values())))
+    if interior.size and interior.max() >= best:
+        return None
+    for name, index in ends.items():
+        if mean_auc[index] == best:
+            return name
+    return None
+
+
 def _extend(grid: np.ndarray, downwards: bool) -> np.ndarray:
-    """The grid with one more decade below its smallest or above its largest alpha."""
+    """The (descending) grid with one more decade below its smallest or above its largest."""
     steps = np.arange(1, POINTS_PER_DECADE + 1) / POINTS_PER_DECADE
     if downwards:
-        return np.concatenate([_round(grid.min() / 10.0 ** steps[::-1]), grid])
-    return np.concatenate([grid, _round(grid.max() * 10.0 ** steps)])
+        return np.concatenate([grid, _round(grid.min() / 10.0 ** steps)])
+    return np.concatenate([_round(grid.max() * 10.0 ** steps[::-1]), grid])
 
 
 def _round(values: np.ndarray) -> np.ndarray:

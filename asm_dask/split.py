@@ -34,7 +34,14 @@ def train_test_split_groups(y: np.ndarray, groups: np.ndarray, config: SplitConf
                             source: str) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the train and test rows: a seeded split of the groups."""
     splitter = GroupShuffleSplit(n_splits=1, test_size=config.test_size, random_state=config.seed)
-    train, test = next(splitter.split(np.zeros(len(y)), y, groups))
+    try:
+        train, test = next(splitter.split(np.zeros(len(y)), y, groups))
+    except ValueError:  # scikit-learn's message speaks of n_samples, not of what to change
+        n_groups = len(np.unique(groups))
+        raise InputError(f"{source}: holding out split.test_size={config.test_size} of "
+                         f"{n_groups} labelled {config.group_by}(s) leaves no training or no test "
+                         f"set; change split.test_size{' or split.block_size' if config.group_by == 'block' else ''}"
+                         ) from None
     for name, part in (("training", train), ("test", test)):
         if len(np.unique(y[part])) < 2:
             raise InputError(f"{source}: the {name} set holds one class only "
@@ -42,12 +49,15 @@ def train_test_split_groups(y: np.ndarray, groups: np.ndarray, config: SplitConf
     return train, test
 
 
-def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int,
-             source: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Folds of whole groups, stratified by each group's majority class.
+def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, source: str,
+             seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds of whole groups, stratified by each group's majority class, seeded.
 
-    ``StratifiedKFold`` over the groups, each labelled by the class most of its rows
-    hold (1 on a tie), then expanded to their rows. scikit-learn's
+    ``StratifiedKFold(shuffle=True, random_state=seed)`` over the groups, each labelled by
+    the class most of its rows hold (1 on a tie), then expanded to their rows. Shuffled:
+    group ids follow the grid from south to north, so unshuffled folds would be bands of
+    latitude, a spatial split in disguise whose out-of-fold scores, shifted from band to
+    band, would mislead the calibrator. scikit-learn's
     ``StratifiedGroupKFold`` balances classes more finely but loops in Python over the
     groups: a second for three thousand labelled cells. Large blocks often hold both
     classes, so that fewer than ``n_folds`` of them have a positive majority; they are then
@@ -71,7 +81,8 @@ def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int,
                          "(or fewer model.cv_folds)")
     folds = []
     for number, (_, valid_groups) in enumerate(
-            StratifiedKFold(n_splits=n_folds).split(np.zeros(len(unique)), group_class), start=1):
+            StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(
+                np.zeros(len(unique)), group_class), start=1):
         valid = np.isin(group_of_row, valid_groups)
         if len(np.unique(y[valid])) < 2:
             raise InputError(f"{source}: cross-validation fold {number} of {n_folds} holds labels of "

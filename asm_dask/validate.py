@@ -67,11 +67,12 @@ def bootstrap_auc(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, seed: i
 
 
 def auc_interval(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, seed: int,
-                 level: float = 0.95) -> list[float]:
-    """Percentile bootstrap interval of the ROC AUC, resampling whole groups."""
+                 level: float = 0.95) -> tuple[list[float], int]:
+    """Percentile bootstrap interval of the ROC AUC, resampling whole groups; and how many
+    resamples held both classes (only those have an AUC)."""
     samples = bootstrap_auc(y, scores, groups, seed)
     tail = (1 - level) / 2
-    return [float(v) for v in np.quantile(samples, [tail, 1 - tail])]
+    return [float(v) for v in np.quantile(samples, [tail, 1 - tail])], len(samples)
 
 
 def brier_score(y: np.ndarray, probability: np.ndarray) -> float:
@@ -127,14 +128,19 @@ def held_out_metrics(y: np.ndarray, scores: np.ndarray, probability: np.ndarray,
     auc_uncalibrated, auc_calibrated = roc_auc(y, scores), roc_auc(y, probability)
     brier = brier_score(y, probability)
     table = reliability_table(y, probability)
+    interval, used = auc_interval(y, probability, groups, seed)
+    interval_uncalibrated, _ = auc_interval(y, scores, groups, seed)
     metrics: dict[str, Any] = {
         "test_auc_uncalibrated": auc_uncalibrated,
         "test_auc_calibrated": auc_calibrated,
-        "test_auc_ci95": auc_interval(y, probability, groups, seed),
-        "test_auc_uncalibrated_ci95": auc_interval(y, scores, groups, seed),
+        "test_auc_ci95": interval,
+        "test_auc_uncalibrated_ci95": interval_uncalibrated,
         "test_auc_change_from_calibration": auc_calibrated - auc_uncalibrated,
+        "n_test_asm": int(np.sum(y)),
+        "n_test_not_asm": int(len(y) - np.sum(y)),
         "bootstrap": {"unit": unit, "n_groups": int(len(np.unique(groups))),
-                      "resamples": BOOTSTRAP_RESAMPLES, "seed": seed},
+                      "resamples": BOOTSTRAP_RESAMPLES, "resamples_with_both_classes": used,
+                      "seed": seed},
         "brier_test": brier,
         "reliability_test": [{k: (None if isinstance(v, float) and np.isnan(v) else v)
                               for k, v in row.items()} for row in table.to_dict(orient="records")],

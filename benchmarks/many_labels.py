@@ -97,7 +97,7 @@ def _sklearn_fit(run_dir: Path, result_file: Path) -> int:
     X = features[columns].to_numpy(np.float64)[position.loc[rows["cell_id"]].to_numpy()]
     del features
     y = rows["label"].to_numpy()
-    folds = cv_folds(y, rows["cell_id"].to_numpy(), 5, "labels")
+    folds = cv_folds(y, rows["cell_id"].to_numpy(), 5, "labels", seed=1991)
     alphas = metrics["alphas_searched"]
     start = time.perf_counter()
     search = GridSearchCV(RidgeClassifier(), {"alpha": alphas}, cv=folds, scoring="roc_auc").fit(X, y)

@@ -104,3 +104,12 @@ def test_nan_features_are_dropped_counted_and_reported(inputs, client):
     result = run_job(load_job(write_job(tmp_path, tmp_path / "labels.csv", tmp_path / "features.feather")), client)
     assert result.metrics["n_cells_dropped_nonfinite"] == 2
     assert result.metrics["n_cells"] == len(features) - 2
+
+
+@pytest.mark.parametrize("split, expected", [
+    ({"group_by": "block", "block_size": 5}, "holding out split.test_size=0.2 of 1 labelled block(s)"),
+    ({"test_size": 0.999}, "leaves no training or no test set"),
+])
+def test_a_split_that_leaves_nothing_to_train_or_test_on(inputs, client, split, expected):
+    tmp_path, labels, features = inputs
+    assert expected in _run(tmp_path, labels, features, client, split=split)

@@ -28,6 +28,19 @@ def test_the_notebooks_alphas_are_searched_as_given(tmp_path):
     assert job.model.alphas == (0.01, 0.1, 1.0, 10.0)
 
 
+def test_numbers_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
+    # YAML 1.1 reads 1e-12 and 1e12 (no decimal point) as strings.
+    (tmp_path / "job.yaml").write_text("labels: a.csv\nfeatures: f.feather\noutput: o\n"
+                                       "model: {alphas: [1e-12, 1e12, 5]}\n")
+    assert load_job(tmp_path / "job.yaml").model.alphas == (1e-12, 1e12, 5.0)
+
+
+def test_one_mine_type_without_brackets_is_a_list_of_one(tmp_path):
+    job = job_from_dict({"labels": {"path": "a.csv", "filters": {"exclude_mine_types": "commercial"}},
+                         "features": "f.feather", "output": "o"})
+    assert job.labels.filters.exclude_mine_types == ("commercial",)
+
+
 def test_the_sierra_leone_job_spells_out_the_defaults():
     jobs = Path(__file__).parents[1] / "jobs"
     job = load_job(jobs / "sierra_leone.yaml")
@@ -43,6 +56,11 @@ def test_the_sierra_leone_job_spells_out_the_defaults():
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: abc}\n", "model.alphas: expected 'auto'"),
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: 0.5}\n", "model.alphas: expected 'auto'"),
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: [1, x]}\n", "positive numbers"),
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: [.inf]}\n", "positive numbers"),
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {alphas: [1, 10, 1]}\n", "repeated"),
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: null\n", "output: expected a path"),
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: [a, b]\n", "output: expected a path"),
+    ("labels: {path: null}\nfeatures: {path: f}\noutput: o\n", "labels.path: expected a path"),
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nmodel: {calibration: platt}\n", "model.calibration"),
     ("labels: {path: a.csv}\noutput: o\n", "missing required key 'features'"),
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nsplit: {test_size: 1.5}\n", "test_size"),

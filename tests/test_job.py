@@ -107,7 +107,7 @@ def test_results_equal_scikit_learn_in_memory(local_run, country):
     cells, cell_of_row = np.unique(groups[train], return_inverse=True)
     cell_class = pd.Series(y_train).groupby(cell_of_row).mean().ge(0.5).astype(int).to_numpy()
     folds = [(np.flatnonzero(~np.isin(cell_of_row, valid)), np.flatnonzero(np.isin(cell_of_row, valid)))
-             for _, valid in StratifiedKFold(5).split(cells, cell_class)]
+             for _, valid in StratifiedKFold(5, shuffle=True, random_state=1991).split(cells, cell_class)]
     alphas = metrics["alphas_searched"]
     cv_auc = {alpha: np.mean([roc_auc_score(y_train[valid], _tie_exact(
         RidgeClassifier(alpha=alpha).fit(X_train[fit], y_train[fit]).decision_function, X_train[valid]))

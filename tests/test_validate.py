@@ -44,9 +44,9 @@ def test_group_bootstrap_interval_covers_the_true_auc():
     trials = 150
     for _ in range(trials):
         y, scores, groups = _clustered_sample(rng, 60)
-        low, high = auc_interval(y, scores, groups, seed=int(rng.integers(1 << 30)))
+        (low, high), _ = auc_interval(y, scores, groups, seed=int(rng.integers(1 << 30)))
         group_hits += low <= true_auc <= high
-        low, high = auc_interval(y, scores, np.arange(len(y)), seed=int(rng.integers(1 << 30)))
+        (low, high), _ = auc_interval(y, scores, np.arange(len(y)), seed=int(rng.integers(1 << 30)))
         row_hits += low <= true_auc <= high
     assert 0.88 <= group_hits / trials <= 0.99
     # Resampling rows ignores that a group's labels move together: its interval is too
@@ -77,3 +77,11 @@ def test_auc_by_subset():
     assert result["targeted"]["auc"] == pytest.approx(roc_auc_score([0, 1, 0], [0.8, 0.2, 0.4]))
     one_class = auc_by_subset(np.array([0, 0, 1]), {"auc": scores[:3]}, np.array(["a", "a", "b"]))
     assert one_class["a"]["auc"] is None and one_class["b"]["n_asm"] == 1
+
+
+def test_resamples_with_one_class_are_left_out_and_counted():
+    y = np.array([1] + [0] * 30)  # one positive: most resamples of 31 cells miss it
+    scores = np.linspace(0, 1, 31)
+    (low, high), used = auc_interval(y, scores, np.arange(31), seed=0)
+    assert 0 < used < 2000 and abs(used / 2000 - (1 - (30 / 31) ** 31)) < 0.05
+    assert low <= roc_auc_score(y, scores) <= high
