@@ -6,8 +6,10 @@ test rows (the notebook fitted it on the test set and then measured it there).
 - ``isotonic`` (the notebook's): a monotone step function, clipped outside the scores
   seen. Flexible; its steps tie neighbouring scores, which can lower the ROC AUC a little.
 - ``sigmoid`` (Platt scaling): ``1 / (1 + exp(a * score + b))``, fitted by log loss with
-  Platt's smoothed targets, as scikit-learn's ``CalibratedClassifierCV(method="sigmoid")``.
-  Strictly monotone, so the ROC AUC is unchanged; two parameters, so it needs fewer labels.
+  Platt's smoothed targets, as scikit-learn's ``CalibratedClassifierCV(method="sigmoid")``,
+  but with ``a <= 0``: probability never falls as the score rises (scikit-learn's may, on
+  scores that rank backwards), so the ROC AUC is unchanged unless the curve is flat. Two
+  parameters, so it needs fewer labels.
 
 The fitted linear weights and the calibrator together are a :class:`CalibratedModel`,
 saved as readable JSON so that any cell's probability can be reproduced without asm_dask.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
@@ -26,9 +28,8 @@ from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 
 from .atomic import write_atomic
-from .ridge import linear_scores
-
-METHODS = ("isotonic", "sigmoid")
+from .config import CALIBRATION_METHODS
+from .ridge import RidgeGridClassifier, linear_scores
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def fit_calibrator(scores: np.ndarray, y: np.ndarray, method: str = "isotonic") 
     if method == "sigmoid":
         a, b = _platt(np.asarray(scores, dtype=np.float64), np.asarray(y))
         return Calibrator("sigmoid", {"a": a, "b": b})
-    raise ValueError(f"calibration method must be one of {METHODS}; got {method!r}")
+    raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}; got {method!r}")
 
 
 def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -85,7 +86,7 @@ def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         return float(value), np.array([residual @ scores, residual.sum()])
 
     start = np.array([0.0, np.log((n_neg + 1) / (n_pos + 1))])
-    result = minimize(loss, start, jac=True, method="L-BFGS-B")
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=[(None, 0.0), (None, None)])
     return float(result.x[0]), float(result.x[1])
 
 
@@ -105,7 +106,8 @@ class CalibratedModel:
     standardize: bool = False
 
     @classmethod
-    def from_fitted(cls, feature_names, ridge, calibrator: Calibrator) -> "CalibratedModel":
+    def from_fitted(cls, feature_names: Sequence[str], ridge: RidgeGridClassifier,
+                    calibrator: Calibrator) -> "CalibratedModel":
         return cls(tuple(feature_names), np.asarray(ridge.coef_, dtype=np.float64),
                    float(ridge.intercept_), float(ridge.best_alpha_), calibrator,
                    bool(ridge.standardize))

@@ -18,6 +18,8 @@ import yaml
 
 from .errors import InputError
 
+CALIBRATION_METHODS = ("isotonic", "sigmoid")
+
 
 @dataclass(frozen=True)
 class LabelFilters:
@@ -176,8 +178,8 @@ def _check_values(job: Job, source: str) -> None:
         (job.split.group_by in ("cell", "block"), "split.group_by must be 'cell' or 'block'"),
         (job.split.block_size > 0, "split.block_size must be positive"),
         (job.model.cv_folds >= 2, "model.cv_folds must be at least 2"),
-        (job.model.calibration in ("isotonic", "sigmoid"),
-         "model.calibration must be 'isotonic' or 'sigmoid'"),
+        (job.model.calibration in CALIBRATION_METHODS,
+         f"model.calibration must be one of {', '.join(CALIBRATION_METHODS)}"),
         (isinstance(job.model.standardize, bool), "model.standardize must be true or false"),
         (job.features.rows_per_partition is None or job.features.rows_per_partition > 0,
          "features.rows_per_partition must be positive"),

@@ -323,8 +323,9 @@ def score_against_truth(results: str | os.PathLike, files: DemoFiles) -> dict[st
     """How a run on a synthetic country compares with the country's known truth.
 
     ``truth_test_auc`` is the ROC AUC of the true probabilities on the run's own test
-    labels: the best any model could score there. ``auc_gap`` is how far the run's
-    calibrated test AUC falls short of it. Over all cells: the correlation between the
+    labels: what a perfect model of the truth would score there, on average. ``auc_gap``
+    is how far the run's calibrated test AUC falls short of it (a finite test set can
+    make it negative, by chance). Over all cells: the correlation between the
     predicted and the true probability, their mean absolute difference, and both means.
     """
     from asm_dask.grid import cell_ids

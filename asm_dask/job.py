@@ -87,10 +87,17 @@ def run_job(job: Job, client: Client) -> RunResult:
             ridge.fit(X[train], y[train], folds)
         caveats = []
         if ridge.alpha_at_grid_edge_:
+            remedy = ("model.alphas: auto searches a wider grid" if job.model.alphas != "auto" else
+                      f"even after {ridge.n_grid_extensions_} decades of extension; check the labels "
+                      "and the features")
             caveats.append(_warn(f"the best alpha, {ridge.best_alpha_:g}, is at the edge of the alphas "
                                  f"searched ({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and beats "
-                                 "every other; model.alphas: auto searches a wider grid"))
+                                 f"every other: {remedy}"))
         cv = _cross_validation(ridge, y[train], rows.iloc[train], job)
+        ridge.release()
+        for key in ("blocked_cv_auc_unavailable", "cell_cv_auc_unavailable"):
+            if key in cv:
+                caveats.append(_warn(f"no {key.split('_')[0]} cross-validation: {cv[key]}"))
     with clock("calibrate"):
         calibrator = fit_calibrator(ridge.oof_decision_, y[train], job.model.calibration)
         model = CalibratedModel.from_fitted(store.feature_names, ridge, calibrator)

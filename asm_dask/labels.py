@@ -61,7 +61,7 @@ def read_labels(config: LabelsConfig) -> Labels:
     bad_label = ~frame["label"].isin([0, 1])
     if bad_label.any():
         row = int(np.flatnonzero(bad_label)[0])
-        raise InputError(f"{path}: row {row + 1}: label must be 0 or 1, got {_plain(frame['label'].iloc[row])!r}")
+        raise InputError(f"{path}: row {row + 1}: label must be 0 or 1, got {_as_python(frame['label'].iloc[row])!r}")
     frame["label"] = frame["label"].astype(np.int8)
 
     n_read, removed = len(frame), {}
@@ -92,10 +92,10 @@ def _require_numeric(frame: pd.DataFrame, column: str, path: str) -> None:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise InputError(f"{path}: row {row + 1}: column '{column}' must be numeric, "
-                         f"got {_plain(frame[column].iloc[row])!r}")
+                         f"got {_as_python(frame[column].iloc[row])!r}")
     frame[column] = values
 
 
-def _plain(value):
+def _as_python(value):
     """A NumPy scalar as the Python value it holds, for messages (``nan``, not ``np.float64(nan)``)."""
     return value.item() if isinstance(value, np.generic) else value

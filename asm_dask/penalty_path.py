@@ -9,10 +9,12 @@ spaces do not change when a multiple of the identity is added, so one Lanczos ru
 
 Measured on 2 cores at Sierra Leone scale (2,450 rows per fold): a dense
 eigendecomposition takes 2.6 s and a Cholesky factorisation 0.2 s per alpha, while
-100-200 Lanczos steps (0.2-0.5 s) resolve every alpha of a nine-decade grid to a
-relative residual below 1e-10. Each alpha's residual is known exactly from ``T``; an
-alpha the run does not resolve within ``max_steps`` (tiny penalties on ill-conditioned
-data) is solved by Cholesky instead. The result is exact either way, not approximate.
+100-200 Lanczos steps (0.2-0.5 s) resolve every alpha of an eight-decade grid to a
+relative residual below 1e-10. Each alpha's residual is read off ``T`` exactly; an alpha
+the run does not resolve within ``MAX_STEPS`` (tiny penalties on ill-conditioned data) is
+solved by Cholesky instead. No alpha is left at wherever the run happened to stop: every
+one is solved as accurately as a direct solver would, to within the system's condition
+number times the tolerance.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ _CHECK_EVERY = 10
 class PenaltyPath:
     """Scores of some rows as a function of the penalty, for one fitted fold.
 
-    ``scores(alphas)[i] = basis @ (weights / (theta + alphas[i])) + offset`` for the
-    alphas the Lanczos run resolved, and exact solves (``exact``) for the others.
+    ``scores(alphas)[i] = basis @ (weights / (theta + alphas[i])) + offset`` for alphas
+    the Lanczos run resolved (all alphas from ``resolved_from`` up: residuals shrink as
+    alpha grows), and direct solves (``exact``) for the alphas below it it was asked for.
     """
 
     basis: np.ndarray  #: (n_rows, k): the scored rows against the Ritz vectors
@@ -42,43 +45,57 @@ class PenaltyPath:
     theta: np.ndarray  #: (k,): Ritz values
     offset: float
     exact: dict[float, np.ndarray]  #: alpha -> scores less the offset, for alphas solved by Cholesky
+    resolved_from: float  #: the smallest alpha the Lanczos run resolved
     steps: int
 
     def scores(self, alphas: np.ndarray) -> np.ndarray:
-        """Scores of the rows, shape ``(len(alphas), n_rows)``."""
+        """Scores of the rows, shape ``(len(alphas), n_rows)``.
+
+        Raises ``ValueError`` for an alpha that was neither resolved nor solved directly:
+        the path must be computed again with it.
+        """
         alphas = np.asarray(alphas, dtype=np.float64)
         out = (self.weights[:, None] / (self.theta[:, None] + alphas[None, :])).T @ self.basis.T
         for i, alpha in enumerate(alphas):
             if float(alpha) in self.exact:
                 out[i] = self.exact[float(alpha)]
+            elif alpha < self.resolved_from:
+                raise ValueError(f"alpha {alpha:g} is below the smallest alpha this path resolved "
+                                 f"({self.resolved_from:g}) and was not solved directly")
         return out + self.offset
 
 
 def penalty_path(A: np.ndarray, b: np.ndarray, rows: np.ndarray | None, offset: float,
                  alphas: np.ndarray, tol: float = TOLERANCE,
-                 max_steps: int = MAX_STEPS) -> PenaltyPath:
+                 max_steps: int | None = None) -> PenaltyPath:
     """Scores ``rows @ x(alpha) + offset`` for every alpha, with ``(A + alpha I) x = b``.
 
     ``rows=None`` stands for the identity: the "scores" are the solutions themselves.
-
-    ``A`` (overwritten: Cholesky fallbacks shift its diagonal in place and restore it) is
-    symmetric positive semi-definite. Every alpha in ``alphas`` is resolved to ``tol``;
-    other alphas passed later to :meth:`PenaltyPath.scores` are resolved too if they are
-    not below ``min(alphas)``, since residuals only shrink as alpha grows.
+    ``A`` is symmetric positive semi-definite; Cholesky fallbacks shift its diagonal in
+    place and restore it. Every alpha in ``alphas`` is solved to ``tol``; alphas passed
+    later to :meth:`PenaltyPath.scores` are too if they are not below ``resolved_from``.
     """
     alphas = np.unique(np.asarray(alphas, dtype=np.float64))
-    Q, alpha_diag, beta = _lanczos(A, b, alphas.min(), tol, min(max_steps, len(b)))
+    if not np.any(b):  # nothing to fit: every solution is zero
+        width = len(b) if rows is None else len(rows)
+        return PenaltyPath(basis=np.zeros((width, 1)), weights=np.zeros(1), theta=np.ones(1),
+                           offset=offset, exact={}, resolved_from=0.0, steps=0)
+    steps = min(MAX_STEPS if max_steps is None else max_steps, len(b))
+    Q, alpha_diag, beta = _lanczos(A, b, alphas.min(), tol, steps)
     k = len(alpha_diag)
     theta, S = linalg.eigh_tridiagonal(alpha_diag, beta[:k - 1])
     weights = S[0] * np.linalg.norm(b)
-    unresolved = alphas[_residuals(theta, S, beta[k - 1], alphas) > tol]
+    resolved = _residuals(theta, S, beta[k - 1], alphas) <= tol
+    unresolved = alphas[~resolved]
     if rows is None:
         exact = {float(alpha): _cholesky_solve(A, b, alpha) for alpha in unresolved}
         basis = Q[:k].T @ S
     else:
         exact = {float(alpha): rows @ _cholesky_solve(A, b, alpha) for alpha in unresolved}
         basis = (rows @ Q[:k].T) @ S
-    return PenaltyPath(basis=basis, weights=weights, theta=theta, offset=offset, exact=exact, steps=k)
+    resolved_from = float(alphas[resolved].min()) if resolved.any() else np.inf
+    return PenaltyPath(basis=basis, weights=weights, theta=theta, offset=offset, exact=exact,
+                       resolved_from=resolved_from, steps=k)
 
 
 def _lanczos(A: np.ndarray, b: np.ndarray, smallest_alpha: float, tol: float,

@@ -21,10 +21,10 @@ from .atomic import replacing, write_atomic
 
 
 def write_metrics(path: str, metrics: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(metrics, indent=2, sort_keys=False, default=_plain))
+    write_atomic(path, json.dumps(metrics, indent=2, sort_keys=False, default=_json_value))
 
 
-def _plain(value: Any) -> Any:
+def _json_value(value: Any) -> Any:
     """NumPy scalars and arrays as the JSON numbers and lists they hold."""
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()

@@ -21,7 +21,7 @@ import hashlib
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 from distributed import Client
@@ -35,12 +35,14 @@ from .validate import roc_auc
 #: the auto grid: decades below and above the features' total variance, points per decade.
 #: Best alphas seen sit near the total variance; small ones cost the most Lanczos steps.
 AUTO_DECADES_BELOW, AUTO_DECADES_ABOVE, POINTS_PER_DECADE = 2, 6, 4
-#: decades the auto grid may grow beyond its first nine, in either direction together
+#: decades the auto grid may grow beyond its first eight, in either direction together
 MAX_EXTENSIONS = 6
-#: when the grid grows downwards, the folds are solved again this many decades lower
-_FLOOR_HEADROOM = 2
+#: the folds are solved for this many decades below the auto grid too, so that the first
+#: extensions downwards need no new solve
+_HEADROOM_DECADES = 2
 
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
+T = TypeVar("T")
 
 
 class AlphaAtGridEdgeWarning(UserWarning):
@@ -114,21 +116,21 @@ class RidgeGridClassifier:
         self._problem = _RidgeProblem(X, y, self.standardize, self.client)
         grid = given if given is not None else auto_grid(self._problem.total_variance)
         self.n_grid_extensions_ = 0
-        floor = grid.min()
-        paths = self._problem.solve(folds, floor)
+        solved = grid if given is not None else _with_headroom(grid)
+        paths = self._problem.solve(folds, solved)
         while True:
             cv_auc = self._problem.fold_auc(folds, paths, grid)
             # The first best in search order, as GridSearchCV picks; the auto grid runs
             # from the strongest penalty down, so ties go to the simplest model.
             best = int(np.argmax(cv_auc.mean(axis=1)))
-            edge = _best_only_at_edge(grid, cv_auc.mean(axis=1))
+            edge = _edge(grid, cv_auc.mean(axis=1), best)
             if given is not None or edge is None or self.n_grid_extensions_ >= MAX_EXTENSIONS:
                 break
             grid = _extend(grid, downwards=edge == "smallest")
             self.n_grid_extensions_ += 1
-            if grid.min() < floor:
-                floor = grid.min() / 10 ** _FLOOR_HEADROOM
-                paths = self._problem.solve(folds, floor)
+            if not np.isin(grid, solved).all():
+                solved = _with_headroom(grid)
+                paths = self._problem.solve(folds, solved)
 
         self.alphas_ = grid
         self.cv_auc_ = cv_auc
@@ -156,8 +158,11 @@ class RidgeGridClassifier:
         alphas cost the most, so pass only those worth seeing.
         """
         alphas = np.asarray(alphas, dtype=np.float64)
-        paths = self._problem.solve(folds, float(alphas.min()))
-        return self._problem.fold_auc(folds, paths, alphas)
+        return self._problem.fold_auc(folds, self._problem.solve(folds, alphas), alphas)
+
+    def release(self) -> None:
+        """Free the training data kept (on the cluster too) for :meth:`cross_validated_auc`."""
+        self._problem = None
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Signed distance to the hyperplane; positive means class 1."""
@@ -214,7 +219,7 @@ def gram(Z: np.ndarray, block: int = 512) -> np.ndarray:
     return K
 
 
-def single_threaded(func, *args, **kwargs):
+def single_threaded(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``func(*args, **kwargs)``, with BLAS and LAPACK on one thread in this process.
 
     Multithreaded BLAS may split a sum differently with another thread count, which
@@ -250,10 +255,14 @@ class _RidgeProblem:
         counts = np.bincount(self.row_ids).astype(np.float64)
         self.mean = counts @ Z / len(y)  # the mean over all rows, duplicates included
         Z -= self.mean
+        spread = np.sqrt(counts @ (Z * Z) / len(y))
+        # A constant feature centres to rounding noise (its mean is a bit off), which
+        # scaling would blow up to +-1: it is zeroed instead, as it carries nothing.
+        constant = spread <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1e-300)
+        Z[:, constant] = 0.0
         self.scale = None
         if standardize:
-            scale = np.sqrt(counts @ (Z * Z) / len(y))
-            self.scale = np.where(scale > 0, scale, 1.0)
+            self.scale = np.where(constant, 1.0, spread)
             Z /= self.scale
         # Mean squared norm of the centred rows: the kernel's mean eigenvalue.
         self.total_variance = float(counts @ np.einsum("ij,ij->i", Z, Z) / len(y))
@@ -268,10 +277,10 @@ class _RidgeProblem:
             data = {"Z": Z, "target": self.target, "row_ids": self.row_ids}
         self.data = _share(client, data)
 
-    def solve(self, folds: Folds, floor: float) -> list[PenaltyPath]:
-        """Penalty paths of every fold, resolved down to ``floor``."""
+    def solve(self, folds: Folds, alphas: np.ndarray) -> list[PenaltyPath]:
+        """Penalty paths of every fold, solved for ``alphas`` (and any larger alpha)."""
         fold_task = _dual_fold_path if self.solver == "dual" else _primal_fold_path
-        return _run(self.client, [(fold_task, train, valid, floor) for train, valid in folds],
+        return _run(self.client, [(fold_task, train, valid, alphas) for train, valid in folds],
                     self.data, "fit: solve folds")
 
     def refit(self, alpha: float) -> np.ndarray:
@@ -307,7 +316,7 @@ def _distinct_validation(row_ids: np.ndarray, valid: np.ndarray) -> tuple[np.nda
     return valid[first], copies.ravel()
 
 
-def _dual_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, K: np.ndarray,
+def _dual_fold_path(train: np.ndarray, valid: np.ndarray, alphas: np.ndarray, K: np.ndarray,
                     target: np.ndarray, row_ids: np.ndarray) -> PenaltyPath:
     """Validation scores of the fold for every alpha, from the centred fold kernel."""
     scored, _ = _distinct_validation(row_ids, valid)
@@ -319,10 +328,10 @@ def _dual_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, K: np.nd
     cross -= row_mean[None, :]
     cross += total_mean
     y = target[train]
-    return penalty_path(Kc, y - y.mean(), cross, y.mean(), np.array([floor]))
+    return penalty_path(Kc, y - y.mean(), cross, y.mean(), alphas)
 
 
-def _primal_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, Z: np.ndarray,
+def _primal_fold_path(train: np.ndarray, valid: np.ndarray, alphas: np.ndarray, Z: np.ndarray,
                       target: np.ndarray, row_ids: np.ndarray) -> PenaltyPath:
     """Validation scores of the fold for every alpha, from the centred fold Gram matrix."""
     scored, _ = _distinct_validation(row_ids, valid)
@@ -330,8 +339,7 @@ def _primal_fold_path(train: np.ndarray, valid: np.ndarray, floor: float, Z: np.
     centre = Zf.mean(axis=0)
     Zf -= centre
     y = target[train]
-    return penalty_path(Zf.T @ Zf, Zf.T @ (y - y.mean()), Z[row_ids[scored]] - centre, y.mean(),
-                        np.array([floor]))
+    return penalty_path(Zf.T @ Zf, Zf.T @ (y - y.mean()), Z[row_ids[scored]] - centre, y.mean(), alphas)
 
 
 def _dual_refit(alpha: float, K: np.ndarray, target: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
@@ -387,18 +395,24 @@ def _check_alphas(alphas) -> np.ndarray | None:
     return values
 
 
-def _best_only_at_edge(grid: np.ndarray, mean_auc: np.ndarray) -> str | None:
-    """``"smallest"`` or ``"largest"`` if that end of the grid scores better than every
-    other alpha; ``None`` if the best is interior, or tied with an interior alpha."""
-    best = mean_auc.max()
-    ends = {"smallest": int(np.argmin(grid)), "largest": int(np.argmax(grid))}
-    interior = np.delete(mean_auc, list(set(ends.values())))
-    if interior.size and interior.max() >= best:
+def _edge(grid: np.ndarray, mean_auc: np.ndarray, best: int) -> str | None:
+    """``"smallest"`` or ``"largest"`` if the chosen alpha is that end of the grid and
+    scores better than every other alpha; ``None`` if it is interior, or tied with another
+    alpha (a plateau), or the only one."""
+    others = np.delete(mean_auc, best)
+    if not others.size or others.max() >= mean_auc[best]:
         return None
-    for name, index in ends.items():
-        if mean_auc[index] == best:
-            return name
-    return None
+    if grid[best] == grid.min():
+        return "smallest"
+    return "largest" if grid[best] == grid.max() else None
+
+
+def _with_headroom(grid: np.ndarray) -> np.ndarray:
+    """The grid and the decades below it that its first extensions would add."""
+    extended = grid
+    for _ in range(_HEADROOM_DECADES):
+        extended = _extend(extended, downwards=True)
+    return extended
 
 
 def _extend(grid: np.ndarray, downwards: bool) -> np.ndarray:

@@ -61,8 +61,8 @@ def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, source: str,
     ``StratifiedGroupKFold`` balances classes more finely but loops in Python over the
     groups: a second for three thousand labelled cells. Large blocks often hold both
     classes, so that fewer than ``n_folds`` of them have a positive majority; they are then
-    stratified by whether their share of ASM labels is above the training set's.
-    Every validation fold must hold both classes, or its ROC AUC would be undefined.
+    stratified by whether their share of ASM labels is above the training set's. Either
+    way every validation fold holds groups of both kinds, hence labels of both classes.
     """
     y = np.asarray(y)
     unique, group_of_row = np.unique(groups, return_inverse=True)
@@ -80,13 +80,8 @@ def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, source: str,
                          "one class in the training set; more labels of each class are needed "
                          "(or fewer model.cv_folds)")
     folds = []
-    for number, (_, valid_groups) in enumerate(
-            StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(
-                np.zeros(len(unique)), group_class), start=1):
+    for _, valid_groups in StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(
+            np.zeros(len(unique)), group_class):
         valid = np.isin(group_of_row, valid_groups)
-        if len(np.unique(y[valid])) < 2:
-            raise InputError(f"{source}: cross-validation fold {number} of {n_folds} holds labels of "
-                             "one class only; more labels of each class are needed (or fewer "
-                             "model.cv_folds, or smaller split.block_size)")
         folds.append((np.flatnonzero(~valid), np.flatnonzero(valid)))
     return folds

@@ -195,6 +195,54 @@ def test_penalty_path_is_exact_also_where_lanczos_stops_short():
     np.testing.assert_allclose(full.scores(alphas), expected, rtol=1e-7, atol=1e-7)
 
 
+def test_folds_stay_exact_when_lanczos_stops_short_of_the_grid(monkeypatch):
+    """Every alpha of the grid that a capped Lanczos run leaves unresolved is solved
+    directly, not scored from where the run stopped."""
+    from asm_dask import penalty_path as module
+
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(120, 300)) * np.logspace(0, -4, 300)).astype(np.float64)
+    y = (X[:, :5].sum(axis=1) + 0.01 * rng.normal(size=120) > 0).astype(int)
+    folds = cv_folds(y, np.arange(120), 5, "l", seed=0)
+    monkeypatch.setattr(module, "MAX_STEPS", 15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)
+        ours = RidgeGridClassifier([1e-4, 1e-3, 1e-2, 0.1]).fit(X, y, folds)
+    _assert_equals_sklearn(ours, X, y, folds)
+
+
+def test_a_constant_feature_gets_no_weight_when_standardised():
+    X, y, groups = _problem(n=37, k=60, seed=9)
+    X[:, 0] = 0.5118216247002567  # its mean computes a bit off: centring leaves rounding noise
+    folds = cv_folds(y, groups, 5, "l", seed=0)
+    ours = RidgeGridClassifier("auto", standardize=True).fit(X, y, folds)
+    assert ours.coef_[0] == 0
+    reference = GridSearchCV(RidgeClassifier(), {"alpha": list(ours.alphas_)}, cv=folds, scoring="roc_auc")
+    scaled = X.astype(np.float64)
+    scaled[:, 1:] /= scaled[:, 1:].std(axis=0)
+    reference.fit(scaled, y)
+    shifted = X.copy()
+    shifted[:, 0] += 0.1
+    np.testing.assert_allclose(ours.decision_function(shifted), ours.decision_function(X), atol=1e-12)
+    assert ours.best_alpha_ == reference.best_params_["alpha"]
+
+
+def test_two_tied_alphas_or_one_alpha_are_no_edge():
+    x = np.random.default_rng(3).normal(size=(200, 1))
+    y = (x[:, 0] > 0).astype(int)
+    folds = cv_folds(y, np.arange(200), 5, "l", seed=0)
+    with _no_warning():
+        tied = RidgeGridClassifier([10.0, 0.1]).fit(x, y, folds)
+        single = RidgeGridClassifier([1.0]).fit(x, y, folds)
+    assert not tied.alpha_at_grid_edge_ and tied.best_alpha_ == 10.0
+    assert not single.alpha_at_grid_edge_
+
+
+def test_penalty_path_of_a_zero_right_hand_side_is_zero():
+    path = penalty_path(np.eye(4), np.zeros(4), np.ones((2, 4)), 0.25, np.array([1.0, 10.0]))
+    np.testing.assert_array_equal(path.scores([1.0, 10.0]), np.full((2, 2), 0.25))
+
+
 def test_calibrated_model_reproduces_isotonic_regression_and_round_trips(tmp_path):
     X, y, groups = _problem(seed=2)
     ridge = RidgeGridClassifier("auto").fit(X, y, cv_folds(y, groups, 5, "l", seed=0))
