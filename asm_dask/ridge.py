@@ -37,8 +37,8 @@ from .validate import roc_auc
 AUTO_DECADES_BELOW, AUTO_DECADES_ABOVE, POINTS_PER_DECADE = 2, 6, 4
 #: decades the auto grid may grow beyond its first eight, in either direction together
 MAX_EXTENSIONS = 6
-#: the folds are solved for this many decades below the auto grid too, so that the first
-#: extensions downwards need no new solve
+#: once the grid grows downwards, the folds are solved again for this many decades below
+#: it too, so that the next extensions need no new solve (small alphas cost the most steps)
 _HEADROOM_DECADES = 2
 
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
@@ -116,7 +116,7 @@ class RidgeGridClassifier:
         self._problem = _RidgeProblem(X, y, self.standardize, self.client)
         grid = given if given is not None else auto_grid(self._problem.total_variance)
         self.n_grid_extensions_ = 0
-        solved = grid if given is not None else _with_headroom(grid)
+        solved = grid
         paths = self._problem.solve(folds, solved)
         while True:
             cv_auc = self._problem.fold_auc(folds, paths, grid)
