@@ -85,19 +85,8 @@ def run_job(job: Job, client: Client) -> RunResult:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)  # said below, on one line
             ridge.fit(X[train], y[train], folds)
-        caveats = []
-        if ridge.alpha_at_grid_edge_:
-            remedy = ("model.alphas: auto searches a wider grid" if job.model.alphas != "auto" else
-                      f"even after {ridge.n_grid_extensions_} decades of extension; check the labels "
-                      "and the features")
-            caveats.append(_warn(f"the best alpha, {ridge.best_alpha_:g}, is at the edge of the alphas "
-                                 f"searched ({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and beats "
-                                 f"every other: {remedy}"))
         cv = _cross_validation(ridge, y[train], rows.iloc[train], job)
         ridge.release()
-        for key in ("blocked_cv_auc_unavailable", "cell_cv_auc_unavailable"):
-            if key in cv:
-                caveats.append(_warn(f"no {key.split('_')[0]} cross-validation: {cv[key]}"))
     with clock("calibrate"):
         calibrator = fit_calibrator(ridge.oof_decision_, y[train], job.model.calibration)
         model = CalibratedModel.from_fitted(store.feature_names, ridge, calibrator)
@@ -108,14 +97,7 @@ def run_job(job: Job, client: Client) -> RunResult:
         sample_type = rows["sample_type"].to_numpy()[test] if "sample_type" in rows else None
         tested, reliability = held_out_metrics(y[test], test_scores, test_probability, resampled, unit,
                                            job.split.seed, sample_type)
-        fewest = min(tested["n_test_asm"], tested["n_test_not_asm"])
-        if fewest < MIN_TEST_LABELS_PER_CLASS:
-            caveats.append(_warn(f"the test set holds only {fewest} label(s) of one class: its ROC AUC and "
-                                 "interval say little; more labels, or a larger split.test_size, are needed"))
-        if np.ptp(test_probability) == 0:
-            caveats.append(_warn(f"the calibrated probability is {test_probability[0]:.3g} for every test "
-                                 "label: the calibration found no order in the out-of-fold scores (see "
-                                 "figures/cv_auc.png and the alphas searched)"))
+        caveats = _caveats(ridge, cv, tested, test_probability, job)
 
     metrics = {
         "n_labels_read": labels.n_read,
@@ -218,9 +200,30 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
     return result
 
 
-def _warn(message: str) -> str:
-    print(f"[asm-dask] warning: {message}", file=sys.stderr, flush=True)
-    return message
+def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, Any],
+             test_probability: np.ndarray, job: Job) -> list[str]:
+    """What a reader of the numbers must know first; each also said on stderr."""
+    caveats = []
+    if ridge.alpha_at_grid_edge_:
+        remedy = ("model.alphas: auto searches a wider grid" if job.model.alphas != "auto" else
+                  f"even after {ridge.n_grid_extensions_} decades of extension; check the labels and "
+                  "the features")
+        caveats.append(f"the best alpha, {ridge.best_alpha_:g}, is at the edge of the alphas searched "
+                       f"({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and beats every other: {remedy}")
+    for name in ("blocked", "cell"):
+        if f"{name}_cv_auc_unavailable" in cv:
+            caveats.append(f"no {name} cross-validation: {cv[f'{name}_cv_auc_unavailable']}")
+    fewest = min(tested["n_test_asm"], tested["n_test_not_asm"])
+    if fewest < MIN_TEST_LABELS_PER_CLASS:
+        caveats.append(f"the test set holds only {fewest} label(s) of one class: its ROC AUC and interval "
+                       "say little; more labels, or a larger split.test_size, are needed")
+    if np.ptp(test_probability) == 0:
+        caveats.append(f"the calibrated probability is {test_probability[0]:.3g} for every test label: the "
+                       "calibration found no order in the out-of-fold scores (see figures/cv_auc.png and "
+                       "the alphas searched)")
+    for caveat in caveats:
+        print(f"[asm-dask] warning: {caveat}", file=sys.stderr, flush=True)
+    return caveats
 
 
 def _bootstrap_groups(test_rows: pd.DataFrame, block_size: float) -> tuple[str, np.ndarray]:

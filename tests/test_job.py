@@ -46,6 +46,9 @@ def test_outputs_of_a_run(local_run, country):
     # The small test country spans too few half-degree blocks for five blocked folds:
     # that is said, not hidden.
     assert "blocked_cv_auc" in metrics or "fewer than" in metrics["blocked_cv_auc_unavailable"]
+    if "blocked_cv_auc_unavailable" in metrics:
+        assert any(w.startswith("no blocked cross-validation") for w in metrics["warnings"])
+        assert "warning: no blocked cross-validation" in done.stderr
     unmatched = pd.read_csv(out / "unmatched_labels.csv")
     assert len(unmatched) == metrics["n_labels_unmatched"]
     for figure in ["roc.png", "label_counts.png", "probability_map.png", "cv_auc.png", "reliability.png"]:
@@ -213,3 +216,17 @@ def test_the_notebooks_alphas_standardized_features_and_sigmoid_calibration(coun
     assert metrics["test_auc_change_from_calibration"] == pytest.approx(0, abs=1e-12)
     model = json.loads((tmp_path / "out" / "model.json").read_text())
     assert model["standardize"] is True and model["calibration"]["method"] == "sigmoid"
+
+
+def test_a_test_set_too_small_to_judge_is_said_so(country, tmp_path, client, capsys):
+    from asm_dask.config import job_from_dict
+    from asm_dask.job import run_job
+
+    job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
+                         "output": str(tmp_path / "out"), "split": {"test_size": 0.04}})
+    metrics = run_job(job, client).metrics
+    fewest = min(metrics["n_test_asm"], metrics["n_test_not_asm"])
+    assert fewest < 10 and metrics["n_test_asm"] + metrics["n_test_not_asm"] == metrics["n_test"]
+    assert any(f"only {fewest} label(s) of one class" in w for w in metrics["warnings"])
+    assert f"only {fewest} label(s) of one class" in capsys.readouterr().err
+    assert metrics["bootstrap"]["resamples_with_both_classes"] <= 2000
