@@ -43,6 +43,8 @@ from .validate import roc_auc, held_out_metrics
 MIN_BOOTSTRAP_BLOCKS = 10
 #: fewer test labels of either class than this, and the run warns that its AUC says little
 MIN_TEST_LABELS_PER_CLASS = 10
+#: pooled out-of-fold scores ranking worse than each fold's by more than this: a warning
+POOLED_AUC_SHORTFALL = 0.05
 
 PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
             "geopandas", "dask-geopandas")
@@ -97,7 +99,8 @@ def run_job(job: Job, client: Client) -> RunResult:
         sample_type = rows["sample_type"].to_numpy()[test] if "sample_type" in rows else None
         tested, reliability = held_out_metrics(y[test], test_scores, test_probability, resampled, unit,
                                            job.split.seed, sample_type)
-        caveats = _caveats(ridge, cv, tested, test_probability, job)
+        oof_auc = roc_auc(y[train], ridge.oof_decision_)
+        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, job)
 
     metrics = {
         "n_labels_read": labels.n_read,
@@ -125,7 +128,7 @@ def run_job(job: Job, client: Client) -> RunResult:
         "standardize": job.model.standardize,
         "calibration": job.model.calibration,
         **cv,
-        "oof_auc_calibration_set": roc_auc(y[train], ridge.oof_decision_),
+        "oof_auc_calibration_set": oof_auc,
         **tested,
         "warnings": caveats,
     }
@@ -201,7 +204,7 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
 
 
 def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, Any],
-             test_probability: np.ndarray, job: Job) -> list[str]:
+             test_probability: np.ndarray, oof_auc: float, job: Job) -> list[str]:
     """What a reader of the numbers must know first; each also said on stderr."""
     caveats = []
     if ridge.alpha_at_grid_edge_:
@@ -217,10 +220,15 @@ def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, A
     if fewest < MIN_TEST_LABELS_PER_CLASS:
         caveats.append(f"the test set holds only {fewest} label(s) of one class: its ROC AUC and interval "
                        "say little; more labels, or a larger split.test_size, are needed")
+    pooled, per_fold = oof_auc, float(ridge.cv_auc_.mean(axis=1).max())
+    if pooled < per_fold - POOLED_AUC_SHORTFALL:
+        caveats.append(f"pooled, the out-of-fold scores the calibration is fitted on rank the training "
+                       f"labels with AUC {pooled:.3f}, against {per_fold:.3f} within each fold: the folds' "
+                       f"models disagree in offset or scale (at alpha {ridge.best_alpha_:g}), and the "
+                       "calibrated map loses order; try other model.alphas")
     if np.ptp(test_probability) == 0:
-        caveats.append(f"the calibrated probability is {test_probability[0]:.3g} for every test label: the "
-                       "calibration found no order in the out-of-fold scores (see figures/cv_auc.png and "
-                       "the alphas searched)")
+        caveats.append(f"the calibrated probability is {test_probability[0]:.3g} for every test label: "
+                       "the map holds one value")
     for caveat in caveats:
         print(f"[asm-dask] warning: {caveat}", file=sys.stderr, flush=True)
     return caveats

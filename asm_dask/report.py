@@ -83,7 +83,9 @@ def plot_reliability(path: str, table: pd.DataFrame, brier: float) -> None:
     centre = (observed + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(observed * (1 - observed) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     ax.plot([0, 1], [0, 1], "k:", label="perfectly calibrated")
-    ax.errorbar(filled["mean_predicted"], observed, yerr=[observed - (centre - half), centre + half - observed],
+    # Clipped at 0: for a bin of all ASM (or none) rounding can leave -1e-16.
+    below, above = np.maximum(observed - (centre - half), 0), np.maximum(centre + half - observed, 0)
+    ax.errorbar(filled["mean_predicted"], observed, yerr=[below, above],
                 fmt="none", ecolor="#d95f02", alpha=0.5, capsize=3, label="95% interval (Wilson)")
     ax.plot(filled["mean_predicted"], observed, "-", color="#d95f02", alpha=0.6)
     ax.scatter(filled["mean_predicted"], observed, s=12 + 200 * n / n.max(), color="#d95f02",

@@ -69,8 +69,8 @@ class RidgeGridClassifier:
     Attributes
     ----------
     alphas_ : ndarray
-        The alphas searched, in the order searched: for ``"auto"`` from the largest down,
-        so that on a tie the stronger penalty wins.
+        The alphas searched, in the order searched (ascending for ``"auto"``); on a tie
+        the first wins.
     cv_auc_ : ndarray of shape (n_alphas, n_folds)
         Validation ROC AUC of every alpha on every fold.
     best_alpha_ : float
@@ -120,8 +120,11 @@ class RidgeGridClassifier:
         paths = self._problem.solve(folds, solved)
         while True:
             cv_auc = self._problem.fold_auc(folds, paths, grid)
-            # The first best in search order, as GridSearchCV picks; the auto grid runs
-            # from the strongest penalty down, so ties go to the simplest model.
+            # The first best in search order, as GridSearchCV picks: on the ascending auto
+            # grid, ties go to the weakest penalty. (The strongest would be the simplest
+            # model, but on a curve flat up to huge penalties it shrinks the scores until
+            # the folds' intercepts dominate the pooled out-of-fold scores, and the
+            # calibration fitted on them collapses to one value.)
             best = int(np.argmax(cv_auc.mean(axis=1)))
             edge = _edge(grid, cv_auc.mean(axis=1), best)
             if given is not None or edge is None or self.n_grid_extensions_ >= MAX_EXTENSIONS:
@@ -179,11 +182,11 @@ def auto_grid(total_variance: float) -> np.ndarray:
     """Eight decades around the features' total variance, four points per decade.
 
     Values are rounded to three significant digits (1, 1.78, 3.16, 5.62, 10, ...), so
-    that they read well in reports, and run from the largest down (the search order).
+    that they read well in reports, in ascending order (the search order).
     """
     centre = int(np.floor(np.log10(max(total_variance, 1e-300))))
-    exponents = np.arange((centre + AUTO_DECADES_ABOVE) * POINTS_PER_DECADE,
-                          (centre - AUTO_DECADES_BELOW) * POINTS_PER_DECADE - 1, -1) / POINTS_PER_DECADE
+    exponents = np.arange((centre - AUTO_DECADES_BELOW) * POINTS_PER_DECADE,
+                          (centre + AUTO_DECADES_ABOVE) * POINTS_PER_DECADE + 1) / POINTS_PER_DECADE
     return _round(10.0 ** exponents)
 
 
@@ -416,11 +419,11 @@ def _with_headroom(grid: np.ndarray) -> np.ndarray:
 
 
 def _extend(grid: np.ndarray, downwards: bool) -> np.ndarray:
-    """The (descending) grid with one more decade below its smallest or above its largest."""
+    """The (ascending) grid with one more decade below its smallest or above its largest."""
     steps = np.arange(1, POINTS_PER_DECADE + 1) / POINTS_PER_DECADE
     if downwards:
-        return np.concatenate([grid, _round(grid.min() / 10.0 ** steps)])
-    return np.concatenate([_round(grid.max() * 10.0 ** steps[::-1]), grid])
+        return np.concatenate([_round(grid.min() / 10.0 ** steps[::-1]), grid])
+    return np.concatenate([grid, _round(grid.max() * 10.0 ** steps)])
 
 
 def _round(values: np.ndarray) -> np.ndarray:

@@ -76,9 +76,12 @@ def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, source: str,
         if np.bincount(group_class, minlength=2).min() >= n_folds:
             break
     else:
-        raise InputError(f"{source}: fewer than model.cv_folds={n_folds} labelled cells/blocks of "
-                         "one class in the training set; more labels of each class are needed "
-                         "(or fewer model.cv_folds)")
+        counts = np.bincount(group_class, minlength=2)
+        raise InputError(f"{source}: fewer than model.cv_folds={n_folds} labelled cells/blocks of one "
+                         f"class in the training set ({len(unique)} in all, by their share of ASM "
+                         f"labels {counts[1]} high and {counts[0]} low); with blocks, a smaller "
+                         "split.block_size makes more of them; otherwise more labels of each class "
+                         "are needed (or fewer model.cv_folds)")
     folds = []
     for _, valid_groups in StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(
             np.zeros(len(unique)), group_class):

@@ -8,6 +8,7 @@ import pytest
 from sklearn.calibration import _sigmoid_calibration
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import RidgeClassifier
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
 from asm_dask import ridge as ridge_module
@@ -89,7 +90,7 @@ def test_auto_search_is_wide_interior_and_equals_sklearn(client, n, k):
     grid = ours.alphas_
     assert np.log10(grid.max() / grid.min()) >= 8
     assert len(grid) >= 3 * np.log10(grid.max() / grid.min())  # several points per decade
-    assert (np.diff(grid) < 0).all()  # searched from the strongest penalty down
+    assert (np.diff(grid) > 0).all()
     assert not ours.alpha_at_grid_edge_ and grid.min() < ours.best_alpha_ < grid.max()
     _assert_equals_sklearn(ours, X, y, folds)
 
@@ -129,7 +130,8 @@ def test_auto_grid_extends_until_the_best_alpha_is_interior(monkeypatch):
 
 def test_a_flat_cv_curve_is_a_plateau_not_an_edge():
     """One feature: every alpha ranks the rows alike, so every CV AUC ties. Nothing to
-    extend and nothing to warn about; the tie goes to the strongest penalty."""
+    extend and nothing to warn about; the tie goes to the weakest penalty, at which the
+    folds' scores keep their scale (the strongest shrinks them to the intercepts)."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 1))
     y = (x[:, 0] + rng.normal(size=300) > 0).astype(int)
@@ -138,8 +140,9 @@ def test_a_flat_cv_curve_is_a_plateau_not_an_edge():
         ours = RidgeGridClassifier("auto").fit(x, y, folds)
     assert np.ptp(ours.cv_auc_.mean(axis=1)) == 0
     assert ours.n_grid_extensions_ == 0 and not ours.alpha_at_grid_edge_
-    assert ours.best_alpha_ == ours.alphas_.max()
+    assert ours.best_alpha_ == ours.alphas_.min()
     _assert_equals_sklearn(ours, x, y, folds)
+    assert roc_auc_score(y, ours.oof_decision_) > 0.8  # pooled, they still rank
 
 
 def test_cell_folds_are_shuffled_not_bands_of_latitude():
@@ -234,7 +237,7 @@ def test_two_tied_alphas_or_one_alpha_are_no_edge():
     with _no_warning():
         tied = RidgeGridClassifier([10.0, 0.1]).fit(x, y, folds)
         single = RidgeGridClassifier([1.0]).fit(x, y, folds)
-    assert not tied.alpha_at_grid_edge_ and tied.best_alpha_ == 10.0
+    assert not tied.alpha_at_grid_edge_ and tied.best_alpha_ == 10.0  # the first given
     assert not single.alpha_at_grid_edge_
 
 

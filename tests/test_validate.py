@@ -85,3 +85,14 @@ def test_resamples_with_one_class_are_left_out_and_counted():
     (low, high), used = auc_interval(y, scores, np.arange(31), seed=0)
     assert 0 < used < 2000 and abs(used / 2000 - (1 - (30 / 31) ** 31)) < 0.05
     assert low <= roc_auc_score(y, scores) <= high
+
+
+@pytest.mark.parametrize("n, asm", [(6, 6), (21, 21), (11, 0)])
+def test_reliability_diagram_draws_bins_of_one_class(tmp_path, n, asm):
+    """Wilson bounds of an all-ASM (or no-ASM) bin can round past the observed rate."""
+    from asm_dask.report import plot_reliability
+
+    probability = np.full(n, 0.95)
+    y = np.r_[np.ones(asm), np.zeros(n - asm)].astype(int)
+    plot_reliability(str(tmp_path / "r.png"), reliability_table(y, probability), brier_score(y, probability))
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
