@@ -45,6 +45,8 @@ MIN_BOOTSTRAP_BLOCKS = 10
 MIN_TEST_LABELS_PER_CLASS = 10
 #: pooled out-of-fold scores ranking worse than each fold's by more than this: a warning
 POOLED_AUC_SHORTFALL = 0.05
+#: blocks for the blocked CV are halved until they make the folds, but not below this (degrees)
+MIN_BLOCK_SIZE = 0.05
 
 PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
             "geopandas", "dask-geopandas")
@@ -155,8 +157,8 @@ def run_job(job: Job, client: Client) -> RunResult:
             _labelled_cells(rows, train, test).to_csv(tmp, index=False)
         plot_roc(os.path.join(figures, "roc.png"), y[test], test_scores, test_probability,
                  metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
-        plot_cv_curve(os.path.join(figures, "cv_auc.png"), _curves(cv),
-                      ridge.best_alpha_, job.split.group_by)
+        plot_cv_curve(os.path.join(figures, "cv_auc.png"), _curves(cv), ridge.best_alpha_,
+                      job.split.group_by, cv.get("blocked_cv_block_size_deg", job.split.block_size))
         plot_reliability(os.path.join(figures, "reliability.png"), reliability, metrics["brier_test"])
         plot_label_counts(os.path.join(figures, "label_counts.png"),
                           _label_count_table(labels, y, train, test))
@@ -175,20 +177,21 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
     Alpha is chosen on folds of ``split.group_by`` (cells, or blocks); the other grouping
     scores the grid from two decades below the chosen alpha upwards (small alphas cost
     the most to solve), so that a reader sees both side by side, and whether the other
-    grouping would want more penalty. Blocked folds that cannot be made (too few blocks
-    of each class) are reported, not fatal.
+    grouping would want more penalty. When cells choose alpha and blocks of
+    ``split.block_size`` are too few for the folds (a small country), the blocks are
+    halved until they are enough, down to ``MIN_BLOCK_SIZE``; what could not be made is
+    reported, not fatal.
     """
-    by = {"cell": rows["cell_id"].to_numpy(),
-          "block": block_groups(rows["cell_lat"].to_numpy(), rows["cell_lon"].to_numpy(),
-                                job.split.block_size)}
     selected, other = job.split.group_by, "block" if job.split.group_by == "cell" else "cell"
     alphas = {selected: ridge.alphas_}
     auc = {selected: ridge.cv_auc_}
     result: dict[str, Any] = {"alpha_selected_by": selected}
     try:
+        folds, block_size = _other_folds(other, y, rows, job)
+        if other == "block":
+            result["blocked_cv_block_size_deg"] = block_size
         alphas[other] = ridge.alphas_[ridge.alphas_ >= ridge.best_alpha_ / 100]
-        auc[other] = ridge.cross_validated_auc(
-            cv_folds(y, by[other], job.model.cv_folds, job.labels.path, job.split.seed), alphas[other])
+        auc[other] = ridge.cross_validated_auc(folds, alphas[other])
     except InputError as exc:
         result[f"{_name(other)}_cv_auc_unavailable"] = str(exc)
     for grouping, matrix in auc.items():
@@ -213,6 +216,10 @@ def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, A
                   "the features")
         caveats.append(f"the best alpha, {ridge.best_alpha_:g}, is at the edge of the alphas searched "
                        f"({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and beats every other: {remedy}")
+    used = cv.get("blocked_cv_block_size_deg", job.split.block_size)
+    if used != job.split.block_size:
+        caveats.append(f"blocks of split.block_size={job.split.block_size:g} degrees were too few for "
+                       f"{job.model.cv_folds} blocked folds; the blocked CV used blocks of {used:g} degrees")
     for name in ("blocked", "cell"):
         if f"{name}_cv_auc_unavailable" in cv:
             caveats.append(f"no {name} cross-validation: {cv[f'{name}_cv_auc_unavailable']}")
@@ -242,6 +249,25 @@ def _bootstrap_groups(test_rows: pd.DataFrame, block_size: float) -> tuple[str, 
     if len(np.unique(blocks)) >= MIN_BOOTSTRAP_BLOCKS:
         return "block", blocks
     return "cell", test_rows["cell_id"].to_numpy()
+
+
+def _other_folds(grouping: str, y: np.ndarray, rows: pd.DataFrame,
+                 job: Job) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+    """Folds of the grouping that did not choose alpha, and the block size they used."""
+    def folds(groups: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        return cv_folds(y, groups, job.model.cv_folds, job.labels.path, job.split.seed)
+
+    if grouping == "cell":
+        return folds(rows["cell_id"].to_numpy()), job.split.block_size
+    lat, lon = rows["cell_lat"].to_numpy(), rows["cell_lon"].to_numpy()
+    size = job.split.block_size
+    while True:
+        try:
+            return folds(block_groups(lat, lon, size)), size
+        except InputError:
+            if size / 2 < MIN_BLOCK_SIZE:
+                raise
+            size /= 2
 
 
 def _name(grouping: str) -> str:

@@ -48,19 +48,20 @@ def plot_roc(path: str, y_test: np.ndarray, uncalibrated: np.ndarray, calibrated
 
 
 def plot_cv_curve(path: str, curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                  best_alpha: float, selected_by: str) -> None:
+                  best_alpha: float, selected_by: str, block_size: float) -> None:
     """Mean cross-validated ROC AUC against alpha, one curve per fold grouping.
 
-    ``curves`` maps a grouping name to (alphas, mean AUC, standard deviation over folds);
-    the band is one standard deviation. The chosen alpha is marked.
+    ``curves`` maps a grouping (``cell``, ``block``) to (alphas, mean AUC, standard
+    deviation over folds); the band is one standard deviation. The chosen alpha is marked.
     """
     fig, ax = plt.subplots(figsize=(7, 4))
     for (name, (alphas, mean, sd)), colour in zip(curves.items(), ("#1f77b4", "#d95f02")):
         order = np.argsort(alphas)
         alphas, mean, sd = np.asarray(alphas)[order], np.asarray(mean)[order], np.asarray(sd)[order]
         style = "-" if name == selected_by else "--"
+        unit = f"{block_size:g}-degree blocks" if name == "block" else "cells"
         ax.plot(alphas, mean, style, marker=".", color=colour,
-                label=f"folds of {name}s" + (" (selects alpha)" if name == selected_by else ""))
+                label=f"folds of {unit}" + (" (selects alpha)" if name == selected_by else ""))
         ax.fill_between(alphas, mean - sd, mean + sd, color=colour, alpha=0.15)
     ax.axvline(best_alpha, color="k", linestyle=":", label=f"chosen alpha = {best_alpha:g}")
     ax.set_xscale("log")
