@@ -338,8 +338,7 @@ def score_against_truth(results: str | os.PathLike, files: DemoFiles) -> dict[st
     truth_auc = roc_auc(test["label"].to_numpy(), test["true_probability"].to_numpy())
     predicted = pd.read_parquet(results / "predictions", columns=["cell_id", "probability"])
     cells = pd.read_parquet(files.truth_cells)
-    size = float(metrics.get("cell_size", 0.01))
-    cells["cell_id"] = cell_ids(cells["lat"].to_numpy(), cells["lon"].to_numpy(), size)
+    cells["cell_id"] = cell_ids(cells["lat"].to_numpy(), cells["lon"].to_numpy(), metrics["cell_size"])
     both = predicted.merge(cells[["cell_id", "true_probability"]], on="cell_id", validate="1:1")
     if len(both) != len(predicted):
         raise ValueError(f"{results}: {len(predicted) - len(both)} predicted cells have no truth")

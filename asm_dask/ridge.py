@@ -125,8 +125,9 @@ class RidgeGridClassifier:
             # model, but on a curve flat up to huge penalties it shrinks the scores until
             # the folds' intercepts dominate the pooled out-of-fold scores, and the
             # calibration fitted on them collapses to one value.)
-            best = int(np.argmax(cv_auc.mean(axis=1)))
-            edge = _edge(grid, cv_auc.mean(axis=1), best)
+            mean_auc = cv_auc.mean(axis=1)
+            best = int(np.argmax(mean_auc))
+            edge = _edge(grid, mean_auc, best)
             if given is not None or edge is None or self.n_grid_extensions_ >= MAX_EXTENSIONS:
                 break
             grid = _extend(grid, downwards=edge == "smallest")
