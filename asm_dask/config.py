@@ -19,6 +19,7 @@ import yaml
 from .errors import InputError
 
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
+STORE_CHOICES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,11 @@ class FeaturesConfig:
     cell_size: float = 0.01
     #: prefix of the feature columns (``feature_``, ``X_``...); ``None`` detects it
     prefix: str | None = None
-    #: folder of the converted feature store; ``None`` puts it beside the features file
-    store: str | None = None
+    #: read the input in place or through the feature store: ``auto`` (in place for
+    #: Feather and Parquet, unless a store of them exists; a store for CSV), ``always``, ``never``
+    store: str = "auto"
+    #: folder of the feature store; ``None`` puts it beside the features file
+    store_path: str | None = None
     #: rows per store partition; ``None`` sizes partitions to about 128 MB
     rows_per_partition: int | None = None
 
@@ -128,16 +132,16 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
         model["alphas"] = _alphas(model["alphas"], f"{source}: model.alphas")
     output = raw.pop("output")
     for where, value in (("labels.path", labels["path"]), ("features.path", features["path"]),
-                         ("output", output), ("features.store", features.get("store") or "")):
-        if not isinstance(value, str) or (not value and where != "features.store"):
+                         ("output", output), ("features.store_path", features.get("store_path") or "")):
+        if not isinstance(value, str) or (not value and where != "features.store_path"):
             raise InputError(f"{source}: {where}: expected a path or URL, got {value!r}")
     if raw:
         raise InputError(f"{source}: unknown key(s) {sorted(raw)}; "
                          "expected labels, features, output, split, model")
     labels["path"] = resolve_path(labels["path"], base)
     features["path"] = resolve_path(features["path"], base)
-    if features.get("store"):
-        features["store"] = resolve_path(features["store"], base)
+    if features.get("store_path"):
+        features["store_path"] = resolve_path(features["store_path"], base)
     job = Job(
         labels=LabelsConfig(filters=LabelFilters(**filters), **labels),
         features=FeaturesConfig(**features),
@@ -174,6 +178,9 @@ def _section(raw: Any, cls: type, where: str) -> dict[str, Any]:
 def _check_values(job: Job, source: str) -> None:
     checks = [
         (job.features.cell_size > 0, "features.cell_size must be positive"),
+        (job.features.store in STORE_CHOICES,
+         f"features.store must be one of {', '.join(STORE_CHOICES)}, got {job.features.store!r} "
+         "(the store's folder is features.store_path)"),
         (0 < job.split.test_size < 1, "split.test_size must be between 0 and 1"),
         (job.split.group_by in ("cell", "block"), "split.group_by must be 'cell' or 'block'"),
         (job.split.block_size > 0, "split.block_size must be positive"),

@@ -70,3 +70,14 @@ def cell_squares(lat: np.ndarray, lon: np.ndarray, cell_size: float) -> np.ndarr
     half = cell_size / 2
     return shapely.box(np.round(lon - half, EDGE_DECIMALS), np.round(lat - half, EDGE_DECIMALS),
                        np.round(lon + half, EDGE_DECIMALS), np.round(lat + half, EDGE_DECIMALS))
+
+
+def check_unique_cells(source: str, ids: np.ndarray, input_rows: np.ndarray) -> None:
+    """Raise :class:`InputError` naming two input rows (0-based ``input_rows``) that
+    describe the same cell, if any do."""
+    order = np.argsort(ids, kind="stable")
+    repeated = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if len(repeated):
+        first, second = sorted((int(input_rows[order[repeated[0]]]), int(input_rows[order[repeated[0] + 1]])))
+        raise InputError(f"{source}: rows {first + 1} and {second + 1} describe the same cell "
+                         f"(duplicate cell id; {len(repeated)} duplicate(s) in all)")

@@ -29,14 +29,14 @@ from .calibrate import CalibratedModel, fit_calibrator
 from .cluster import describe
 from .config import Job
 from .errors import InputError
-from .join import join_labels
+from .join import JoinedLabels, join_labels
 from .labels import Labels, read_labels
 from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
 from .report import (plot_cv_curve, plot_label_counts, plot_probability_map, plot_reliability,
                      plot_roc, write_metrics)
 from .ridge import AlphaAtGridEdgeWarning, RidgeGridClassifier
 from .split import block_groups, cv_folds, split_groups, train_test_split_groups
-from .store import FeatureStore, gather_rows, open_store, store_root
+from .table import FeatureTable, gather_rows, open_table
 from .validate import roc_auc, held_out_metrics
 
 #: fewer test blocks than this, and the bootstrap resamples cells instead
@@ -68,18 +68,20 @@ def run_job(job: Job, client: Client) -> RunResult:
 
     with clock("read labels"):
         labels = read_labels(job.labels)
-    with clock("ingest or open feature store"):
-        store = open_store(job.features, store_root(job.features, job.output), client)
+    with clock("open features"):
+        table = open_table(job.features, job.output, client)
     with clock("join"):
-        joined = join_labels(labels, store, client)
+        joined = join_labels(labels, table, client)
+        X = gather_rows(table, joined.rows["partition"].to_numpy(), joined.rows["row"].to_numpy(), client)
+        joined, X = _without_nonfinite_rows(joined, X)
         if joined.rows.empty:
             raise InputError(f"{job.labels.path}: none of the {labels.n_kept} labels falls on a cell "
-                             f"of {job.features.path}; check that both use longitude/latitude degrees")
+                             f"of {job.features.path} with complete features; check that both use "
+                             "longitude/latitude degrees")
         rows = joined.rows
         y = rows["label"].to_numpy().astype(int)
         groups = split_groups(rows["cell_id"].to_numpy(), rows["cell_lat"].to_numpy(),
                               rows["cell_lon"].to_numpy(), job.split)
-        X = gather_rows(store, rows["partition"].to_numpy(), rows["row"].to_numpy(), client)
 
     with clock("fit"):
         train, test = train_test_split_groups(y, groups, job.split, job.labels.path)
@@ -93,7 +95,7 @@ def run_job(job: Job, client: Client) -> RunResult:
         ridge.release()
     with clock("calibrate"):
         calibrator = fit_calibrator(ridge.oof_decision_, y[train], job.model.calibration)
-        model = CalibratedModel.from_fitted(store.feature_names, ridge, calibrator)
+        model = CalibratedModel.from_fitted(table.feature_names, ridge, calibrator)
         test_scores = model.decision_function(X[test])
         test_probability = model.calibrate(test_scores)
     with clock("validate"):
@@ -111,10 +113,11 @@ def run_job(job: Job, client: Client) -> RunResult:
         "n_labels_joined": len(rows),
         "n_labels_unmatched": len(joined.unmatched),
         "n_labels_on_shared_edges": joined.n_on_shared_edges,
-        "n_cells": store.n_cells,
-        "n_cells_dropped_nonfinite": store.n_dropped_nonfinite,
-        "n_features": store.n_features,
-        "cell_size": store.cell_size,
+        "n_features": table.n_features,
+        "cell_size": table.cell_size,
+        "features_read": "in place" if table.kind == "file" else "feature store",
+        "n_feature_partitions": len(table.partitions),
+        "n_feature_partitions_joined": joined.n_partitions_read,
         "n_train": len(train),
         "n_test": len(test),
         "n_train_groups": int(len(np.unique(groups[train]))),
@@ -139,17 +142,20 @@ def run_job(job: Job, client: Client) -> RunResult:
     predictions_dir = os.path.join(out, "predictions")
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
-    manifest = RunManifest(os.path.join(out, "manifest.json"), _run_key(job, store.key),
-                           _describe_run(job, store, client))
+    manifest = RunManifest(os.path.join(out, "manifest.json"), _run_key(job, table.key),
+                           _describe_run(job, table, client))
     done = manifest.resume(predictions_dir, model_hash(model))
     model.save(os.path.join(out, "model.json"))
     with clock("predict"):
-        predict_cells(store, model, predictions_dir, done, client,
-                      on_written=manifest.mark_written)
+        predict_cells(table, model, predictions_dir, done, client, on_written=manifest.mark_written)
     with clock("report"):
         grid = read_prediction_grid(predictions_dir)
-        if len(grid) != store.n_cells:
-            raise RuntimeError(f"{predictions_dir}: {len(grid)} predicted cells, expected {store.n_cells}")
+        counts = manifest.counts()
+        if len(grid) != counts["n_cells"] or counts["n_cells"] + counts["n_dropped_nonfinite"] != table.n_rows:
+            raise RuntimeError(f"{predictions_dir}: {len(grid)} predicted cells, expected {counts['n_cells']} "
+                               f"of {table.n_rows}")
+        metrics["n_cells"] = counts["n_cells"]
+        metrics["n_cells_dropped_nonfinite"] = table.n_dropped_on_ingest + counts["n_dropped_nonfinite"]
         metrics["mean_probability"] = float(grid["probability"].mean())
         with replacing(os.path.join(out, "unmatched_labels.csv")) as tmp:
             joined.unmatched.to_csv(tmp, index=False)
@@ -162,12 +168,26 @@ def run_job(job: Job, client: Client) -> RunResult:
         plot_reliability(os.path.join(figures, "reliability.png"), reliability, metrics["brier_test"])
         plot_label_counts(os.path.join(figures, "label_counts.png"),
                           _label_count_table(labels, y, train, test))
-        plot_probability_map(os.path.join(figures, "probability_map.png"), grid, store.cell_size,
+        plot_probability_map(os.path.join(figures, "probability_map.png"), grid, table.cell_size,
                              f"Predicted ASM probability ({len(grid):,} cells)",
                              positives=rows[rows["label"] == 1])
         write_metrics(os.path.join(out, "metrics.json"), metrics)
     manifest.finish(timings_s=timings)
     return RunResult(output=out, metrics=metrics, timings=timings)
+
+
+def _without_nonfinite_rows(joined: JoinedLabels, X: np.ndarray) -> tuple[JoinedLabels, np.ndarray]:
+    """Labels whose cell has a non-finite feature join no cell, as with the store, which
+    leaves such cells out."""
+    finite = np.isfinite(X).all(axis=1)
+    if finite.all():
+        return joined, X
+    label_columns = list(joined.unmatched.columns)
+    unmatched = pd.concat([joined.unmatched, joined.rows.loc[~finite, label_columns]])
+    return (JoinedLabels(rows=joined.rows[finite].reset_index(drop=True),
+                         unmatched=unmatched.sort_values("label_row").reset_index(drop=True),
+                         n_on_shared_edges=joined.n_on_shared_edges,
+                         n_partitions_read=joined.n_partitions_read), X[finite])
 
 
 def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFrame,
@@ -300,7 +320,7 @@ def _label_count_table(labels: Labels, y: np.ndarray, train: np.ndarray, test: n
                         index=[0, 1]).T
 
 
-def _run_key(job: Job, store_key: str) -> str:
+def _run_key(job: Job, table_key: str) -> str:
     """Fingerprint of everything a prediction depends on; the output path is not part of it."""
     with fsspec.open(job.labels.path, "rb") as f:
         labels_digest = hashlib.sha256(f.read()).hexdigest()
@@ -309,7 +329,8 @@ def _run_key(job: Job, store_key: str) -> str:
     settings["labels"].pop("path")
     settings["features"].pop("path")
     settings["features"].pop("store")
-    key = {"store": store_key, "labels": labels_digest, "settings": settings,
+    settings["features"].pop("store_path")
+    key = {"features": table_key, "labels": labels_digest, "settings": settings,
            "versions": _versions()}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -318,11 +339,12 @@ def _versions() -> dict[str, str]:
     return {name: version(name) for name in PACKAGES}
 
 
-def _describe_run(job: Job, store: FeatureStore, client: Client) -> dict[str, Any]:
+def _describe_run(job: Job, table: FeatureTable, client: Client) -> dict[str, Any]:
     return {"inputs": {"labels": job.labels.path, "features": job.features.path,
-                       "features_fingerprint": store.source["ukey"], "store": store.path},
+                       "features_fingerprint": table.source["ukey"],
+                       "features_read_from": table.location},
             "settings": job.as_dict(), "versions": _versions(), "python": platform.python_version(),
-            "cluster": describe(client), "n_partitions": len(store.partitions)}
+            "cluster": describe(client), "n_partitions": len(table.partitions)}
 
 
 @contextlib.contextmanager

@@ -1,11 +1,16 @@
 """Predict stage: every cell's score and probability, streamed to partitioned GeoParquet.
 
-One task per store partition reads that partition's features, scores and calibrates its
-cells and writes ``predictions/part-NNNNN.parquet`` (cell square, ``cell_id``, ``lat``,
-``lon``, ``score``, ``probability``; GeoParquet with a bbox covering column), so no
-process ever holds more than one partition. Each file is written under a hidden
-temporary name and renamed into place: a reader never sees half a file, and a task that
-runs twice (its worker died) writes the same file twice, not two files.
+Each table partition becomes ``predictions/part-NNNNN.parquet`` (cell square,
+``cell_id``, ``lat``, ``lon``, ``score``, ``probability``; GeoParquet with a bbox
+covering column), so no process ever holds more than one partition. Ridge scores are
+sums over features, so a partition is scored one column group at a time (a task each,
+in parallel) and the groups' partial sums are added in a fixed order: the same scores
+to the last bit on any number of workers. Rows with a non-finite feature get no score:
+they are left out of the file and counted.
+
+Each file is written under a hidden temporary name and renamed into place: a reader
+never sees half a file, and a task that runs twice (its worker died) writes the same
+file twice, not two files.
 
 Resuming: the run's manifest lists the partitions already written for a run key (a
 fingerprint of inputs, settings and versions) and the model's hash. A run with the same
@@ -30,12 +35,15 @@ from .atomic import replacing, write_atomic
 from .calibrate import CalibratedModel
 from .grid import CRS, cell_squares
 from .progress import wait_with_progress
-from .ridge import single_threaded
-from .store import FeatureStore, read_cells, read_features, releases_arrow_memory
+from .ridge import linear_scores, single_threaded
+from .store import releases_arrow_memory
+from .table import FeatureTable, Partition
 
 # Cells are scored in blocks of this many rows, converted to float64 on the way: exact
 # sums without a float64 copy of the whole partition.
 SCORE_BLOCK_ROWS = 1024
+#: partial sums added together by one task; more are added as a tree, in a fixed order
+SUM_FAN_IN = 8
 
 
 def model_hash(model: CalibratedModel) -> str:
@@ -49,23 +57,29 @@ def partition_file(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def predict_cells(store: FeatureStore, model: CalibratedModel, predictions_dir: str,
-                  completed: set[int], client: Client, on_written: Callable[[int], None]) -> None:
-    """Write the prediction file of every store partition not in ``completed``.
+def predict_cells(table: FeatureTable, model: CalibratedModel, predictions_dir: str,
+                  completed: set[int], client: Client,
+                  on_written: Callable[[int, dict[str, int]], None]) -> None:
+    """Write the prediction file of every table partition not in ``completed``.
 
-    ``on_written(index)`` runs on the client as each partition lands, so that the caller
-    can record it.
+    ``on_written(index, counts)`` runs on the client as each partition lands (``counts``:
+    ``n_cells`` written, ``n_dropped_nonfinite``), so that the caller can record it.
     """
     os.makedirs(predictions_dir, exist_ok=True)
-    todo = [i for i in range(len(store.partitions)) if i not in completed]
+    todo = [i for i in range(len(table.partitions)) if i not in completed]
     # Sent to the workers once, not embedded in each of hundreds of tasks.
     [shared_model] = client.scatter([model], broadcast=True)
-    futures = [client.submit(single_threaded, predict_partition, store.partition_path(i),
-                             os.path.join(predictions_dir, partition_file(i)), shared_model,
-                             store.cell_size, pure=False)
-               for i in todo]
+    futures = []
+    for i in todo:
+        part = table.partitions[i]
+        partials = [client.submit(single_threaded, partial_scores, part, columns, model.coef[columns],
+                                  pure=False)
+                    for columns in part.column_groups(table.n_features)]
+        futures.append(client.submit(write_partition, part, _sum_in_order(client, partials),
+                                     os.path.join(predictions_dir, partition_file(i)), shared_model,
+                                     table.cell_size, pure=False))
     wait_with_progress(client, futures, "predict cells",
-                       on_result=lambda position, _: on_written(todo[position]))
+                       on_result=lambda position, counts: on_written(todo[position], counts))
     # A worker lost in the middle of a write leaves its hidden temporary file behind.
     for name in os.listdir(predictions_dir):
         if name.startswith("."):
@@ -73,23 +87,47 @@ def predict_cells(store: FeatureStore, model: CalibratedModel, predictions_dir: 
 
 
 @releases_arrow_memory
-def predict_partition(store_path: str, out_path: str, model: CalibratedModel,
-                      cell_size: float) -> int:
-    """Score, calibrate and write one partition's cells; return how many."""
-    cells = read_cells(store_path)
-    features = read_features(store_path)
-    score = np.empty(len(cells))
-    for start in range(0, len(cells), SCORE_BLOCK_ROWS):
-        block = features[start:start + SCORE_BLOCK_ROWS]
-        score[start:start + len(block)] = model.decision_function(block)
-    probability = model.calibrate(score)
+def partial_scores(partition: Partition, columns: slice, coef: np.ndarray) -> np.ndarray:
+    """``X[:, columns] @ coef`` for every row of ``partition``; NaN or infinite where a
+    feature is (0 x inf is NaN too, so no non-finite value goes unnoticed)."""
+    block = partition.feature_block(None, columns)
+    score = np.empty(len(block))
+    for start in range(0, len(block), SCORE_BLOCK_ROWS):
+        rows = block[start:start + SCORE_BLOCK_ROWS]
+        score[start:start + len(rows)] = linear_scores(rows, coef, 0.0)
+    return score
+
+
+def write_partition(partition: Partition, score: np.ndarray, out_path: str, model: CalibratedModel,
+                    cell_size: float) -> dict[str, int]:
+    """Calibrate and write one partition's scored cells; return what was written and left out."""
+    cells = partition.cells()
+    finite = np.isfinite(score)
+    if not finite.all():
+        cells, score = cells[finite], score[finite]
+    score = score + model.intercept
     frame = gpd.GeoDataFrame(
-        {"cell_id": cells["cell_id"], "lat": cells["lat"], "lon": cells["lon"],
-         "score": score, "probability": probability},
+        {"cell_id": cells["cell_id"].to_numpy(), "lat": cells["lat"].to_numpy(),
+         "lon": cells["lon"].to_numpy(), "score": score, "probability": model.calibrate(score)},
         geometry=cell_squares(cells["lat"].to_numpy(), cells["lon"].to_numpy(), cell_size), crs=CRS)
     with replacing(out_path) as tmp:
         frame.to_parquet(tmp, index=False, write_covering_bbox=True, compression="zstd")
-    return len(frame)
+    return {"n_cells": len(frame), "n_dropped_nonfinite": int((~finite).sum())}
+
+
+def _sum_in_order(client: Client, partials: list) -> Any:
+    """The sum of ``partials`` (futures of arrays), added in the same order on every run."""
+    while len(partials) > 1:
+        partials = [client.submit(_add, *partials[i:i + SUM_FAN_IN], pure=False)
+                    for i in range(0, len(partials), SUM_FAN_IN)]
+    return partials[0]
+
+
+def _add(*arrays: np.ndarray) -> np.ndarray:
+    total = arrays[0].copy()
+    for array in arrays[1:]:
+        total += array
+    return total
 
 
 class RunManifest:
@@ -101,7 +139,7 @@ class RunManifest:
     def __init__(self, path: str, run_key: str, description: dict[str, Any]):
         self.path = path
         self.data = {"run_key": run_key, **description, "model_hash": None,
-                     "status": "running", "completed_partitions": []}
+                     "status": "running", "completed_partitions": [], "partition_counts": {}}
 
     def resume(self, predictions_dir: str, model_digest: str) -> set[int]:
         """Partitions that a previous run of the same key and model completed.
@@ -112,8 +150,9 @@ class RunManifest:
         keep: set[int] = set()
         if previous and previous.get("run_key") == self.data["run_key"] \
                 and previous.get("model_hash") == model_digest:
+            counts = previous.get("partition_counts", {})
             keep = {i for i in previous.get("completed_partitions", [])
-                    if os.path.exists(os.path.join(predictions_dir, partition_file(i)))}
+                    if os.path.exists(os.path.join(predictions_dir, partition_file(i))) and str(i) in counts}
         if os.path.isdir(predictions_dir):
             wanted = {partition_file(i) for i in keep}
             for name in os.listdir(predictions_dir):
@@ -122,13 +161,20 @@ class RunManifest:
                     shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
         self.data["model_hash"] = model_digest
         self.data["completed_partitions"] = sorted(keep)
+        self.data["partition_counts"] = {str(i): previous["partition_counts"][str(i)] for i in sorted(keep)}
         self.data["resumed_partitions"] = len(keep)
         self.save()
         return keep
 
-    def mark_written(self, index: int) -> None:
+    def mark_written(self, index: int, counts: dict[str, int]) -> None:
         self.data["completed_partitions"].append(index)
+        self.data["partition_counts"][str(index)] = counts
         self.save()
+
+    def counts(self) -> dict[str, int]:
+        """Cells written and rows left out for non-finite features, over every partition."""
+        counts = self.data["partition_counts"].values()
+        return {name: sum(c[name] for c in counts) for name in ("n_cells", "n_dropped_nonfinite")}
 
     def finish(self, **extra: Any) -> None:
         self.data["completed_partitions"].sort()

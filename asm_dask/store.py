@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -39,9 +38,9 @@ from distributed import Client
 
 from .config import FeaturesConfig
 from .errors import InputError
-from .features import (FeatureChunk, FeatureLayout, chunk_sizes, detect_layout,
-                       iter_csv_chunks, read_chunk, read_feature_columns)
-from .grid import cell_ids
+from .features import (FeatureChunk, FeatureLayout, chunk_sizes, detect_layout, input_fingerprint,
+                       iter_csv_chunks, read_chunk, read_feature_columns, to_matrix)
+from .grid import cell_ids, check_unique_cells
 from .progress import wait_with_progress
 
 STORE_VERSION = 2
@@ -82,18 +81,57 @@ class FeatureStore:
     def partition_path(self, index: int) -> str:
         return os.path.join(self.path, self.partitions[index].file)
 
+    def readers(self) -> tuple[StorePartition, ...]:
+        return tuple(StorePartition(self.partition_path(i), p.n_rows) for i, p in enumerate(self.partitions))
+
+
+@dataclass(frozen=True)
+class StorePartition:
+    """One store partition, read the way every stage needs it (see :mod:`asm_dask.table`)."""
+
+    path: str
+    n_rows: int
+
+    def cells(self) -> pd.DataFrame:
+        return read_cells(self.path)
+
+    def column_groups(self, n_features: int) -> list[slice]:
+        # Rows are stored whole: reading a row's features together is the cheap way.
+        return [slice(0, n_features)]
+
+    def feature_block(self, rows: np.ndarray | None, columns: slice) -> np.ndarray:
+        features = read_features(self.path)[:, columns]
+        return features if rows is None else features[rows]
+
 
 def store_root(config: FeaturesConfig, output: str) -> str:
-    """Where a job's stores go: ``features.store`` if set; else beside a local features
+    """Where a job's stores go: ``features.store_path`` if set; else beside a local features
     file, or inside the output folder for a remote one."""
-    if config.store:
-        return config.store
+    if config.store_path:
+        return config.store_path
     if "://" in config.path and not config.path.startswith("file://"):
         return os.path.join(output, ".asm_dask_store")
     return config.path.removeprefix("file://") + ".asm_dask_store"
 
 
-def open_store(config: FeaturesConfig, root: str, client: Client) -> FeatureStore:
+def store_key(config: FeaturesConfig, layout: FeatureLayout) -> tuple[str, dict[str, Any], int]:
+    """The store's key for ``config``'s features, their fingerprint and rows per partition."""
+    rows = config.rows_per_partition or max(1024, PARTITION_BYTES // (4 * len(layout.feature_columns)))
+    source = {"path": config.path, "ukey": input_fingerprint(config.path), "format": layout.format}
+    settings = {"cell_size": config.cell_size, "prefix": config.prefix,
+                "rows_per_partition": rows, "version": STORE_VERSION}
+    key = hashlib.sha256(json.dumps([source, settings], sort_keys=True).encode()).hexdigest()[:16]
+    return key, source, rows
+
+
+def find_store(config: FeaturesConfig, layout: FeatureLayout, root: str) -> FeatureStore | None:
+    """The complete store of ``config``'s features under ``root``, if one was built."""
+    final = os.path.join(root, store_key(config, layout)[0])
+    return load_store(final) if os.path.exists(os.path.join(final, MANIFEST)) else None
+
+
+def open_store(config: FeaturesConfig, root: str, client: Client,
+               layout: FeatureLayout | None = None) -> FeatureStore:
     """The store for ``config``'s features under ``root``, ingesting them if needed.
 
     Raises
@@ -103,12 +141,8 @@ def open_store(config: FeaturesConfig, root: str, client: Client) -> FeatureStor
         ``image_id``, a coordinate out of range, a non-numeric feature or two rows for
         the same cell. Nothing is left behind in ``root`` then.
     """
-    layout = detect_layout(config.path, config.prefix)
-    rows = config.rows_per_partition or max(1024, PARTITION_BYTES // (4 * len(layout.feature_columns)))
-    source = {"path": config.path, "ukey": _ukey(config.path), "format": layout.format}
-    settings = {"cell_size": config.cell_size, "prefix": config.prefix,
-                "rows_per_partition": rows, "version": STORE_VERSION}
-    key = hashlib.sha256(json.dumps([source, settings], sort_keys=True).encode()).hexdigest()[:16]
+    layout = layout or detect_layout(config.path, config.prefix)
+    key, source, rows = store_key(config, layout)
     final = os.path.join(root, key)
     if os.path.exists(os.path.join(final, MANIFEST)):
         return load_store(final)
@@ -118,7 +152,7 @@ def open_store(config: FeaturesConfig, root: str, client: Client) -> FeatureStor
         os.makedirs(partial)
     except OSError as exc:
         raise InputError(f"{root}: cannot create the feature store here ({exc.strerror}); "
-                         "set features.store to a writable folder") from None
+                         "set features.store_path to a writable folder") from None
     try:
         store = _ingest(layout, partial, final, rows, config.cell_size, source, client)
         os.replace(partial, final)
@@ -159,25 +193,6 @@ def read_features(path: str) -> np.ndarray:
     """One partition's features as a zero-copy ``(n_cells, n_features)`` float32 matrix."""
     vectors = _read(path).column("features")
     return vectors.values.to_numpy().reshape(len(vectors), vectors.type.list_size)
-
-
-def read_feature_rows(path: str, rows: np.ndarray) -> np.ndarray:
-    """Some rows of one partition; row-major, so only those rows' pages are read."""
-    return read_features(path)[rows]
-
-
-def gather_rows(store: FeatureStore, partition: np.ndarray, row: np.ndarray,
-                client: Client) -> np.ndarray:
-    """Feature rows by (partition, row), in the order given, one task per partition read."""
-    partition, row = np.asarray(partition), np.asarray(row)
-    wanted = np.unique(partition)
-    futures = [client.submit(read_feature_rows, store.partition_path(p), row[partition == p], pure=False)
-               for p in wanted]
-    blocks = wait_with_progress(client, futures, "gather labelled cells")
-    X = np.empty((len(row), store.n_features), dtype=np.float32)
-    for p, block in zip(wanted, blocks):
-        X[partition == p] = block
-    return X
 
 
 def _read(path: str) -> pa.RecordBatch:
@@ -221,7 +236,8 @@ def _ingest(layout: FeatureLayout, partial: str, final: str, rows: int, cell_siz
     parts = [p for r in results for p in r["partitions"]]
     if not parts:
         raise InputError(f"{layout.path}: no rows with complete features")
-    _check_unique_cells(layout.path, results)
+    check_unique_cells(layout.path, np.concatenate([r["cell_ids"] for r in results]),
+                       np.concatenate([r["input_rows"] for r in results]))
     dropped = [x for r in results for x in r["dropped_examples"]]
     store = FeatureStore(
         path=final, source=source, cell_size=cell_size, feature_names=layout.feature_columns,
@@ -331,7 +347,7 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_
                  first_sub: int = 0) -> dict[str, Any]:
     """Drop rows with non-finite features, add cell ids, write partitions of ``rows`` rows,
     numbered from ``first_sub`` within chunk ``index``."""
-    features = _row_major(chunk.features)
+    features = to_matrix(chunk.features)
     finite = np.isfinite(features).all(axis=1)
     input_rows = np.arange(chunk.first_row, chunk.first_row + len(finite), dtype=np.int64)
     dropped_at = np.flatnonzero(~finite)
@@ -354,32 +370,6 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_
         partitions.append(Partition(name, stop - start))
     return {"partitions": partitions, "cell_ids": ids, "input_rows": input_rows,
             "n_dropped": len(dropped_at), "dropped_examples": dropped}
-
-
-def _row_major(columns: pa.RecordBatch) -> np.ndarray:
-    """The feature columns as one C-ordered float32 matrix, missing values as NaN."""
-    # Column by column beats blocked transposes and Arrow's to_tensor here once two
-    # threads ingest at the same time: it holds the GIL least.
-    out = np.empty((columns.num_rows, columns.num_columns), dtype=np.float32)
-    for j, column in enumerate(columns.columns):
-        out[:, j] = column.to_numpy(zero_copy_only=False)
-    return out
-
-
-def _check_unique_cells(path: str, results: list[dict[str, Any]]) -> None:
-    ids = np.concatenate([r["cell_ids"] for r in results])
-    order = np.argsort(ids, kind="stable")
-    repeated = np.flatnonzero(ids[order][1:] == ids[order][:-1])
-    if len(repeated):
-        rows = np.concatenate([r["input_rows"] for r in results])
-        first, second = sorted((int(rows[order[repeated[0]]]), int(rows[order[repeated[0] + 1]])))
-        raise InputError(f"{path}: rows {first + 1} and {second + 1} describe the same cell "
-                         f"(duplicate cell id; {len(repeated)} duplicate(s) in all)")
-
-
-def _ukey(path: str) -> str:
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    return fs.ukey(fs_path)
 
 
 def _remove_abandoned_partials(root: str) -> None:

@@ -144,8 +144,10 @@ def test_demo_command_runs_on_built_in_data(tmp_path):
     assert metrics["n_cells"] > 800 and metrics["n_features"] == 16
 
 
-def test_inputs_from_an_fsspec_url(country, tmp_path):
-    """Inputs behind a URL (here fsspec's in-memory filesystem) go through fsspec, not the disk."""
+@pytest.mark.parametrize("store", ["auto", "always"])
+def test_inputs_from_an_fsspec_url(country, tmp_path, store):
+    """Inputs behind a URL (here fsspec's in-memory filesystem) go through fsspec, not the
+    disk: read in place, or through a store that goes with the output."""
     import fsspec
 
     from asm_dask.cluster import open_client
@@ -156,19 +158,20 @@ def test_inputs_from_an_fsspec_url(country, tmp_path):
     for source in (country.labels, country.features):
         memory.pipe(f"/country/{source.name}", source.read_bytes())
     job = job_from_dict({"labels": {"path": "memory://country/SLE_mines.csv"},
-                         "features": {"path": "memory://country/SLE_features.feather"},
+                         "features": {"path": "memory://country/SLE_features.feather", "store": store},
                          "output": str(tmp_path / "out")})
     with open_client(progress=False) as client:  # in-process workers see the memory filesystem
         result = run_job(job, client)
     assert result.metrics["n_cells"] == country.n_cells
-    assert (tmp_path / "out" / ".asm_dask_store").is_dir()  # a remote input's store goes with the output
+    assert result.metrics["features_read"] == ("in place" if store == "auto" else "feature store")
+    assert (tmp_path / "out" / ".asm_dask_store").is_dir() == (store == "always")
 
 
 def test_ingest_command_builds_the_store_that_run_reuses(country, tmp_path):
     from builders import write_job
 
     job = write_job(tmp_path, country.labels, country.features,
-                    features_settings={"store": str(tmp_path / "store"), "rows_per_partition": 500})
+                    features_settings={"store_path": str(tmp_path / "store"), "rows_per_partition": 500})
     done = asm_dask("ingest", job)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -177,7 +180,7 @@ def test_ingest_command_builds_the_store_that_run_reuses(country, tmp_path):
     run = asm_dask("run", job)
     assert run.returncode == 0, run.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["inputs"]["store"] == summary["store"]
+    assert manifest["inputs"]["features_read_from"] == summary["store"]  # auto uses a store that exists
     assert (tmp_path / "store").stat().st_mtime_ns == stamp  # nothing ingested again
 
 

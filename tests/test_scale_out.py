@@ -9,12 +9,23 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from builders import asm_dask, write_job
 
 # Many small partitions make the prediction stage long enough to interrupt.
 SMALL_PARTITIONS = {"rows_per_partition": 12}
+SMALL_BATCHES = 12
+
+
+def _small_batches(country, folder):
+    """The country's features in Feather batches of a few rows: many partitions read in place."""
+    import pyarrow.feather as feather
+
+    path = folder / "small_batches.feather"
+    feather.write_feather(feather.read_table(country.features), path, chunksize=SMALL_BATCHES)
+    return path
 
 
 def _predictions(out) -> pd.DataFrame:
@@ -68,7 +79,8 @@ def test_running_scheduler_gives_the_local_clusters_results(local_run, country, 
 def test_worker_killed_during_prediction(country, tmp_path, dask_scheduler_with_workers):
     cluster = dask_scheduler_with_workers(n_workers=2)
     out = tmp_path / "out"
-    run = _start(_job(tmp_path, country, **SMALL_PARTITIONS), out, "--scheduler", cluster.address)
+    job = write_job(tmp_path, country.labels, _small_batches(country, tmp_path))  # read in place
+    run = _start(job, out, "--scheduler", cluster.address)
     written = _wait_for_written_partitions(out, run, at_least=2)
     os.kill(cluster.workers[0].pid, signal.SIGKILL)
     n_partitions = json.loads((out / "manifest.json").read_text())["n_partitions"]
@@ -81,9 +93,14 @@ def test_worker_killed_during_prediction(country, tmp_path, dask_scheduler_with_
     assert sorted(os.listdir(out / "predictions")) == [f"part-{i:05d}.parquet" for i in range(n_partitions)]
 
 
-def test_killed_run_resumes_without_recomputing_written_partitions(local_run, country, tmp_path):
+@pytest.mark.parametrize("store", ["never", "always"])
+def test_killed_run_resumes_without_recomputing_written_partitions(local_run, country, tmp_path, store):
     out = tmp_path / "out"
-    job = _job(tmp_path, country, **SMALL_PARTITIONS)
+    if store == "always":
+        job = _job(tmp_path, country, store="always", **SMALL_PARTITIONS)
+    else:
+        job = write_job(tmp_path, country.labels, _small_batches(country, tmp_path),
+                        features_settings={"store": "never"})
     run = _start(job, out)
     _wait_for_written_partitions(out, run, at_least=3)
     os.killpg(run.pid, signal.SIGKILL)  # the run and its local cluster, as a crash would
