@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit
-from sklearn.isotonic import IsotonicRegression
 
 from .atomic import write_atomic
 from .config import CALIBRATION_METHODS
@@ -47,6 +44,8 @@ class Calibrator:
         scores = np.asarray(scores, dtype=np.float64)
         if self.method == "isotonic":
             return np.interp(scores, self.params["x"], self.params["y"])
+        from scipy.special import expit
+
         return expit(-(self.params["a"] * scores + self.params["b"]))
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +61,8 @@ class Calibrator:
 def fit_calibrator(scores: np.ndarray, y: np.ndarray, method: str = "isotonic") -> Calibrator:
     """Fit the calibration ``method`` to (out-of-fold) ``scores`` and labels ``y``."""
     if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression  # here: workers that only predict need not import it
+
         isotonic = IsotonicRegression(out_of_bounds="clip").fit(scores, y)
         return Calibrator("isotonic", {"x": np.asarray(isotonic.X_thresholds_, dtype=np.float64),
                                        "y": np.asarray(isotonic.y_thresholds_, dtype=np.float64)})
@@ -73,6 +74,9 @@ def fit_calibrator(scores: np.ndarray, y: np.ndarray, method: str = "isotonic") 
 
 def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Platt's sigmoid fit: log loss against smoothed targets, as scikit-learn fits it."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
     n_pos = int((y == 1).sum())
     n_neg = len(y) - n_pos
     target = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))

@@ -36,7 +36,6 @@ from .calibrate import CalibratedModel
 from .grid import CRS, cell_squares
 from .progress import wait_with_progress
 from .ridge import linear_scores, single_threaded
-from .store import releases_arrow_memory
 from .table import FeatureTable, Partition
 
 # Cells are scored in blocks of this many rows, converted to float64 on the way: exact
@@ -86,7 +85,6 @@ def predict_cells(table: FeatureTable, model: CalibratedModel, predictions_dir: 
             os.remove(os.path.join(predictions_dir, name))
 
 
-@releases_arrow_memory
 def partial_scores(partition: Partition, columns: slice, coef: np.ndarray) -> np.ndarray:
     """``X[:, columns] @ coef`` for every row of ``partition``; NaN or infinite where a
     feature is (0 x inf is NaN too, so no non-finite value goes unnoticed)."""

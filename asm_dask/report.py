@@ -7,17 +7,15 @@ thousands of polygons, which is what made the notebook's map slow.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # batch jobs have no display
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_curve
 
 from .atomic import replacing, write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def write_metrics(path: str, metrics: dict[str, Any]) -> None:
@@ -34,7 +32,9 @@ def _json_value(value: Any) -> Any:
 def plot_roc(path: str, y_test: np.ndarray, uncalibrated: np.ndarray, calibrated: np.ndarray,
              auc_uncalibrated: float, auc_calibrated: float) -> None:
     """Test-set ROC curves before and after calibration."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    from sklearn.metrics import roc_curve
+
+    fig, ax = _pyplot().subplots(figsize=(5, 5))
     for scores, auc, style, name in ((uncalibrated, auc_uncalibrated, "b-", "Uncalibrated"),
                                      (calibrated, auc_calibrated, "r--", "Calibrated")):
         fpr, tpr, _ = roc_curve(y_test, scores)
@@ -54,7 +54,7 @@ def plot_cv_curve(path: str, curves: dict[str, tuple[np.ndarray, np.ndarray, np.
     ``curves`` maps a grouping (``cell``, ``block``) to (alphas, mean AUC, standard
     deviation over folds); the band is one standard deviation. The chosen alpha is marked.
     """
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _pyplot().subplots(figsize=(7, 4))
     for (name, (alphas, mean, sd)), colour in zip(curves.items(), ("#1f77b4", "#d95f02")):
         order = np.argsort(alphas)
         alphas, mean, sd = np.asarray(alphas)[order], np.asarray(mean)[order], np.asarray(sd)[order]
@@ -77,7 +77,7 @@ def plot_reliability(path: str, table: pd.DataFrame, brier: float) -> None:
     """Reliability diagram: observed ASM frequency against mean predicted probability per
     bin of the test set, with each bin's count and a Wilson 95% interval (a bin of three
     labels says little; its interval shows how little)."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _pyplot().subplots(figsize=(5, 5))
     filled = table[table["n"] > 0]
     n, observed = filled["n"].to_numpy(float), filled["observed_frequency"].to_numpy()
     z = 1.96
@@ -106,7 +106,7 @@ def plot_label_counts(path: str, counts: pd.DataFrame) -> None:
 
     ``counts`` has one row per step and the columns ``0`` and ``1``.
     """
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = _pyplot().subplots(figsize=(7, 3.5))
     steps = list(counts.index)
     y = np.arange(len(steps))
     ax.barh(y - 0.2, counts[0], height=0.4, color="#1b9e77", label="0: not ASM")
@@ -135,7 +135,7 @@ def plot_probability_map(path: str, grid: pd.DataFrame, cell_size: float, title:
     aspect = 1 / np.cos(np.deg2rad(np.clip(lat.mean(), -80, 80)))
     width = 9.0
     height = min(14.0, max(4.0, width * image.shape[0] / image.shape[1] * aspect))
-    fig, ax = plt.subplots(figsize=(width, height))
+    fig, ax = _pyplot().subplots(figsize=(width, height))
     shown = ax.imshow(image, origin="lower", extent=extent, cmap="viridis", vmin=0, vmax=1,
                       interpolation="nearest", aspect=aspect)
     if positives is not None and len(positives):
@@ -147,8 +147,19 @@ def plot_probability_map(path: str, grid: pd.DataFrame, cell_size: float, title:
     _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: str) -> None:
+def _pyplot():
+    """matplotlib's pyplot, drawing without a display; imported when a figure is drawn,
+    as it takes a noticeable part of a second."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Figure, path: str) -> None:
     fig.tight_layout()
     with replacing(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    _pyplot().close(fig)

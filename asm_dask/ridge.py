@@ -25,7 +25,6 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 from distributed import Client
-from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from .penalty_path import PenaltyPath, penalty_path
@@ -112,6 +111,8 @@ class RidgeGridClassifier:
         X, y = _check_data(X, y)
         given = _check_alphas(self.alphas)
         if folds is None:
+            from sklearn.model_selection import StratifiedKFold
+
             folds = list(StratifiedKFold(n_splits=self.cv).split(X, y))
         self._problem = _RidgeProblem(X, y, self.standardize, self.client)
         grid = given if given is not None else auto_grid(self._problem.total_variance)

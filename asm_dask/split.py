@@ -9,7 +9,6 @@ spatially autocorrelated, so random splits flatter a model).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, StratifiedKFold
 
 from .config import SplitConfig
 from .errors import InputError
@@ -33,6 +32,8 @@ def block_groups(lat: np.ndarray, lon: np.ndarray, block_size: float) -> np.ndar
 def train_test_split_groups(y: np.ndarray, groups: np.ndarray, config: SplitConfig,
                             source: str) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the train and test rows: a seeded split of the groups."""
+    from sklearn.model_selection import GroupShuffleSplit
+
     splitter = GroupShuffleSplit(n_splits=1, test_size=config.test_size, random_state=config.seed)
     try:
         train, test = next(splitter.split(np.zeros(len(y)), y, groups))
@@ -82,6 +83,8 @@ def cv_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, source: str,
                          f"labels {counts[1]} high and {counts[0]} low); with blocks, a smaller "
                          "split.block_size makes more of them; otherwise more labels of each class "
                          "are needed (or fewer model.cv_folds)")
+    from sklearn.model_selection import StratifiedKFold
+
     folds = []
     for _, valid_groups in StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(
             np.zeros(len(unique)), group_class):

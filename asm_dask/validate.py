@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 #: bootstrap resamples behind ``test_auc_ci95``
 BOOTSTRAP_RESAMPLES = 2000
@@ -33,9 +32,25 @@ def roc_auc(y: np.ndarray, scores: np.ndarray) -> np.ndarray | float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError("ROC AUC needs labels of both classes")
-    ranks = rankdata(scores, axis=-1)
+    ranks = average_ranks(scores)
     auc = (ranks[..., y].sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     return float(auc) if np.ndim(auc) == 0 else auc
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1 along the last axis, ties sharing their average (as ``scipy.stats.rankdata``,
+    without importing ``scipy.stats``, which takes 0.4 s in every worker that scores folds)."""
+    values = np.asarray(values)
+    flat = values.reshape(-1, values.shape[-1])
+    ranks = np.empty(flat.shape)
+    n = flat.shape[1]
+    for out, row in zip(ranks, flat):
+        order = np.argsort(row, kind="stable")
+        ordered = row[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        ends = np.r_[starts[1:], n]
+        out[order] = np.repeat((starts + 1 + ends) / 2, ends - starts)
+    return ranks.reshape(values.shape)
 
 
 def bootstrap_auc(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, seed: int,

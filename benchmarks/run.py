@@ -1,14 +1,16 @@
 """Benchmark asm_dask against the seed notebook's pipeline on one synthetic country.
 
     python benchmarks/run.py --cells 59000 --labels 6000 [--features 4000]
-        [--workdir benchmarks/data] [--skip-notebook] [--repeat-warm]
+        [--workdir benchmarks/data] [--skip-notebook] [--skip-store] [--repeat-warm]
+        [--drop-caches]
 
 On the same machine, in one go:
 1. make (or reuse) a synthetic country in WORKDIR/<cells>x<features>-<labels>/;
-2. run benchmarks/notebook_pipeline.py, then ``asm-dask run`` twice: 'cold' (the
-   feature store is deleted first, so the run ingests it) and 'warm' (store reused),
-   each under treemem, which reports wall time and the peak RSS of the whole process
-   tree (Dask scheduler and workers, joblib workers);
+2. run benchmarks/notebook_pipeline.py, then ``asm-dask run`` with the default
+   settings (the features read in place), and twice through the feature store
+   (``features.store: always``): 'built' (the store is deleted first, so the run builds
+   it) and 'reused'; each under treemem, which reports wall time and the peak RSS of the
+   whole process tree (Dask scheduler and workers, joblib workers);
 3. print a markdown table and append it to benchmarks/results/<timestamp>.md.
 
 A benchmark, not a test: it asserts nothing. See benchmarks/README.md.
@@ -51,7 +53,11 @@ def main() -> int:
                         help="do not run the notebook pipeline (it needs the whole table in memory); "
                              "ratios are then against asm-dask cold")
     parser.add_argument("--repeat-warm", action="store_true",
-                        help="run asm-dask warm a second time, to see run-to-run noise")
+                        help="run asm-dask a second time, to see run-to-run noise")
+    parser.add_argument("--skip-store", action="store_true",
+                        help="do not run asm-dask through the feature store (features.store: always)")
+    parser.add_argument("--drop-caches", action="store_true",
+                        help="empty the page cache before each run (needs root): every run reads from disk")
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
 
@@ -62,9 +68,10 @@ def main() -> int:
 
     country = Path(args.workdir).resolve() / f"{args.cells}x{args.features}-{args.labels}-b{args.rows_per_batch}"
     labels, features, generation = _country(country, args)
-    job_file = country / "job.yaml"
-    job_file.write_text(yaml.safe_dump({"labels": {"path": str(labels)},
-                                        "features": {"path": str(features)},
+    job_file, store_job_file = country / "job.yaml", country / "job_store.yaml"
+    for path, store in ((job_file, "auto"), (store_job_file, "always")):
+        path.write_text(yaml.safe_dump({"labels": {"path": str(labels)},
+                                        "features": {"path": str(features), "store": store},
                                         "output": str(country / "out" / "asm_dask")}, sort_keys=False))
 
     runs: list[tuple[str, Path, list[str]]] = []
@@ -73,17 +80,23 @@ def main() -> int:
                      [sys.executable, str(HERE / "notebook_pipeline.py"), "--labels", str(labels),
                       "--features", str(features), "--out", "{out}"]))
     asm = [*asm_dask, "run", str(job_file), "--out", "{out}"]
-    runs.append(("asm-dask cold", country / "out" / "asm_dask_cold", asm))
-    runs.append(("asm-dask warm", country / "out" / "asm_dask_warm", asm))
+    runs.append(("asm-dask", country / "out" / "asm_dask", asm))
     if args.repeat_warm:
-        runs.append(("asm-dask warm 2", country / "out" / "asm_dask_warm2", asm))
+        runs.append(("asm-dask again", country / "out" / "asm_dask_again", asm))
+    if not args.skip_store:
+        stored = [*asm_dask, "run", str(store_job_file), "--out", "{out}"]
+        runs.append(("asm-dask store, built", country / "out" / "asm_dask_store_built", stored))
+        runs.append(("asm-dask store, reused", country / "out" / "asm_dask_store_reused", stored))
 
     store = Path(str(features) + ".asm_dask_store")
     results = []
     for name, out, cmd in runs:
-        if name == "asm-dask cold" and store.exists():
-            print(f"removing the feature store {store} for the cold run", flush=True)
+        if name in ("asm-dask", "asm-dask store, built") and store.exists():
+            # Otherwise `store: auto` would read the store, and `always` would not build it.
+            print(f"removing the feature store {store}", flush=True)
             shutil.rmtree(store)
+        if args.drop_caches:
+            drop_page_cache()
         if out.exists():  # a stale output folder would let asm-dask resume instead of predicting
             shutil.rmtree(out)
         out.mkdir(parents=True)
@@ -91,7 +104,7 @@ def main() -> int:
         if name.startswith("asm-dask") and results[-1]["exit"] == 0:
             results[-1]["truth"] = _truth(out, country)
 
-    table = _table(results, baseline="notebook" if not args.skip_notebook else "asm-dask cold")
+    table = _table(results, baseline="notebook" if not args.skip_notebook else "asm-dask")
     stages = _stages(results)
     print()
     print(table)
@@ -99,6 +112,15 @@ def main() -> int:
     print(stages)
     _append_results(args, country, generation, table, stages, load_at_start)
     return 0 if all(r["exit"] == 0 for r in results) else 1
+
+
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache, so that the next read comes from the disk."""
+    subprocess.run(["sync"], check=True)
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as exc:
+        sys.exit(f"cannot drop the page cache ({exc.strerror}): run as root, or without --drop-caches")
 
 
 def _asm_dask_command() -> list[str]:
@@ -236,7 +258,8 @@ def _append_results(args, country: Path, generation: dict, table: str, stages: s
         f"- 1-minute load average: {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end "
         "(above 0.5 means something else was running: wall times are then noisy)",
         f"- parameters: --cells {args.cells} --labels {args.labels} --features {args.features}"
-        + (" --skip-notebook" if args.skip_notebook else "") + (" --repeat-warm" if args.repeat_warm else ""),
+        + (" --skip-notebook" if args.skip_notebook else "") + (" --repeat-warm" if args.repeat_warm else "")
+        + (" --skip-store" if args.skip_store else "") + (" --drop-caches" if args.drop_caches else ""),
         f"- data: {country}, features file {generation['features_bytes'] / 1e9:.2f} GB, {gen}",
         "",
         table,

@@ -1,0 +1,124 @@
+"""How a first run grows with the country, from a cold page cache, against reading its input once.
+
+    sudo python benchmarks/scaling.py [--scales 1 3 10] [--labels 6000] [--workdir DIR]
+
+For each scale (a multiple of Sierra Leone's 59,000 cells), on the same machine:
+1. make (or reuse) the synthetic country, as benchmarks/run.py does;
+2. empty the page cache, then read the features file once with pyarrow, touching every
+   value (the floor for any program that reads the input);
+3. empty the page cache, then ``asm-dask run`` with the default settings under treemem
+   (wall time, peak tree memory), with no feature store present beforehand, and check
+   that none was written.
+
+It prints, per scale, the read time, the run time, their ratio, peak memory and whether
+a store was written, then the growth ratio between consecutive scales: how much faster
+the run grows than the read, (run at the larger scale - run at the smaller) / (read at
+the larger - read at the smaller). Needs root, to empty the page cache. A benchmark,
+not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from run import HERE, REPO, _asm_dask_command, _country, _measure, _truth, drop_page_cache
+
+SIERRA_LEONE_CELLS = 59_000
+
+READ_ONCE = """
+import sys, time
+import numpy as np, pyarrow as pa, pyarrow.ipc as ipc
+start = time.perf_counter()
+reader = ipc.open_file(pa.OSFile(sys.argv[1]))
+total = 0.0
+for i in range(reader.num_record_batches):
+    for column in reader.get_batch(i).columns:
+        total += float(np.sum(column.to_numpy(zero_copy_only=False), dtype=np.float64))
+print(time.perf_counter() - start)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1, 3, 10],
+                        help="multiples of Sierra Leone's 59,000 cells (default 1 3 10)")
+    parser.add_argument("--labels", type=int, default=6000)
+    parser.add_argument("--features", type=int, default=4000)
+    parser.add_argument("--workdir", default=str(HERE / "data"))
+    args = parser.parse_args()
+    treemem = Path(os.environ.get("ASM_DASK_TREEMEM", REPO.parent / "shared" / "tools" / "treemem"))
+    rows = []
+    for scale in args.scales:
+        cells = int(round(scale * SIERRA_LEONE_CELLS))
+        country_args = argparse.Namespace(cells=cells, features=args.features, labels=args.labels,
+                                          rows_per_batch=65536)
+        folder = Path(args.workdir).resolve() / f"{cells}x{args.features}-{args.labels}-b65536"
+        labels, features, generation = _country(folder, country_args)
+        store = Path(str(features) + ".asm_dask_store")
+        if store.exists():
+            shutil.rmtree(store)
+        drop_page_cache()
+        read_s = float(subprocess.run([sys.executable, "-c", READ_ONCE, str(features)], check=True,
+                                      capture_output=True, text=True).stdout)
+        print(f"\n{scale:g}x: read {features.stat().st_size / 1e9:.1f} GB once in {read_s:.1f} s", flush=True)
+        job = folder / "job.yaml"
+        job.write_text(yaml.safe_dump({"labels": {"path": str(labels)}, "features": {"path": str(features)},
+                                       "output": str(folder / "out" / "scaling")}, sort_keys=False))
+        out = folder / "out" / "scaling"
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        drop_page_cache()
+        result = _measure(f"asm-dask {scale:g}x", out, [*_asm_dask_command(), "run", str(job), "--out", str(out)],
+                          treemem)
+        truth = _truth(out, folder) if result["exit"] == 0 else {}
+        rows.append({"scale": scale, "cells": generation["n_cells"], "gb": features.stat().st_size / 1e9,
+                     "read_s": read_s, "run_s": result["wall_s"], "peak_mb": result["peak_mb"],
+                     "exit": result["exit"], "store_written": store.exists(), "timings": result["timings"],
+                     "auc_gap": truth.get("auc_gap")})
+    report = _report(rows)
+    print("\n" + report)
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    path = results / f"scaling-{time.strftime('%Y%m%d-%H%M%S')}.md"
+    path.write_text(report + "\n\n```\n" + json.dumps(rows, indent=1, default=str) + "\n```\n")
+    print(f"\nwritten to {path}")
+    return 0 if all(r["exit"] == 0 for r in rows) else 1
+
+
+def _report(rows: list[dict]) -> str:
+    lines = ["| scale | cells | input GB (lz4 Feather) | read once, cold s | asm-dask run, cold s | run / read "
+             "| peak tree MB | store written | gap to truth's AUC |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        ratio = r["run_s"] / r["read_s"] if r["run_s"] else None
+        lines.append(f"| {r['scale']:g}x | {r['cells']:,} | {r['gb']:.2f} | {r['read_s']:.1f} | "
+                     f"{r['run_s'] if r['run_s'] is None else format(r['run_s'], '.1f')} | "
+                     f"{'-' if ratio is None else format(ratio, '.2f')} | "
+                     f"{'-' if r['peak_mb'] is None else format(r['peak_mb'], ',.0f')} | "
+                     f"{'yes' if r['store_written'] else 'no'} | "
+                     f"{'-' if r['auc_gap'] is None else format(r['auc_gap'], '.3f')} |")
+    if all(r["run_s"] for r in rows):
+        lines.append("")
+        for first, last in zip(rows, rows[1:]):
+            growth = (last["run_s"] - first["run_s"]) / (last["read_s"] - first["read_s"])
+            lines.append(f"Growth ratio, {first['scale']:g}x to {last['scale']:g}x: (run difference) / "
+                         f"(read difference) = {growth:.2f}")
+    lines.append("")
+    lines.append("Stage timings (s):")
+    for r in rows:
+        lines.append(f"- {r['scale']:g}x: " + ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
