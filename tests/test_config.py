@@ -20,6 +20,7 @@ def test_minimal_job_gets_the_notebooks_settings(tmp_path):
     assert job.split.test_size == 0.2 and job.split.seed == 1991
     assert job.model.alphas == "auto" and job.model.cv_folds == 5
     assert job.model.standardize is False and job.model.calibration == "isotonic"
+    assert job.features.store == "auto" and job.features.store_path is None
 
 
 def test_the_notebooks_alphas_are_searched_as_given(tmp_path):
@@ -65,6 +66,9 @@ def test_the_sierra_leone_job_spells_out_the_defaults():
     ("labels: {path: a.csv}\noutput: o\n", "missing required key 'features'"),
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nsplit: {test_size: 1.5}\n", "test_size"),
     ("labels: [oops\n", "not valid YAML"),
+    ("labels: {path: a.csv}\nfeatures: {path: f, store: /data/st}\noutput: o\n",
+     "features.store must be one of auto, always, never, got '/data/st' (the store's folder is features.store_path)"),
+    ("labels: {path: a.csv}\nfeatures: {path: f, store_path: [x]}\noutput: o\n", "features.store_path: expected a path"),
 ])
 def test_bad_job_files_are_rejected_with_the_file_and_key(tmp_path, text, message):
     path = tmp_path / "job.yaml"
