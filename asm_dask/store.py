@@ -49,7 +49,9 @@ MANIFEST = "store.json"
 
 
 @dataclass(frozen=True)
-class Partition:
+class PartitionFile:
+    """A store partition as the manifest lists it; :class:`StorePartition` reads it."""
+
     file: str
     n_rows: int
 
@@ -62,7 +64,7 @@ class FeatureStore:
     source: dict[str, Any]
     cell_size: float
     feature_names: tuple[str, ...]
-    partitions: tuple[Partition, ...]
+    partitions: tuple[PartitionFile, ...]
     n_dropped_nonfinite: int  #: input rows left out for NaN, infinite or missing features
     dropped_examples: tuple[tuple[int, float, float], ...]  #: (input row, lat, lon), first few
 
@@ -177,7 +179,7 @@ def load_store(path: str) -> FeatureStore:
     return FeatureStore(
         path=path, source=meta["source"], cell_size=meta["cell_size"],
         feature_names=tuple(meta["feature_names"]),
-        partitions=tuple(Partition(p["file"], p["n_rows"]) for p in meta["partitions"]),
+        partitions=tuple(PartitionFile(p["file"], p["n_rows"]) for p in meta["partitions"]),
         n_dropped_nonfinite=meta["n_dropped_nonfinite"],
         dropped_examples=tuple(tuple(x) for x in meta["dropped_examples"]))
 
@@ -350,7 +352,7 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_
         name = f"part-{index:05d}-{sub:04d}.arrow"
         with ipc.new_file(os.path.join(out_dir, name), batch.schema) as writer:
             writer.write_batch(batch)
-        partitions.append(Partition(name, stop - start))
+        partitions.append(PartitionFile(name, stop - start))
     return {"partitions": partitions, "cell_ids": ids, "input_rows": input_rows,
             "n_dropped": len(dropped_at), "dropped_examples": dropped}
 
