@@ -26,6 +26,8 @@ def parse_image_ids(image_ids: pa.Array | pa.ChunkedArray, source: str,
     ``--`` stands for the decimal point. Raises :class:`InputError` naming the first row
     (counted from 1 after the header, offset by ``first_row``) whose id does not parse.
     """
+    if pa.types.is_dictionary(image_ids.type):  # a pandas categorical column
+        image_ids = image_ids.cast(pa.string())
     parts = pc.extract_regex(image_ids, _IMAGE_ID)
     bad = pc.is_null(parts, nan_is_null=True)
     if pc.any(bad).as_py():

@@ -145,6 +145,9 @@ def run_job(job: Job, client: Client) -> RunResult:
     manifest = RunManifest(os.path.join(out, "manifest.json"), _run_key(job, table.key),
                            _describe_run(job, table, client))
     done = manifest.resume(predictions_dir, model_hash(model))
+    if done:
+        print(f"[asm-dask] resuming: {len(done)} of {len(table.partitions)} prediction partitions "
+              "already written", file=sys.stderr, flush=True)
     model.save(os.path.join(out, "model.json"))
     with clock("predict"):
         predict_cells(table, model, predictions_dir, done, client, on_written=manifest.mark_written)

@@ -104,6 +104,8 @@ def open_table(config: FeaturesConfig, output: str, client: Client) -> FeatureTa
                     "store_version": STORE_VERSION}
         key = hashlib.sha256(json.dumps([source, settings], sort_keys=True).encode()).hexdigest()[:16]
         kind, location, dropped = "file", config.path, 0
+        if not sum(sizes):
+            raise InputError(f"{config.path}: no rows of features")
     bounds = _scan(partitions, config, kind == "file", client)
     return FeatureTable(kind=kind, location=location, key=key, source=source, cell_size=config.cell_size,
                         feature_names=layout.feature_columns, partitions=partitions, bounds=bounds,

@@ -62,6 +62,22 @@ def test_unparseable_image_id(inputs, client):
                       "(expected like 'lat_8--405__lon_-11--235')"
 
 
+@pytest.mark.parametrize("store", ["never", "always"])
+def test_features_without_rows(inputs, client, store):
+    tmp_path, labels, features = inputs
+    message = _run(tmp_path, labels, features.iloc[:0], client, features_settings={"store": store})
+    assert message.startswith(f"{tmp_path / 'features.feather'}: no rows")
+
+
+def test_categorical_image_ids_are_read_as_text(inputs, client, tmp_path):
+    _, labels, features = inputs
+    features["image_id"] = features["image_id"].astype("category")
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    features.to_feather(tmp_path / "features.feather")
+    result = run_job(load_job(write_job(tmp_path, tmp_path / "labels.csv", tmp_path / "features.feather")), client)
+    assert result.metrics["n_cells"] == len(features)
+
+
 def test_coordinates_out_of_range(inputs, client):
     tmp_path, labels, features = inputs
     labels.loc[5, "lon"] = 200.0

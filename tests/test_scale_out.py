@@ -112,6 +112,8 @@ def test_killed_run_resumes_without_recomputing_written_partitions(local_run, co
     assert again.returncode == 0, again.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["resumed_partitions"] == len(written) > 0
+    assert f"resuming: {len(written)} of {manifest['n_partitions']} prediction partitions already written" \
+        in again.stderr
     assert manifest["completed_partitions"] == list(range(manifest["n_partitions"]))
     for i, stamp in stamps.items():
         assert os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns == stamp
