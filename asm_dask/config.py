@@ -79,12 +79,31 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class BoundariesConfig:
+    """Districts (or chiefdoms, provinces...) to total the map over."""
+
+    #: GeoJSON, GeoPackage or Shapefile of polygons, in any CRS
+    path: str
+    #: the column holding each polygon's name
+    name_column: str
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    #: cells at or above this calibrated probability form hotspots (see the README)
+    hotspot_threshold: float = 0.5
+    #: district boundaries for ``admin_summary.csv``; ``None``: no district totals
+    boundaries: BoundariesConfig | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     labels: LabelsConfig
     features: FeaturesConfig
     output: str
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def replace(self, **changes: Any) -> "Job":
         return dataclasses.replace(self, **changes)
@@ -130,6 +149,14 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
     model = _section(raw.pop("model", {}) or {}, ModelConfig, f"{source}: model")
     if "alphas" in model:
         model["alphas"] = _alphas(model["alphas"], f"{source}: model.alphas")
+    report = _section(raw.pop("report", {}) or {}, ReportConfig, f"{source}: report")
+    if report.get("boundaries") is not None:
+        boundaries = _section(report["boundaries"], BoundariesConfig, f"{source}: report.boundaries")
+        for key in ("path", "name_column"):
+            if not isinstance(boundaries.get(key), str) or not boundaries[key]:
+                raise InputError(f"{source}: report.boundaries.{key}: expected text, got {boundaries.get(key)!r}")
+        boundaries["path"] = resolve_path(boundaries["path"], base)
+        report["boundaries"] = BoundariesConfig(**boundaries)
     output = raw.pop("output")
     for where, value in (("labels.path", labels["path"]), ("features.path", features["path"]),
                          ("output", output), ("features.store_path", features.get("store_path") or "")):
@@ -137,7 +164,7 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
             raise InputError(f"{source}: {where}: expected a path or URL, got {value!r}")
     if raw:
         raise InputError(f"{source}: unknown key(s) {sorted(raw)}; "
-                         "expected labels, features, output, split, model")
+                         "expected labels, features, output, split, model, report")
     labels["path"] = resolve_path(labels["path"], base)
     features["path"] = resolve_path(features["path"], base)
     if features.get("store_path"):
@@ -148,6 +175,7 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
         output=resolve_path(output, base),
         split=SplitConfig(**split),
         model=ModelConfig(**model),
+        report=ReportConfig(**report),
     )
     _check_values(job, source)
     return job
@@ -188,6 +216,8 @@ def _check_values(job: Job, source: str) -> None:
         (job.model.calibration in CALIBRATION_METHODS,
          f"model.calibration must be one of {', '.join(CALIBRATION_METHODS)}"),
         (isinstance(job.model.standardize, bool), "model.standardize must be true or false"),
+        (isinstance(job.report.hotspot_threshold, (int, float)) and not isinstance(job.report.hotspot_threshold, bool)
+         and 0 < job.report.hotspot_threshold <= 1, "report.hotspot_threshold must be a probability in (0, 1]"),
         (job.features.rows_per_partition is None or job.features.rows_per_partition > 0,
          "features.rows_per_partition must be positive"),
     ]

@@ -32,7 +32,7 @@ from .errors import InputError
 from .join import JoinedLabels, join_labels
 from .labels import Labels, read_labels
 from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
-from .report import (plot_cv_curve, plot_label_counts, plot_probability_map, plot_reliability,
+from .report.figures import (plot_cv_curve, plot_label_counts, plot_probability_map, plot_reliability,
                      plot_roc, write_metrics)
 from .ridge import AlphaAtGridEdgeWarning, RidgeGridClassifier
 from .split import block_groups, cv_folds, split_groups, train_test_split_groups
@@ -329,6 +329,7 @@ def _run_key(job: Job, table_key: str) -> str:
         labels_digest = hashlib.sha256(f.read()).hexdigest()
     settings = job.as_dict()
     settings.pop("output")
+    settings.pop("report")  # what is drawn from the predictions, not what they are
     settings["labels"].pop("path")
     settings["features"].pop("path")
     settings["features"].pop("store")

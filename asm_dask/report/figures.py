@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .atomic import replacing, write_atomic
+from ..atomic import replacing, write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
