@@ -93,7 +93,7 @@ def _ingest(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .config import load_job
     from .demo import make_country, score_against_truth
-    from .report import write_metrics
+    from .report.figures import write_metrics
 
     out = Path(args.out).resolve()
     files = make_country(out / "data", n_cells=args.cells, n_features=args.features, seed=args.seed)

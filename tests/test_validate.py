@@ -90,7 +90,7 @@ def test_resamples_with_one_class_are_left_out_and_counted():
 @pytest.mark.parametrize("n, asm", [(6, 6), (21, 21), (11, 0)])
 def test_reliability_diagram_draws_bins_of_one_class(tmp_path, n, asm):
     """Wilson bounds of an all-ASM (or no-ASM) bin can round past the observed rate."""
-    from asm_dask.report import plot_reliability
+    from asm_dask.report.figures import plot_reliability
 
     probability = np.full(n, 0.95)
     y = np.r_[np.ones(asm), np.zeros(n - asm)].astype(int)
