@@ -32,11 +32,12 @@ from .errors import InputError
 from .join import JoinedLabels, join_labels
 from .labels import Labels, read_labels
 from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
-from .report.figures import (plot_cv_curve, plot_label_counts, plot_probability_map, plot_reliability,
-                     plot_roc, write_metrics)
+from .report.build import HeldOut, ReportInputs, write_report
+from .report.districts import read_boundaries
+from .report.importance import N_FEATURE_MAPS, feature_importance
 from .ridge import AlphaAtGridEdgeWarning, RidgeGridClassifier
 from .split import block_groups, cv_folds, split_groups, train_test_split_groups
-from .table import FeatureTable, gather_rows, open_table
+from .table import FeatureTable, gather_rows, open_table, read_columns
 from .validate import roc_auc, held_out_metrics
 
 #: fewer test blocks than this, and the bootstrap resamples cells instead
@@ -70,6 +71,9 @@ def run_job(job: Job, client: Client) -> RunResult:
         labels = read_labels(job.labels)
     with clock("open features"):
         table = open_table(job.features, job.output, client)
+        boundaries = None
+        if job.report.boundaries is not None:
+            boundaries = read_boundaries(job.report.boundaries, [b for b in table.bounds if b is not None])
     with clock("join"):
         joined = join_labels(labels, table, client)
         X = gather_rows(table, joined.rows["partition"].to_numpy(), joined.rows["row"].to_numpy(), client)
@@ -105,6 +109,9 @@ def run_job(job: Job, client: Client) -> RunResult:
                                            job.split.seed, sample_type)
         oof_auc = roc_auc(y[train], ridge.oof_decision_)
         caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, job)
+        importance = feature_importance(table.feature_names, model.coef, X[train], X[test], y[test],
+                                        job.split.seed)
+    del X  # the labelled rows are not needed past here
 
     metrics = {
         "n_labels_read": labels.n_read,
@@ -140,8 +147,7 @@ def run_job(job: Job, client: Client) -> RunResult:
     # Everything is checked and fitted: from here on the output folder is written.
     out = job.output
     predictions_dir = os.path.join(out, "predictions")
-    figures = os.path.join(out, "figures")
-    os.makedirs(figures, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     manifest = RunManifest(os.path.join(out, "manifest.json"), _run_key(job, table.key),
                            _describe_run(job, table, client))
     done = manifest.resume(predictions_dir, model_hash(model))
@@ -164,17 +170,16 @@ def run_job(job: Job, client: Client) -> RunResult:
             joined.unmatched.to_csv(tmp, index=False)
         with replacing(os.path.join(out, "labelled_cells.csv")) as tmp:
             _labelled_cells(rows, train, test).to_csv(tmp, index=False)
-        plot_roc(os.path.join(figures, "roc.png"), y[test], test_scores, test_probability,
-                 metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
-        plot_cv_curve(os.path.join(figures, "cv_auc.png"), _curves(cv), ridge.best_alpha_,
-                      job.split.group_by, cv.get("blocked_cv_block_size_deg", job.split.block_size))
-        plot_reliability(os.path.join(figures, "reliability.png"), reliability, metrics["brier_test"])
-        plot_label_counts(os.path.join(figures, "label_counts.png"),
-                          _label_count_table(labels, y, train, test))
-        plot_probability_map(os.path.join(figures, "probability_map.png"), grid, table.cell_size,
-                             f"Predicted ASM probability ({len(grid):,} cells)",
-                             positives=rows[rows["label"] == 1])
-        write_metrics(os.path.join(out, "metrics.json"), metrics)
+        top = [table.feature_names.index(name) for name in importance["feature"].head(N_FEATURE_MAPS)]
+        metrics = write_report(out, ReportInputs(
+            metrics=metrics, grid=grid, cell_size=table.cell_size,
+            labels=pd.DataFrame(labels.points.drop(columns="geometry")),
+            held_out=HeldOut(y[test], test_scores, test_probability, reliability),
+            cv_curves=_curves(cv), label_counts=_label_count_table(labels, y, train, test),
+            importance=importance, top_features=read_columns(table, top, client), boundaries=boundaries,
+            hotspot_threshold=job.report.hotspot_threshold,
+            inputs={"labels": job.labels.path, "features": job.features.path,
+                    "boundaries": job.report.boundaries.path if job.report.boundaries else ""}))
     manifest.finish(timings_s=timings)
     return RunResult(output=out, metrics=metrics, timings=timings)
 

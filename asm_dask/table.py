@@ -153,3 +153,20 @@ def _cell_summary(partition: Partition, with_ids: bool) -> tuple[tuple[float, ..
     lat, lon = cells["lat"].to_numpy(), cells["lon"].to_numpy()
     bounds = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
     return bounds, cells["cell_id"].to_numpy() if with_ids else None
+
+
+def read_columns(table: FeatureTable, features: list[int], client: Client) -> pd.DataFrame:
+    """``lat``, ``lon`` and the given features (by position) of every row, as float32
+    columns named after the features: a task per partition, each reading only those."""
+    futures = [client.submit(_columns_of, part, features, pure=False) for part in table.partitions]
+    frames = wait_with_progress(client, futures, "read top features")
+    return pd.concat(frames, ignore_index=True).rename(
+        columns={i: table.feature_names[j] for i, j in enumerate(features)})
+
+
+def _columns_of(partition: Partition, features: list[int]) -> pd.DataFrame:
+    cells = partition.cells()
+    frame = pd.DataFrame({"lat": cells["lat"].to_numpy(), "lon": cells["lon"].to_numpy()})
+    for i, j in enumerate(features):
+        frame[i] = partition.feature_block(None, slice(j, j + 1))[:, 0]
+    return frame

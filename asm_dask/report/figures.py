@@ -17,6 +17,8 @@ from ..atomic import replacing, write_atomic
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .raster import CellRaster
+
 
 def write_metrics(path: str, metrics: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(metrics, indent=2, sort_keys=False, default=_json_value))
@@ -122,21 +124,15 @@ def plot_label_counts(path: str, counts: pd.DataFrame) -> None:
     _save(fig, path)
 
 
-def plot_probability_map(path: str, grid: pd.DataFrame, cell_size: float, title: str,
+def plot_probability_map(path: str, raster: CellRaster, title: str,
                          positives: pd.DataFrame | None = None) -> None:
     """The calibrated probability of every cell as an image, one pixel per cell."""
-    lat, lon = grid["lat"].to_numpy(), grid["lon"].to_numpy()
-    col = np.rint((lon - lon.min()) / cell_size).astype(np.int64)
-    row = np.rint((lat - lat.min()) / cell_size).astype(np.int64)
-    image = np.full((row.max() + 1, col.max() + 1), np.nan, dtype=np.float32)
-    image[row, col] = grid["probability"].to_numpy()
-    half = cell_size / 2
-    extent = (lon.min() - half, lon.max() + half, lat.min() - half, lat.max() + half)
-    aspect = 1 / np.cos(np.deg2rad(np.clip(lat.mean(), -80, 80)))
+    west, south, east, north = raster.bounds
+    aspect = 1 / np.cos(np.deg2rad(np.clip((south + north) / 2, -80, 80)))
     width = 9.0
-    height = min(14.0, max(4.0, width * image.shape[0] / image.shape[1] * aspect))
+    height = min(14.0, max(4.0, width * raster.shape[0] / raster.shape[1] * aspect))
     fig, ax = _pyplot().subplots(figsize=(width, height))
-    shown = ax.imshow(image, origin="lower", extent=extent, cmap="viridis", vmin=0, vmax=1,
+    shown = ax.imshow(raster.values, extent=(west, east, south, north), cmap="viridis", vmin=0, vmax=1,
                       interpolation="nearest", aspect=aspect)
     if positives is not None and len(positives):
         ax.scatter(positives["lon"], positives["lat"], s=4, c="red", edgecolors="none",
@@ -163,3 +159,29 @@ def _save(fig: Figure, path: str) -> None:
     with replacing(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     _pyplot().close(fig)
+
+
+def plot_feature_maps(path: str, rasters: dict[str, CellRaster]) -> None:
+    """Small maps of features across the country, each on its own colour scale (2nd to
+    98th percentile: a few extreme cells do not wash the map out)."""
+    plt = _pyplot()
+    n = len(rasters)
+    columns = min(n, 2)
+    first = next(iter(rasters.values()))
+    west, south, east, north = first.bounds
+    aspect = 1 / np.cos(np.deg2rad(np.clip((south + north) / 2, -80, 80)))
+    height = 4.5 * first.shape[0] / first.shape[1] * aspect
+    fig, axes = plt.subplots(-(-n // columns), columns, figsize=(9, min(16, max(3, height) * -(-n // columns))),
+                             squeeze=False)
+    for ax, (name, raster) in zip(axes.flat, rasters.items()):
+        values = raster.values
+        finite = values[np.isfinite(values)]
+        low, high = np.percentile(finite, [2, 98]) if finite.size else (0, 1)
+        shown = ax.imshow(values, extent=(west, east, south, north), cmap="magma", vmin=low, vmax=high,
+                          interpolation="nearest", aspect=aspect)
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    _save(fig, path)

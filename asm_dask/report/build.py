@@ -1,0 +1,118 @@
+"""Every file a person reads, written from the predictions and the fitted run.
+
+Reads only the predictions' three grid columns (``lat``, ``lon``, ``probability``) and,
+for the feature maps, a few feature columns: the report costs a small share of a run
+at any country size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import replacing, write_atomic
+from .districts import district_totals
+from .figures import (plot_cv_curve, plot_feature_maps, plot_label_counts, plot_probability_map,
+                      plot_reliability, plot_roc, write_metrics)
+from .hotspots import find_hotspots
+from .importance import PERMUTATION_REPEATS
+from .page import write_page
+from .raster import probability_raster, rasterize_cells, write_cog
+from .webmap import write_map
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The test set's labels, scores and calibrated probabilities, and its reliability table."""
+
+    y: np.ndarray
+    scores: np.ndarray
+    probability: np.ndarray
+    reliability: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    metrics: dict[str, Any]
+    #: ``lat``, ``lon``, ``probability`` of every predicted cell
+    grid: pd.DataFrame
+    cell_size: float
+    #: labels kept by the filters: ``lat``, ``lon``, ``label`` (and ``mine_type`` if known)
+    labels: pd.DataFrame
+    held_out: HeldOut
+    #: grouping -> (alphas, mean AUC, sd), see :func:`~asm_dask.report.figures.plot_cv_curve`
+    cv_curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    label_counts: pd.DataFrame
+    importance: pd.DataFrame
+    #: ``lat``, ``lon`` and a column per feature to map
+    top_features: pd.DataFrame
+    #: district polygons (see :func:`~asm_dask.report.districts.read_boundaries`) or ``None``
+    boundaries: Any
+    hotspot_threshold: float
+    #: what was read: ``labels``, ``features``, ``boundaries`` paths
+    inputs: dict[str, str]
+
+
+def write_report(out: str, r: ReportInputs) -> dict[str, Any]:
+    """Write the report files into ``out``; return the metrics, with the report's added,
+    as also written to ``metrics.json``."""
+    figures_dir = os.path.join(out, "figures")
+    os.makedirs(figures_dir, exist_ok=True)
+    metrics = dict(r.metrics)
+    raster = probability_raster(r.grid, r.cell_size)
+    write_cog(raster, os.path.join(out, "probability.tif"))
+
+    asm = r.labels[r.labels["label"] == 1]
+    hotspots = find_hotspots(raster, r.hotspot_threshold, asm["lat"].to_numpy(), asm["lon"].to_numpy())
+    write_atomic(os.path.join(out, "hotspots.geojson"), hotspots.to_json(na="null", drop_id=True))
+    _write_csv(os.path.join(out, "hotspots.csv"), hotspots.drop(columns="geometry"))
+    _write_csv(os.path.join(out, "feature_importance.csv"), r.importance)
+    metrics.update(hotspot_threshold=r.hotspot_threshold, n_hotspots=len(hotspots),
+                   n_hotspots_without_asm_label=int(hotspots["field_validation_candidate"].sum()))
+
+    districts, n_outside = None, 0
+    if r.boundaries is not None:
+        districts, n_outside = district_totals(r.boundaries, r.grid)
+        _write_csv(os.path.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
+        write_atomic(os.path.join(out, "admin_summary.geojson"), districts.to_json(na="null", drop_id=True))
+        metrics.update(n_districts=len(districts), n_cells_outside_districts=n_outside)
+
+    figures = _draw_figures(figures_dir, r, raster, metrics)
+    write_map(os.path.join(out, "map.html"), raster, hotspots, r.labels, districts,
+              title=f"Predicted ASM probability ({len(r.grid):,} cells)")
+    write_metrics(os.path.join(out, "metrics.json"), metrics)
+    write_page(os.path.join(out, "report.html"), metrics, figures, hotspots, r.importance, districts,
+               n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
+    return metrics
+
+
+def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any]) -> dict[str, str]:
+    """Draw every figure into ``folder``; return name -> file."""
+    files = {name: os.path.join(folder, f"{name}.png")
+             for name in ("roc", "cv_auc", "reliability", "label_counts", "probability_map")}
+    held = r.held_out
+    plot_roc(files["roc"], held.y, held.scores, held.probability,
+             metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
+    plot_cv_curve(files["cv_auc"], r.cv_curves, metrics["best_alpha"], metrics["alpha_selected_by"],
+                  metrics.get("blocked_cv_block_size_deg", metrics["block_size_deg"]))
+    plot_reliability(files["reliability"], held.reliability, metrics["brier_test"])
+    plot_label_counts(files["label_counts"], r.label_counts)
+    plot_probability_map(files["probability_map"], raster, f"Predicted ASM probability ({len(r.grid):,} cells)",
+                         positives=r.labels[r.labels["label"] == 1])
+    names = [c for c in r.top_features.columns if c not in ("lat", "lon")]
+    if names:
+        files["feature_maps"] = os.path.join(folder, "feature_maps.png")
+        lat, lon = r.top_features["lat"].to_numpy(), r.top_features["lon"].to_numpy()
+        plot_feature_maps(files["feature_maps"], {
+            name: rasterize_cells(lat, lon, r.top_features[name].to_numpy(), r.cell_size, frame=raster)
+            for name in names})
+    return files
+
+
+def _write_csv(path: str, frame: pd.DataFrame) -> None:
+    with replacing(path) as tmp:
+        frame.to_csv(tmp, index=False)

@@ -1,0 +1,93 @@
+"""District totals: how much likely mining each district (chiefdom, province...) holds.
+
+Each cell belongs to the district its centroid falls in (a centroid on a shared border
+goes to the first district in the file). Districts are ranked by their expected number of
+ASM cells, the sum of their cells' probabilities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..config import BoundariesConfig
+from ..errors import InputError
+
+#: cells assigned to districts per step: bounds the points held at once
+CELLS_PER_STEP = 250_000
+COLUMNS = ["rank", "name", "n_cells", "mean_probability", "expected_asm_cells", "area_km2"]
+
+
+def read_boundaries(config: BoundariesConfig, cells_bounds: list[tuple[float, float, float, float]]):
+    """The district polygons in EPSG:4326, checked before any work is done.
+
+    ``cells_bounds`` holds (west, south, east, north) boxes that contain every cell: a
+    boundary file none of whose polygons meets one of them overlaps no cell.
+    """
+    import geopandas as gpd
+    import shapely
+
+    path = config.path
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:  # pyogrio names the file and the format problem
+        raise InputError(f"{path}: cannot read boundaries ({str(exc).strip().splitlines()[0]})") from None
+    if config.name_column not in frame.columns:
+        raise InputError(f"{path}: no column {config.name_column!r} (report.boundaries.name_column); "
+                         f"columns: {[c for c in frame.columns if c != frame.geometry.name]}")
+    polygonal = frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])
+    if not polygonal.any():
+        raise InputError(f"{path}: no polygons (found {sorted(set(frame.geom_type.dropna()))})")
+    if frame.crs is None:
+        raise InputError(f"{path}: no coordinate reference system; save it with one (e.g. a .prj file)")
+    frame = frame[polygonal].to_crs("EPSG:4326")
+    frame = gpd.GeoDataFrame({"name": frame[config.name_column].astype(str).to_numpy()},
+                             geometry=shapely.make_valid(frame.geometry.to_numpy()), crs="EPSG:4326")
+    boxes = shapely.box(*np.asarray(cells_bounds, dtype=float).T)
+    if not shapely.STRtree(boxes).query(frame.geometry.to_numpy(), predicate="intersects").size:
+        west, south, east, north = (min(b[0] for b in cells_bounds), min(b[1] for b in cells_bounds),
+                                    max(b[2] for b in cells_bounds), max(b[3] for b in cells_bounds))
+        raise InputError(f"{path}: its {len(frame)} polygons overlap no cell of the features "
+                         f"(cells span lon {west:.2f}..{east:.2f}, lat {south:.2f}..{north:.2f})")
+    return frame.reset_index(drop=True)
+
+
+def district_totals(boundaries, grid: pd.DataFrame) -> tuple[object, int]:
+    """Per district: cells, mean and summed probability, geodesic area; ranked.
+
+    Returns the districts (a GeoDataFrame with :data:`COLUMNS`) and the number of cells
+    whose centroid lies in no district.
+    """
+    import geopandas as gpd
+    import shapely
+    from pyproj import Geod
+
+    tree = shapely.STRtree(boundaries.geometry.to_numpy())
+    n_districts = len(boundaries)
+    n_cells, total = np.zeros(n_districts, np.int64), np.zeros(n_districts)
+    outside = 0
+    for start in range(0, len(grid), CELLS_PER_STEP):
+        step = grid.iloc[start:start + CELLS_PER_STEP]
+        points = shapely.points(step["lon"].to_numpy(), step["lat"].to_numpy())
+        cell, district = tree.query(points, predicate="intersects")
+        # The first district in the file wins a centroid on a shared border.
+        order = np.lexsort((district, cell))
+        cell, district = cell[order], district[order]
+        first = np.r_[True, cell[1:] != cell[:-1]]
+        cell, district = cell[first], district[first]
+        n_cells += np.bincount(district, minlength=n_districts)
+        total += np.bincount(district, weights=step["probability"].to_numpy()[cell], minlength=n_districts)
+        outside += len(step) - len(cell)
+    if n_cells.sum() == 0:
+        raise InputError("report.boundaries: no cell centroid falls inside any district")
+    geod = Geod(ellps="WGS84")
+    area = np.array([abs(geod.geometry_area_perimeter(g)[0]) / 1e6 for g in boundaries.geometry])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_cells > 0, total / n_cells, np.nan)
+    table = pd.DataFrame({"name": boundaries["name"].to_numpy(), "n_cells": n_cells,
+                          "mean_probability": mean, "expected_asm_cells": total, "area_km2": area})
+    order = table.sort_values(["expected_asm_cells", "name"], ascending=[False, True], kind="stable").index
+    table = table.loc[order]
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return gpd.GeoDataFrame(table, geometry=boundaries.geometry.loc[order].to_numpy(),
+                            crs="EPSG:4326").reset_index(drop=True), int(outside)

@@ -1,0 +1,135 @@
+"""Hotspots: connected clusters of likely cells, the places to look at and visit.
+
+A hotspot is a set of cells at or above a probability threshold, connected through
+their edges or corners (8 neighbours), dissolved into one (multi)polygon. Hotspots are
+ranked by their expected number of ASM cells, the sum of their probabilities: a large
+cluster of fairly likely cells outranks a single very likely one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .raster import CellRaster
+
+EARTH_RADIUS_KM = 6371.0088
+COLUMNS = ["hotspot_id", "rank", "n_cells", "area_km2", "expected_asm_cells", "mean_probability",
+           "max_probability", "n_asm_labels", "distance_to_nearest_asm_label_km", "lat", "lon",
+           "peak_lat", "peak_lon", "field_validation_candidate"]
+
+
+def find_hotspots(probability: CellRaster, threshold: float, asm_lat: np.ndarray,
+                  asm_lon: np.ndarray):
+    """Hotspots of ``probability`` at or above ``threshold``, ranked.
+
+    Parameters
+    ----------
+    probability : CellRaster
+        Calibrated probability per cell, NaN where there is no cell.
+    threshold : float
+        Cells at or above it belong to hotspots.
+    asm_lat, asm_lon : numpy.ndarray
+        Known ASM labels: the points themselves.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per hotspot (:data:`COLUMNS`), EPSG:4326 polygons. ``n_asm_labels``
+        counts the labels inside; ``distance_to_nearest_asm_label_km`` is the great-circle
+        distance from the hotspot's nearest cell centre to the nearest label (0 when one is
+        inside, NaN when there are no labels); ``lat``/``lon`` is the mean of its cell
+        centres and ``peak_lat``/``peak_lon`` its most likely cell.
+    """
+    import geopandas as gpd
+    from scipy import ndimage
+
+    values = probability.values
+    mask = np.nan_to_num(values, nan=-1.0) >= threshold
+    labelled, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return gpd.GeoDataFrame(columns=COLUMNS, geometry=[], crs="EPSG:4326")
+    rows, cols = np.nonzero(mask)
+    ids = labelled[rows, cols]
+    p = values[rows, cols].astype(np.float64)
+    n_cells = np.bincount(ids, minlength=n + 1)[1:]
+    expected = np.bincount(ids, weights=p, minlength=n + 1)[1:]
+    lat, lon = probability.centres(rows, cols)
+    mean_lat = np.bincount(ids, weights=lat, minlength=n + 1)[1:] / n_cells
+    mean_lon = np.bincount(ids, weights=lon, minlength=n + 1)[1:] / n_cells
+    # The first cell of each hotspot in (id, -probability) order is its peak.
+    order = np.lexsort((-p, ids))
+    first = order[np.r_[0, np.flatnonzero(np.diff(ids[order])) + 1]]
+    area = np.bincount(ids, weights=_cell_areas_km2(probability)[rows], minlength=n + 1)[1:]
+    n_labels, distance = _labels_near(probability, labelled, ids, lat, lon, n,
+                                      np.asarray(asm_lat, float), np.asarray(asm_lon, float))
+    table = pd.DataFrame({
+        "hotspot_id": np.arange(1, n + 1), "n_cells": n_cells, "area_km2": area,
+        "expected_asm_cells": expected, "mean_probability": expected / n_cells,
+        "max_probability": p[first], "n_asm_labels": n_labels,
+        "distance_to_nearest_asm_label_km": distance, "lat": mean_lat, "lon": mean_lon,
+        "peak_lat": lat[first], "peak_lon": lon[first]})
+    table["field_validation_candidate"] = table["n_asm_labels"] == 0
+    table = table.round({"lat": 6, "lon": 6, "peak_lat": 6, "peak_lon": 6, "area_km2": 4})
+    table = table.sort_values(["expected_asm_cells", "max_probability", "hotspot_id"],
+                              ascending=[False, False, True], kind="stable")
+    table.insert(1, "rank", np.arange(1, n + 1))
+    geometry = _polygons(probability, labelled, mask)
+    return gpd.GeoDataFrame(table[COLUMNS].reset_index(drop=True),
+                            geometry=geometry.loc[table["hotspot_id"]].to_numpy(), crs="EPSG:4326")
+
+
+def _polygons(raster: CellRaster, labelled: np.ndarray, mask: np.ndarray):
+    """Each hotspot's cells dissolved into one (multi)polygon, indexed by hotspot id.
+
+    Traced with 4-connectivity, then dissolved per id: cells meeting only at a corner
+    become a valid MultiPolygon rather than a polygon touching itself.
+    """
+    import shapely
+    from rasterio.features import shapes
+    from shapely.geometry import shape
+
+    pieces: dict[int, list] = {}
+    for geometry, value in shapes(labelled.astype(np.int32), mask=mask, connectivity=4,
+                                  transform=raster.transform()):
+        pieces.setdefault(int(value), []).append(shape(geometry))
+    return pd.Series({i: shapely.union_all(parts) for i, parts in pieces.items()})
+
+
+def _cell_areas_km2(raster: CellRaster) -> np.ndarray:
+    """Geodesic area (WGS84) of one cell in each row of ``raster``."""
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    rows = raster.shape[0]
+    north = raster.north - np.arange(rows) * raster.cell_size
+    south = north - raster.cell_size
+    areas = np.empty(rows)
+    for i in range(rows):
+        lons = [0.0, raster.cell_size, raster.cell_size, 0.0]
+        area, _ = geod.polygon_area_perimeter(lons, [south[i], south[i], north[i], north[i]])
+        areas[i] = abs(area) / 1e6
+    return areas
+
+
+def _labels_near(raster: CellRaster, labelled: np.ndarray, ids: np.ndarray, lat: np.ndarray,
+                 lon: np.ndarray, n: int, asm_lat: np.ndarray,
+                 asm_lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels inside each hotspot, and each hotspot's distance to the nearest label."""
+    if len(asm_lat) == 0:
+        return np.zeros(n, dtype=np.int64), np.full(n, np.nan)
+    from sklearn.neighbors import BallTree
+
+    # Cells are closed south and west, open north and east, as in the join.
+    row = (np.ceil((raster.north - asm_lat) / raster.cell_size) - 1).astype(np.int64)
+    col = np.floor((asm_lon - raster.west) / raster.cell_size).astype(np.int64)
+    inside = (row >= 0) & (row < raster.shape[0]) & (col >= 0) & (col < raster.shape[1])
+    holder = np.zeros(len(asm_lat), dtype=np.int64)
+    holder[inside] = labelled[row[inside], col[inside]]
+    n_labels = np.bincount(holder, minlength=n + 1)[1:]
+    tree = BallTree(np.deg2rad(np.column_stack([asm_lat, asm_lon])), metric="haversine")
+    nearest, _ = tree.query(np.deg2rad(np.column_stack([lat, lon])), k=1)
+    per_hotspot = pd.Series(nearest[:, 0] * EARTH_RADIUS_KM).groupby(ids).min()
+    distance = per_hotspot.reindex(np.arange(1, n + 1)).to_numpy(copy=True)
+    distance[n_labels > 0] = 0.0
+    return n_labels, distance
