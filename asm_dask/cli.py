@@ -131,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_cluster(command: argparse.ArgumentParser) -> None:
         command.add_argument("--scheduler", metavar="ADDRESS",
-                             help="address of a running Dask scheduler, e.g. tcp://host:8786")
+                             help="address of a running Dask scheduler, e.g. tcp://127.0.0.1:8786; "
+                                  "for a tls:// one, name its certificates in a cluster file of kind "
+                                  "'scheduler' (see cluster/scheduler.yaml)")
         command.add_argument("--cluster", metavar="FILE",
                              help="cluster file (see cluster/*.yaml); default: a local cluster")
 

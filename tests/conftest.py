@@ -140,3 +140,114 @@ def local_run(country, tmp_path_factory):
     done = asm_dask("run", job, "--out", folder / "result")
     assert done.returncode == 0, done.stderr
     return folder / "result", done
+
+
+@dataclass
+class TlsFiles:
+    """PEM files of a private certificate authority and of certificates it signed.
+
+    ``node`` is for the scheduler and workers, ``client`` for whoever submits work,
+    ``stranger`` a self-signed pair the authority never signed.
+    """
+
+    ca: Path
+    node_cert: Path
+    node_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_cert: Path
+    stranger_key: Path
+
+    def client_security(self) -> distributed.Security:
+        return distributed.Security(require_encryption=True, tls_ca_file=str(self.ca),
+                                    tls_client_cert=str(self.client_cert),
+                                    tls_client_key=str(self.client_key))
+
+
+def _write_key_and_cert(folder: Path, name: str, subject: str, issuer=None):
+    """Write ``name.pem`` and ``name-key.pem``; signed by ``issuer`` (cert, key), else by itself."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())  # far faster to make than RSA
+    subject_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_cert, issuer_key = issuer if issuer else (None, key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject_name)
+               .issuer_name(issuer_cert.subject if issuer_cert else subject_name)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True))
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert, key, cert_path, key_path
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A private CA, a node and a client certificate it signed, and a stranger's pair."""
+    folder = tmp_path_factory.mktemp("tls")
+    ca_cert, ca_key, ca_path, _ = _write_key_and_cert(folder, "ca", "asm-dask test CA")
+    *_, node_cert, node_key = _write_key_and_cert(folder, "node", "dask-node", (ca_cert, ca_key))
+    *_, client_cert, client_key = _write_key_and_cert(folder, "client", "dask-client", (ca_cert, ca_key))
+    *_, stranger_cert, stranger_key = _write_key_and_cert(folder, "stranger", "stranger")
+    return TlsFiles(ca_path, node_cert, node_key, client_cert, client_key, stranger_cert, stranger_key)
+
+
+@pytest.fixture
+def tls_dask_scheduler_with_workers(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles,
+) -> Iterator[Callable[..., DaskProcesses]]:
+    """Like ``dask_scheduler_with_workers``, but a TLS scheduler and workers using ``tls_files``.
+
+    Scheduler and workers present the node certificate and accept only peers whose
+    certificate the test CA signed. The returned ``address`` is ``tls://127.0.0.1:PORT``;
+    each process's output is in ``scheduler.log`` and ``worker-i.log`` in its ``log_folder``.
+    """
+    started: list[subprocess.Popen] = []
+    tls_args = ["--tls-ca-file", str(tls_files.ca), "--tls-cert", str(tls_files.node_cert),
+                "--tls-key", str(tls_files.node_key)]
+
+    def start(n_workers: int = 2) -> DaskProcesses:
+        folder = tmp_path_factory.mktemp("tls-dask-processes")
+        scheduler_file, scheduler_log = folder / "scheduler.json", folder / "scheduler.log"
+        scheduler = _spawn(
+            ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--protocol", "tls",
+             *tls_args, "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
+            scheduler_log,
+        )
+        started.append(scheduler)
+        address = _read_scheduler_file(scheduler_file, scheduler, scheduler_log)
+        workers = []
+        for i in range(n_workers):
+            worker = _spawn(
+                ["distributed.cli.dask_worker", address, "--host", "127.0.0.1", *tls_args,
+                 "--name", f"worker-{i}", "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                 "--local-directory", str(folder / f"worker-{i}")],
+                folder / f"worker-{i}.log",
+            )
+            started.append(worker)
+            workers.append(worker)
+        with distributed.Client(address, security=tls_files.client_security(),
+                                timeout=STARTUP_TIMEOUT) as client:
+            client.wait_for_workers(n_workers, timeout=STARTUP_TIMEOUT)
+        processes = DaskProcesses(address=address, scheduler=scheduler, workers=workers)
+        processes.log_folder = folder  # type: ignore[attr-defined]
+        return processes
+
+    try:
+        yield start
+    finally:
+        for process in reversed(started):
+            _kill(process)

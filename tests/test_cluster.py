@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import re
+import signal
 import socket
+import ssl
+import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import dask
@@ -17,8 +25,9 @@ import pytest
 import yaml
 from distributed.system import MEMORY_LIMIT
 
-from asm_dask.cluster import describe, open_client
+from asm_dask.cluster import LOOPBACK_DASHBOARD, describe, open_client, plan_cluster
 from asm_dask.errors import InputError
+from builders import asm_dask, write_job
 
 
 def _write(tmp_path, settings):
@@ -134,7 +143,7 @@ def test_unreachable_scheduler(tmp_path):
         ({"kind": "local", "jobs": 2}, "'jobs' only applies to kinds slurm and pbs"),
         ({"kind": "local", "scale": 1, "adapt": {"maximum": 2}}, "give only one of scale, adapt"),
         ({"kind": "scheduler", "address": "tcp://127.0.0.1:8786", "port": 1},
-         "kind 'scheduler' takes exactly one key, 'address'"),
+         "kind 'scheduler' takes the keys 'address' and, optionally, 'security'"),
     ],
 )
 def test_bad_cluster_file_names_file_and_problem(tmp_path, settings, message):
@@ -196,3 +205,263 @@ def test_fixture_worker_processes_can_be_killed(dask_scheduler_with_workers):
             time.sleep(0.1)
         (name,) = [w["name"] for w in client.scheduler_info(n_workers=-1)["workers"].values()]
     assert name == "worker-1"
+
+
+# --- TLS: only the cluster's own workers and clients get in ----------------------
+
+
+def _wait_for_line(log, text, process=None, timeout=30.0):
+    """The first line of the file ``log`` containing ``text``, once a process has written it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines() if log.exists() else []:
+            if text in line:
+                return line
+        assert process is None or process.poll() is None, log.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {log}:\n{log.read_text()}")
+
+
+def _client_file(tmp_path, address, tls_files, cert=None, key=None):
+    return _write(tmp_path, {"kind": "scheduler", "address": address, "security": {
+        "tls_ca_file": str(tls_files.ca), "tls_client_cert": str(cert or tls_files.client_cert),
+        "tls_client_key": str(key or tls_files.client_key)}})
+
+
+def test_tls_scheduler_runs_the_job_and_refuses_everyone_else(tls_dask_scheduler_with_workers, tls_files,
+                                                               country, tmp_path):
+    procs = tls_dask_scheduler_with_workers(n_workers=2)
+    assert procs.address.startswith("tls://127.0.0.1:")
+    scheduler_log = procs.log_folder / "scheduler.log"
+
+    # The whole job, through the TLS scheduler and its two worker processes.
+    job = write_job(tmp_path, country.labels, country.features)
+    done = asm_dask("run", job, "--out", tmp_path / "out", "--cluster",
+                    _client_file(tmp_path, procs.address, tls_files))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n_cells"] == country.n_cells
+
+    # Plain TCP to the same port: the scheduler sees no TLS handshake and hangs up.
+    plain = procs.address.replace("tls://", "tcp://")
+    with pytest.raises(TimeoutError, match=f"^cannot reach the Dask scheduler at {plain}: .*reset by peer"):
+        with open_client(scheduler=plain, progress=False):
+            pass
+    assert "[SSL: WRONG_VERSION_NUMBER]" in _wait_for_line(scheduler_log, "WRONG_VERSION_NUMBER")
+
+    # TLS that trusts the scheduler but shows no certificate of its own.
+    context = ssl.create_default_context(cafile=str(tls_files.ca))
+    context.check_hostname = False  # the test CA names no host, as Dask's own setup
+    url = urlparse(procs.address)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as raw:
+        with context.wrap_socket(raw) as tls:
+            with pytest.raises(ssl.SSLError, match="TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+                tls.recv(1)
+    _wait_for_line(scheduler_log, "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+
+    # A certificate the cluster's CA never signed.
+    stranger = _client_file(tmp_path, procs.address, tls_files, tls_files.stranger_cert, tls_files.stranger_key)
+    with pytest.raises(TimeoutError, match=f"^cannot reach the Dask scheduler at {procs.address}: "):
+        with open_client(stranger, progress=False):
+            pass
+    assert "certificate verify failed" in _wait_for_line(scheduler_log, "CERTIFICATE_VERIFY_FAILED")
+
+    # None of that disturbed the cluster.
+    with distributed.Client(procs.address, security=tls_files.client_security(), timeout=10) as client:
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+
+
+def test_tls_address_without_certificates_is_a_one_line_error(tmp_path, country):
+    address = f"tls://127.0.0.1:{_free_port()}"
+    expected = (f"--scheduler: {address} is a TLS scheduler and no certificates are named: give its CA file "
+                f"and your client certificate and key under 'security' in a cluster file of kind 'scheduler' "
+                f"(see cluster/scheduler.yaml)")
+    with pytest.raises(ValueError) as error:
+        with open_client(scheduler=address):
+            pass
+    assert str(error.value) == expected and isinstance(error.value, InputError)
+    job = write_job(tmp_path, country.labels, country.features)
+    done = asm_dask("run", job, "--scheduler", address, timeout=60)
+    assert (done.returncode, done.stderr) == (2, f"asm-dask: error: {expected}\n")
+
+    path = _write(tmp_path, {"kind": "scheduler", "address": address})
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {address} is a TLS scheduler and no certif"):
+        with open_client(path):
+            pass
+
+
+def test_tls_scheduler_certificates_from_dasks_own_configuration(tls_dask_scheduler_with_workers, tls_files):
+    procs = tls_dask_scheduler_with_workers(n_workers=1)
+    with dask.config.set({"distributed.comm.tls.ca-file": str(tls_files.ca),
+                          "distributed.comm.tls.client.cert": str(tls_files.client_cert),
+                          "distributed.comm.tls.client.key": str(tls_files.client_key)}):
+        with open_client(scheduler=procs.address, progress=False) as client:
+            assert describe(client)["n_workers"] == 1
+
+
+def _credentials_in_memory(security):
+    return all("BEGIN CERTIFICATE" in getattr(security, f"tls_{name}")
+               for name in ("ca_file", "client_cert", "scheduler_cert", "worker_cert"))
+
+
+@pytest.mark.parametrize("kind", ["ssh", "slurm", "pbs"])
+def test_clusters_across_machines_use_tls_by_default(tmp_path, kind):
+    settings = {"kind": kind, "hosts": ["a", "b"]} if kind == "ssh" else \
+        {"kind": kind, "cores": 1, "memory": "1GB", "shared_temp_directory": str(tmp_path / "shared")}
+    with contextlib.ExitStack() as stack:
+        plan = plan_cluster(_write(tmp_path, settings), stack)
+        security = plan.arguments["security"]
+        assert security.require_encryption
+        assert plan.arguments["scheduler_options"]["dashboard_address"] == LOOPBACK_DASHBOARD
+        if kind == "ssh":
+            # The hosts get the credentials with the rest of Dask's configuration.
+            assert _credentials_in_memory(security)
+            assert plan.arguments["scheduler_options"]["protocol"] == "tls"
+            assert plan.config["distributed.comm.require-encryption"] is True
+            assert plan.config["distributed.comm.tls.worker.key"] == security.tls_worker_key
+        else:
+            # Batch jobs get file names, in a folder only this user can open.
+            assert "protocol" not in plan.arguments  # dask-jobqueue makes it tls:// itself
+            assert "BEGIN CERTIFICATE" in security.tls_client_cert + security.tls_scheduler_cert
+            files = [Path(security.tls_ca_file), Path(security.tls_worker_cert), Path(security.tls_worker_key)]
+            (folder,) = {f.parent for f in files}
+            assert folder.parent == tmp_path / "shared"
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+            assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+            assert "PRIVATE KEY" in files[2].read_text()
+    if kind != "ssh":
+        assert not folder.exists()  # removed with the run
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"kind": "ssh", "hosts": ["a"], "scheduler_options": {"protocol": "tcp"}},
+         "protocol 'tcp' is not TLS; plain TCP needs 'security: none'"),
+        ({"kind": "slurm", "protocol": "tcp://"}, "protocol 'tcp://' is not TLS; plain TCP needs 'security: none'"),
+        ({"kind": "kubernetes"}, "kind 'kubernetes' cannot use TLS .*add 'security: none' to accept that"),
+        ({"kind": "ssh", "security": "off"}, "'security' must be 'temporary', 'none' or a mapping"),
+        ({"kind": "ssh", "security": {"tls_ca": "ca.pem"}}, r"unknown key\(s\) under 'security': tls_ca;"),
+        ({"kind": "ssh", "security": {"tls_ca_file": "ca.pem", "tls_cert": "c.pem"}},
+         "'security' must name tls_client_key, tls_scheduler_key, tls_worker_key"),
+        ({"kind": "ssh", "security": {"tls_ca_file": "ca.pem", "tls_cert": "c.pem", "tls_key": "k.pem"}},
+         "security: tls_ca_file .*ca.pem: file not found"),
+        ({"kind": "scheduler", "address": "tcp://127.0.0.1:8786", "security": {"tls_ca_file": "ca.pem"}},
+         "'security' names certificates, but tcp://127.0.0.1:8786 is not a tls:// address"),
+        ({"kind": "scheduler", "address": "tls://127.0.0.1:8786", "security": "temporary"},
+         "kind 'scheduler' takes 'security' as a mapping of certificate files or 'none'"),
+        ({"kind": "scheduler", "address": "tls://127.0.0.1:8786", "security": "none"},
+         "tls://127.0.0.1:8786 is a TLS scheduler and no certificates are named"),
+    ],
+)
+def test_bad_security_names_file_and_problem(tmp_path, settings, message):
+    path = _write(tmp_path, settings)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {message}") as error:
+        with contextlib.ExitStack() as stack:
+            plan_cluster(path, stack)
+    assert isinstance(error.value, InputError) and "\n" not in str(error.value)
+
+
+def test_certificate_that_does_not_load_is_a_one_line_error(tmp_path, tls_files):
+    path = _write(tmp_path, {"kind": "slurm", "security": {
+        "tls_ca_file": str(tls_files.ca), "tls_cert": str(tls_files.node_cert),
+        "tls_key": str(tls_files.stranger_key)}})  # a key of another certificate
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: security: cannot load the CA file and "
+                                         f"client certificate and key: .*KEY_VALUES_MISMATCH"):
+        with contextlib.ExitStack() as stack:
+            plan_cluster(path, stack)
+
+
+def test_plain_tcp_only_when_the_file_says_so(tmp_path):
+    for kind in ("ssh", "slurm", "pbs", "kubernetes"):
+        with contextlib.ExitStack() as stack:
+            plan = plan_cluster(_write(tmp_path, {"kind": kind, "security": "none"}), stack)
+        assert "security" not in plan.arguments
+        assert "distributed.comm.require-encryption" not in plan.config
+        if kind != "kubernetes":  # the operator's dashboard sits behind a ClusterIP service
+            assert plan.arguments["scheduler_options"] == {"dashboard_address": LOOPBACK_DASHBOARD}
+            assert plan.config["distributed.dashboard.link"].startswith("{scheme}://127.0.0.1:")
+
+
+def test_certificate_files_named_in_the_cluster_file(tmp_path, tls_files):
+    folder = tls_files.ca.parent
+    # Relative names resolve against the cluster file's folder; tls_cert and tls_key serve every
+    # role not named on its own.
+    path = folder / f"cluster-{tmp_path.name}.yaml"
+    path.write_text(yaml.safe_dump({"kind": "ssh", "hosts": ["a", "b"], "security": {
+        "tls_ca_file": "ca.pem", "tls_cert": "node.pem", "tls_key": "node-key.pem",
+        "tls_client_cert": "client.pem", "tls_client_key": "client-key.pem"}}))
+    with contextlib.ExitStack() as stack:
+        plan = plan_cluster(path, stack)
+    security = plan.arguments["security"]
+    assert (security.tls_ca_file, security.tls_client_cert, security.tls_worker_key) == (
+        str(tls_files.ca), str(tls_files.client_cert), str(tls_files.node_key))
+    assert plan.config["distributed.comm.tls.scheduler.cert"] == str(tls_files.node_cert)  # read on the hosts
+
+
+def _spawn_logged(args, log, env=None):
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+@contextlib.contextmanager
+def _killed_at_exit(processes):
+    try:
+        yield processes
+    finally:
+        for process in reversed(processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_ssh_hosts_get_working_credentials(tmp_path):
+    # What SSHCluster runs on each host, run here: `python -m distributed.cli.dask_spec` with
+    # this machine's whole Dask configuration in DASK_INTERNAL_INHERIT_CONFIG (SSHCluster
+    # writes it on the command line; an environment variable here).
+    with contextlib.ExitStack() as stack:
+        plan = plan_cluster(_write(tmp_path, {"kind": "ssh", "hosts": ["a", "b"]}), stack)
+    options = plan.arguments["scheduler_options"] | {"host": "127.0.0.1", "port": 0,
+                                                      "dashboard_address": "127.0.0.1:0"}
+    with dask.config.set(plan.config):
+        env = os.environ | {"DASK_INTERNAL_INHERIT_CONFIG": dask.config.serialize(dask.config.global_config)}
+    spec = [sys.executable, "-m", "distributed.cli.dask_spec"]
+    with _killed_at_exit([]) as started:
+        started.append(_spawn_logged(
+            [*spec, "--spec", json.dumps({"cls": "distributed.Scheduler", "opts": options})],
+            tmp_path / "scheduler.log", env))
+        line = _wait_for_line(tmp_path / "scheduler.log", "Scheduler at:", started[0])
+        address = line.split("Scheduler at:")[1].strip()
+        assert address.startswith("tls://127.0.0.1:")
+        worker = {0: {"cls": "distributed.Nanny", "opts": {"nthreads": 1, "host": "127.0.0.1"}}}
+        started.append(_spawn_logged([*spec, address, "--spec", json.dumps(worker)], tmp_path / "worker.log", env))
+        with distributed.Client(address, security=plan.arguments["security"], timeout=30) as client:
+            client.wait_for_workers(1, timeout=30)
+            assert client.submit(sum, [1, 2]).result() == 3
+            (worker_address,) = client.scheduler_info()["workers"]
+        assert worker_address.startswith("tls://")  # workers listen with TLS too
+        with pytest.raises(OSError):  # a plain-TCP client is turned away
+            distributed.Client(address.replace("tls://", "tcp://"), timeout=5)
+
+
+def test_batch_workers_join_with_the_credential_files(tmp_path):
+    # dask-jobqueue's scheduler runs here with the plan's Security; each batch job runs
+    # `dask worker` with the options it derives from the workers' credential files.
+    settings = {"kind": "slurm", "shared_temp_directory": str(tmp_path / "shared")}
+    with contextlib.ExitStack() as stack:
+        plan = plan_cluster(_write(tmp_path, settings), stack)
+        security = plan.arguments["security"]
+        scheduler = {"cls": distributed.Scheduler, "options": {
+            "protocol": "tls://", "security": security, "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0"}}
+        cluster = stack.enter_context(distributed.SpecCluster(scheduler=scheduler, workers={},
+                                                              security=security))
+        worker_args = ["--protocol", "tls://", "--tls-ca-file", security.tls_ca_file,
+                       "--tls-cert", security.tls_worker_cert, "--tls-key", security.tls_worker_key]
+        with _killed_at_exit([]) as started:
+            started.append(_spawn_logged(
+                [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                 "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard", *worker_args],
+                tmp_path / "worker.log"))
+            with distributed.Client(cluster) as client:
+                client.wait_for_workers(1, timeout=30)
+                assert client.submit(sum, [1, 2]).result() == 3
