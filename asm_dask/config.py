@@ -3,117 +3,291 @@
 Every setting has the notebook's value as its default, so a job file needs only the
 labels, the features and the output folder. Relative paths resolve against the job
 file's folder, so a job file can travel with its data.
+
+The schema is a set of frozen pydantic dataclasses: pydantic walks the whole file,
+rejects unknown and missing keys and collects every problem with its key path, and each
+setting's own validator says what it expects, strictly (``five`` is not a number, nor is
+``true``). Dataclasses rather than ``BaseModel``, because the stages and their tests
+build sections positionally and use :func:`dataclasses.asdict` and ``replace``.
+:func:`check_paths` then looks at the files and the output folder, before a cluster starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
-from dataclasses import dataclass, field, fields
+import re
+import stat
+import tempfile
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Callable
 
 import yaml
+from pydantic import BeforeValidator, ConfigDict, PlainValidator, TypeAdapter, ValidationError, ValidationInfo
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from .errors import InputError
 
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
 STORE_CHOICES = ("auto", "always", "never")
 
+#: a number in exponent notation: YAML 1.1 reads ``1e12`` and ``1.0e12`` (no decimal
+#: point, or no sign in the exponent) as text, YAML 1.2 and every reader as a number
+EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
-@dataclass(frozen=True)
+
+def _expected(what: str) -> PydanticCustomError:
+    """The one error type the validators raise; :func:`_problem` adds the key and value."""
+    return PydanticCustomError("expected", "expected " + what)
+
+
+def _as_number(value: Any) -> int | float | None:
+    """``value`` as a finite number, int or float as written; ``None`` if it is none.
+
+    Booleans are not numbers. Exponent text is the number it spells (see :data:`EXPONENT`).
+    """
+    if isinstance(value, str) and EXPONENT.fullmatch(value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:  # an integer beyond any float
+        return None
+
+
+def _number(expected: str, ok: Callable[[float], bool] = lambda x: True, *, integer: bool = False,
+            optional: bool = False) -> PlainValidator:
+    """A number setting that ``ok`` accepts; kept as written, so that the run key of a job
+    file does not change (``1`` stays ``1``, not ``1.0``).
+
+    ``integer`` takes a whole number written as a float (``5.0``) as that integer, and
+    refuses ``5.5``; ``optional`` lets ``null`` switch the setting off.
+    """
+    expected += ", or null" if optional else ""
+
+    def validate(value: Any) -> int | float | None:
+        if value is None and optional:
+            return None
+        number = _as_number(value)
+        if integer and isinstance(number, float):
+            number = int(number) if number.is_integer() else None
+        if number is None or not ok(number):
+            raise _expected(expected)
+        return number
+    return PlainValidator(validate)
+
+
+def _choice(options: tuple[str, ...], hint: str = "") -> PlainValidator:
+    """One of ``options``, as text."""
+    quoted = [repr(option) for option in options]
+    expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}{hint}"
+
+    def validate(value: Any) -> str:
+        if not isinstance(value, str) or value not in options:
+            raise _expected(expected)
+        return value
+    return PlainValidator(validate)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _expected("true or false")
+    return value
+
+
+def _text(optional: bool = False) -> PlainValidator:
+    """Non-empty text (a column name, a prefix)."""
+    def validate(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value:
+            raise _expected("text" + (", or null" if optional else ""))
+        return value
+    return PlainValidator(validate)
+
+
+def _input_path(value: Any, info: ValidationInfo) -> str:
+    """A file to read: a local path, resolved against the job file's folder, or a URL."""
+    if not isinstance(value, str) or not value:
+        raise _expected("a path or URL")
+    if "::" in value and "://" not in value:
+        # fsspec (which fingerprints and reads inputs) splits 'a::b' into a chain of URLs,
+        # as in 'simplecache::s3://...', so such a local file would not be found.
+        raise _expected("a local path without '::' (fsspec reads 'a::b' as a chain of URLs; rename the "
+                        "file or its folder)")
+    return _resolved(value, info)
+
+
+def _folder_path(optional: bool = False) -> PlainValidator:
+    """A folder to write with plain file operations: a local or shared filesystem, not a URL."""
+    def validate(value: Any, info: ValidationInfo) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or (not value and not optional) or "://" in value:
+            raise _expected("a path to a folder on a local or shared filesystem (written with plain "
+                            "file operations, not a URL)" + (", or null" if optional else ""))
+        # An empty store_path has always meant "beside the features file", like null.
+        return _resolved(value, info) if value else value
+    return PlainValidator(validate)
+
+
+def _resolved(value: str, info: ValidationInfo) -> str:
+    """Resolved against the job file's folder when a job file is read; as given when a
+    section is built in code."""
+    return resolve_path(value, info.context["base"]) if info.context else value
+
+
+def _alphas(value: Any) -> str | tuple[float, ...]:
+    """``auto``, or a non-empty list of distinct positive numbers, as floats."""
+    if value == "auto":
+        return "auto"
+    expected = "'auto' or a non-empty list of distinct positive numbers"
+    numbers = [_as_number(item) for item in value] if isinstance(value, (list, tuple)) else []
+    if not numbers or any(number is None or number <= 0 for number in numbers):
+        raise _expected(expected)
+    alphas = tuple(float(number) for number in numbers)
+    if len(set(alphas)) < len(alphas):
+        raise _expected(expected + " (a value is repeated)")
+    return alphas
+
+
+def _mine_types(value: Any) -> tuple[str, ...]:
+    """Mine types as text; one written without brackets is a list of one, not a string of
+    letters; ``null`` is none."""
+    items = () if value is None else (value,) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise _expected("a mine type or a list of them, as text, or null")
+    return tuple(items)
+
+
+def _or_defaults(value: Any) -> Any:
+    """A section written as ``null`` (or a key with nothing under it) takes its defaults."""
+    return {} if value is None else value
+
+
+def _path_shorthand(value: Any) -> Any:
+    """``labels: path.csv`` is short for ``labels: {path: path.csv}``."""
+    return {"path": value} if isinstance(value, str) else value
+
+
+#: an unknown key is an error, so a typo never goes unnoticed
+_KNOWN_KEYS_ONLY = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class LabelFilters:
     """The notebook's label filters, applied in this order; ``None`` switches one off."""
 
     #: keep rows with ``proportion_inspected >= this`` or ``label == 1``
-    min_proportion_inspected: float | None = 0.2
+    min_proportion_inspected: Annotated[float | None, _number("a proportion from 0 to 1", lambda x: 0 <= x <= 1,
+                                                              optional=True)] = 0.2
     #: drop rows whose ``mine_type`` is one of these
-    exclude_mine_types: tuple[str, ...] = ("commercial",)
+    exclude_mine_types: Annotated[tuple[str, ...], PlainValidator(_mine_types)] = ("commercial",)
     #: keep rows with ``confidence >= this``
-    min_confidence: float | None = 3
+    min_confidence: Annotated[float | None, _number("a number", optional=True)] = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class LabelsConfig:
-    path: str
-    filters: LabelFilters = field(default_factory=LabelFilters)
+    path: Annotated[str, PlainValidator(_input_path)]
+    filters: Annotated[LabelFilters, BeforeValidator(_or_defaults)] = field(default_factory=LabelFilters)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class FeaturesConfig:
-    path: str
+    path: Annotated[str, PlainValidator(_input_path)]
     #: side of a grid cell in degrees; each cell is the square of this size on its centroid
-    cell_size: float = 0.01
+    cell_size: Annotated[float, _number("a number > 0", lambda x: x > 0)] = 0.01
     #: prefix of the feature columns (``feature_``, ``X_``...); ``None`` detects it
-    prefix: str | None = None
+    prefix: Annotated[str | None, _text(optional=True)] = None
     #: read the input in place or through the feature store: ``auto`` (in place for
     #: Feather and Parquet, unless a store of them exists; a store for CSV), ``always``, ``never``
-    store: str = "auto"
+    store: Annotated[str, _choice(STORE_CHOICES, " (the store's folder is features.store_path)")] = "auto"
     #: folder of the feature store; ``None`` puts it beside the features file
-    store_path: str | None = None
+    store_path: Annotated[str | None, _folder_path(optional=True)] = None
     #: rows per store partition; ``None`` sizes partitions to about 128 MB
-    rows_per_partition: int | None = None
+    rows_per_partition: Annotated[int | None, _number("an integer >= 1", lambda n: n >= 1, integer=True,
+                                                      optional=True)] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class SplitConfig:
-    test_size: float = 0.2
-    seed: int = 1991
+    test_size: Annotated[float, _number("a number between 0 and 1, exclusive", lambda x: 0 < x < 1)] = 0.2
+    #: numpy's seeds are 32-bit
+    seed: Annotated[int, _number("an integer from 0 to 4294967295", lambda n: 0 <= n < 2**32, integer=True)] = 1991
     #: what must not straddle train and test: ``cell`` (rows sharing a cell) or
     #: ``block`` (square blocks of ``block_size`` degrees: spatially blocked validation)
-    group_by: str = "cell"
-    block_size: float = 0.5
+    group_by: Annotated[str, _choice(("cell", "block"))] = "cell"
+    block_size: Annotated[float, _number("a number > 0", lambda x: x > 0)] = 0.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class ModelConfig:
     #: ``auto`` (a wide logarithmic grid, extended until the best alpha is interior) or a
     #: list of penalties searched exactly as given (the notebook's: [0.01, 0.1, 1, 10])
-    alphas: str | tuple[float, ...] = "auto"
-    cv_folds: int = 5
+    alphas: Annotated[str | tuple[float, ...], PlainValidator(_alphas)] = "auto"
+    cv_folds: Annotated[int, _number("an integer >= 2", lambda n: n >= 2, integer=True)] = 5
     #: divide each feature by its standard deviation over the training rows
-    standardize: bool = False
+    standardize: Annotated[bool, PlainValidator(_flag)] = False
     #: ``isotonic`` (the notebook's) or ``sigmoid`` (Platt scaling)
-    calibration: str = "isotonic"
+    calibration: Annotated[str, _choice(CALIBRATION_METHODS)] = "isotonic"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class BoundariesConfig:
     """Districts (or chiefdoms, provinces...) to total the map over."""
 
     #: GeoJSON, GeoPackage or Shapefile of polygons, in any CRS
-    path: str
+    path: Annotated[str, PlainValidator(_input_path)]
     #: the column holding each polygon's name
-    name_column: str
+    name_column: Annotated[str, _text()]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class ReportConfig:
     #: cells at or above this calibrated probability form hotspots (see the README)
-    hotspot_threshold: float = 0.5
+    hotspot_threshold: Annotated[float, _number("a probability in (0, 1]", lambda x: 0 < x <= 1)] = 0.5
     #: district boundaries for ``admin_summary.csv``; ``None``: no district totals
     boundaries: BoundariesConfig | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class Job:
-    labels: LabelsConfig
-    features: FeaturesConfig
-    output: str
-    split: SplitConfig = field(default_factory=SplitConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
+    labels: Annotated[LabelsConfig, BeforeValidator(_path_shorthand)]
+    features: Annotated[FeaturesConfig, BeforeValidator(_path_shorthand)]
+    output: Annotated[str, _folder_path()]
+    split: Annotated[SplitConfig, BeforeValidator(_or_defaults)] = field(default_factory=SplitConfig)
+    model: Annotated[ModelConfig, BeforeValidator(_or_defaults)] = field(default_factory=ModelConfig)
+    report: Annotated[ReportConfig, BeforeValidator(_or_defaults)] = field(default_factory=ReportConfig)
 
     def replace(self, **changes: Any) -> "Job":
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``, checked as the job file's settings are."""
+        try:
+            return dataclasses.replace(self, **changes)
+        except ValidationError as error:
+            raise InputError(_one_line(error)) from None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+_JOB = TypeAdapter(Job)
+#: each section of a job file, by key path, for naming its known keys
+_SECTIONS = {(): Job, ("labels",): LabelsConfig, ("labels", "filters"): LabelFilters,
+             ("features",): FeaturesConfig, ("split",): SplitConfig, ("model",): ModelConfig,
+             ("report",): ReportConfig, ("report", "boundaries"): BoundariesConfig}
+
+
 def load_job(path: str | os.PathLike) -> Job:
-    """Read and validate a job file; relative paths resolve against its folder."""
+    """Read and validate a job file; relative paths resolve against its folder.
+
+    Only the file's content is checked here; :func:`check_paths` looks at the files it names.
+    """
     path = Path(path)
     return job_from_dict(read_yaml(path, "job file"), base=path.parent, source=str(path))
 
@@ -127,58 +301,19 @@ def read_yaml(path: Path, what: str, missing: type[Exception] = InputError,
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise invalid(f"{path}: not valid YAML ({_first_line(exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise invalid(f"{path}: cannot read {what} ({_first_line(exc)})") from None
 
 
 def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") -> Job:
-    """Build a :class:`Job` from plain data, as read from YAML."""
+    """Build a :class:`Job` from plain data, as read from YAML; every problem in it is
+    reported on one line of :class:`InputError`, each with its key path."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping with labels, features and output")
-    base = Path(base)
-    for required in ("labels", "features", "output"):
-        if required not in raw:
-            raise InputError(f"{source}: missing required key '{required}'")
-    raw = dict(raw)
-    labels = _section(raw.pop("labels"), LabelsConfig, f"{source}: labels")
-    filters = _section(labels.pop("filters", {}) or {}, LabelFilters, f"{source}: labels.filters")
-    if "exclude_mine_types" in filters:
-        excluded = filters["exclude_mine_types"] or ()
-        # One type written without brackets is a list of one, not a string of letters.
-        filters["exclude_mine_types"] = (excluded,) if isinstance(excluded, str) else tuple(excluded)
-    features = _section(raw.pop("features"), FeaturesConfig, f"{source}: features")
-    split = _section(raw.pop("split", {}) or {}, SplitConfig, f"{source}: split")
-    model = _section(raw.pop("model", {}) or {}, ModelConfig, f"{source}: model")
-    if "alphas" in model:
-        model["alphas"] = _alphas(model["alphas"], f"{source}: model.alphas")
-    report = _section(raw.pop("report", {}) or {}, ReportConfig, f"{source}: report")
-    if report.get("boundaries") is not None:
-        boundaries = _section(report["boundaries"], BoundariesConfig, f"{source}: report.boundaries")
-        for key in ("path", "name_column"):
-            if not isinstance(boundaries.get(key), str) or not boundaries[key]:
-                raise InputError(f"{source}: report.boundaries.{key}: expected text, got {boundaries.get(key)!r}")
-        boundaries["path"] = resolve_path(boundaries["path"], base)
-        report["boundaries"] = BoundariesConfig(**boundaries)
-    output = raw.pop("output")
-    for where, value in (("labels.path", labels["path"]), ("features.path", features["path"]),
-                         ("output", output), ("features.store_path", features.get("store_path") or "")):
-        if not isinstance(value, str) or (not value and where != "features.store_path"):
-            raise InputError(f"{source}: {where}: expected a path or URL, got {value!r}")
-    if raw:
-        raise InputError(f"{source}: unknown key(s) {sorted(raw)}; "
-                         "expected labels, features, output, split, model, report")
-    labels["path"] = resolve_path(labels["path"], base)
-    features["path"] = resolve_path(features["path"], base)
-    if features.get("store_path"):
-        features["store_path"] = resolve_path(features["store_path"], base)
-    job = Job(
-        labels=LabelsConfig(filters=LabelFilters(**filters), **labels),
-        features=FeaturesConfig(**features),
-        output=resolve_path(output, base),
-        split=SplitConfig(**split),
-        model=ModelConfig(**model),
-        report=ReportConfig(**report),
-    )
-    _check_values(job, source)
-    return job
+    try:
+        return _JOB.validate_python(raw, context={"base": Path(base)})
+    except ValidationError as error:
+        raise InputError(f"{source}: {_one_line(error)}") from None
 
 
 def resolve_path(value: Any, base: Path) -> str:
@@ -186,77 +321,117 @@ def resolve_path(value: Any, base: Path) -> str:
     text = str(value)
     if "://" in text:
         return text
-    return str((base / os.path.expanduser(text)).resolve())
-
-
-def _section(raw: Any, cls: type, where: str) -> dict[str, Any]:
-    if isinstance(raw, str) and cls in (LabelsConfig, FeaturesConfig):
-        raw = {"path": raw}
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: expected a mapping, got {raw!r}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    if "path" in known and "path" not in raw:
-        raise InputError(f"{where}: missing required key 'path'")
-    return dict(raw)
-
-
-def _check_values(job: Job, source: str) -> None:
-    checks = [
-        (job.features.cell_size > 0, "features.cell_size must be positive"),
-        (job.features.store in STORE_CHOICES,
-         f"features.store must be one of {', '.join(STORE_CHOICES)}, got {job.features.store!r} "
-         "(the store's folder is features.store_path)"),
-        (0 < job.split.test_size < 1, "split.test_size must be between 0 and 1"),
-        (job.split.group_by in ("cell", "block"), "split.group_by must be 'cell' or 'block'"),
-        (job.split.block_size > 0, "split.block_size must be positive"),
-        (job.model.cv_folds >= 2, "model.cv_folds must be at least 2"),
-        (job.model.calibration in CALIBRATION_METHODS,
-         f"model.calibration must be one of {', '.join(CALIBRATION_METHODS)}"),
-        (isinstance(job.model.standardize, bool), "model.standardize must be true or false"),
-        (isinstance(job.report.hotspot_threshold, (int, float)) and not isinstance(job.report.hotspot_threshold, bool)
-         and 0 < job.report.hotspot_threshold <= 1, "report.hotspot_threshold must be a probability in (0, 1]"),
-        (job.features.rows_per_partition is None or job.features.rows_per_partition > 0,
-         "features.rows_per_partition must be positive"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise InputError(f"{source}: {message}")
-
-
-def _alphas(value: Any, where: str) -> str | tuple[float, ...]:
-    """``auto``, or a non-empty list of distinct positive numbers as floats.
-
-    YAML reads ``1e12`` (no decimal point, no sign in the exponent) as text; such text is
-    taken as the number it spells.
-    """
-    if value == "auto":
-        return "auto"
-    expected = "expected 'auto' or a non-empty list of distinct positive numbers"
-    if not isinstance(value, (list, tuple)) or not value:
-        raise InputError(f"{where}: {expected}, got {value!r}")
-    alphas = []
-    for item in value:
-        number = _number(item)
-        if number is None or not math.isfinite(number) or number <= 0:
-            raise InputError(f"{where}: {expected}, got {item!r} in {value!r}")
-        alphas.append(number)
-    if len(set(alphas)) < len(alphas):
-        raise InputError(f"{where}: {expected}; a value is repeated in {value!r}")
-    return tuple(alphas)
-
-
-def _number(item: Any) -> float | None:
-    if isinstance(item, bool):
-        return None
-    if isinstance(item, (int, float)):
-        return float(item)
+    path = base / os.path.expanduser(text)
     try:
-        return float(item) if isinstance(item, str) else None
-    except ValueError:
-        return None
+        return str(path.resolve())
+    except (RuntimeError, OSError):  # a symbolic link loop: check_paths names it
+        return os.path.abspath(path)
+
+
+def check_paths(job: Job) -> None:
+    """Check, before a cluster starts, that the local inputs are files that can be read
+    and that the output folder can be written. URLs are left to the readers."""
+    _check_input(job.labels.path, "labels.path", "labels file", "a CSV file")
+    _check_input(job.features.path, "features.path", "features file", "a Feather, Parquet or CSV file")
+    if job.report.boundaries is not None:
+        # A folder can hold polygons (a File Geodatabase is one): only its presence is checked.
+        _check_input(job.report.boundaries.path, "report.boundaries.path", "boundaries file", None)
+    if job.features.store_path and os.path.isfile(job.features.store_path):
+        raise InputError(f"{job.features.store_path}: is a file, expected a folder (features.store_path)")
+    _check_output(job.output)
+
+
+def _check_input(path: str, key: str, what: str, expected: str | None) -> None:
+    """A local input exists and can be opened; a folder only if ``expected`` is ``None``."""
+    if "://" in path:
+        return
+    if not stat.S_ISDIR(_stat(path, key, f"{path}: {what} not found").st_mode):
+        try:
+            open(path, "rb").close()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be opened: {_reason(exc)} ({key})") from None
+    elif expected is not None:
+        raise InputError(f"{path}: is a folder, expected {expected} ({key})")
+
+
+def _check_output(path: str) -> None:
+    """The output folder is not a file, and it or its nearest existing parent is writable."""
+    path = os.path.abspath(path)
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    where = "" if existing == path else f" in {existing}"
+    if not stat.S_ISDIR(_stat(existing, "output", f"{existing}: broken symbolic link (output)").st_mode):
+        raise InputError(f"{path}: is a file, expected a folder (output)" if existing == path else
+                         f"{path}: {existing} is a file, not a folder (output)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write the output folder{where}: permission denied (output)")
+    try:
+        # Permission bits are not the whole story (read-only mounts, /proc, ACLs): try.
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the output folder{where}: {_reason(exc)} (output)") from None
+
+
+def _stat(path: str, key: str, missing: str) -> os.stat_result:
+    """``os.stat(path)``; a missing path raises the message ``missing``, anything else
+    (a link loop, a file as a parent folder) a one-line error naming ``key``."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise InputError(missing) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be opened: {_reason(exc)} ({key})") from None
+
+
+def _reason(exc: OSError) -> str:
+    return "a symbolic link loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc)).lower()
+
+
+def _one_line(error: ValidationError) -> str:
+    """Every problem pydantic found, on one line: unknown keys grouped by section."""
+    problems: list[str | tuple[str, ...]] = []
+    unknown: dict[tuple[str, ...], list[str]] = {}
+    for item in error.errors(include_url=False):
+        loc = tuple(str(part) for part in item["loc"])
+        if item["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            if loc[:-1] not in unknown:
+                problems.append(loc[:-1])
+            unknown.setdefault(loc[:-1], []).append(loc[-1])
+        else:
+            problems.append(_problem(item, loc))
+    return "; ".join(p if isinstance(p, str) else _unknown_keys(p, unknown[p]) for p in problems)
+
+
+def _problem(item: dict[str, Any], loc: tuple[str, ...]) -> str:
+    """``key.path: expected ..., got VALUE``, or a missing key."""
+    if item["type"] == "missing":
+        return f"{_where(loc[:-1])}missing required key '{loc[-1]}'"
+    if item["type"] == "expected":
+        expected = item["msg"]
+    elif item["type"] == "dataclass_type":
+        expected = "expected a mapping" + (" or a path" if loc in (("labels",), ("features",)) else "")
+    else:  # not raised by this schema's validators; pydantic's own words, still on one line
+        expected = item["msg"].strip().splitlines()[0]
+    return f"{_where(loc)}{expected}, got {_shown(item['input'])}"
+
+
+def _unknown_keys(section: tuple[str, ...], keys: list[str]) -> str:
+    known = sorted(f.name for f in dataclasses.fields(_SECTIONS[section]))
+    return f"{_where(section)}unknown key(s) {sorted(keys)}; known keys: {known}"
+
+
+def _where(loc: tuple[str, ...]) -> str:
+    return ".".join(loc) + ": " if loc else ""
+
+
+def _shown(value: Any) -> str:
+    """A value as the job file wrote it, shortened to fit one line."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _first_line(exc: Exception) -> str:

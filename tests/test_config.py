@@ -1,9 +1,13 @@
+import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 
-from asm_dask.config import job_from_dict, load_job
+from asm_dask.config import FeaturesConfig, LabelFilters, check_paths, job_from_dict, load_job, resolve_path
 from asm_dask.errors import InputError
+
+MINIMAL = {"labels": "a.csv", "features": "f.feather", "output": "o"}
 
 
 def test_minimal_job_gets_the_notebooks_settings(tmp_path):
@@ -67,7 +71,7 @@ def test_the_sierra_leone_job_spells_out_the_defaults():
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nsplit: {test_size: 1.5}\n", "test_size"),
     ("labels: [oops\n", "not valid YAML"),
     ("labels: {path: a.csv}\nfeatures: {path: f, store: /data/st}\noutput: o\n",
-     "features.store must be one of auto, always, never, got '/data/st' (the store's folder is features.store_path)"),
+     "features.store: expected 'auto', 'always' or 'never' (the store's folder is features.store_path), got '/data/st'"),
     ("labels: {path: a.csv}\nfeatures: {path: f, store_path: [x]}\noutput: o\n", "features.store_path: expected a path"),
 ])
 def test_bad_job_files_are_rejected_with_the_file_and_key(tmp_path, text, message):
@@ -85,3 +89,172 @@ def test_filters_can_be_switched_off(tmp_path):
     filters = load_job(tmp_path / "job.yaml").labels.filters
     assert filters.min_confidence is None and filters.exclude_mine_types == ()
     assert filters.min_proportion_inspected == 0.2
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"model": {"alphas": "abc"}},
+     "model.alphas: expected 'auto' or a non-empty list of distinct positive numbers, got 'abc'"),
+    ({"model": {"alphas": 0.5}}, "model.alphas: expected 'auto' or a non-empty list of distinct positive numbers, got 0.5"),
+    ({"model": {"cv_folds": "five"}}, "model.cv_folds: expected an integer >= 2, got 'five'"),
+    ({"model": {"cv_folds": 5.5}}, "model.cv_folds: expected an integer >= 2, got 5.5"),
+    ({"model": {"cv_folds": True}}, "model.cv_folds: expected an integer >= 2, got true"),
+    ({"model": {"standardize": "yes"}}, "model.standardize: expected true or false, got 'yes'"),
+    ({"model": {"standardize": 1}}, "model.standardize: expected true or false, got 1"),
+    ({"model": {"calibration": None}}, "model.calibration: expected 'isotonic' or 'sigmoid', got null"),
+    ({"split": {"test_size": "half"}}, "split.test_size: expected a number between 0 and 1, exclusive, got 'half'"),
+    ({"split": {"seed": "abc"}}, "split.seed: expected an integer from 0 to 4294967295, got 'abc'"),
+    ({"split": {"seed": -1}}, "split.seed: expected an integer from 0 to 4294967295, got -1"),
+    ({"split": {"group_by": "district"}}, "split.group_by: expected 'cell' or 'block', got 'district'"),
+    ({"split": {"block_size": 0}}, "split.block_size: expected a number > 0, got 0"),
+    ({"split": 5}, "split: expected a mapping, got 5"),
+    ({"features": {"path": "f", "rows_per_partition": "many"}},
+     "features.rows_per_partition: expected an integer >= 1, or null, got 'many'"),
+    ({"features": {"path": "f", "cell_size": True}}, "features.cell_size: expected a number > 0, got true"),
+    ({"features": {"path": "f", "cell_size": ".nan"}}, "features.cell_size: expected a number > 0, got '.nan'"),
+    ({"features": {"path": "f", "prefix": ""}}, "features.prefix: expected text, or null, got ''"),
+    ({"features": 5}, "features: expected a mapping or a path, got 5"),
+    ({"labels": {"path": "a.csv", "filters": {"min_proportion_inspected": 2}}},
+     "labels.filters.min_proportion_inspected: expected a proportion from 0 to 1, or null, got 2"),
+    ({"labels": {"path": "a.csv", "filters": {"min_confidence": "high"}}},
+     "labels.filters.min_confidence: expected a number, or null, got 'high'"),
+    ({"labels": {"path": "a.csv", "filters": {"exclude_mine_types": [1, 2]}}},
+     "labels.filters.exclude_mine_types: expected a mine type or a list of them, as text, or null, got [1, 2]"),
+    ({"report": {"hotspot_threshold": 0}}, "report.hotspot_threshold: expected a probability in (0, 1], got 0"),
+    ({"report": {"boundaries": {"path": "b.gpkg"}}}, "report.boundaries: missing required key 'name_column'"),
+    ({"report": {"boundaries": {"path": "b.gpkg", "name_column": ""}}},
+     "report.boundaries.name_column: expected text, got ''"),
+    ({"output": "s3://bucket/out"}, "output: expected a path to a folder on a local or shared filesystem"),
+    ({"features": {"path": "f", "store_path": "s3://bucket/store"}}, "features.store_path: expected a path to a folder"),
+    ({"labels": "/data/a::b/labels.csv"}, "labels.path: expected a local path without '::' (fsspec reads 'a::b' "
+                                          "as a chain of URLs; rename the file or its folder), got '/data/a::b/labels.csv'"),
+    ({"features": "data::2024.feather"}, "features.path: expected a local path without '::'"),
+])
+def test_settings_of_the_wrong_type_name_the_key_the_value_and_what_was_expected(settings, message):
+    with pytest.raises(InputError) as error:
+        job_from_dict({**MINIMAL, **settings}, source="job.yaml")
+    assert str(error.value).startswith(f"job.yaml: {message}")
+    assert "\n" not in str(error.value)
+
+
+def test_every_problem_is_reported_on_one_line():
+    with pytest.raises(InputError) as error:
+        job_from_dict({**MINIMAL, "split": {"test_size": "half", "seed": "abc", "typo": 1}, "modle": {}}, source="j")
+    assert str(error.value) == (
+        "j: split.test_size: expected a number between 0 and 1, exclusive, got 'half'; "
+        "split.seed: expected an integer from 0 to 4294967295, got 'abc'; "
+        "split: unknown key(s) ['typo']; known keys: ['block_size', 'group_by', 'seed', 'test_size']; "
+        "unknown key(s) ['modle']; known keys: ['features', 'labels', 'model', 'output', 'report', 'split']")
+
+
+def test_whole_numbers_are_integers_and_exponent_text_is_a_number():
+    job = job_from_dict({**MINIMAL, "model": {"cv_folds": 5.0},
+                         "features": {"path": "f", "rows_per_partition": "1e6", "cell_size": "1e-2"}})
+    assert job.model.cv_folds == 5 and isinstance(job.model.cv_folds, int)
+    assert job.features.rows_per_partition == 1_000_000 and isinstance(job.features.rows_per_partition, int)
+    assert job.features.cell_size == 0.01
+
+
+def test_settings_keep_the_number_type_written_so_the_run_key_does_not_change():
+    # as_dict feeds the run key: block_size 1 must stay 1, not become 1.0, and lists stay tuples.
+    job = job_from_dict({**MINIMAL, "split": {"block_size": 1}, "model": {"alphas": [1, 10]},
+                         "labels": {"path": "a.csv", "filters": {"exclude_mine_types": "commercial"}}}, base="/b")
+    assert job.as_dict() == {
+        "labels": {"path": "/b/a.csv", "filters": {"min_proportion_inspected": 0.2,
+                                                   "exclude_mine_types": ("commercial",), "min_confidence": 3}},
+        "features": {"path": "/b/f.feather", "cell_size": 0.01, "prefix": None, "store": "auto",
+                     "store_path": None, "rows_per_partition": None},
+        "output": "/b/o",
+        "split": {"test_size": 0.2, "seed": 1991, "group_by": "cell", "block_size": 1},
+        "model": {"alphas": (1.0, 10.0), "cv_folds": 5, "standardize": False, "calibration": "isotonic"},
+        "report": {"hotspot_threshold": 0.5, "boundaries": None}}
+    assert type(job.as_dict()["split"]["block_size"]) is int
+
+
+def test_null_sections_take_their_defaults_and_urls_pass_through():
+    job = job_from_dict({**MINIMAL, "labels": {"path": "a.csv", "filters": None}, "split": None, "model": None,
+                         "features": "simplecache::s3://bucket/f.parquet", "report": {"boundaries": None}})
+    assert job.labels.filters == LabelFilters() and job.split == job_from_dict(MINIMAL).split
+    assert job.features.path == "simplecache::s3://bucket/f.parquet"
+
+
+def test_sections_built_in_code_are_validated_but_not_resolved():
+    assert LabelFilters(None, (), None).exclude_mine_types == ()
+    assert FeaturesConfig(path="rel/f.feather").path == "rel/f.feather"
+    with pytest.raises(ValueError, match="cell_size"):
+        FeaturesConfig(path="f", cell_size="small")
+
+
+def test_replace_checks_the_new_settings():
+    job = job_from_dict(MINIMAL)
+    assert job.replace(output="/elsewhere").output == "/elsewhere"
+    with pytest.raises(InputError, match="^output: expected a path to a folder"):
+        job.replace(output="s3://bucket/out")
+
+
+def test_a_symbolic_link_loop_is_left_for_check_paths_to_name(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert resolve_path("a", tmp_path) == str(tmp_path / "a")
+
+
+def test_a_job_file_that_is_not_text_is_one_line(tmp_path):
+    (tmp_path / "job.yaml").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(InputError, match="job.yaml: cannot read job file"):
+        load_job(tmp_path / "job.yaml")
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A job whose inputs exist, in tmp_path."""
+    (tmp_path / "labels.csv").write_text("lon,lat,label\n")
+    (tmp_path / "features.feather").write_bytes(b"ARROW1")
+    return tmp_path, {"labels": "labels.csv", "features": "features.feather", "output": "out"}
+
+
+def _path_problem(files, **changes) -> str:
+    folder, raw = files
+    with pytest.raises(InputError) as error:
+        check_paths(job_from_dict({**raw, **changes}, base=folder))
+    assert not (folder / "out").exists()
+    return str(error.value)
+
+
+def test_check_paths_accepts_a_sound_job_and_writes_nothing(files):
+    folder, raw = files
+    before = sorted(os.listdir(folder))
+    check_paths(job_from_dict({**raw, "output": "new/deeper/out"}, base=folder))
+    check_paths(job_from_dict({**raw, "features": "s3://bucket/f.parquet"}, base=folder))  # URLs: the readers' job
+    assert sorted(os.listdir(folder)) == before
+
+
+def test_check_paths_names_each_problem(files):
+    folder, _ = files
+    (folder / "a_folder").mkdir()
+    (folder / "a_file").write_text("x")
+    (folder / "loop_a").symlink_to(folder / "loop_b")
+    (folder / "loop_b").symlink_to(folder / "loop_a")
+    assert _path_problem(files, labels="nope.csv") == f"{folder / 'nope.csv'}: labels file not found"
+    assert _path_problem(files, labels="a_folder") == f"{folder / 'a_folder'}: is a folder, expected a CSV file (labels.path)"
+    assert _path_problem(files, features="a_folder") == \
+        f"{folder / 'a_folder'}: is a folder, expected a Feather, Parquet or CSV file (features.path)"
+    assert _path_problem(files, labels="loop_a") == f"{folder / 'loop_a'}: cannot be opened: a symbolic link loop (labels.path)"
+    assert _path_problem(files, output="a_file") == f"{folder / 'a_file'}: is a file, expected a folder (output)"
+    assert _path_problem(files, output="a_file/out") == \
+        f"{folder / 'a_file' / 'out'}: {folder / 'a_file'} is a file, not a folder (output)"
+    assert _path_problem(files, features={"path": "features.feather", "store_path": "a_file"}) == \
+        f"{folder / 'a_file'}: is a file, expected a folder (features.store_path)"
+    assert _path_problem(files, report={"boundaries": {"path": "b.gpkg", "name_column": "NAME"}}) == \
+        f"{folder / 'b.gpkg'}: boundaries file not found"
+    # A File Geodatabase is a folder: boundaries may be one.
+    folder_boundaries = {"boundaries": {"path": "a_folder", "name_column": "NAME"}}
+    check_paths(job_from_dict({**files[1], "report": folder_boundaries}, base=folder))
+
+
+def test_check_paths_tries_to_write_the_output_folder(files, monkeypatch):
+    # Root passes os.access everywhere; creating a file is the honest test.
+    def refuse(**kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr("asm_dask.config.tempfile.TemporaryFile", refuse)
+    folder, _ = files
+    assert _path_problem(files) == \
+        f"{folder / 'out'}: cannot write the output folder in {folder}: permission denied (output)"
