@@ -30,11 +30,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import load_job
+    from .config import check_paths, load_job, resolve_path
 
     job = load_job(args.job)
     if args.out:
-        job = job.replace(output=str(Path(args.out).resolve()))
+        job = job.replace(output=resolve_path(args.out, Path.cwd()))
+    check_paths(job)  # before a cluster starts, not minutes into the run
     return _run_loaded(job, args)
 
 

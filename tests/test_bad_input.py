@@ -1,7 +1,11 @@
 """Bad input: one clear line naming the file and the problem, exit 2, no output written."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from asm_dask.config import load_job
 from asm_dask.errors import InputError
@@ -129,3 +133,121 @@ def test_nan_features_are_dropped_counted_and_reported(inputs, client):
 def test_a_split_that_leaves_nothing_to_train_or_test_on(inputs, client, split, expected):
     tmp_path, labels, features = inputs
     assert expected in _run(tmp_path, labels, features, client, split=split)
+
+
+def _cli_error(folder: Path, job: dict, *args: str) -> str:
+    """Run ``asm-dask run`` on ``job`` (beside valid inputs in ``folder``) as a user would;
+    it must fail at once with one line, exit 2, and write no output."""
+    (folder / "job.yaml").write_text(yaml.safe_dump(job))
+    done = asm_dask("run", folder / "job.yaml", *args, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("asm-dask: error: ") and not done.stdout
+    assert not (folder / "out").exists()
+    return done.stderr.strip().removeprefix("asm-dask: error: ")
+
+
+@pytest.fixture
+def valid(inputs):
+    """Valid inputs and a job file's content for them; each test breaks one thing."""
+    tmp_path, labels, features = inputs
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    write_feather(features, tmp_path / "features.feather")
+    return tmp_path, {"labels": {"path": "labels.csv"}, "features": {"path": "features.feather"}, "output": "out"}
+
+
+@pytest.mark.parametrize("section, settings, expected", [
+    ("model", {"alphas": "abc"}, "model.alphas: expected 'auto' or a non-empty list of distinct positive numbers, got 'abc'"),
+    ("model", {"alphas": 0.5}, "model.alphas: expected 'auto' or a non-empty list of distinct positive numbers, got 0.5"),
+    ("model", {"cv_folds": "five"}, "model.cv_folds: expected an integer >= 2, got 'five'"),
+    ("model", {"standardize": "no"}, "model.standardize: expected true or false, got 'no'"),
+    ("split", {"test_size": "half"}, "split.test_size: expected a number between 0 and 1, exclusive, got 'half'"),
+    ("split", {"seed": "abc"}, "split.seed: expected an integer from 0 to 4294967295, got 'abc'"),
+    ("features", {"path": "features.feather", "rows_per_partition": "many"},
+     "features.rows_per_partition: expected an integer >= 1, or null, got 'many'"),
+    ("labels", {"path": "labels.csv", "filters": {"exclude_mine_types": [1]}},
+     "labels.filters.exclude_mine_types: expected a mine type or a list of them, as text, or null, got [1]"),
+    ("report", {"hotspot_threshold": "high"}, "report.hotspot_threshold: expected a probability in (0, 1], got 'high'"),
+])
+def test_a_setting_of_the_wrong_type_is_one_line(valid, section, settings, expected):
+    folder, job = valid
+    assert _cli_error(folder, {**job, section: settings}) == f"{folder / 'job.yaml'}: {expected}"
+
+
+def test_output_that_is_an_existing_file(valid):
+    folder, job = valid
+    (folder / "results").write_text("keep me")
+    assert _cli_error(folder, {**job, "output": "results"}) == \
+        f"{folder / 'results'}: is a file, expected a folder (output)"
+    assert (folder / "results").read_text() == "keep me"
+    assert _cli_error(folder, job, "--out", folder / "results") == \
+        f"{folder / 'results'}: is a file, expected a folder (output)"
+    assert (folder / "results").read_text() == "keep me"
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder that cannot be written in: one without write permission, or /proc for
+    root, whom permissions do not stop."""
+    if os.geteuid() == 0:
+        yield Path("/proc")
+        return
+    folder = tmp_path / "read_only"
+    folder.mkdir(mode=0o555)
+    yield folder
+    folder.chmod(0o755)
+
+
+def test_output_that_cannot_be_written(valid, unwritable):
+    folder, job = valid
+    message = _cli_error(folder, {**job, "output": str(unwritable / "asm_dask_out" / "run")})
+    assert message.startswith(f"{unwritable / 'asm_dask_out' / 'run'}: cannot write the output folder in {unwritable}: ")
+    assert message.endswith(" (output)")
+    assert not (unwritable / "asm_dask_out").exists()
+
+
+def test_labels_path_that_is_a_folder(valid):
+    folder, job = valid
+    (folder / "labels").mkdir()
+    assert _cli_error(folder, {**job, "labels": "labels"}) == \
+        f"{folder / 'labels'}: is a folder, expected a CSV file (labels.path)"
+
+
+def test_features_path_that_is_a_folder(valid):
+    # A Parquet dataset folder is not read: features are opened as one file.
+    folder, job = valid
+    (folder / "dataset.parquet").mkdir()
+    assert _cli_error(folder, {**job, "features": "dataset.parquet"}) == \
+        f"{folder / 'dataset.parquet'}: is a folder, expected a Feather, Parquet or CSV file (features.path)"
+
+
+def test_a_symbolic_link_loop(valid):
+    folder, job = valid
+    (folder / "mines.csv").symlink_to(folder / "mines_link.csv")
+    (folder / "mines_link.csv").symlink_to(folder / "mines.csv")
+    assert _cli_error(folder, {**job, "labels": "mines.csv"}) == \
+        f"{folder / 'mines.csv'}: cannot be opened: a symbolic link loop (labels.path)"
+    assert _cli_error(folder, job, "--out", folder / "mines.csv" / "out") == \
+        f"{folder / 'mines.csv'}: cannot be opened: a symbolic link loop (output)"
+
+
+def test_a_local_path_with_a_double_colon(valid):
+    folder, job = valid
+    (folder / "survey::2024").mkdir()
+    os.replace(folder / "labels.csv", folder / "survey::2024" / "labels.csv")
+    message = _cli_error(folder, {**job, "labels": "survey::2024/labels.csv"})
+    assert message == (f"{folder / 'job.yaml'}: labels.path: expected a local path without '::' (fsspec reads "
+                       "'a::b' as a chain of URLs; rename the file or its folder), "
+                       f"got 'survey::2024/labels.csv'")
+
+
+def test_one_mine_type_without_brackets_filters_that_type(valid):
+    # Not a string of letters that filters nothing: a list of one.
+    from asm_dask.labels import read_labels
+
+    folder, job = valid
+    frame = labels_frame([(-11.9, 8.1)] * 4, [0, 0, 1, 1]).assign(mine_type=["commercial", "artisanal"] * 2)
+    frame.to_csv(folder / "labels.csv", index=False)
+    (folder / "job.yaml").write_text(yaml.safe_dump(
+        {**job, "labels": {"path": "labels.csv", "filters": {"exclude_mine_types": "commercial"}}}))
+    assert read_labels(load_job(folder / "job.yaml").labels).removed["mine_type"] == 2
