@@ -1,4 +1,3 @@
-import dataclasses
 import os
 from pathlib import Path
 
