@@ -465,3 +465,28 @@ def test_batch_workers_join_with_the_credential_files(tmp_path):
             with distributed.Client(cluster) as client:
                 client.wait_for_workers(1, timeout=30)
                 assert client.submit(sum, [1, 2]).result() == 3
+
+
+def test_the_shipped_cluster_files_plan_as_their_comments_say(tmp_path, tls_files, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # slurm and pbs write credentials under ~/.asm-dask/tls
+    folder = Path(__file__).parent.parent / "cluster"
+    # scheduler.yaml names the one-certificate recipe's files beside it: a self-signed pair.
+    (tmp_path / "dask.pem").write_bytes(tls_files.stranger_cert.read_bytes())
+    (tmp_path / "dask-key.pem").write_bytes(tls_files.stranger_key.read_bytes())
+    plans = {}
+    for name in ("local", "scheduler", "ssh", "slurm", "pbs", "kubernetes"):
+        copy = tmp_path / f"{name}.yaml"
+        copy.write_text((folder / f"{name}.yaml").read_text())
+        with contextlib.ExitStack() as stack:
+            plans[name] = plan_cluster(copy, stack)
+            if name in ("slurm", "pbs"):
+                worker_key = Path(plans[name].arguments["security"].tls_worker_key)
+                assert worker_key.is_relative_to(tmp_path / ".asm-dask" / "tls")
+    for name in ("ssh", "slurm", "pbs"):
+        assert plans[name].arguments["security"].require_encryption
+        assert plans[name].arguments["scheduler_options"]["dashboard_address"] == LOOPBACK_DASHBOARD
+    assert "security" not in plans["kubernetes"].arguments
+    scheduler = plans["scheduler"].arguments
+    assert scheduler["address"] == "tls://127.0.0.1:8786"
+    assert scheduler["security"].tls_client_key == str(tmp_path / "dask-key.pem")
+    assert plans["local"].arguments["host"] == "127.0.0.1"
