@@ -51,10 +51,13 @@ def _run_loaded(job, args: argparse.Namespace) -> int:
         result = run_job(job, client)
     print(summary(result.metrics))
     print(f"outputs in {result.output}:")
-    for name in ("predictions/", "metrics.json", "model.json", "manifest.json",
-                 "figures/probability_map.png", "figures/cv_auc.png", "figures/roc.png",
-                 "figures/reliability.png", "figures/label_counts.png",
-                 "unmatched_labels.csv", "labelled_cells.csv"):
+    names = ["report.html", "map.html", "probability.tif", "hotspots.geojson", "hotspots.csv",
+             "feature_importance.csv"]
+    if "n_districts" in result.metrics:
+        names += ["admin_summary.csv", "admin_summary.geojson"]
+    names += ["predictions/", "metrics.json", "model.json", "manifest.json", "figures/",
+              "unmatched_labels.csv", "labelled_cells.csv"]
+    for name in names:
         print(f"  {os.path.join(result.output, name)}")
     return 0
 
@@ -74,6 +77,9 @@ def summary(m: dict) -> str:
                  f"Brier {m['brier_test']:.3f}")
     lines.append(f"{m['n_labels_joined']} labels joined, {m['n_labels_unmatched']} on no cell; "
                  f"{m['n_cells']:,} cells predicted")
+    if "n_hotspots" in m:
+        lines.append(f"{m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g}, "
+                     f"{m['n_hotspots_without_asm_label']:,} without a known ASM label (field validation candidates)")
     return "\n".join(lines)
 
 

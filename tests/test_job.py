@@ -50,7 +50,8 @@ def test_outputs_of_a_run(local_run, country):
     assert "warning: blocks of split.block_size=0.5 degrees were too few" in done.stderr
     unmatched = pd.read_csv(out / "unmatched_labels.csv")
     assert len(unmatched) == metrics["n_labels_unmatched"]
-    for figure in ["roc.png", "label_counts.png", "probability_map.png", "cv_auc.png", "reliability.png"]:
+    for figure in ["roc.png", "label_counts.png", "probability_map.png", "cv_auc.png", "reliability.png",
+                   "feature_maps.png"]:
         assert (out / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
@@ -142,6 +143,9 @@ def test_demo_command_runs_on_built_in_data(tmp_path):
     assert "Dask dashboard: http" in done.stderr
     metrics = json.loads((tmp_path / "demo" / "results" / "metrics.json").read_text())
     assert metrics["n_cells"] > 800 and metrics["n_features"] == 16
+    for name in ("probability.tif", "hotspots.geojson", "hotspots.csv", "feature_importance.csv", "map.html",
+                 "report.html"):
+        assert (tmp_path / "demo" / "results" / name).stat().st_size > 0, name
 
 
 @pytest.mark.parametrize("store", ["auto", "always"])

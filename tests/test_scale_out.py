@@ -121,6 +121,11 @@ def test_killed_run_resumes_without_recomputing_written_partitions(local_run, co
     resumed = _predictions(out)
     assert (resumed["cell_id"] == uninterrupted["cell_id"]).all()
     np.testing.assert_allclose(resumed["probability"], uninterrupted["probability"], rtol=0, atol=1e-9)
+    # The report is drawn from the predictions, resumed or not.
+    for name in ("probability.tif", "hotspots.geojson", "feature_importance.csv", "map.html", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    pd.testing.assert_frame_equal(pd.read_csv(out / "hotspots.csv"), pd.read_csv(local_run[0] / "hotspots.csv"),
+                                  rtol=1e-6)
 
     # A changed setting must not reuse the written partitions.
     settings = yaml.safe_load(job.read_text())

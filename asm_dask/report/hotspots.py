@@ -120,9 +120,10 @@ def _labels_near(raster: CellRaster, labelled: np.ndarray, ids: np.ndarray, lat:
         return np.zeros(n, dtype=np.int64), np.full(n, np.nan)
     from sklearn.neighbors import BallTree
 
-    # Cells are closed south and west, open north and east, as in the join.
-    row = (np.ceil((raster.north - asm_lat) / raster.cell_size) - 1).astype(np.int64)
-    col = np.floor((asm_lon - raster.west) / raster.cell_size).astype(np.int64)
+    # Cells are closed south and west, open north and east, as in the join; rounded so
+    # that a label on an edge is on it, not a rounding error to one side.
+    row = (np.ceil(np.round((raster.north - asm_lat) / raster.cell_size, 9)) - 1).astype(np.int64)
+    col = np.floor(np.round((asm_lon - raster.west) / raster.cell_size, 9)).astype(np.int64)
     inside = (row >= 0) & (row < raster.shape[0]) & (col >= 0) & (col < raster.shape[1])
     holder = np.zeros(len(asm_lat), dtype=np.int64)
     holder[inside] = labelled[row[inside], col[inside]]

@@ -92,8 +92,8 @@ def _mercator_image(raster: CellRaster) -> tuple[str, list[list[float]]]:
     rgba[np.isnan(target), 3] = 0
     buffer = io.BytesIO()
     imsave(buffer, rgba, format="png")
-    left, bottom = transform * (0, out_height)
-    right, top = transform * (out_width, 0)
+    left, bottom = transform @ (0, out_height)
+    right, top = transform @ (out_width, 0)
     lon0, lat0, lon1, lat1 = transform_bounds("EPSG:3857", "EPSG:4326", left, bottom, right, top)
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     return url, [[lat0, lon0], [lat1, lon1]]
