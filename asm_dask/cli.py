@@ -14,7 +14,8 @@ from .errors import InputError
 
 DEMO_JOB = {"labels": {"path": "data/SLE_mines.csv"},
             "features": {"path": "data/SLE_features.feather"},
-            "output": "results"}
+            "output": "results",
+            "report": {"boundaries": {"path": "data/districts.gpkg", "name_column": "name"}}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,9 @@ class DemoFiles:
     truth_cells
         ``truth_cells.parquet``: every cell's centroid ``lat``, ``lon`` and
         ``true_probability`` (that of a label at its centroid).
+    districts
+        ``districts.gpkg``: a 3 x 3 grid of districts (``name``) covering the country, in
+        UTM zone 29N (metres), as real boundary files often are.
     """
 
     labels: pathlib.Path
@@ -69,6 +72,7 @@ class DemoFiles:
     n_labels: int
     truth_labels: pathlib.Path
     truth_cells: pathlib.Path
+    districts: pathlib.Path
 
 
 @dataclass(frozen=True)
@@ -307,7 +311,8 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
     grid = _land_grid(n_cells, cell_size, shape_rng)
     fields = _Fields.draw(grid, field_rng)
     files = DemoFiles(out / "SLE_mines.csv", out / "SLE_features.feather",
-                      int(grid.mask.sum()), n_labels, out / "truth_labels.csv", out / "truth_cells.parquet")
+                      int(grid.mask.sum()), n_labels, out / "truth_labels.csv", out / "truth_cells.parquet",
+                      out / "districts.gpkg")
     labels, truth = _labels(grid, fields, n_labels, label_rng)
     with replacing(files.labels) as tmp:
         labels.to_csv(tmp, index=False)
@@ -316,7 +321,27 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
     with replacing(files.features) as tmp, replacing(files.truth_cells) as truth_tmp:
         _write_features(tmp, truth_tmp, grid, fields, n_features, rows_per_batch, feature_scale,
                         feature_rng)
+    _write_districts(files.districts, files.truth_cells)
     return files
+
+
+def _write_districts(path: pathlib.Path, cells_file: pathlib.Path, n: int = 3) -> None:
+    """An n x n grid of rectangular districts over the cells' extent, in UTM 29N."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    cells = pd.read_parquet(cells_file, columns=["lat", "lon"])
+    lon = np.linspace(cells["lon"].min() - 0.01, cells["lon"].max() + 0.01, n + 1)
+    lat = np.linspace(cells["lat"].max() + 0.01, cells["lat"].min() - 0.01, n + 1)
+    names, shapes = [], []
+    for i in range(n):
+        for j in range(n):
+            names.append(f"{'NCS'[i] if n == 3 else i}{'WCE'[j] if n == 3 else j} district")
+            shapes.append(box(lon[j], lat[i + 1], lon[j + 1], lat[i]))
+    frame = gpd.GeoDataFrame({"name": names}, geometry=shapes, crs="EPSG:4326").to_crs("EPSG:32629")
+    tmp = path.with_name(f".{path.stem}.tmp.gpkg")  # GDAL wants the extension
+    frame.to_file(tmp, driver="GPKG", layer="districts")
+    os.replace(tmp, path)
 
 
 def score_against_truth(results: str | os.PathLike, files: DemoFiles) -> dict[str, Any]:

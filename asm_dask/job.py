@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -32,6 +31,7 @@ from .errors import InputError
 from .join import JoinedLabels, join_labels
 from .labels import Labels, read_labels
 from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
+from .progress import timed
 from .report.build import HeldOut, ReportInputs, write_report
 from .report.districts import read_boundaries
 from .report.importance import N_FEATURE_MAPS, feature_importance
@@ -360,6 +360,5 @@ def _describe_run(job: Job, table: FeatureTable, client: Client) -> dict[str, An
 def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
     """Say on stderr which stage runs, and time it into ``timings``."""
     print(f"[asm-dask] {name}...", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    yield
-    timings[name] = round(time.perf_counter() - start, 3)
+    with timed(timings, name):
+        yield

@@ -6,8 +6,10 @@ complete, so it works the same on a LocalCluster and on a remote scheduler.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, Callable, Sequence
 
 from distributed import Client, Future, as_completed
@@ -46,3 +48,11 @@ def wait_with_progress(client: Client, futures: Sequence[Future], description: s
         client.cancel([f for f in futures if not f.done()])
         raise
     return results
+
+
+@contextlib.contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall time, in seconds, to ``timings[name]``."""
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)

@@ -167,7 +167,7 @@ def _truth(out: Path, country: Path) -> dict:
     from asm_dask.demo import DemoFiles, score_against_truth
 
     files = DemoFiles(country / "SLE_mines.csv", country / "SLE_features.feather", 0, 0,
-                      country / "truth_labels.csv", country / "truth_cells.parquet")
+                      country / "truth_labels.csv", country / "truth_cells.parquet", country / "districts.gpkg")
     return score_against_truth(out, files)
 
 

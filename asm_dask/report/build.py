@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import replacing, write_atomic
+from ..progress import timed
 from .districts import district_totals
 from .figures import (plot_cv_curve, plot_feature_maps, plot_label_counts, plot_probability_map,
                       plot_reliability, plot_roc, write_metrics)
@@ -58,35 +59,43 @@ class ReportInputs:
 
 
 def write_report(out: str, r: ReportInputs) -> dict[str, Any]:
-    """Write the report files into ``out``; return the metrics, with the report's added,
-    as also written to ``metrics.json``."""
+    """Write the report files into ``out``; return the metrics, with the report's added
+    (its counts and ``report_timings_s``, seconds per output), as also written to
+    ``metrics.json``."""
     figures_dir = os.path.join(out, "figures")
     os.makedirs(figures_dir, exist_ok=True)
     metrics = dict(r.metrics)
-    raster = probability_raster(r.grid, r.cell_size)
-    write_cog(raster, os.path.join(out, "probability.tif"))
-
-    asm = r.labels[r.labels["label"] == 1]
-    hotspots = find_hotspots(raster, r.hotspot_threshold, asm["lat"].to_numpy(), asm["lon"].to_numpy())
-    write_atomic(os.path.join(out, "hotspots.geojson"), hotspots.to_json(na="null", drop_id=True))
-    _write_csv(os.path.join(out, "hotspots.csv"), hotspots.drop(columns="geometry"))
+    timings: dict[str, float] = {}
+    with timed(timings, "probability.tif"):
+        raster = probability_raster(r.grid, r.cell_size)
+        write_cog(raster, os.path.join(out, "probability.tif"))
+    with timed(timings, "hotspots"):
+        asm = r.labels[r.labels["label"] == 1]
+        hotspots = find_hotspots(raster, r.hotspot_threshold, asm["lat"].to_numpy(), asm["lon"].to_numpy())
+        write_atomic(os.path.join(out, "hotspots.geojson"), hotspots.to_json(na="null", drop_id=True))
+        _write_csv(os.path.join(out, "hotspots.csv"), hotspots.drop(columns="geometry"))
     _write_csv(os.path.join(out, "feature_importance.csv"), r.importance)
     metrics.update(hotspot_threshold=r.hotspot_threshold, n_hotspots=len(hotspots),
                    n_hotspots_without_asm_label=int(hotspots["field_validation_candidate"].sum()))
 
     districts, n_outside = None, 0
     if r.boundaries is not None:
-        districts, n_outside = district_totals(r.boundaries, r.grid)
-        _write_csv(os.path.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
-        write_atomic(os.path.join(out, "admin_summary.geojson"), districts.to_json(na="null", drop_id=True))
+        with timed(timings, "districts"):
+            districts, n_outside = district_totals(r.boundaries, r.grid)
+            _write_csv(os.path.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
+            write_atomic(os.path.join(out, "admin_summary.geojson"), districts.to_json(na="null", drop_id=True))
         metrics.update(n_districts=len(districts), n_cells_outside_districts=n_outside)
 
-    figures = _draw_figures(figures_dir, r, raster, metrics)
-    write_map(os.path.join(out, "map.html"), raster, hotspots, r.labels, districts,
-              title=f"Predicted ASM probability ({len(r.grid):,} cells)")
+    with timed(timings, "figures"):
+        figures = _draw_figures(figures_dir, r, raster, metrics)
+    with timed(timings, "map.html"):
+        write_map(os.path.join(out, "map.html"), raster, hotspots, r.labels, districts,
+                  title=f"Predicted ASM probability ({len(r.grid):,} cells)")
+    metrics["report_timings_s"] = timings
+    with timed(timings, "report.html"):
+        write_page(os.path.join(out, "report.html"), metrics, figures, hotspots, r.importance, districts,
+                   n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
     write_metrics(os.path.join(out, "metrics.json"), metrics)
-    write_page(os.path.join(out, "report.html"), metrics, figures, hotspots, r.importance, districts,
-               n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
     return metrics
 
 
