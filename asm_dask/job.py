@@ -171,7 +171,7 @@ def run_job(job: Job, client: Client) -> RunResult:
         with replacing(os.path.join(out, "labelled_cells.csv")) as tmp:
             _labelled_cells(rows, train, test).to_csv(tmp, index=False)
         top = [table.feature_names.index(name) for name in importance["feature"].head(N_FEATURE_MAPS)]
-        metrics = write_report(out, ReportInputs(
+        metrics, report_timings = write_report(out, ReportInputs(
             metrics=metrics, grid=grid, cell_size=table.cell_size,
             labels=pd.DataFrame(labels.points.drop(columns="geometry")),
             held_out=HeldOut(y[test], test_scores, test_probability, reliability),
@@ -180,7 +180,7 @@ def run_job(job: Job, client: Client) -> RunResult:
             hotspot_threshold=job.report.hotspot_threshold,
             inputs={"labels": job.labels.path, "features": job.features.path,
                     "boundaries": job.report.boundaries.path if job.report.boundaries else ""}))
-    manifest.finish(timings_s=timings)
+    manifest.finish(timings_s=timings, report_timings_s=report_timings)
     return RunResult(output=out, metrics=metrics, timings=timings)
 
 

@@ -65,7 +65,7 @@ def test_columns_and_types(country):
     assert len(features) == country.n_cells and abs(country.n_cells - 800) <= 40
     assert len(labels) == country.n_labels == 200
     assert sorted(p.name for p in country.labels.parent.iterdir()) == [
-        "SLE_features.feather", "SLE_mines.csv", "truth_cells.parquet",
+        "SLE_features.feather", "SLE_mines.csv", "districts.gpkg", "truth_cells.parquet",
         "truth_labels.csv"]  # no temporary files left behind
 
 

@@ -58,10 +58,9 @@ class ReportInputs:
     inputs: dict[str, str]
 
 
-def write_report(out: str, r: ReportInputs) -> dict[str, Any]:
-    """Write the report files into ``out``; return the metrics, with the report's added
-    (its counts and ``report_timings_s``, seconds per output), as also written to
-    ``metrics.json``."""
+def write_report(out: str, r: ReportInputs) -> tuple[dict[str, Any], dict[str, float]]:
+    """Write the report files into ``out``; return the metrics, with the report's counts
+    added, as also written to ``metrics.json``, and the seconds each output took."""
     figures_dir = os.path.join(out, "figures")
     os.makedirs(figures_dir, exist_ok=True)
     metrics = dict(r.metrics)
@@ -91,12 +90,11 @@ def write_report(out: str, r: ReportInputs) -> dict[str, Any]:
     with timed(timings, "map.html"):
         write_map(os.path.join(out, "map.html"), raster, hotspots, r.labels, districts,
                   title=f"Predicted ASM probability ({len(r.grid):,} cells)")
-    metrics["report_timings_s"] = timings
     with timed(timings, "report.html"):
         write_page(os.path.join(out, "report.html"), metrics, figures, hotspots, r.importance, districts,
                    n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
     write_metrics(os.path.join(out, "metrics.json"), metrics)
-    return metrics
+    return metrics, timings
 
 
 def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any]) -> dict[str, str]:

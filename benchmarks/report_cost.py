@@ -1,0 +1,92 @@
+"""What the report's outputs cost: the report stage against the whole run, per output.
+
+    python benchmarks/report_cost.py [--scales 1 10] [--labels 6000] [--workdir DIR]
+
+For each scale (a multiple of Sierra Leone's 59,000 cells; the country is generated once
+and reused), runs ``asm-dask run`` with district boundaries (a 3 x 3 grid, in UTM) under
+treemem, warm page cache, and prints the run's wall time and peak memory, the report
+stage's time and share of the run, the time of each output (``report_timings_s`` in
+manifest.json) and the size of each file a person opens. Results are appended to
+``benchmarks/results/report-cost-*.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from run import HERE, REPO, _asm_dask_command, _country, _measure
+
+SIERRA_LEONE_CELLS = 59_000
+FILES = ("probability.tif", "map.html", "report.html", "hotspots.geojson", "admin_summary.geojson",
+         "feature_importance.csv")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1, 10])
+    parser.add_argument("--labels", type=int, default=6000)
+    parser.add_argument("--features", type=int, default=4000)
+    parser.add_argument("--workdir", default=str(HERE / "data"))
+    args = parser.parse_args()
+    treemem = Path(os.environ.get("ASM_DASK_TREEMEM", REPO.parent / "shared" / "tools" / "treemem"))
+    rows = []
+    for scale in args.scales:
+        cells = int(round(scale * SIERRA_LEONE_CELLS))
+        folder = Path(args.workdir).resolve() / f"{cells}x{args.features}-{args.labels}-b65536"
+        labels, features, _ = _country(folder, argparse.Namespace(cells=cells, features=args.features,
+                                                                  labels=args.labels, rows_per_batch=65536))
+        districts = folder / "districts.gpkg"
+        if not districts.exists():
+            from asm_dask.demo import _write_districts
+
+            _write_districts(districts, folder / "truth_cells.parquet")
+        out = folder / "out" / "report_cost"
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        job = folder / "job_report.yaml"
+        job.write_text(yaml.safe_dump({
+            "labels": {"path": str(labels)}, "features": {"path": str(features)}, "output": str(out),
+            "report": {"boundaries": {"path": str(districts), "name_column": "name"}}}, sort_keys=False))
+        result = _measure(f"asm-dask {scale:g}x", out, [*_asm_dask_command(), "run", str(job), "--out", str(out)],
+                          treemem)
+        metrics = json.loads((out / "metrics.json").read_text()) if result["exit"] == 0 else {}
+        manifest = json.loads((out / "manifest.json").read_text()) if result["exit"] == 0 else {}
+        rows.append({"scale": scale, "cells": metrics.get("n_cells"), "run_s": result["wall_s"],
+                     "peak_mb": result["peak_mb"], "report_s": result["timings"].get("report"),
+                     "outputs_s": manifest.get("report_timings_s", {}), "n_hotspots": metrics.get("n_hotspots"),
+                     "sizes_mb": {name: (out / name).stat().st_size / 1e6 for name in FILES if (out / name).exists()},
+                     "exit": result["exit"]})
+    report = _report(rows)
+    print("\n" + report)
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    path = results / f"report-cost-{time.strftime('%Y%m%d-%H%M%S')}.md"
+    path.write_text(report + "\n\n```\n" + json.dumps(rows, indent=1, default=str) + "\n```\n")
+    print(f"\nwritten to {path}")
+    return 0 if all(r["exit"] == 0 for r in rows) else 1
+
+
+def _report(rows: list[dict]) -> str:
+    lines = ["| scale | cells | run s | peak MB | report s | report / run | hotspots |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        share = r["report_s"] / r["run_s"] if r["report_s"] and r["run_s"] else float("nan")
+        lines.append(f"| {r['scale']:g}x | {r['cells'] or 0:,} | {r['run_s']:.1f} | {r['peak_mb']:,.0f} | "
+                     f"{r['report_s'] or 0:.1f} | {share:.2f} | {r['n_hotspots'] or 0:,} |")
+    lines.append("")
+    for r in rows:
+        lines.append(f"- {r['scale']:g}x, seconds per output: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in r["outputs_s"].items()))
+        lines.append("  file sizes (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in r["sizes_mb"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
