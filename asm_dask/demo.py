@@ -321,11 +321,11 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
     with replacing(files.features) as tmp, replacing(files.truth_cells) as truth_tmp:
         _write_features(tmp, truth_tmp, grid, fields, n_features, rows_per_batch, feature_scale,
                         feature_rng)
-    _write_districts(files.districts, files.truth_cells)
+    write_districts(files.districts, files.truth_cells)
     return files
 
 
-def _write_districts(path: pathlib.Path, cells_file: pathlib.Path, n: int = 3) -> None:
+def write_districts(path: pathlib.Path, cells_file: pathlib.Path, n: int = 3) -> None:
     """An n x n grid of rectangular districts over the cells' extent, in UTM 29N."""
     import geopandas as gpd
     from shapely.geometry import box

@@ -16,12 +16,11 @@ import argparse
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import yaml
 
-from run import HERE, REPO, _asm_dask_command, _country, _measure
+from run import HERE, REPO, _asm_dask_command, _country, _measure, save_rows
 
 SIERRA_LEONE_CELLS = 59_000
 FILES = ("probability.tif", "map.html", "report.html", "hotspots.geojson", "admin_summary.geojson",
@@ -44,9 +43,9 @@ def main() -> int:
                                                                   labels=args.labels, rows_per_batch=65536))
         districts = folder / "districts.gpkg"
         if not districts.exists():
-            from asm_dask.demo import _write_districts
+            from asm_dask.demo import write_districts
 
-            _write_districts(districts, folder / "truth_cells.parquet")
+            write_districts(districts, folder / "truth_cells.parquet")
         out = folder / "out" / "report_cost"
         if out.exists():
             shutil.rmtree(out)
@@ -64,13 +63,7 @@ def main() -> int:
                      "outputs_s": manifest.get("report_timings_s", {}), "n_hotspots": metrics.get("n_hotspots"),
                      "sizes_mb": {name: (out / name).stat().st_size / 1e6 for name in FILES if (out / name).exists()},
                      "exit": result["exit"]})
-    report = _report(rows)
-    print("\n" + report)
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    path = results / f"report-cost-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text(report + "\n\n```\n" + json.dumps(rows, indent=1, default=str) + "\n```\n")
-    print(f"\nwritten to {path}")
+    save_rows("report-cost", _report(rows), rows)
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 
 

@@ -244,6 +244,16 @@ def _machine() -> str:
             f"{mem_kb / 2**20:.1f} GiB memory, {platform.platform()}, Python {platform.python_version()}")
 
 
+def save_rows(prefix: str, report: str, rows: list[dict]) -> None:
+    """Print ``report`` and keep it, with the raw ``rows``, in ``results/PREFIX-STAMP.md``."""
+    print("\n" + report)
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    path = results / f"{prefix}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.md"
+    path.write_text(report + "\n\n```\n" + json.dumps(rows, indent=1, default=str) + "\n```\n")
+    print(f"\nwritten to {path}")
+
+
 def _append_results(args, country: Path, generation: dict, table: str, stages: str,
                     load_at_start: float) -> None:
     results_dir = HERE / "results"

@@ -20,17 +20,15 @@ not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
-from run import HERE, REPO, _asm_dask_command, _country, _measure, _truth, drop_page_cache
+from run import HERE, REPO, _asm_dask_command, _country, _measure, save_rows, _truth, drop_page_cache
 
 SIERRA_LEONE_CELLS = 59_000
 
@@ -87,13 +85,7 @@ def main() -> int:
                      "read_s": read_s, "run_s": result["wall_s"], "peak_mb": result["peak_mb"],
                      "exit": result["exit"], "store_written": store.exists(), "timings": result["timings"],
                      "auc_gap": truth.get("auc_gap")})
-    report = _report(rows)
-    print("\n" + report)
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    path = results / f"scaling-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text(report + "\n\n```\n" + json.dumps(rows, indent=1, default=str) + "\n```\n")
-    print(f"\nwritten to {path}")
+    save_rows("scaling", _report(rows), rows)
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 
 

@@ -29,6 +29,8 @@ class DaskProcesses:
     address: str
     scheduler: subprocess.Popen
     workers: list[subprocess.Popen]
+    #: where ``scheduler.log`` and ``worker-i.log`` are
+    log_folder: Path
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen:
@@ -66,6 +68,36 @@ def _read_scheduler_file(path: Path, scheduler: subprocess.Popen, log: Path) -> 
     )
 
 
+def _start_processes(folder: Path, n_workers: int, started: list[subprocess.Popen],
+                     tls_args: list[str] | None = None, security=None) -> DaskProcesses:
+    """A scheduler and ``n_workers`` workers, each a process logging into ``folder``
+    (``scheduler.log``, ``worker-i.log``); with ``tls_args``, all on TLS."""
+    # Port 0 and a scheduler file: the OS picks a free port, with no race between
+    # choosing it and binding it.
+    scheduler_file, scheduler_log = folder / "scheduler.json", folder / "scheduler.log"
+    protocol = ["--protocol", "tls", *tls_args] if tls_args else []
+    scheduler = _spawn(
+        ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", *protocol,
+         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
+        scheduler_log,
+    )
+    started.append(scheduler)
+    address = _read_scheduler_file(scheduler_file, scheduler, scheduler_log)
+    workers = []
+    for i in range(n_workers):
+        worker = _spawn(
+            ["distributed.cli.dask_worker", address, "--host", "127.0.0.1", *(tls_args or []),
+             "--name", f"worker-{i}", "--nthreads", "1", "--no-nanny", "--no-dashboard",
+             "--local-directory", str(folder / f"worker-{i}")],
+            folder / f"worker-{i}.log",
+        )
+        started.append(worker)
+        workers.append(worker)
+    with distributed.Client(address, security=security, timeout=STARTUP_TIMEOUT) as client:
+        client.wait_for_workers(n_workers, timeout=STARTUP_TIMEOUT)
+    return DaskProcesses(address=address, scheduler=scheduler, workers=workers, log_folder=folder)
+
+
 @pytest.fixture
 def dask_scheduler_with_workers(
     tmp_path_factory: pytest.TempPathFactory,
@@ -78,31 +110,7 @@ def dask_scheduler_with_workers(
     started: list[subprocess.Popen] = []
 
     def start(n_workers: int = 2) -> DaskProcesses:
-        folder = tmp_path_factory.mktemp("dask-processes")
-        # Port 0 and a scheduler file: the OS picks a free port, with no race
-        # between choosing it and binding it.
-        scheduler_file = folder / "scheduler.json"
-        scheduler_log = folder / "scheduler.log"
-        scheduler = _spawn(
-            ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
-            scheduler_log,
-        )
-        started.append(scheduler)
-        address = _read_scheduler_file(scheduler_file, scheduler, scheduler_log)
-        workers = []
-        for i in range(n_workers):
-            worker = _spawn(
-                ["distributed.cli.dask_worker", address, "--host", "127.0.0.1",
-                 "--name", f"worker-{i}", "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                 "--local-directory", str(folder / f"worker-{i}")],
-                folder / f"worker-{i}.log",
-            )
-            started.append(worker)
-            workers.append(worker)
-        with distributed.Client(address, timeout=STARTUP_TIMEOUT) as client:
-            client.wait_for_workers(n_workers, timeout=STARTUP_TIMEOUT)
-        return DaskProcesses(address=address, scheduler=scheduler, workers=workers)
+        return _start_processes(tmp_path_factory.mktemp("dask-processes"), n_workers, started)
 
     try:
         yield start
@@ -220,31 +228,8 @@ def tls_dask_scheduler_with_workers(
                 "--tls-key", str(tls_files.node_key)]
 
     def start(n_workers: int = 2) -> DaskProcesses:
-        folder = tmp_path_factory.mktemp("tls-dask-processes")
-        scheduler_file, scheduler_log = folder / "scheduler.json", folder / "scheduler.log"
-        scheduler = _spawn(
-            ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--protocol", "tls",
-             *tls_args, "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
-            scheduler_log,
-        )
-        started.append(scheduler)
-        address = _read_scheduler_file(scheduler_file, scheduler, scheduler_log)
-        workers = []
-        for i in range(n_workers):
-            worker = _spawn(
-                ["distributed.cli.dask_worker", address, "--host", "127.0.0.1", *tls_args,
-                 "--name", f"worker-{i}", "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                 "--local-directory", str(folder / f"worker-{i}")],
-                folder / f"worker-{i}.log",
-            )
-            started.append(worker)
-            workers.append(worker)
-        with distributed.Client(address, security=tls_files.client_security(),
-                                timeout=STARTUP_TIMEOUT) as client:
-            client.wait_for_workers(n_workers, timeout=STARTUP_TIMEOUT)
-        processes = DaskProcesses(address=address, scheduler=scheduler, workers=workers)
-        processes.log_folder = folder  # type: ignore[attr-defined]
-        return processes
+        return _start_processes(tmp_path_factory.mktemp("tls-dask-processes"), n_workers, started,
+                                tls_args=tls_args, security=tls_files.client_security())
 
     try:
         yield start
