@@ -310,3 +310,23 @@ def test_report_page_is_self_contained_and_renders(report_run, tmp_path):
     assert f"{metrics['test_auc_calibrated']:.3f}" in dom and "field validation" in dom
     pixels = _screenshot_colours(out / "report.html", tmp_path, "1100,2000")
     assert pixels.std() > 0.05 and len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 100
+
+
+def test_district_totals_when_a_step_of_cells_meets_no_district(monkeypatch):
+    import asm_dask.report.districts as districts
+
+    monkeypatch.setattr(districts, "CELLS_PER_STEP", 2)
+    grid = pd.DataFrame({"lat": [0.005, 0.005, 0.015], "lon": [0.005, 0.015, 0.005],
+                         "probability": [0.2, 0.4, 0.9]})
+    boundaries = gpd.GeoDataFrame({"name": ["far"]}, geometry=[box(5, 5, 6, 6)], crs=4326)
+    table, outside = district_totals(boundaries, grid)
+    assert outside == 3 and table["n_cells"].tolist() == [0]
+
+
+def test_boundaries_without_geometry_are_one_line(tmp_path):
+    from asm_dask.config import BoundariesConfig
+
+    path = tmp_path / "names.csv"
+    path.write_text("name,x\nA,1\n")
+    with pytest.raises(InputError, match=r"names.csv: no geometry"):
+        read_boundaries(BoundariesConfig(str(path), "name"), [(-12, 7, -10, 9)])

@@ -32,6 +32,8 @@ def read_boundaries(config: BoundariesConfig, cells_bounds: list[tuple[float, fl
         frame = gpd.read_file(path)
     except Exception as exc:  # pyogrio names the file and the format problem
         raise InputError(f"{path}: cannot read boundaries ({str(exc).strip().splitlines()[0]})") from None
+    if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.name not in frame.columns:
+        raise InputError(f"{path}: no geometry; expected polygons (GeoJSON, GeoPackage or Shapefile)")
     if config.name_column not in frame.columns:
         raise InputError(f"{path}: no column {config.name_column!r} (report.boundaries.name_column); "
                          f"columns: {[c for c in frame.columns if c != frame.geometry.name]}")
@@ -73,13 +75,12 @@ def district_totals(boundaries, grid: pd.DataFrame) -> tuple[object, int]:
         # The first district in the file wins a centroid on a shared border.
         order = np.lexsort((district, cell))
         cell, district = cell[order], district[order]
-        first = np.r_[True, cell[1:] != cell[:-1]]
+        first = np.ones(len(cell), dtype=bool)
+        first[1:] = cell[1:] != cell[:-1]
         cell, district = cell[first], district[first]
         n_cells += np.bincount(district, minlength=n_districts)
         total += np.bincount(district, weights=step["probability"].to_numpy()[cell], minlength=n_districts)
         outside += len(step) - len(cell)
-    if n_cells.sum() == 0:
-        raise InputError("report.boundaries: no cell centroid falls inside any district")
     geod = Geod(ellps="WGS84")
     area = np.array([abs(geod.geometry_area_perimeter(g)[0]) / 1e6 for g in boundaries.geometry])
     with np.errstate(invalid="ignore", divide="ignore"):
