@@ -12,35 +12,24 @@ manifest.json) and the size of each file a person opens. Results are appended to
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
-from pathlib import Path
 
 import yaml
 
-from run import HERE, REPO, _asm_dask_command, _country, _measure, save_rows
+from run import _asm_dask_command, _measure, save_rows, treemem_path
+from scaling import scale_parser, scaled_country
 
-SIERRA_LEONE_CELLS = 59_000
 FILES = ("probability.tif", "map.html", "report.html", "hotspots.geojson", "admin_summary.geojson",
          "feature_importance.csv")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=float, nargs="+", default=[1, 10])
-    parser.add_argument("--labels", type=int, default=6000)
-    parser.add_argument("--features", type=int, default=4000)
-    parser.add_argument("--workdir", default=str(HERE / "data"))
-    args = parser.parse_args()
-    treemem = Path(os.environ.get("ASM_DASK_TREEMEM", REPO.parent / "shared" / "tools" / "treemem"))
+    args = scale_parser(__doc__, default_scales=[1, 10]).parse_args()
+    treemem = treemem_path()
     rows = []
     for scale in args.scales:
-        cells = int(round(scale * SIERRA_LEONE_CELLS))
-        folder = Path(args.workdir).resolve() / f"{cells}x{args.features}-{args.labels}-b65536"
-        labels, features, _ = _country(folder, argparse.Namespace(cells=cells, features=args.features,
-                                                                  labels=args.labels, rows_per_batch=65536))
+        folder, labels, features, _ = scaled_country(scale, args)
         districts = folder / "districts.gpkg"
         if not districts.exists():
             from asm_dask.demo import write_districts

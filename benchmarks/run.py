@@ -61,9 +61,7 @@ def main() -> int:
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
 
-    treemem = Path(os.environ.get("ASM_DASK_TREEMEM", REPO.parent / "shared" / "tools" / "treemem"))
-    if not treemem.is_file():
-        sys.exit(f"treemem not found at {treemem}; set ASM_DASK_TREEMEM")
+    treemem = treemem_path()
     asm_dask = _asm_dask_command()
 
     country = Path(args.workdir).resolve() / f"{args.cells}x{args.features}-{args.labels}-b{args.rows_per_batch}"
@@ -112,6 +110,14 @@ def main() -> int:
     print(stages)
     _append_results(args, country, generation, table, stages, load_at_start)
     return 0 if all(r["exit"] == 0 for r in results) else 1
+
+
+def treemem_path() -> Path:
+    """The treemem tool (wall time and peak memory of a process tree); exits if missing."""
+    treemem = Path(os.environ.get("ASM_DASK_TREEMEM", REPO.parent / "shared" / "tools" / "treemem"))
+    if not treemem.is_file():
+        sys.exit(f"treemem not found at {treemem}; set ASM_DASK_TREEMEM")
+    return treemem
 
 
 def drop_page_cache() -> None:

@@ -20,7 +20,6 @@ not a test.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from run import HERE, REPO, _asm_dask_command, _country, _measure, save_rows, _truth, drop_page_cache
+from run import HERE, _asm_dask_command, _country, _measure, _truth, drop_page_cache, save_rows, treemem_path
 
 SIERRA_LEONE_CELLS = 59_000
 
@@ -47,22 +46,33 @@ print(time.perf_counter() - start)
 """
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=float, nargs="+", default=[1, 3, 10],
-                        help="multiples of Sierra Leone's 59,000 cells (default 1 3 10)")
+def scale_parser(doc: str, default_scales: list[float]) -> argparse.ArgumentParser:
+    """Options of a benchmark run at several multiples of Sierra Leone's size."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--scales", type=float, nargs="+", default=default_scales,
+                        help=f"multiples of Sierra Leone's 59,000 cells (default {' '.join(map(str, default_scales))})")
     parser.add_argument("--labels", type=int, default=6000)
     parser.add_argument("--features", type=int, default=4000)
     parser.add_argument("--workdir", default=str(HERE / "data"))
-    args = parser.parse_args()
-    treemem = Path(os.environ.get("ASM_DASK_TREEMEM", REPO.parent / "shared" / "tools" / "treemem"))
+    return parser
+
+
+def scaled_country(scale: float, args: argparse.Namespace) -> tuple[Path, Path, Path, dict]:
+    """The synthetic country at ``scale`` (generated once, then reused): its folder, labels,
+    features and how it was made."""
+    cells = int(round(scale * SIERRA_LEONE_CELLS))
+    folder = Path(args.workdir).resolve() / f"{cells}x{args.features}-{args.labels}-b65536"
+    labels, features, generation = _country(folder, argparse.Namespace(
+        cells=cells, features=args.features, labels=args.labels, rows_per_batch=65536))
+    return folder, labels, features, generation
+
+
+def main() -> int:
+    args = scale_parser(__doc__, default_scales=[1, 3, 10]).parse_args()
+    treemem = treemem_path()
     rows = []
     for scale in args.scales:
-        cells = int(round(scale * SIERRA_LEONE_CELLS))
-        country_args = argparse.Namespace(cells=cells, features=args.features, labels=args.labels,
-                                          rows_per_batch=65536)
-        folder = Path(args.workdir).resolve() / f"{cells}x{args.features}-{args.labels}-b65536"
-        labels, features, generation = _country(folder, country_args)
+        folder, labels, features, generation = scaled_country(scale, args)
         store = Path(str(features) + ".asm_dask_store")
         if store.exists():
             shutil.rmtree(store)

@@ -128,7 +128,7 @@ def plot_probability_map(path: str, raster: CellRaster, title: str,
                          positives: pd.DataFrame | None = None) -> None:
     """The calibrated probability of every cell as an image, one pixel per cell."""
     west, south, east, north = raster.bounds
-    aspect = 1 / np.cos(np.deg2rad(np.clip((south + north) / 2, -80, 80)))
+    aspect = _aspect(south, north)
     width = 9.0
     height = min(14.0, max(4.0, width * raster.shape[0] / raster.shape[1] * aspect))
     fig, ax = _pyplot().subplots(figsize=(width, height))
@@ -141,6 +141,12 @@ def plot_probability_map(path: str, raster: CellRaster, title: str,
     fig.colorbar(shown, ax=ax, label="Predicted ASM probability", shrink=0.8)
     ax.set(xlabel="Longitude", ylabel="Latitude", title=title)
     _save(fig, path)
+
+
+def _aspect(south: float, north: float) -> float:
+    """Height of a degree of latitude over one of longitude at mid-latitude: maps keep
+    their shape."""
+    return 1 / np.cos(np.deg2rad(np.clip((south + north) / 2, -80, 80)))
 
 
 def _pyplot():
@@ -169,7 +175,7 @@ def plot_feature_maps(path: str, rasters: dict[str, CellRaster]) -> None:
     columns = min(n, 2)
     first = next(iter(rasters.values()))
     west, south, east, north = first.bounds
-    aspect = 1 / np.cos(np.deg2rad(np.clip((south + north) / 2, -80, 80)))
+    aspect = _aspect(south, north)
     height = 4.5 * first.shape[0] / first.shape[1] * aspect
     fig, axes = plt.subplots(-(-n // columns), columns, figsize=(9, min(16, max(3, height) * -(-n // columns))),
                              squeeze=False)
