@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .atomic import write_atomic
+from .storage import write_text
 from .config import CALIBRATION_METHODS
 from .ridge import RidgeGridClassifier, linear_scores
 
@@ -137,7 +137,7 @@ class CalibratedModel:
         data = {"feature_names": list(self.feature_names), "coef": self.coef.tolist(),
                 "intercept": self.intercept, "alpha": self.alpha, "standardize": self.standardize,
                 "calibration": self.calibrator.as_dict()}
-        write_atomic(path, json.dumps(data))
+        write_text(path, json.dumps(data))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CalibratedModel":

@@ -32,16 +32,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .config import check_paths, load_job, resolve_path
+    from .storage import configure
 
     job = load_job(args.job)
     if args.out:
         job = job.replace(output=resolve_path(args.out, Path.cwd()))
+    configure(job.storage_options)
     check_paths(job)  # before a cluster starts, not minutes into the run
     return _run_loaded(job, args)
 
 
 def _run_loaded(job, args: argparse.Namespace) -> int:
     from .cluster import import_on_workers, open_client
+    from .storage import join
 
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         # Workers import the stages (geopandas, scikit-learn...) while this process
@@ -59,7 +62,7 @@ def _run_loaded(job, args: argparse.Namespace) -> int:
     names += ["predictions/", "metrics.json", "model.json", "manifest.json", "figures/",
               "unmatched_labels.csv", "labelled_cells.csv"]
     for name in names:
-        print(f"  {os.path.join(result.output, name)}")
+        print(f"  {join(result.output, name)}")
     return 0
 
 

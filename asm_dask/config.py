@@ -124,16 +124,29 @@ def _input_path(value: Any, info: ValidationInfo) -> str:
 
 
 def _folder_path(optional: bool = False) -> PlainValidator:
-    """A folder to write with plain file operations: a local or shared filesystem, not a URL."""
+    """A folder to write: a local path, resolved against the job file's folder, or an
+    fsspec URL (``s3://bucket/run``)."""
     def validate(value: Any, info: ValidationInfo) -> str | None:
         if value is None and optional:
             return None
-        if not isinstance(value, str) or (not value and not optional) or "://" in value:
-            raise _expected("a path to a folder on a local or shared filesystem (written with plain "
-                            "file operations, not a URL)" + (", or null" if optional else ""))
+        if not isinstance(value, str) or (not value and not optional):
+            raise _expected("a path or URL of a folder" + (", or null" if optional else ""))
+        if "::" in value:
+            raise _expected("a folder path or URL without '::' (fsspec reads 'a::b' as a chain of URLs)")
         # An empty store_path has always meant "beside the features file", like null.
         return _resolved(value, info) if value else value
     return PlainValidator(validate)
+
+
+def _storage_options(value: Any) -> dict[str, dict[str, Any]]:
+    """``protocol -> options`` for fsspec, e.g. ``{s3: {endpoint_url: http://...}}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(protocol, str) and isinstance(options, dict) and all(isinstance(k, str) for k in options)
+            for protocol, options in value.items()):
+        raise _expected("a mapping of protocol to options, e.g. {s3: {endpoint_url: 'http://host:9000'}}")
+    return {protocol: dict(options) for protocol, options in value.items()}
 
 
 def _resolved(value: str, info: ValidationInfo) -> str:
@@ -264,6 +277,12 @@ class Job:
     split: Annotated[SplitConfig, BeforeValidator(_or_defaults)] = field(default_factory=SplitConfig)
     model: Annotated[ModelConfig, BeforeValidator(_or_defaults)] = field(default_factory=ModelConfig)
     report: Annotated[ReportConfig, BeforeValidator(_or_defaults)] = field(default_factory=ReportConfig)
+    #: fsspec options by protocol, for every URL of the job (inputs, output, store):
+    #: ``{s3: {endpoint_url: ..., key: ..., secret: ...}}``. Without them each backend
+    #: looks where it always does (for S3 the AWS_* environment variables and ~/.aws).
+    #: Never part of the run key, and only their names reach the manifest.
+    storage_options: Annotated[dict[str, dict[str, Any]], PlainValidator(_storage_options)] = \
+        field(default_factory=dict)
 
     def replace(self, **changes: Any) -> "Job":
         """A copy with ``changes``, checked as the job file's settings are."""
@@ -329,21 +348,31 @@ def resolve_path(value: Any, base: Path) -> str:
 
 
 def check_paths(job: Job) -> None:
-    """Check, before a cluster starts, that the local inputs are files that can be read
-    and that the output folder can be written. URLs are left to the readers."""
+    """Check, before a cluster starts, that the inputs are files that can be read and
+    that the output folder (and a feature store's) can be written, locally or at a URL.
+
+    Call :func:`asm_dask.storage.configure` with the job's ``storage_options`` first, so
+    that URLs are reached as the run will reach them.
+    """
     _check_input(job.labels.path, "labels.path", "labels file", "a CSV file")
     _check_input(job.features.path, "features.path", "features file", "a Feather, Parquet or CSV file")
     if job.report.boundaries is not None:
         # A folder can hold polygons (a File Geodatabase is one): only its presence is checked.
         _check_input(job.report.boundaries.path, "report.boundaries.path", "boundaries file", None)
-    if job.features.store_path and os.path.isfile(job.features.store_path):
+    if job.features.store_path and "://" in job.features.store_path:
+        _check_remote_folder(job.features.store_path, "features.store_path")
+    elif job.features.store_path and os.path.isfile(job.features.store_path):
         raise InputError(f"{job.features.store_path}: is a file, expected a folder (features.store_path)")
-    _check_output(job.output)
+    if "://" in job.output:
+        _check_remote_folder(job.output, "output")
+    else:
+        _check_output(job.output)
 
 
 def _check_input(path: str, key: str, what: str, expected: str | None) -> None:
-    """A local input exists and can be opened; a folder only if ``expected`` is ``None``."""
+    """An input exists and can be opened; a folder only if ``expected`` is ``None``."""
     if "://" in path:
+        _check_remote_input(path, key, what, expected)
         return
     if not stat.S_ISDIR(_stat(path, key, f"{path}: {what} not found").st_mode):
         try:
@@ -352,6 +381,41 @@ def _check_input(path: str, key: str, what: str, expected: str | None) -> None:
             raise InputError(f"{path}: cannot be opened: {_reason(exc)} ({key})") from None
     elif expected is not None:
         raise InputError(f"{path}: is a folder, expected {expected} ({key})")
+
+
+def _check_remote_input(url: str, key: str, what: str, expected: str | None) -> None:
+    from .storage import filesystem
+
+    try:
+        fs, fs_path = filesystem(url)
+        if fs.isfile(fs_path):
+            return
+        found_folder = fs.isdir(fs_path)
+    except Exception as exc:  # any backend's failure to reach the store: no credentials, no endpoint...
+        raise InputError(f"{url}: cannot be opened: {_first_line(exc)} ({key})") from None
+    if not found_folder:
+        raise InputError(f"{url}: {what} not found")
+    if expected is not None:
+        raise InputError(f"{url}: is a folder, expected {expected} ({key})")
+
+
+def _check_remote_folder(url: str, key: str) -> None:
+    """A URL can hold a folder: it is not an object itself, and an object can be written
+    under it (and is removed again)."""
+    from .storage import filesystem, join
+
+    probe = join(url, f".asm-dask-write-test-{os.getpid()}")
+    try:
+        fs, fs_path = filesystem(url)
+        if fs.isfile(fs_path):
+            raise InputError(f"{url}: is a file, expected a folder ({key})")
+        probe_fs, probe_path = filesystem(probe)
+        probe_fs.pipe_file(probe_path, b"")
+        probe_fs.rm_file(probe_path)
+    except InputError:
+        raise
+    except Exception as exc:  # a missing bucket, no credentials, no endpoint, no permission...
+        raise InputError(f"{url}: cannot write the folder: {_first_line(exc)} ({key})") from None
 
 
 def _check_output(path: str) -> None:

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from asm_dask.atomic import replacing
+from asm_dask.storage import writing
 
 __all__ = ["DemoFiles", "make_country", "score_against_truth"]
 
@@ -314,11 +314,11 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
                       int(grid.mask.sum()), n_labels, out / "truth_labels.csv", out / "truth_cells.parquet",
                       out / "districts.gpkg")
     labels, truth = _labels(grid, fields, n_labels, label_rng)
-    with replacing(files.labels) as tmp:
+    with writing(files.labels) as tmp:
         labels.to_csv(tmp, index=False)
-    with replacing(files.truth_labels) as tmp:
+    with writing(files.truth_labels) as tmp:
         truth.to_csv(tmp, index=False)
-    with replacing(files.features) as tmp, replacing(files.truth_cells) as truth_tmp:
+    with writing(files.features) as tmp, writing(files.truth_cells) as truth_tmp:
         _write_features(tmp, truth_tmp, grid, fields, n_features, rows_per_batch, feature_scale,
                         feature_rng)
     write_districts(files.districts, files.truth_cells)

@@ -8,29 +8,24 @@ touched: a bad input leaves no half-written output behind.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import os
-import platform
 import sys
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any, Iterator
 
-import fsspec
 import numpy as np
 import pandas as pd
 from distributed import Client
 
-from .atomic import replacing
+from . import storage
+from .bookkeeping import OutputLock, RunManifest, describe_run, model_hash, run_key
 from .calibrate import CalibratedModel, fit_calibrator
 from .cluster import describe
 from .config import Job
 from .errors import InputError
 from .join import JoinedLabels, join_labels
 from .labels import Labels, read_labels
-from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
+from .predict import partition_file, predict_cells, read_prediction_grid
 from .progress import timed
 from .report.build import HeldOut, ReportInputs, write_report
 from .report.districts import read_boundaries
@@ -49,9 +44,6 @@ POOLED_AUC_SHORTFALL = 0.05
 #: blocks for the blocked CV are halved until they make the folds, but not below this (degrees)
 MIN_BLOCK_SIZE = 0.05
 
-PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
-            "geopandas", "dask-geopandas")
-
 
 @dataclass(frozen=True)
 class RunResult:
@@ -61,7 +53,17 @@ class RunResult:
 
 
 def run_job(job: Job, client: Client) -> RunResult:
-    """Run ``job`` on ``client``'s cluster; return where the outputs are and the metrics."""
+    """Run ``job`` on ``client``'s cluster; return where the outputs are and the metrics.
+
+    The output folder is locked for the run (:class:`~asm_dask.bookkeeping.OutputLock`):
+    a second run into it stops at once with an :class:`InputError` naming the first.
+    """
+    storage.configure_cluster(client, job.storage_options)
+    with OutputLock(job.output):
+        return _run_locked(job, client)
+
+
+def _run_locked(job: Job, client: Client) -> RunResult:
     timings: dict[str, float] = {}
 
     def clock(name: str):
@@ -146,15 +148,13 @@ def run_job(job: Job, client: Client) -> RunResult:
     }
     # Everything is checked and fitted: from here on the output folder is written.
     out = job.output
-    predictions_dir = os.path.join(out, "predictions")
-    os.makedirs(out, exist_ok=True)
-    manifest = RunManifest(os.path.join(out, "manifest.json"), _run_key(job, table.key),
-                           _describe_run(job, table, client))
-    done = manifest.resume(predictions_dir, model_hash(model))
+    predictions_dir = storage.join(out, "predictions")
+    manifest = RunManifest(out, run_key(job, table.key), describe_run(job, table, describe(client)))
+    done = manifest.resume(predictions_dir, model_hash(model), partition_file)
     if done:
         print(f"[asm-dask] resuming: {len(done)} of {len(table.partitions)} prediction partitions "
               "already written", file=sys.stderr, flush=True)
-    model.save(os.path.join(out, "model.json"))
+    model.save(storage.join(out, "model.json"))
     with clock("predict"):
         predict_cells(table, model, predictions_dir, done, client, on_written=manifest.mark_written)
     with clock("report"):
@@ -166,9 +166,9 @@ def run_job(job: Job, client: Client) -> RunResult:
         metrics["n_cells"] = counts["n_cells"]
         metrics["n_cells_dropped_nonfinite"] = table.n_dropped_on_ingest + counts["n_dropped_nonfinite"]
         metrics["mean_probability"] = float(grid["probability"].mean())
-        with replacing(os.path.join(out, "unmatched_labels.csv")) as tmp:
+        with storage.writing(storage.join(out, "unmatched_labels.csv")) as tmp:
             joined.unmatched.to_csv(tmp, index=False)
-        with replacing(os.path.join(out, "labelled_cells.csv")) as tmp:
+        with storage.writing(storage.join(out, "labelled_cells.csv")) as tmp:
             _labelled_cells(rows, train, test).to_csv(tmp, index=False)
         top = [table.feature_names.index(name) for name in importance["feature"].head(N_FEATURE_MAPS)]
         metrics, report_timings = write_report(out, ReportInputs(
@@ -326,34 +326,6 @@ def _label_count_table(labels: Labels, y: np.ndarray, train: np.ndarray, test: n
     steps = {"kept by filters": kept, "joined to a cell": y, "train": y[train], "test": y[test]}
     return pd.DataFrame({name: [int((v == 0).sum()), int((v == 1).sum())] for name, v in steps.items()},
                         index=[0, 1]).T
-
-
-def _run_key(job: Job, table_key: str) -> str:
-    """Fingerprint of everything a prediction depends on; the output path is not part of it."""
-    with fsspec.open(job.labels.path, "rb") as f:
-        labels_digest = hashlib.sha256(f.read()).hexdigest()
-    settings = job.as_dict()
-    settings.pop("output")
-    settings.pop("report")  # what is drawn from the predictions, not what they are
-    settings["labels"].pop("path")
-    settings["features"].pop("path")
-    settings["features"].pop("store")
-    settings["features"].pop("store_path")
-    key = {"features": table_key, "labels": labels_digest, "settings": settings,
-           "versions": _versions()}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _versions() -> dict[str, str]:
-    return {name: version(name) for name in PACKAGES}
-
-
-def _describe_run(job: Job, table: FeatureTable, client: Client) -> dict[str, Any]:
-    return {"inputs": {"labels": job.labels.path, "features": job.features.path,
-                       "features_fingerprint": table.source["ukey"],
-                       "features_read_from": table.location},
-            "settings": job.as_dict(), "versions": _versions(), "python": platform.python_version(),
-            "cluster": describe(client), "n_partitions": len(table.partitions)}
 
 
 @contextlib.contextmanager

@@ -8,21 +8,16 @@ in parallel) and the groups' partial sums are added in a fixed order: the same s
 to the last bit on any number of workers. Rows with a non-finite feature get no score:
 they are left out of the file and counted.
 
-Each file is written under a hidden temporary name and renamed into place: a reader
-never sees half a file, and a task that runs twice (its worker died) writes the same
-file twice, not two files.
+Each file is written whole (:mod:`asm_dask.storage`: renamed into place on a local disk,
+uploaded in one request to object storage): a reader never sees half a file, and a task
+that runs twice (its worker died) writes the same file twice, not two files.
 
-Resuming: the run's manifest lists the partitions already written for a run key (a
-fingerprint of inputs, settings and versions) and the model's hash. A run with the same
-key and model skips them; any difference discards them all.
+Which partitions to write (resuming) is the run's bookkeeping: :mod:`asm_dask.bookkeeping`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
+import io
 from typing import Any, Callable
 
 import geopandas as gpd
@@ -31,7 +26,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 from distributed import Client
 
-from .atomic import replacing, write_atomic
+from . import storage
 from .calibrate import CalibratedModel
 from .grid import CRS, cell_squares
 from .progress import wait_with_progress
@@ -43,13 +38,6 @@ from .table import FeatureTable, Partition
 SCORE_BLOCK_ROWS = 1024
 #: partial sums added together by one task; more are added as a tree, in a fixed order
 SUM_FAN_IN = 8
-
-
-def model_hash(model: CalibratedModel) -> str:
-    digest = hashlib.sha256(model.calibrator.method.encode())
-    for array in model.parameters():
-        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def partition_file(index: int) -> str:
@@ -64,7 +52,7 @@ def predict_cells(table: FeatureTable, model: CalibratedModel, predictions_dir: 
     ``on_written(index, counts)`` runs on the client as each partition lands (``counts``:
     ``n_cells`` written, ``n_dropped_nonfinite``), so that the caller can record it.
     """
-    os.makedirs(predictions_dir, exist_ok=True)
+    storage.make_folder(predictions_dir)
     todo = [i for i in range(len(table.partitions)) if i not in completed]
     # Sent to the workers once, not embedded in each of hundreds of tasks.
     [shared_model] = client.scatter([model], broadcast=True)
@@ -75,14 +63,14 @@ def predict_cells(table: FeatureTable, model: CalibratedModel, predictions_dir: 
                                   pure=False)
                     for columns in part.column_groups(table.n_features)]
         futures.append(client.submit(write_partition, part, _sum_in_order(client, partials),
-                                     os.path.join(predictions_dir, partition_file(i)), shared_model,
+                                     storage.join(predictions_dir, partition_file(i)), shared_model,
                                      table.cell_size, pure=False))
     wait_with_progress(client, futures, "predict cells",
                        on_result=lambda position, counts: on_written(todo[position], counts))
-    # A worker lost in the middle of a write leaves its hidden temporary file behind.
-    for name in os.listdir(predictions_dir):
+    # A worker lost in the middle of a local write leaves its hidden temporary file behind.
+    for name in storage.list_names(predictions_dir):
         if name.startswith("."):
-            os.remove(os.path.join(predictions_dir, name))
+            storage.remove(storage.join(predictions_dir, name))
 
 
 def partial_scores(partition: Partition, columns: slice, coef: np.ndarray) -> np.ndarray:
@@ -108,8 +96,9 @@ def write_partition(partition: Partition, score: np.ndarray, out_path: str, mode
         {"cell_id": cells["cell_id"].to_numpy(), "lat": cells["lat"].to_numpy(),
          "lon": cells["lon"].to_numpy(), "score": score, "probability": model.calibrate(score)},
         geometry=cell_squares(cells["lat"].to_numpy(), cells["lon"].to_numpy(), cell_size), crs=CRS)
-    with replacing(out_path) as tmp:
-        frame.to_parquet(tmp, index=False, write_covering_bbox=True, compression="zstd")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, write_covering_bbox=True, compression="zstd")
+    storage.write_bytes(out_path, buffer.getvalue())
     return {"n_cells": len(frame), "n_dropped_nonfinite": int((~finite).sum())}
 
 
@@ -128,70 +117,8 @@ def _add(*arrays: np.ndarray) -> np.ndarray:
     return total
 
 
-class RunManifest:
-    """What a run read, how it was set, and which prediction partitions are written.
-
-    Saved as ``manifest.json`` in the output folder after every change, atomically.
-    """
-
-    def __init__(self, path: str, run_key: str, description: dict[str, Any]):
-        self.path = path
-        self.data = {"run_key": run_key, **description, "model_hash": None,
-                     "status": "running", "completed_partitions": [], "partition_counts": {}}
-
-    def resume(self, predictions_dir: str, model_digest: str) -> set[int]:
-        """Partitions that a previous run of the same key and model completed.
-
-        Anything else in ``predictions_dir`` is stale and removed.
-        """
-        previous = _load_json(self.path)
-        keep: set[int] = set()
-        if previous and previous.get("run_key") == self.data["run_key"] \
-                and previous.get("model_hash") == model_digest:
-            counts = previous.get("partition_counts", {})
-            keep = {i for i in previous.get("completed_partitions", [])
-                    if os.path.exists(os.path.join(predictions_dir, partition_file(i))) and str(i) in counts}
-        if os.path.isdir(predictions_dir):
-            wanted = {partition_file(i) for i in keep}
-            for name in os.listdir(predictions_dir):
-                if name not in wanted:
-                    target = os.path.join(predictions_dir, name)
-                    shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
-        self.data["model_hash"] = model_digest
-        self.data["completed_partitions"] = sorted(keep)
-        self.data["partition_counts"] = {str(i): previous["partition_counts"][str(i)] for i in sorted(keep)}
-        self.data["resumed_partitions"] = len(keep)
-        self.save()
-        return keep
-
-    def mark_written(self, index: int, counts: dict[str, int]) -> None:
-        self.data["completed_partitions"].append(index)
-        self.data["partition_counts"][str(index)] = counts
-        self.save()
-
-    def counts(self) -> dict[str, int]:
-        """Cells written and rows left out for non-finite features, over every partition."""
-        counts = self.data["partition_counts"].values()
-        return {name: sum(c[name] for c in counts) for name in ("n_cells", "n_dropped_nonfinite")}
-
-    def finish(self, **extra: Any) -> None:
-        self.data["completed_partitions"].sort()
-        self.data.update(status="complete", **extra)
-        self.save()
-
-    def save(self) -> None:
-        write_atomic(self.path, json.dumps(self.data, indent=1, default=str))
-
-
-def _load_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def read_prediction_grid(predictions_dir: str) -> pd.DataFrame:
     """``lat``, ``lon`` and ``probability`` of every predicted cell (for the map)."""
-    table = ds.dataset(predictions_dir, format="parquet").to_table(columns=["lat", "lon", "probability"])
+    fs, path = storage.filesystem(predictions_dir)
+    table = ds.dataset(path, format="parquet", filesystem=fs).to_table(columns=["lat", "lon", "probability"])
     return table.to_pandas()

@@ -17,12 +17,10 @@ It is written to a temporary folder and renamed into place when complete and val
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -35,6 +33,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from distributed import Client
 
+from . import storage
+from .bookkeeping import process_alive
 from .config import FeaturesConfig
 from .errors import InputError
 from .features import (FeatureChunk, FeatureLayout, chunk_sizes, detect_layout, input_fingerprint,
@@ -81,7 +81,7 @@ class FeatureStore:
         return Path(self.path).name
 
     def partition_path(self, index: int) -> str:
-        return os.path.join(self.path, self.partitions[index].file)
+        return storage.join(self.path, self.partitions[index].file)
 
     def readers(self) -> tuple[StorePartition, ...]:
         return tuple(StorePartition(self.partition_path(i), p.n_rows) for i, p in enumerate(self.partitions))
@@ -111,8 +111,8 @@ def store_root(config: FeaturesConfig, output: str) -> str:
     file, or inside the output folder for a remote one."""
     if config.store_path:
         return config.store_path
-    if "://" in config.path and not config.path.startswith("file://"):
-        return os.path.join(output, ".asm_dask_store")
+    if storage.is_url(config.path):
+        return storage.join(output, ".asm_dask_store")
     return config.path.removeprefix("file://") + ".asm_dask_store"
 
 
@@ -128,8 +128,8 @@ def store_key(config: FeaturesConfig, layout: FeatureLayout) -> tuple[str, dict[
 
 def find_store(config: FeaturesConfig, layout: FeatureLayout, root: str) -> FeatureStore | None:
     """The complete store of ``config``'s features under ``root``, if one was built."""
-    final = os.path.join(root, store_key(config, layout)[0])
-    return load_store(final) if os.path.exists(os.path.join(final, MANIFEST)) else None
+    final = storage.join(root, store_key(config, layout)[0])
+    return load_store(final) if storage.exists(storage.join(final, MANIFEST)) else None
 
 
 def open_store(config: FeaturesConfig, root: str, client: Client,
@@ -145,9 +145,11 @@ def open_store(config: FeaturesConfig, root: str, client: Client,
     """
     layout = layout or detect_layout(config.path, config.prefix)
     key, source, rows = store_key(config, layout)
-    final = os.path.join(root, key)
-    if os.path.exists(os.path.join(final, MANIFEST)):
+    final = storage.join(root, key)
+    if storage.exists(storage.join(final, MANIFEST)):
         return load_store(final)
+    if storage.is_url(root):
+        return _build_in_place(layout, root, key, rows, config, source, client)
     _remove_abandoned_partials(root)
     partial = os.path.join(root, f".{key}.partial-{socket.gethostname()}-{os.getpid()}")
     try:
@@ -159,14 +161,29 @@ def open_store(config: FeaturesConfig, root: str, client: Client,
         store = _ingest(layout, partial, final, rows, config.cell_size, source, client)
         os.replace(partial, final)
     except OSError:
-        if not os.path.exists(os.path.join(final, MANIFEST)):
-            shutil.rmtree(partial, ignore_errors=True)
+        storage.remove(partial)
+        if not storage.exists(storage.join(final, MANIFEST)):
             raise
         # Another run built the same store meanwhile: use it.
-        shutil.rmtree(partial, ignore_errors=True)
         return load_store(final)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        storage.remove(partial)
+        raise
+    _remove_stale_stores(root, keep=key, source_path=config.path)
+    return store
+
+
+def _build_in_place(layout: FeatureLayout, root: str, key: str, rows: int, config: FeaturesConfig,
+                    source: dict[str, Any], client: Client) -> FeatureStore:
+    """Build a store on object storage, where there is no rename: into its own folder,
+    whose manifest, written last, is what makes it complete. What an abandoned build
+    left there is removed first; a failed build removes what it wrote."""
+    final = storage.join(root, key)
+    storage.remove(final)
+    try:
+        store = _ingest(layout, final, final, rows, config.cell_size, source, client)
+    except BaseException:
+        storage.remove(final)
         raise
     _remove_stale_stores(root, keep=key, source_path=config.path)
     return store
@@ -174,8 +191,9 @@ def open_store(config: FeaturesConfig, root: str, client: Client,
 
 def load_store(path: str) -> FeatureStore:
     """Open a complete store folder from its manifest."""
-    with open(os.path.join(path, MANIFEST)) as f:
-        meta = json.load(f)
+    meta = storage.read_json(storage.join(path, MANIFEST))
+    if meta is None:
+        raise InputError(f"{path}: feature store without a readable {MANIFEST}")
     return FeatureStore(
         path=path, source=meta["source"], cell_size=meta["cell_size"],
         feature_names=tuple(meta["feature_names"]),
@@ -198,13 +216,30 @@ def read_features(path: str) -> np.ndarray:
 
 
 def _read(path: str) -> pa.RecordBatch:
+    local = storage.local_path(path)
+    if local is None:  # an object is fetched whole: a partition is ~128 MB, read by one task
+        return ipc.open_file(pa.py_buffer(storage.read_bytes(path))).get_batch(0)
     # The memory map stays alive as long as any array taken from it.
-    return ipc.open_file(pa.memory_map(path)).get_batch(0)
+    return ipc.open_file(pa.memory_map(local)).get_batch(0)
+
+
+def _write_arrow(path: str, batch: pa.RecordBatch) -> None:
+    """One record batch as an uncompressed Arrow IPC file, streamed to a local disk or
+    uploaded whole."""
+    local = storage.local_path(path)
+    if local is not None:
+        with ipc.new_file(local, batch.schema) as writer:
+            writer.write_batch(batch)
+        return
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    storage.write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def _ingest(layout: FeatureLayout, partial: str, final: str, rows: int, cell_size: float,
             source: dict[str, Any], client: Client) -> FeatureStore:
-    scratch = os.path.join(partial, ".unpacked")
+    scratch = storage.join(partial, ".unpacked")
     futures, chunk_of_task = [], []
     if layout.format == "csv":
         futures = [client.submit(_ingest_csv, layout, partial, rows, cell_size, pure=False)]
@@ -230,11 +265,13 @@ def _ingest(layout: FeatureLayout, partial: str, final: str, rows: int, cell_siz
         if index is not None:
             unfinished[index] -= 1
             if not unfinished[index]:
-                for path in glob.glob(_scratch_prefix(scratch, index) + "*"):
-                    os.remove(path)
+                prefix = os.path.basename(_scratch_prefix(scratch, index))
+                for name in storage.list_names(scratch):
+                    if name.startswith(prefix):
+                        storage.remove(storage.join(scratch, name))
 
     results = wait_with_progress(client, futures, "ingest features", on_result=discard_scratch)
-    shutil.rmtree(scratch, ignore_errors=True)
+    storage.remove(scratch)
     parts = [p for r in results for p in r["partitions"]]
     if not parts:
         raise InputError(f"{layout.path}: no rows with complete features")
@@ -247,8 +284,7 @@ def _ingest(layout: FeatureLayout, partial: str, final: str, rows: int, cell_siz
         dropped_examples=tuple(dropped[:10]))
     meta = asdict(store)
     meta.pop("path")
-    with open(os.path.join(partial, MANIFEST), "w") as f:
-        json.dump(meta, f)
+    storage.write_text(storage.join(partial, MANIFEST), json.dumps(meta))
     return store
 
 
@@ -259,7 +295,7 @@ def _ingest_chunk(layout: FeatureLayout, index: int, first_row: int, out_dir: st
 
 
 def _scratch_prefix(scratch: str, index: int) -> str:
-    return os.path.join(scratch, f"chunk-{index:05d}-")
+    return storage.join(scratch, f"chunk-{index:05d}-")
 
 
 def _ingest_large_chunk(layout: FeatureLayout, index: int, n_rows: int, first_row: int,
@@ -296,12 +332,11 @@ def _unpack_columns(layout: FeatureLayout, index: int, columns: tuple[str, ...],
                     slices: list[tuple[int, int]], prefix: str) -> list[str]:
     """Write ``columns`` of chunk ``index`` uncompressed, one file per row slice."""
     features = read_feature_columns(layout, index, columns)
-    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    storage.make_folder(os.path.dirname(prefix))
     paths = []
     for sub, (start, stop) in enumerate(slices):
         paths.append(f"{prefix}-rows-{sub:04d}.arrow")
-        with ipc.new_file(paths[-1], features.schema) as writer:
-            writer.write_batch(features.slice(start, stop - start))
+        _write_arrow(paths[-1], features.slice(start, stop - start))
     return paths
 
 
@@ -350,8 +385,7 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_
             [pa.array(ids[start:stop]), pa.array(lat[start:stop]), pa.array(lon[start:stop]), vectors],
             names=["cell_id", "lat", "lon", "features"])
         name = f"part-{index:05d}-{sub:04d}.arrow"
-        with ipc.new_file(os.path.join(out_dir, name), batch.schema) as writer:
-            writer.write_batch(batch)
+        _write_arrow(storage.join(out_dir, name), batch)
         partitions.append(PartitionFile(name, stop - start))
     return {"partitions": partitions, "cell_ids": ids, "input_rows": input_rows,
             "n_dropped": len(dropped_at), "dropped_examples": dropped}
@@ -363,26 +397,16 @@ def _remove_abandoned_partials(root: str) -> None:
     host = socket.gethostname()
     for entry in os.listdir(root) if os.path.isdir(root) else []:
         match = re.fullmatch(r"\.\w+\.partial-(.+)-(\d+)", entry)
-        if match and match.group(1) == host and not _process_alive(int(match.group(2))):
-            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        pass
-    return True
+        if match and match.group(1) == host and not process_alive(int(match.group(2))):
+            storage.remove(os.path.join(root, entry))
 
 
 def _remove_stale_stores(root: str, keep: str, source_path: str) -> None:
     # A store of the same file under another key is stale: the file or a setting changed.
     # Stores are large (30 GB for a big country), so they are not left to pile up.
-    for entry in os.listdir(root):
-        manifest = os.path.join(root, entry, MANIFEST)
-        if entry != keep and os.path.exists(manifest):
-            with open(manifest) as f:
-                if json.load(f)["source"]["path"] == source_path:
-                    shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+    for entry in storage.list_names(root):
+        if entry == keep or entry.startswith("."):
+            continue
+        meta = storage.read_json(storage.join(root, entry, MANIFEST))
+        if meta is not None and meta["source"]["path"] == source_path:
+            storage.remove(storage.join(root, entry))

@@ -122,8 +122,10 @@ def test_filters_can_be_switched_off(tmp_path):
     ({"report": {"boundaries": {"path": "b.gpkg"}}}, "report.boundaries: missing required key 'name_column'"),
     ({"report": {"boundaries": {"path": "b.gpkg", "name_column": ""}}},
      "report.boundaries.name_column: expected text, got ''"),
-    ({"output": "s3://bucket/out"}, "output: expected a path to a folder on a local or shared filesystem"),
-    ({"features": {"path": "f", "store_path": "s3://bucket/store"}}, "features.store_path: expected a path to a folder"),
+    ({"output": ["out"]}, "output: expected a path or URL of a folder, got ['out']"),
+    ({"output": "a::b"}, "output: expected a folder path or URL without '::'"),
+    ({"features": {"path": "f", "store_path": 3}}, "features.store_path: expected a path or URL of a folder, or null"),
+    ({"storage_options": {"s3": "http://x"}}, "storage_options: expected a mapping of protocol to options"),
     ({"labels": "/data/a::b/labels.csv"}, "labels.path: expected a local path without '::' (fsspec reads 'a::b' "
                                           "as a chain of URLs; rename the file or its folder), got '/data/a::b/labels.csv'"),
     ({"features": "data::2024.feather"}, "features.path: expected a local path without '::'"),
@@ -142,7 +144,8 @@ def test_every_problem_is_reported_on_one_line():
         "j: split.test_size: expected a number between 0 and 1, exclusive, got 'half'; "
         "split.seed: expected an integer from 0 to 4294967295, got 'abc'; "
         "split: unknown key(s) ['typo']; known keys: ['block_size', 'group_by', 'seed', 'test_size']; "
-        "unknown key(s) ['modle']; known keys: ['features', 'labels', 'model', 'output', 'report', 'split']")
+        "unknown key(s) ['modle']; known keys: ['features', 'labels', 'model', 'output', 'report', 'split', "
+            "'storage_options']")
 
 
 def test_whole_numbers_are_integers_and_exponent_text_is_a_number():
@@ -165,7 +168,7 @@ def test_settings_keep_the_number_type_written_so_the_run_key_does_not_change():
         "output": "/b/o",
         "split": {"test_size": 0.2, "seed": 1991, "group_by": "cell", "block_size": 1},
         "model": {"alphas": (1.0, 10.0), "cv_folds": 5, "standardize": False, "calibration": "isotonic"},
-        "report": {"hotspot_threshold": 0.5, "boundaries": None}}
+        "report": {"hotspot_threshold": 0.5, "boundaries": None}, "storage_options": {}}
     assert type(job.as_dict()["split"]["block_size"]) is int
 
 
@@ -186,8 +189,9 @@ def test_sections_built_in_code_are_validated_but_not_resolved():
 def test_replace_checks_the_new_settings():
     job = job_from_dict(MINIMAL)
     assert job.replace(output="/elsewhere").output == "/elsewhere"
-    with pytest.raises(InputError, match="^output: expected a path to a folder"):
-        job.replace(output="s3://bucket/out")
+    assert job.replace(output="s3://bucket/out").output == "s3://bucket/out"
+    with pytest.raises(InputError, match="^output: expected a path or URL of a folder"):
+        job.replace(output=None)
 
 
 def test_a_symbolic_link_loop_is_left_for_check_paths_to_name(tmp_path):
@@ -222,8 +226,27 @@ def test_check_paths_accepts_a_sound_job_and_writes_nothing(files):
     folder, raw = files
     before = sorted(os.listdir(folder))
     check_paths(job_from_dict({**raw, "output": "new/deeper/out"}, base=folder))
-    check_paths(job_from_dict({**raw, "features": "s3://bucket/f.parquet"}, base=folder))  # URLs: the readers' job
     assert sorted(os.listdir(folder)) == before
+
+
+def test_check_paths_looks_at_urls_too():
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe_file("/check/labels.csv", b"lon,lat\n")
+    memory.pipe_file("/check/f.feather", b"x")
+    memory.pipe_file("/check/a_file", b"x")
+    sound = {"labels": "memory://check/labels.csv", "features": "memory://check/f.feather",
+             "output": "memory://check/out"}
+    check_paths(job_from_dict(sound))
+    assert sorted(memory.ls("/check", detail=False)) == ["/check/a_file", "/check/f.feather", "/check/labels.csv"]
+    for changes, message in [
+            ({"features": "memory://check/missing.feather"}, "memory://check/missing.feather: features file not found"),
+            ({"labels": "memory://check"}, "memory://check: is a folder, expected a CSV file (labels.path)"),
+            ({"output": "memory://check/a_file"}, "memory://check/a_file: is a file, expected a folder (output)")]:
+        with pytest.raises(InputError) as error:
+            check_paths(job_from_dict({**sound, **changes}))
+        assert str(error.value) == message
 
 
 def test_check_paths_names_each_problem(files):

@@ -7,14 +7,13 @@ at any country size.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..atomic import replacing, write_atomic
+from .. import storage
 from ..progress import timed
 from .districts import district_totals
 from .figures import (plot_cv_curve, plot_feature_maps, plot_label_counts, plot_probability_map,
@@ -61,19 +60,19 @@ class ReportInputs:
 def write_report(out: str, r: ReportInputs) -> tuple[dict[str, Any], dict[str, float]]:
     """Write the report files into ``out``; return the metrics, with the report's counts
     added, as also written to ``metrics.json``, and the seconds each output took."""
-    figures_dir = os.path.join(out, "figures")
-    os.makedirs(figures_dir, exist_ok=True)
+    figures_dir = storage.join(out, "figures")
+    storage.make_folder(figures_dir)
     metrics = dict(r.metrics)
     timings: dict[str, float] = {}
     with timed(timings, "probability.tif"):
         raster = probability_raster(r.grid, r.cell_size)
-        write_cog(raster, os.path.join(out, "probability.tif"))
+        write_cog(raster, storage.join(out, "probability.tif"))
     with timed(timings, "hotspots"):
         asm = r.labels[r.labels["label"] == 1]
         hotspots = find_hotspots(raster, r.hotspot_threshold, asm["lat"].to_numpy(), asm["lon"].to_numpy())
-        write_atomic(os.path.join(out, "hotspots.geojson"), hotspots.to_json(na="null", drop_id=True))
-        _write_csv(os.path.join(out, "hotspots.csv"), hotspots.drop(columns="geometry"))
-    _write_csv(os.path.join(out, "feature_importance.csv"), r.importance)
+        storage.write_text(storage.join(out, "hotspots.geojson"), hotspots.to_json(na="null", drop_id=True))
+        _write_csv(storage.join(out, "hotspots.csv"), hotspots.drop(columns="geometry"))
+    _write_csv(storage.join(out, "feature_importance.csv"), r.importance)
     metrics.update(hotspot_threshold=r.hotspot_threshold, n_hotspots=len(hotspots),
                    n_hotspots_without_asm_label=int(hotspots["field_validation_candidate"].sum()))
 
@@ -81,25 +80,25 @@ def write_report(out: str, r: ReportInputs) -> tuple[dict[str, Any], dict[str, f
     if r.boundaries is not None:
         with timed(timings, "districts"):
             districts, n_outside = district_totals(r.boundaries, r.grid)
-            _write_csv(os.path.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
-            write_atomic(os.path.join(out, "admin_summary.geojson"), districts.to_json(na="null", drop_id=True))
+            _write_csv(storage.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
+            storage.write_text(storage.join(out, "admin_summary.geojson"), districts.to_json(na="null", drop_id=True))
         metrics.update(n_districts=len(districts), n_cells_outside_districts=n_outside)
 
     with timed(timings, "figures"):
         figures = _draw_figures(figures_dir, r, raster, metrics)
     with timed(timings, "map.html"):
-        write_map(os.path.join(out, "map.html"), raster, hotspots, r.labels, districts,
+        write_map(storage.join(out, "map.html"), raster, hotspots, r.labels, districts,
                   title=f"Predicted ASM probability ({len(r.grid):,} cells)")
     with timed(timings, "report.html"):
-        write_page(os.path.join(out, "report.html"), metrics, figures, hotspots, r.importance, districts,
+        write_page(storage.join(out, "report.html"), metrics, figures, hotspots, r.importance, districts,
                    n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
-    write_metrics(os.path.join(out, "metrics.json"), metrics)
+    write_metrics(storage.join(out, "metrics.json"), metrics)
     return metrics, timings
 
 
 def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any]) -> dict[str, str]:
     """Draw every figure into ``folder``; return name -> file."""
-    files = {name: os.path.join(folder, f"{name}.png")
+    files = {name: storage.join(folder, f"{name}.png")
              for name in ("roc", "cv_auc", "reliability", "label_counts", "probability_map")}
     held = r.held_out
     plot_roc(files["roc"], held.y, held.scores, held.probability,
@@ -112,7 +111,7 @@ def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any])
                          positives=r.labels[r.labels["label"] == 1])
     names = [c for c in r.top_features.columns if c not in ("lat", "lon")]
     if names:
-        files["feature_maps"] = os.path.join(folder, "feature_maps.png")
+        files["feature_maps"] = storage.join(folder, "feature_maps.png")
         lat, lon = r.top_features["lat"].to_numpy(), r.top_features["lon"].to_numpy()
         plot_feature_maps(files["feature_maps"], {
             name: rasterize_cells(lat, lon, r.top_features[name].to_numpy(), r.cell_size, frame=raster)
@@ -121,5 +120,5 @@ def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any])
 
 
 def _write_csv(path: str, frame: pd.DataFrame) -> None:
-    with replacing(path) as tmp:
+    with storage.writing(path) as tmp:
         frame.to_csv(tmp, index=False)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import replacing, write_atomic
+from ..storage import writing, write_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def write_metrics(path: str, metrics: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(metrics, indent=2, sort_keys=False, default=_json_value))
+    write_text(path, json.dumps(metrics, indent=2, sort_keys=False, default=_json_value))
 
 
 def _json_value(value: Any) -> Any:
@@ -162,7 +162,7 @@ def _pyplot():
 
 def _save(fig: Figure, path: str) -> None:
     fig.tight_layout()
-    with replacing(path) as tmp:
+    with writing(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     _pyplot().close(fig)
 

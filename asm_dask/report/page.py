@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import write_atomic
+from ..storage import read_bytes, write_text
 
 #: rows of the hotspot, feature and district tables shown on the page
 TOP_ROWS = 20
@@ -84,7 +84,7 @@ def write_page(path: str, metrics: dict[str, Any], figures: dict[str, str], hots
         hotspots=_records(hotspots.head(TOP_ROWS)), features=_records(importance.head(TOP_ROWS)),
         repeats=repeats, districts=None if districts is None else _records(districts.head(TOP_ROWS)),
         n_outside=n_outside, files=FILES)
-    write_atomic(path, page)
+    write_text(path, page)
 
 
 class _Attributes(dict):
@@ -112,5 +112,4 @@ def _format(value: Any) -> str:
 
 
 def _data_url(path: str) -> str:
-    with open(path, "rb") as f:
-        return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(read_bytes(path)).decode("ascii")

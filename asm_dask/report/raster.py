@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..atomic import replacing
+from ..storage import writing
 
 #: tile side of the GeoTIFF, in pixels
 COG_BLOCK_SIZE = 256
@@ -98,7 +98,7 @@ def write_cog(raster: CellRaster, path: str) -> None:
         with memory.open(**profile) as dataset:
             dataset.write(raster.values.astype(np.float32, copy=False), 1)
             dataset.set_band_description(1, "calibrated ASM probability")
-        with memory.open() as source, replacing(path) as tmp:
+        with memory.open() as source, writing(path) as tmp:
             # The COG driver only copies: it lays out tiles, overviews and headers in the
             # order a reader over HTTP needs, which writing in place cannot.
             rasterio.shutil.copy(source, str(tmp), driver="COG", BLOCKSIZE=COG_BLOCK_SIZE,

@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from ..atomic import replacing
+from ..storage import writing
 from .raster import CellRaster
 
 #: hotspots drawn on the map (the best ranked); all of them are in hotspots.geojson
@@ -66,7 +66,7 @@ def write_map(path: str, probability: CellRaster, hotspots, labels: pd.DataFrame
     folium.LayerControl(collapsed=False).add_to(fmap)
     fmap.fit_bounds([[south, west], [north, east]])
     fmap.get_root().html.add_child(folium.Element(_legend(title, len(hotspots), districts is not None)))
-    with replacing(path) as tmp:
+    with writing(path) as tmp:
         fmap.save(str(tmp))
 
 

@@ -1,0 +1,186 @@
+"""Inputs, feature store and outputs on object storage: a real S3 API server on 127.0.0.1.
+
+``moto_server`` serves the S3 API as s3fs's own test suite uses it; the runs reach it
+through s3fs as they would reach AWS, MinIO or Ceph.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import yaml
+
+from builders import asm_dask
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+ACCESS = {"AWS_ACCESS_KEY_ID": "asm-dask-test", "AWS_SECRET_ACCESS_KEY": "asm-dask-test-secret",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a user of this endpoint has: the AWS variables, nothing else."""
+        return {**ACCESS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(key=ACCESS["AWS_ACCESS_KEY_ID"], secret=ACCESS["AWS_SECRET_ACCESS_KEY"],
+                                 endpoint_url=self.endpoint, skip_instance_cache=True)
+
+    def storage_options(self) -> dict:
+        """The same access, as a job file's ``storage_options``."""
+        return {"s3": {"key": ACCESS["AWS_ACCESS_KEY_ID"], "secret": ACCESS["AWS_SECRET_ACCESS_KEY"],
+                       "endpoint_url": self.endpoint}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory) -> Iterator[S3Server]:
+    """``moto_server`` on a free port of 127.0.0.1, for the tests of this module."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield S3Server(endpoint)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _without_aws(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if not k.startswith("AWS_")}
+
+
+def _upload_country(fs, country, bucket: str) -> tuple[str, str]:
+    fs.mkdir(bucket)
+    fs.put_file(str(country.labels), f"{bucket}/in/SLE_mines.csv")
+    fs.put_file(str(country.features), f"{bucket}/in/SLE_features.feather")
+    return f"s3://{bucket}/in/SLE_mines.csv", f"s3://{bucket}/in/SLE_features.feather"
+
+
+def test_a_run_with_inputs_store_and_output_on_s3_completes_and_resumes(s3, country, tmp_path,
+                                                                        dask_scheduler_with_workers):
+    import duckdb
+    import geopandas as gpd
+
+    fs = s3.filesystem()
+    labels, features = _upload_country(fs, country, "asm-run")
+    job = {"labels": labels, "output": "s3://asm-run/results/sle",
+           "features": {"path": features, "store": "always", "store_path": "s3://asm-run/store"}}
+
+    # First run: worker processes that have no AWS variables of their own; the job file's
+    # storage_options reach them.
+    processes = dask_scheduler_with_workers(n_workers=2)
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump({**job, "storage_options": s3.storage_options()}))
+    first = asm_dask("run", job_file, "--scheduler", processes.address, env=_without_aws(os.environ))
+    assert first.returncode == 0, first.stderr
+    assert "s3://asm-run/results/sle/report.html" in first.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]
+
+    out = "asm-run/results/sle"
+    names = {path.rsplit("/", 1)[1] for path in fs.ls(out)}
+    assert {"manifest.json", "metrics.json", "model.json", "report.html", "map.html", "probability.tif",
+            "hotspots.geojson", "feature_importance.csv", "labelled_cells.csv", "figures",
+            "predictions"} <= names
+    assert ".asm-dask.lock" not in names  # released
+    manifest = json.loads(fs.cat_file(f"{out}/manifest.json"))
+    assert manifest["status"] == "complete"
+    assert manifest["inputs"]["features_read_from"].startswith("s3://asm-run/store/")
+    assert manifest["settings"]["storage_options"] == {"s3": ["endpoint_url", "key", "secret"]}
+    assert ACCESS["AWS_SECRET_ACCESS_KEY"] not in fs.cat_file(f"{out}/manifest.json").decode()
+    parts = sorted(fs.ls(f"{out}/predictions"))
+    assert len(parts) == manifest["n_partitions"] == len(manifest["completed_partitions"])
+    assert not [p for p in parts if p.rsplit("/", 1)[1].startswith(".")]  # no temporary objects
+    store_files = fs.ls(manifest["inputs"]["features_read_from"].removeprefix("s3://"))
+    assert any(name.endswith("store.json") for name in store_files)
+    stamps = {p: fs.info(p)["LastModified"] for p in parts}
+
+    # The predictions read back as partitioned GeoParquet, by geopandas and by DuckDB.
+    grid = gpd.read_parquet(f"{out}/predictions", filesystem=fs)
+    assert len(grid) == country.n_cells and grid.crs.to_epsg() == 4326
+    assert grid["probability"].between(0, 1).all()
+    con = duckdb.connect()
+    con.register_filesystem(fs)
+    n, mean = con.execute(f"select count(*), avg(probability) from "
+                          f"read_parquet('s3://{out}/predictions/*.parquet')").fetchone()
+    assert n == country.n_cells and mean == pytest.approx(grid["probability"].mean())
+
+    # Second run: the default local cluster, credentials from the AWS variables alone.
+    job_file.write_text(yaml.safe_dump(job))
+    second = asm_dask("run", job_file, env={**_without_aws(os.environ), **s3.env})
+    assert second.returncode == 0, second.stderr
+    assert f"resuming: {len(parts)} of {len(parts)} prediction partitions already written" in second.stderr
+    assert {p: fs.info(p)["LastModified"] for p in sorted(fs.ls(f"{out}/predictions"))} == stamps
+    assert json.loads(fs.cat_file(f"{out}/metrics.json"))["n_cells"] == country.n_cells
+
+
+def test_an_s3_output_that_cannot_be_written_is_one_line_before_anything_runs(s3, country, tmp_path):
+    fs = s3.filesystem()
+    labels, features = _upload_country(fs, country, "asm-bad")
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump({"labels": labels, "features": features,
+                                        "output": "s3://no-such-bucket/out"}))
+    done = asm_dask("run", job_file, env={**_without_aws(os.environ), **s3.env}, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "asm-dask: error: s3://no-such-bucket/out: cannot write the folder: ")
+    assert "Traceback" not in done.stderr
+    job_file.write_text(yaml.safe_dump({"labels": "s3://asm-bad/in/missing.csv", "features": features,
+                                        "output": "s3://asm-bad/out"}))
+    done = asm_dask("run", job_file, env={**_without_aws(os.environ), **s3.env}, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == \
+        "asm-dask: error: s3://asm-bad/in/missing.csv: labels file not found"
+    assert not fs.exists("asm-bad/out")
+
+
+def test_the_lock_on_s3_lets_one_run_in(s3):
+    from asm_dask import storage
+    from asm_dask.bookkeeping import OutputLock
+    from asm_dask.errors import InputError
+
+    fs = s3.filesystem()
+    fs.mkdir("asm-lock")
+    storage.configure(s3.storage_options())
+    with OutputLock("s3://asm-lock/out") as first:
+        assert fs.exists("asm-lock/out/.asm-dask.lock")
+        with pytest.raises(InputError, match=rf"^s3://asm-lock/out: in use by another asm-dask run "
+                                             rf"\({first.holder['run']}, "):
+            with OutputLock("s3://asm-lock/out"):
+                pass
+    assert not fs.exists("asm-lock/out/.asm-dask.lock")
+    with OutputLock("s3://asm-lock/out"):  # free again
+        pass
