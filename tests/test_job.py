@@ -171,6 +171,29 @@ def test_inputs_from_an_fsspec_url(country, tmp_path, store):
     assert (tmp_path / "out" / ".asm_dask_store").is_dir() == (store == "always")
 
 
+def test_an_output_folder_behind_a_url(country):
+    """Every file of a run goes through fsspec: here its in-memory filesystem, read by the
+    in-process workers and this test alike."""
+    import fsspec
+    import geopandas as gpd
+
+    from asm_dask.cluster import open_client
+    from asm_dask.config import job_from_dict
+    from asm_dask.job import run_job
+
+    job = job_from_dict({"labels": str(country.labels), "features": str(country.features),
+                         "output": "memory://runs/sle"})
+    with open_client(progress=False) as client:
+        result = run_job(job, client)
+    memory = fsspec.filesystem("memory")
+    names = {path.rsplit("/", 1)[1] for path in memory.ls("/runs/sle", detail=False)}
+    assert {"manifest.json", "metrics.json", "model.json", "report.html", "map.html", "probability.tif",
+            "figures", "predictions"} <= names and ".asm-dask.lock" not in names
+    grid = gpd.read_parquet("/runs/sle/predictions", filesystem=memory)
+    assert len(grid) == result.metrics["n_cells"] == country.n_cells
+    memory.rm("/runs", recursive=True)
+
+
 def test_ingest_command_builds_the_store_that_run_reuses(country, tmp_path):
     from builders import write_job
 
