@@ -55,4 +55,4 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
     """Add the block's wall time, in seconds, to ``timings[name]``."""
     start = time.perf_counter()
     yield
-    timings[name] = round(time.perf_counter() - start, 3)
+    timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 3)

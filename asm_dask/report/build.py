@@ -57,47 +57,73 @@ class ReportInputs:
     inputs: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Maps:
+    """What :func:`write_maps` drew, for the rest of the report."""
+
+    raster: Any  #: :class:`~asm_dask.report.raster.CellRaster` of the probability
+    hotspots: Any  #: ranked hotspots, a GeoDataFrame
+    districts: Any  #: district totals, a GeoDataFrame, or ``None``
+    n_outside: int  #: predicted cells in no district
+    counts: dict[str, Any]  #: the maps' numbers, for ``metrics.json``
+
+
+def write_maps(out: str, grid: pd.DataFrame, cell_size: float, labels: pd.DataFrame, hotspot_threshold: float,
+               boundaries: Any, timings: dict[str, float]) -> Maps:
+    """Write the maps of a probability grid into ``out``: ``probability.tif`` (COG),
+    ``hotspots.geojson``/``.csv``, ``admin_summary.*`` (with ``boundaries``),
+    ``figures/probability_map.png`` and ``map.html``; the seconds each took go into ``timings``.
+
+    ``labels``: known labels to show and to measure hotspots against (``lat``, ``lon``,
+    ``label``, optionally ``mine_type``); empty when there are none.
+    """
+    storage.make_folder(storage.join(out, "figures"))
+    title = f"Predicted ASM probability ({len(grid):,} cells)"
+    with timed(timings, "probability.tif"):
+        raster = probability_raster(grid, cell_size)
+        write_cog(raster, storage.join(out, "probability.tif"))
+    with timed(timings, "hotspots"):
+        asm = labels[labels["label"] == 1]
+        hotspots = find_hotspots(raster, hotspot_threshold, asm["lat"].to_numpy(), asm["lon"].to_numpy())
+        storage.write_text(storage.join(out, "hotspots.geojson"), hotspots.to_json(na="null", drop_id=True))
+        _write_csv(storage.join(out, "hotspots.csv"), hotspots.drop(columns="geometry"))
+    counts: dict[str, Any] = {"hotspot_threshold": hotspot_threshold, "n_hotspots": len(hotspots),
+                              "n_hotspots_without_asm_label": int(hotspots["field_validation_candidate"].sum())}
+    districts, n_outside = None, 0
+    if boundaries is not None:
+        with timed(timings, "districts"):
+            districts, n_outside = district_totals(boundaries, grid)
+            _write_csv(storage.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
+            storage.write_text(storage.join(out, "admin_summary.geojson"),
+                               districts.to_json(na="null", drop_id=True))
+        counts.update(n_districts=len(districts), n_cells_outside_districts=n_outside)
+    with timed(timings, "figures"):
+        plot_probability_map(storage.join(out, "figures", "probability_map.png"), raster, title,
+                             positives=asm)
+    with timed(timings, "map.html"):
+        write_map(storage.join(out, "map.html"), raster, hotspots, labels, districts, title=title)
+    return Maps(raster, hotspots, districts, n_outside, counts)
+
+
 def write_report(out: str, r: ReportInputs) -> tuple[dict[str, Any], dict[str, float]]:
     """Write the report files into ``out``; return the metrics, with the report's counts
     added, as also written to ``metrics.json``, and the seconds each output took."""
-    figures_dir = storage.join(out, "figures")
-    storage.make_folder(figures_dir)
-    metrics = dict(r.metrics)
     timings: dict[str, float] = {}
-    with timed(timings, "probability.tif"):
-        raster = probability_raster(r.grid, r.cell_size)
-        write_cog(raster, storage.join(out, "probability.tif"))
-    with timed(timings, "hotspots"):
-        asm = r.labels[r.labels["label"] == 1]
-        hotspots = find_hotspots(raster, r.hotspot_threshold, asm["lat"].to_numpy(), asm["lon"].to_numpy())
-        storage.write_text(storage.join(out, "hotspots.geojson"), hotspots.to_json(na="null", drop_id=True))
-        _write_csv(storage.join(out, "hotspots.csv"), hotspots.drop(columns="geometry"))
+    maps = write_maps(out, r.grid, r.cell_size, r.labels, r.hotspot_threshold, r.boundaries, timings)
     _write_csv(storage.join(out, "feature_importance.csv"), r.importance)
-    metrics.update(hotspot_threshold=r.hotspot_threshold, n_hotspots=len(hotspots),
-                   n_hotspots_without_asm_label=int(hotspots["field_validation_candidate"].sum()))
-
-    districts, n_outside = None, 0
-    if r.boundaries is not None:
-        with timed(timings, "districts"):
-            districts, n_outside = district_totals(r.boundaries, r.grid)
-            _write_csv(storage.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
-            storage.write_text(storage.join(out, "admin_summary.geojson"), districts.to_json(na="null", drop_id=True))
-        metrics.update(n_districts=len(districts), n_cells_outside_districts=n_outside)
-
+    metrics = {**r.metrics, **maps.counts}
     with timed(timings, "figures"):
-        figures = _draw_figures(figures_dir, r, raster, metrics)
-    with timed(timings, "map.html"):
-        write_map(storage.join(out, "map.html"), raster, hotspots, r.labels, districts,
-                  title=f"Predicted ASM probability ({len(r.grid):,} cells)")
+        figures = _draw_figures(storage.join(out, "figures"), r, maps.raster, metrics)
     with timed(timings, "report.html"):
-        write_page(storage.join(out, "report.html"), metrics, figures, hotspots, r.importance, districts,
-                   n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
+        write_page(storage.join(out, "report.html"), metrics, figures, maps.hotspots, r.importance,
+                   maps.districts, maps.n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
     write_metrics(storage.join(out, "metrics.json"), metrics)
     return metrics, timings
 
 
 def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any]) -> dict[str, str]:
-    """Draw every figure into ``folder``; return name -> file."""
+    """Draw the model's figures into ``folder`` (the map is :func:`write_maps`'s); return
+    name -> file of every figure."""
     files = {name: storage.join(folder, f"{name}.png")
              for name in ("roc", "cv_auc", "reliability", "label_counts", "probability_map")}
     held = r.held_out
@@ -107,8 +133,6 @@ def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any])
                   metrics.get("blocked_cv_block_size_deg", metrics["block_size_deg"]))
     plot_reliability(files["reliability"], held.reliability, metrics["brier_test"])
     plot_label_counts(files["label_counts"], r.label_counts)
-    plot_probability_map(files["probability_map"], raster, f"Predicted ASM probability ({len(r.grid):,} cells)",
-                         positives=r.labels[r.labels["label"] == 1])
     names = [c for c in r.top_features.columns if c not in ("lat", "lon")]
     if names:
         files["feature_maps"] = storage.join(folder, "feature_maps.png")
