@@ -152,6 +152,7 @@ class RunManifest:
     """
 
     def __init__(self, output: str, run_key: str, description: dict[str, Any]):
+        self.output = output
         self.path = storage.join(output, MANIFEST_FILE)
         self.data = {"run_key": run_key, **description, "model_hash": None,
                      "status": "running", "completed_partitions": [], "partition_counts": {}}

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .storage import write_text
+from .storage import read_bytes, write_text
 from .config import CALIBRATION_METHODS
 from .ridge import RidgeGridClassifier, linear_scores
 
@@ -141,8 +141,7 @@ class CalibratedModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CalibratedModel":
-        with open(path) as f:
-            data = json.load(f)
+        data = json.loads(read_bytes(path))
         return cls(tuple(data["feature_names"]), np.asarray(data["coef"]), data["intercept"],
                    data["alpha"], Calibrator.from_dict(data["calibration"]),
                    bool(data.get("standardize", False)))

@@ -87,6 +87,33 @@ def summary(m: dict) -> str:
     return "\n".join(lines)
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from .apply import check_paths, load_run
+    from .cluster import import_on_workers, open_client
+    from .config import resolve_path
+    from .storage import join
+
+    if args.hotspot_threshold is not None and not 0 < args.hotspot_threshold <= 1:
+        raise InputError(f"--hotspot-threshold: expected a probability in (0, 1], got {args.hotspot_threshold:g}")
+    run_dir, features = (resolve_path(p, Path.cwd()) for p in (args.run_dir, args.features))
+    out = resolve_path(args.out or f"predict_{Path(features.rstrip('/')).stem}", Path.cwd())
+    check_paths(run_dir, features, out)
+    run = load_run(run_dir)
+    with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
+        import_on_workers(client, "asm_dask.apply")
+        from .apply import predict_with_run
+
+        result = predict_with_run(run, features, out, client, args.hotspot_threshold)
+    m = result.metrics
+    print(f"{m['n_cells']:,} cells predicted with the model of {run_dir} (mean probability "
+          f"{m['mean_probability']:.3f}; {m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g})")
+    print(f"outputs in {out}:")
+    for name in ("map.html", "probability.tif", "hotspots.geojson", "hotspots.csv", "predictions/",
+                 "model_card.json", "metrics.json", "manifest.json", "figures/"):
+        print(f"  {join(out, name)}")
+    return 0
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from .cluster import open_client
     from .config import load_job
@@ -153,6 +180,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (overrides the job file's 'output')")
     with_cluster(run)
     run.set_defaults(command=_run)
+
+    predict = commands.add_parser("predict", help="apply a finished run's model to other features")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a finished run")
+    predict.add_argument("features", metavar="FEATURES", help="features file (Feather, Parquet or CSV), path or URL")
+    predict.add_argument("--out", help="output folder (default: predict_<FEATURES' name>)")
+    predict.add_argument("--hotspot-threshold", type=float, metavar="P",
+                         help="probability at which cells form hotspots (default: the run's)")
+    with_cluster(predict)
+    predict.set_defaults(command=_predict)
 
     ingest = commands.add_parser("ingest", help="convert a job's features into the feature store now")
     ingest.add_argument("job", help="job file (YAML)")

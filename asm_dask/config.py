@@ -354,22 +354,27 @@ def check_paths(job: Job) -> None:
     Call :func:`asm_dask.storage.configure` with the job's ``storage_options`` first, so
     that URLs are reached as the run will reach them.
     """
-    _check_input(job.labels.path, "labels.path", "labels file", "a CSV file")
-    _check_input(job.features.path, "features.path", "features file", "a Feather, Parquet or CSV file")
+    check_input(job.labels.path, "labels.path", "labels file", "a CSV file")
+    check_input(job.features.path, "features.path", "features file", "a Feather, Parquet or CSV file")
     if job.report.boundaries is not None:
         # A folder can hold polygons (a File Geodatabase is one): only its presence is checked.
-        _check_input(job.report.boundaries.path, "report.boundaries.path", "boundaries file", None)
+        check_input(job.report.boundaries.path, "report.boundaries.path", "boundaries file", None)
     if job.features.store_path and "://" in job.features.store_path:
         _check_remote_folder(job.features.store_path, "features.store_path")
     elif job.features.store_path and os.path.isfile(job.features.store_path):
         raise InputError(f"{job.features.store_path}: is a file, expected a folder (features.store_path)")
-    if "://" in job.output:
-        _check_remote_folder(job.output, "output")
+    check_output_folder(job.output, "output")
+
+
+def check_output_folder(path: str, key: str) -> None:
+    """The output folder ``path`` (the setting ``key``) can be written, locally or at a URL."""
+    if "://" in path:
+        _check_remote_folder(path, key)
     else:
-        _check_output(job.output)
+        _check_output(path, key)
 
 
-def _check_input(path: str, key: str, what: str, expected: str | None) -> None:
+def check_input(path: str, key: str, what: str, expected: str | None) -> None:
     """An input exists and can be opened; a folder only if ``expected`` is ``None``."""
     if "://" in path:
         _check_remote_input(path, key, what, expected)
@@ -418,24 +423,24 @@ def _check_remote_folder(url: str, key: str) -> None:
         raise InputError(f"{url}: cannot write the folder: {_first_line(exc)} ({key})") from None
 
 
-def _check_output(path: str) -> None:
+def _check_output(path: str, key: str) -> None:
     """The output folder is not a file, and it or its nearest existing parent is writable."""
     path = os.path.abspath(path)
     existing = path
     while not os.path.lexists(existing):
         existing = os.path.dirname(existing)
     where = "" if existing == path else f" in {existing}"
-    if not stat.S_ISDIR(_stat(existing, "output", f"{existing}: broken symbolic link (output)").st_mode):
-        raise InputError(f"{path}: is a file, expected a folder (output)" if existing == path else
-                         f"{path}: {existing} is a file, not a folder (output)")
+    if not stat.S_ISDIR(_stat(existing, key, f"{existing}: broken symbolic link ({key})").st_mode):
+        raise InputError(f"{path}: is a file, expected a folder ({key})" if existing == path else
+                         f"{path}: {existing} is a file, not a folder ({key})")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: cannot write the output folder{where}: permission denied (output)")
+        raise InputError(f"{path}: cannot write the output folder{where}: permission denied ({key})")
     try:
         # Permission bits are not the whole story (read-only mounts, /proc, ACLs): try.
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise InputError(f"{path}: cannot write the output folder{where}: {_reason(exc)} (output)") from None
+        raise InputError(f"{path}: cannot write the output folder{where}: {_reason(exc)} ({key})") from None
 
 
 def _stat(path: str, key: str, missing: str) -> os.stat_result:

@@ -265,7 +265,8 @@ def _labels(grid: _Grid, fields: _Fields, n_labels: int,
 
 def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: int = 4000,
                  n_labels: int | None = None, seed: int = 0, cell_size: float = 0.01,
-                 rows_per_batch: int | None = None, feature_scale: float = 1.0) -> DemoFiles:
+                 rows_per_batch: int | None = None, feature_scale: float = 1.0,
+                 featurization_seed: int | None = None) -> DemoFiles:
     """Write a synthetic country as ``SLE_mines.csv`` and ``SLE_features.feather``.
 
     Parameters
@@ -290,6 +291,11 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
         Size of the feature values. At 1, values are mostly below 1 and kernel entries
         ``x . x'`` over 4000 features run into the thousands, as with MOSAIKS features;
         ridge penalties act relative to this scale, so a tool must not assume one.
+    featurization_seed
+        Seed of how features are made from the land (MOSAIKS' random filters). Countries
+        with different ``seed`` and the same ``featurization_seed`` are different places
+        seen through the same features, so a model trained on one applies to the other.
+        ``None``: drawn from ``seed``.
 
     Returns
     -------
@@ -308,6 +314,8 @@ def make_country(out_dir: str | os.PathLike, n_cells: int = 5000, n_features: in
     # Independent streams: the labels do not change with n_features or rows_per_batch.
     shape_rng, field_rng, label_rng, feature_rng = map(
         np.random.default_rng, np.random.SeedSequence(seed).spawn(4))
+    if featurization_seed is not None:
+        feature_rng = np.random.default_rng(np.random.SeedSequence(featurization_seed))
     grid = _land_grid(n_cells, cell_size, shape_rng)
     fields = _Fields.draw(grid, field_rng)
     files = DemoFiles(out / "SLE_mines.csv", out / "SLE_features.feather",

@@ -83,3 +83,13 @@ def check_unique_cells(source: str, ids: np.ndarray, input_rows: np.ndarray) -> 
         first, second = sorted((int(input_rows[order[repeated[0]]]), int(input_rows[order[repeated[0] + 1]])))
         raise InputError(f"{source}: rows {first + 1} and {second + 1} describe the same cell "
                          f"(duplicate cell id; {len(repeated)} duplicate(s) in all)")
+
+
+def grid_spacing(lat: np.ndarray, lon: np.ndarray) -> float | None:
+    """The smallest distance, in degrees, between two distinct centroid latitudes or
+    longitudes: the grid's cell size, or a multiple of it where cells are missing;
+    ``None`` for a single cell."""
+    gaps = [np.diff(np.unique(np.round(np.asarray(values, dtype=np.float64), EDGE_DECIMALS)))
+            for values in (lat, lon)]
+    gaps = np.concatenate(gaps)
+    return float(np.round(gaps.min(), EDGE_DECIMALS)) if gaps.size else None

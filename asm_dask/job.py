@@ -148,24 +148,12 @@ def _run_locked(job: Job, client: Client) -> RunResult:
     }
     # Everything is checked and fitted: from here on the output folder is written.
     out = job.output
-    predictions_dir = storage.join(out, "predictions")
-    manifest = RunManifest(out, run_key(job, table.key), describe_run(job, table, describe(client)))
-    done = manifest.resume(predictions_dir, model_hash(model), partition_file)
-    if done:
-        print(f"[asm-dask] resuming: {len(done)} of {len(table.partitions)} prediction partitions "
-              "already written", file=sys.stderr, flush=True)
     model.save(storage.join(out, "model.json"))
-    with clock("predict"):
-        predict_cells(table, model, predictions_dir, done, client, on_written=manifest.mark_written)
+    grid, counts, manifest = predict_and_record(
+        table, model, RunManifest(out, run_key(job, table.key), describe_run(job, table, describe(client))),
+        client, timings)
     with clock("report"):
-        grid = read_prediction_grid(predictions_dir)
-        counts = manifest.counts()
-        if len(grid) != counts["n_cells"] or counts["n_cells"] + counts["n_dropped_nonfinite"] != table.n_rows:
-            raise RuntimeError(f"{predictions_dir}: {len(grid)} predicted cells, expected {counts['n_cells']} "
-                               f"of {table.n_rows}")
-        metrics["n_cells"] = counts["n_cells"]
-        metrics["n_cells_dropped_nonfinite"] = table.n_dropped_on_ingest + counts["n_dropped_nonfinite"]
-        metrics["mean_probability"] = float(grid["probability"].mean())
+        metrics.update(counts)
         with storage.writing(storage.join(out, "unmatched_labels.csv")) as tmp:
             joined.unmatched.to_csv(tmp, index=False)
         with storage.writing(storage.join(out, "labelled_cells.csv")) as tmp:
@@ -326,6 +314,28 @@ def _label_count_table(labels: Labels, y: np.ndarray, train: np.ndarray, test: n
     steps = {"kept by filters": kept, "joined to a cell": y, "train": y[train], "test": y[test]}
     return pd.DataFrame({name: [int((v == 0).sum()), int((v == 1).sum())] for name, v in steps.items()},
                         index=[0, 1]).T
+
+
+def predict_and_record(table: FeatureTable, model: CalibratedModel, manifest: RunManifest, client: Client,
+                       timings: dict[str, float]) -> tuple[pd.DataFrame, dict[str, Any], RunManifest]:
+    """Predict every partition of ``table`` not already written for ``manifest``'s run key
+    and ``model``, recording each as it lands; return the grid (``lat``, ``lon``,
+    ``probability`` of every predicted cell) and the counts for ``metrics.json``."""
+    predictions_dir = storage.join(manifest.output, "predictions")
+    done = manifest.resume(predictions_dir, model_hash(model), partition_file)
+    if done:
+        print(f"[asm-dask] resuming: {len(done)} of {len(table.partitions)} prediction partitions "
+              "already written", file=sys.stderr, flush=True)
+    with _stage(timings, "predict"):
+        predict_cells(table, model, predictions_dir, done, client, on_written=manifest.mark_written)
+    grid = read_prediction_grid(predictions_dir)
+    counts = manifest.counts()
+    if len(grid) != counts["n_cells"] or counts["n_cells"] + counts["n_dropped_nonfinite"] != table.n_rows:
+        raise RuntimeError(f"{predictions_dir}: {len(grid)} predicted cells, expected {counts['n_cells']} "
+                           f"of {table.n_rows}")
+    return grid, {"n_cells": counts["n_cells"],
+                  "n_cells_dropped_nonfinite": table.n_dropped_on_ingest + counts["n_dropped_nonfinite"],
+                  "mean_probability": float(grid["probability"].mean())}, manifest
 
 
 @contextlib.contextmanager

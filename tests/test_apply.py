@@ -1,0 +1,175 @@
+"""``asm-dask predict``: a finished run's model applied to a second country's features."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow.feather as feather
+import pytest
+
+from builders import asm_dask, write_job
+
+N_FEATURES = 40
+FEATURIZATION = 7  # both countries are seen through the same features
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run on one synthetic country: (its output folder, the country)."""
+    from asm_dask.demo import make_country
+
+    folder = tmp_path_factory.mktemp("trained")
+    country = make_country(folder / "data", n_cells=1500, n_features=N_FEATURES, n_labels=700, seed=21,
+                           featurization_seed=FEATURIZATION)
+    done = asm_dask("run", write_job(folder, country.labels, country.features), "--out", folder / "run")
+    assert done.returncode == 0, done.stderr
+    return folder / "run", country
+
+
+@pytest.fixture(scope="module")
+def second_country(tmp_path_factory):
+    """Another place, the same featurization, in many small Feather batches."""
+    from asm_dask.demo import make_country
+
+    return make_country(tmp_path_factory.mktemp("second"), n_cells=1200, n_features=N_FEATURES, seed=22,
+                        featurization_seed=FEATURIZATION, rows_per_batch=100)
+
+
+def _predictions(out) -> pd.DataFrame:
+    frame = pd.read_parquet(out / "predictions", columns=["cell_id", "lat", "lon", "score", "probability"])
+    return frame.sort_values("cell_id").reset_index(drop=True)
+
+
+def test_predict_applies_the_runs_model_to_every_cell_of_another_country(trained, second_country, tmp_path):
+    from asm_dask.calibrate import CalibratedModel
+    from asm_dask.grid import cell_ids, parse_image_ids
+
+    run_dir, _ = trained
+    out = tmp_path / "applied"
+    done = asm_dask("predict", run_dir, second_country.features, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert f"{second_country.n_cells:,} cells predicted with the model of {run_dir}" in done.stdout
+
+    # Every cell, scored exactly as the saved model scores it.
+    predicted = _predictions(out)
+    table = feather.read_table(second_country.features)
+    lat, lon = parse_image_ids(table.column("image_id"), "features")
+    X = np.column_stack([table.column(f"feature_{j}").to_numpy() for j in range(N_FEATURES)])
+    direct = pd.DataFrame({"cell_id": cell_ids(lat, lon, 0.01),
+                           "probability": CalibratedModel.load(run_dir / "model.json").predict_proba(X)})
+    direct = direct.sort_values("cell_id").reset_index(drop=True)
+    assert (predicted["cell_id"] == direct["cell_id"]).all() and len(predicted) == second_country.n_cells
+    np.testing.assert_allclose(predicted["probability"], direct["probability"], rtol=0, atol=1e-9)
+
+    # Held to the truth of the second country: its map follows the true probability there.
+    truth = pd.read_parquet(second_country.truth_cells)
+    truth["cell_id"] = cell_ids(truth["lat"].to_numpy(), truth["lon"].to_numpy(), 0.01)
+    both = predicted.merge(truth[["cell_id", "true_probability"]], on="cell_id")
+    assert len(both) == len(predicted)
+    assert np.corrcoef(both["probability"], both["true_probability"])[0, 1] > 0.8
+
+    for name in ("probability.tif", "map.html", "hotspots.geojson", "hotspots.csv", "figures/probability_map.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_cells"] == second_country.n_cells and metrics["n_cells_dropped_nonfinite"] == 0
+    card = json.loads((out / "model_card.json").read_text())
+    trained_manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert card["model"]["model_hash"] == trained_manifest["model_hash"]
+    assert card["model"]["from_run"] == str(run_dir)
+    assert card["trained_on"]["features_fingerprint"] == trained_manifest["inputs"]["features_fingerprint"]
+    assert card["training_metrics"]["test_auc_calibrated"] == \
+        json.loads((run_dir / "metrics.json").read_text())["test_auc_calibrated"]
+    assert card["applied_to"]["features"] == str(second_country.features)
+    assert card["applied_to"]["n_cells"] == second_country.n_cells
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["command"] == "predict"
+    assert len(manifest["completed_partitions"]) == manifest["n_partitions"] > 10
+
+
+def test_features_that_are_not_the_models_stop_before_any_work(trained, tmp_path):
+    from asm_dask.demo import make_country
+
+    run_dir, _ = trained
+    fewer = make_country(tmp_path / "fewer", n_cells=200, n_features=30, seed=5)
+    done = asm_dask("predict", run_dir, fewer.features, "--out", tmp_path / "a")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"asm-dask: error: {fewer.features}: the model expects {N_FEATURES} features "
+        f"feature_0..feature_{N_FEATURES - 1}; the file has 30 (feature_0..feature_29)")
+    assert not (tmp_path / "a").exists()
+
+    renamed = tmp_path / "renamed.feather"
+    table = feather.read_table(make_country(tmp_path / "b", n_cells=200, n_features=N_FEATURES, seed=5).features)
+    feather.write_feather(table.rename_columns([n.replace("feature_", "X_") for n in table.column_names]), renamed)
+    done = asm_dask("predict", run_dir, renamed, "--out", tmp_path / "b_out")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"asm-dask: error: {renamed}: the model expects features feature_0..feature_{N_FEATURES - 1}; the file "
+        f"has X_0..X_{N_FEATURES - 1} (feature 1 is 'X_0', expected 'feature_0')")
+
+    finer = make_country(tmp_path / "finer", n_cells=400, n_features=N_FEATURES, seed=5, cell_size=0.005)
+    done = asm_dask("predict", run_dir, finer.features, "--out", tmp_path / "c")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"asm-dask: error: {finer.features}: cell centroids are 0.005 degrees apart; the model was trained "
+        "on cells of 0.01 degrees")
+    assert not (tmp_path / "c").exists() or not [p for p in (tmp_path / "c").iterdir() if p.name != "asm-dask.log"]
+
+
+def test_predict_needs_a_finished_run(trained, second_country, tmp_path):
+    run_dir, country = trained
+    done = asm_dask("predict", tmp_path, second_country.features, "--out", tmp_path / "x")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == \
+        f"asm-dask: error: {tmp_path}: no asm-dask run here (no readable manifest.json)"
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (unfinished / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    done = asm_dask("predict", unfinished, second_country.features, "--out", tmp_path / "y")
+    assert done.returncode == 2
+    assert "the run is not finished (status 'running')" in done.stderr.strip().splitlines()[-1]
+    done = asm_dask("predict", run_dir, second_country.features, "--hotspot-threshold", "2")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == \
+        "asm-dask: error: --hotspot-threshold: expected a probability in (0, 1], got 2"
+
+
+def test_a_killed_prediction_resumes(trained, second_country, tmp_path):
+    run_dir, _ = trained
+    out = tmp_path / "resumed"
+    command = [sys.executable, "-m", "asm_dask.cli", "predict", str(run_dir), str(second_country.features),
+               "--out", str(out)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    written: list[int] = []
+    while len(written) < 3:
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        try:
+            written = json.loads((out / "manifest.json").read_text())["completed_partitions"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    manifest = json.loads((out / "manifest.json").read_text())
+    kept = manifest["completed_partitions"]
+    assert manifest["status"] == "running" and len(kept) < manifest["n_partitions"]
+    stamps = {i: os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns for i in kept}
+
+    again = asm_dask("predict", run_dir, second_country.features, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {len(kept)} of {manifest['n_partitions']} prediction partitions already written" \
+        in again.stderr
+    assert {i: os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns for i in kept} == stamps
+    fresh = asm_dask("predict", run_dir, second_country.features, "--out", tmp_path / "fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    pd.testing.assert_frame_equal(_predictions(out), _predictions(tmp_path / "fresh"))
