@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from asm_dask.storage import writing
 
-__all__ = ["DemoFiles", "make_country", "score_against_truth"]
+__all__ = ["DemoFiles", "make_country", "score_against_truth", "score_map_against_truth"]
 
 _CENTRE_LON, _CENTRE_LAT = -11.8, 8.45  # middle of Sierra Leone
 _BATCH_BYTES = 64 * 2**20  # caps a batch's feature matrix: 65,536 x 4000 floats would be 1 GB
@@ -361,7 +361,6 @@ def score_against_truth(results: str | os.PathLike, files: DemoFiles) -> dict[st
     make it negative, by chance). Over all cells: the correlation between the
     predicted and the true probability, their mean absolute difference, and both means.
     """
-    from asm_dask.grid import cell_ids
     from asm_dask.validate import roc_auc
 
     results = pathlib.Path(results)
@@ -369,18 +368,49 @@ def score_against_truth(results: str | os.PathLike, files: DemoFiles) -> dict[st
     test = pd.read_csv(results / "labelled_cells.csv").query("split == 'test'")
     test = test.merge(pd.read_csv(files.truth_labels), on="unique_id", how="left", validate="1:1")
     truth_auc = roc_auc(test["label"].to_numpy(), test["true_probability"].to_numpy())
+    return {"test_auc_calibrated": metrics["test_auc_calibrated"], "truth_test_auc": truth_auc,
+            "auc_gap": truth_auc - metrics["test_auc_calibrated"], "n_test_labels": len(test),
+            **_compare_cells(results / "predictions", files, metrics["cell_size"])}
+
+
+def score_map_against_truth(results: str | os.PathLike, files: DemoFiles, cell_size: float = 0.01) -> dict[str, Any]:
+    """How a map predicted for a synthetic country (by ``asm-dask predict``, with a model
+    trained elsewhere) compares with that country's truth.
+
+    ``map_auc`` is the ROC AUC of the predicted probability of each label's cell on all of
+    the country's labels that fall on a cell; ``truth_auc`` that of the labels' true
+    probabilities on the same labels, and ``auc_gap`` the difference. Over all cells, as
+    :func:`score_against_truth`.
+    """
+    from asm_dask.grid import cell_ids
+    from asm_dask.validate import roc_auc
+
+    results = pathlib.Path(results)
+    labels = pd.read_csv(files.labels).merge(pd.read_csv(files.truth_labels), on="unique_id", validate="1:1")
+    # The cell a label lies in: cell edges sit on whole multiples of the cell size.
+    lat = (np.floor(labels["lat"].to_numpy() / cell_size) + 0.5) * cell_size
+    lon = (np.floor(labels["lon"].to_numpy() / cell_size) + 0.5) * cell_size
+    labels["cell_id"] = cell_ids(lat, lon, cell_size)
     predicted = pd.read_parquet(results / "predictions", columns=["cell_id", "probability"])
+    on_cells = labels.merge(predicted, on="cell_id")
+    y = on_cells["label"].to_numpy()
+    map_auc = roc_auc(y, on_cells["probability"].to_numpy())
+    truth_auc = roc_auc(y, on_cells["true_probability"].to_numpy())
+    return {"map_auc": map_auc, "truth_auc": truth_auc, "auc_gap": truth_auc - map_auc,
+            "n_labels": len(on_cells), **_compare_cells(results / "predictions", files, cell_size)}
+
+
+def _compare_cells(predictions: pathlib.Path, files: DemoFiles, cell_size: float) -> dict[str, Any]:
+    from asm_dask.grid import cell_ids
+
+    predicted = pd.read_parquet(predictions, columns=["cell_id", "probability"])
     cells = pd.read_parquet(files.truth_cells)
-    cells["cell_id"] = cell_ids(cells["lat"].to_numpy(), cells["lon"].to_numpy(), metrics["cell_size"])
+    cells["cell_id"] = cell_ids(cells["lat"].to_numpy(), cells["lon"].to_numpy(), cell_size)
     both = predicted.merge(cells[["cell_id", "true_probability"]], on="cell_id", validate="1:1")
     if len(both) != len(predicted):
-        raise ValueError(f"{results}: {len(predicted) - len(both)} predicted cells have no truth")
+        raise ValueError(f"{predictions}: {len(predicted) - len(both)} predicted cells have no truth")
     p, t = both["probability"].to_numpy(), both["true_probability"].to_numpy()
     return {
-        "test_auc_calibrated": metrics["test_auc_calibrated"],
-        "truth_test_auc": truth_auc,
-        "auc_gap": truth_auc - metrics["test_auc_calibrated"],
-        "n_test_labels": len(test),
         "cell_probability_correlation": float(np.corrcoef(p, t)[0, 1]),
         "cell_probability_mean_abs_error": float(np.abs(p - t).mean()),
         "mean_predicted_probability": float(p.mean()),
