@@ -99,7 +99,7 @@ def predict_with_run(run: TrainedRun, features: str, output: str, client: Client
         timings: dict[str, float] = {}
         table = open_table(FeaturesConfig(path=features, cell_size=run.cell_size), output, client)
         manifest = RunManifest(output, _predict_key(run, table), _describe(run, table, client))
-        grid, counts, manifest = predict_and_record(table, run.model, manifest, client, timings)
+        grid, counts = predict_and_record(table, run.model, manifest, client, timings)
         threshold = hotspot_threshold if hotspot_threshold is not None else \
             run.manifest["settings"]["report"]["hotspot_threshold"]
         no_labels = pd.DataFrame({"lat": [], "lon": [], "label": []})

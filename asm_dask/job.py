@@ -149,9 +149,8 @@ def _run_locked(job: Job, client: Client) -> RunResult:
     # Everything is checked and fitted: from here on the output folder is written.
     out = job.output
     model.save(storage.join(out, "model.json"))
-    grid, counts, manifest = predict_and_record(
-        table, model, RunManifest(out, run_key(job, table.key), describe_run(job, table, describe(client))),
-        client, timings)
+    manifest = RunManifest(out, run_key(job, table.key), describe_run(job, table, describe(client)))
+    grid, counts = predict_and_record(table, model, manifest, client, timings)
     with clock("report"):
         metrics.update(counts)
         with storage.writing(storage.join(out, "unmatched_labels.csv")) as tmp:
@@ -317,7 +316,7 @@ def _label_count_table(labels: Labels, y: np.ndarray, train: np.ndarray, test: n
 
 
 def predict_and_record(table: FeatureTable, model: CalibratedModel, manifest: RunManifest, client: Client,
-                       timings: dict[str, float]) -> tuple[pd.DataFrame, dict[str, Any], RunManifest]:
+                       timings: dict[str, float]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predict every partition of ``table`` not already written for ``manifest``'s run key
     and ``model``, recording each as it lands; return the grid (``lat``, ``lon``,
     ``probability`` of every predicted cell) and the counts for ``metrics.json``."""
@@ -335,7 +334,7 @@ def predict_and_record(table: FeatureTable, model: CalibratedModel, manifest: Ru
                            f"of {table.n_rows}")
     return grid, {"n_cells": counts["n_cells"],
                   "n_cells_dropped_nonfinite": table.n_dropped_on_ingest + counts["n_dropped_nonfinite"],
-                  "mean_probability": float(grid["probability"].mean())}, manifest
+                  "mean_probability": float(grid["probability"].mean())}
 
 
 @contextlib.contextmanager
