@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from .errors import InputError
+from .log import RunLog
 
 DEMO_JOB = {"labels": {"path": "data/SLE_mines.csv"},
             "features": {"path": "data/SLE_features.feather"},
@@ -23,20 +24,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cluster and args.scheduler:
         parser.error("give --cluster or --scheduler, not both")
-    try:
-        return args.command(args)
-    except InputError as exc:
-        print(f"asm-dask: error: {exc}", file=sys.stderr)
-        return 2
+    # Bad input exits 2, anything else (a bug) 1; either way one line on the console,
+    # the traceback in the log.
+    with RunLog(verbose=args.verbose, command=" ".join(argv or sys.argv[1:])) as log:
+        try:
+            return args.command(args, log)
+        except InputError as exc:
+            return log.failed(exc, 2)
+        except Exception as exc:
+            return log.failed(exc, 1)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, log: RunLog) -> int:
     from .config import check_paths, load_job, resolve_path
 
     job = load_job(args.job)
     if args.out:
         job = job.replace(output=resolve_path(args.out, Path.cwd()))
     check_paths(job)  # before a cluster starts, not minutes into the run
+    log.open(job.output)
     return _run_loaded(job, args)
 
 
@@ -84,12 +90,13 @@ def summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-def _ingest(args: argparse.Namespace) -> int:
+def _ingest(args: argparse.Namespace, log: RunLog) -> int:
     from .cluster import open_client
     from .config import load_job
     from .store import open_store, store_root
 
     job = load_job(args.job)
+    log.open(job.output)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         store = open_store(job.features, store_root(job.features, job.output), client)
     print(json.dumps({"store": store.path, "n_cells": store.n_cells, "n_features": store.n_features,
@@ -98,12 +105,13 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, log: RunLog) -> int:
     from .config import load_job
     from .demo import make_country, score_against_truth
     from .report.figures import write_metrics
 
     out = Path(args.out).resolve()
+    log.open(str(out / DEMO_JOB["output"]))
     files = make_country(out / "data", n_cells=args.cells, n_features=args.features, seed=args.seed)
     print(f"demo country: {files.n_cells:,} cells x {args.features} features, {files.n_labels:,} labels "
           f"in {out / 'data'}")
@@ -144,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
                                   "'scheduler' (see cluster/scheduler.yaml)")
         command.add_argument("--cluster", metavar="FILE",
                              help="cluster file (see cluster/*.yaml); default: a local cluster")
+        command.add_argument("--verbose", action="store_true",
+                             help="print Dask's log and the traceback of a failure here too, not only "
+                                  "in the output folder's asm-dask.log")
 
     run = commands.add_parser("run", help="run a job file")
     run.add_argument("job", help="job file (YAML)")
