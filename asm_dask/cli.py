@@ -63,7 +63,7 @@ def _run_loaded(job, args: argparse.Namespace) -> int:
     if "n_districts" in result.metrics:
         names += ["admin_summary.csv", "admin_summary.geojson"]
     names += ["predictions/", "metrics.json", "model.json", "manifest.json", "figures/",
-              "unmatched_labels.csv", "labelled_cells.csv"]
+              "unmatched_labels.csv", "labelled_cells.csv", "asm-dask.log"]
     for name in names:
         print(f"  {os.path.join(result.output, name)}")
     return 0
@@ -111,7 +111,7 @@ def _demo(args: argparse.Namespace, log: RunLog) -> int:
     from .report.figures import write_metrics
 
     out = Path(args.out).resolve()
-    log.open(str(out / DEMO_JOB["output"]))
+    log.open(str(out / DEMO_JOB["output"]), key="--out")
     files = make_country(out / "data", n_cells=args.cells, n_features=args.features, seed=args.seed)
     print(f"demo country: {files.n_cells:,} cells x {args.features} features, {files.n_labels:,} labels "
           f"in {out / 'data'}")

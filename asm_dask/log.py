@@ -64,13 +64,14 @@ class RunLog:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def open(self, folder: str) -> None:
+    def open(self, folder: str, key: str = "output") -> None:
         """Start writing the log, ``folder``/:data:`LOG_NAME`, creating ``folder``.
 
         Raises
         ------
         InputError
-            ``folder`` cannot be created or the log cannot be written there.
+            ``folder`` cannot be created or the log cannot be written there; the
+            message ends with ``key``, the setting or option that named ``folder``.
         """
         path = folder.rstrip("/") + "/" + LOG_NAME
         try:
@@ -79,7 +80,7 @@ class RunLog:
             self._file = fsspec.open(path, "a", encoding="utf-8").open()
         except OSError as exc:
             raise InputError(f"{folder}: cannot write the log {LOG_NAME} there: "
-                             f"{(exc.strerror or str(exc)).lower()} (output)") from None
+                             f"{(exc.strerror or str(exc)).lower()} ({key})") from None
         self.path = path
         self._file.write(f"==== asm-dask {self.command} (in {os.getcwd()}, "
                          f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')})\n")
@@ -124,7 +125,7 @@ class RunLog:
         the console."""
         import distributed  # noqa: F401  its import installs the console handlers replaced here
 
-        self._handler = logging.StreamHandler(self._file)
+        self._handler = _LogFileHandler(self._file)
         self._handler.setFormatter(logging.Formatter(_FORMAT))
         for logger in distributed_loggers():
             console = [handler for handler in logger.handlers if writes_to_console(handler)]
@@ -145,7 +146,13 @@ def distributed_loggers() -> list[logging.Logger]:
 
 
 def writes_to_console(handler: logging.Handler) -> bool:
-    return type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__)
+    """Whether ``handler`` is one of the console handlers ``distributed`` installs: a plain
+    :class:`logging.StreamHandler` on whatever ``sys.stderr`` was when it was imported."""
+    return type(handler) is logging.StreamHandler
+
+
+class _LogFileHandler(logging.StreamHandler):
+    """The log file's handler: a stream handler that is not taken for a console's."""
 
 
 class _Tee:
