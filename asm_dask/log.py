@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from typing import Any, TextIO
@@ -86,7 +87,7 @@ class RunLog:
                          f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')})\n")
         self._route_distributed()
         self._console = sys.stderr
-        sys.stderr = _Tee(self._console, self._file)
+        sys.stderr = _Tee(self._console, self._file, self._handler.lock)
 
     def failed(self, exc: BaseException, status: int) -> int:
         """Report ``exc``: its traceback into the log (and the console if verbose), then one
@@ -159,26 +160,30 @@ class _Tee:
     """The console, with every line also written to the log file.
 
     A progress line redrawn in a terminal (``\\r``) lands in the file as a line of its own.
+    ``lock`` is the log file handler's, so that a line written here and a record logged
+    by another thread (Dask's event loop) never interleave.
     """
 
-    def __init__(self, console: TextIO, file: TextIO) -> None:
-        self.console, self.file = console, file
+    def __init__(self, console: TextIO, file: TextIO, lock: threading.RLock) -> None:
+        self.console, self.file, self.lock = console, file, lock
         self._line_open = False
 
     def write(self, text: str) -> int:
         self.console.write(text)
-        for part in text.split("\r"):
-            if part is not text and self._line_open:  # a redraw: end the line drawn so far
-                self.file.write("\n")
-                self._line_open = False
-            if part:
-                self.file.write(part)
-                self._line_open = not part.endswith("\n")
+        with self.lock:
+            for i, part in enumerate(text.split("\r")):
+                if i > 0 and self._line_open:  # a redraw: end the line drawn so far
+                    self.file.write("\n")
+                    self._line_open = False
+                if part:
+                    self.file.write(part)
+                    self._line_open = not part.endswith("\n")
         return len(text)
 
     def flush(self) -> None:
         self.console.flush()
-        self.file.flush()
+        with self.lock:
+            self.file.flush()
 
     def isatty(self) -> bool:
         return self.console.isatty()
