@@ -245,12 +245,14 @@ def _csv_problem(layout: FeatureLayout, message: str) -> str:
     sometimes (as a line number, which quoted line breaks would throw off), so the
     column is read again, as text, up to its first value that is not a number.
     """
-    match = re.search(r"column #(\d+): (?:Row #\d+: )?CSV conversion error to (float|double): invalid value '(.*)'", message)
+    match = re.search(r"column #(\d+): (?:Row #\d+: )?CSV conversion error to (float|double): "
+                      r"invalid value '(.*)'", message)
     if not match or int(match.group(1)) >= len(layout.columns):
         text = " ".join(message.split())
         return text if len(text) <= 200 else text[:197] + "..."
     column = layout.columns[int(match.group(1))]
-    row = _first_row_not_a_number(layout.path, column, pa.float32() if match.group(2) == "float" else pa.float64())
+    number_type = pa.float32() if match.group(2) == "float" else pa.float64()
+    row = _first_row_not_a_number(layout.path, column, number_type)
     return (f"{f'row {row}, ' if row else ''}column '{column}': cannot read '{match.group(3)}' "
             "as a number")
 
