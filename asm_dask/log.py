@@ -22,8 +22,6 @@ import time
 import traceback
 from typing import Any, TextIO
 
-import fsspec
-
 from .errors import InputError
 
 #: the log file's name in the output folder
@@ -74,6 +72,8 @@ class RunLog:
             ``folder`` cannot be created or the log cannot be written there; the
             message ends with ``key``, the setting or option that named ``folder``.
         """
+        import fsspec  # here, not at import: the command line answers --help without it
+
         path = folder.rstrip("/") + "/" + LOG_NAME
         try:
             fs, fs_folder = fsspec.core.url_to_fs(folder)
