@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from .errors import InputError
+from .log import RunLog
 
 DEMO_JOB = {"labels": {"path": "data/SLE_mines.csv"},
             "features": {"path": "data/SLE_features.feather"},
@@ -23,14 +24,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cluster and args.scheduler:
         parser.error("give --cluster or --scheduler, not both")
-    try:
-        return args.command(args)
-    except InputError as exc:
-        print(f"asm-dask: error: {exc}", file=sys.stderr)
-        return 2
+    # Bad input exits 2, anything else (a bug) 1; either way one line on the console,
+    # the traceback in the log.
+    with RunLog(verbose=args.verbose, command=" ".join(argv or sys.argv[1:])) as log:
+        try:
+            return args.command(args, log)
+        except InputError as exc:
+            return log.failed(exc, 2)
+        except Exception as exc:
+            return log.failed(exc, 1)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, log: RunLog) -> int:
     from .config import check_paths, load_job, resolve_path
     from .storage import configure
 
@@ -39,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
         job = job.replace(output=resolve_path(args.out, Path.cwd()))
     configure(job.storage_options)
     check_paths(job)  # before a cluster starts, not minutes into the run
+    log.open(job.output)
     return _run_loaded(job, args)
 
 
@@ -60,7 +66,7 @@ def _run_loaded(job, args: argparse.Namespace) -> int:
     if "n_districts" in result.metrics:
         names += ["admin_summary.csv", "admin_summary.geojson"]
     names += ["predictions/", "metrics.json", "model.json", "manifest.json", "figures/",
-              "unmatched_labels.csv", "labelled_cells.csv"]
+              "unmatched_labels.csv", "labelled_cells.csv", "asm-dask.log"]
     for name in names:
         print(f"  {join(result.output, name)}")
     return 0
@@ -87,7 +93,7 @@ def summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _predict(args: argparse.Namespace, log: RunLog) -> int:
     from .apply import check_paths, load_run
     from .cluster import import_on_workers, open_client
     from .config import resolve_path
@@ -99,6 +105,7 @@ def _predict(args: argparse.Namespace) -> int:
     out = resolve_path(args.out or f"predict_{Path(features.rstrip('/')).stem}", Path.cwd())
     check_paths(run_dir, features, out)
     run = load_run(run_dir)
+    log.open(out)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         import_on_workers(client, "asm_dask.apply")
         from .apply import predict_with_run
@@ -109,17 +116,18 @@ def _predict(args: argparse.Namespace) -> int:
           f"{m['mean_probability']:.3f}; {m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g})")
     print(f"outputs in {out}:")
     for name in ("map.html", "probability.tif", "hotspots.geojson", "hotspots.csv", "predictions/",
-                 "model_card.json", "metrics.json", "manifest.json", "figures/"):
+                 "model_card.json", "metrics.json", "manifest.json", "figures/", "asm-dask.log"):
         print(f"  {join(out, name)}")
     return 0
 
 
-def _ingest(args: argparse.Namespace) -> int:
+def _ingest(args: argparse.Namespace, log: RunLog) -> int:
     from .cluster import open_client
     from .config import load_job
     from .store import open_store, store_root
 
     job = load_job(args.job)
+    log.open(job.output)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         store = open_store(job.features, store_root(job.features, job.output), client)
     print(json.dumps({"store": store.path, "n_cells": store.n_cells, "n_features": store.n_features,
@@ -128,12 +136,13 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, log: RunLog) -> int:
     from .config import load_job
     from .demo import make_country, score_against_truth
     from .report.figures import write_metrics
 
     out = Path(args.out).resolve()
+    log.open(str(out / DEMO_JOB["output"]), key="--out")
     files = make_country(out / "data", n_cells=args.cells, n_features=args.features, seed=args.seed)
     print(f"demo country: {files.n_cells:,} cells x {args.features} features, {files.n_labels:,} labels "
           f"in {out / 'data'}")
@@ -174,6 +183,9 @@ def _parser() -> argparse.ArgumentParser:
                                   "'scheduler' (see cluster/scheduler.yaml)")
         command.add_argument("--cluster", metavar="FILE",
                              help="cluster file (see cluster/*.yaml); default: a local cluster")
+        command.add_argument("--verbose", action="store_true",
+                             help="print Dask's log and the traceback of a failure here too, not only "
+                                  "in the output folder's asm-dask.log")
 
     run = commands.add_parser("run", help="run a job file")
     run.add_argument("job", help="job file (YAML)")

@@ -31,10 +31,12 @@ from typing import Any
 
 import dask.system
 import distributed
+from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.system import MEMORY_LIMIT
 
 from .config import read_yaml, resolve_path
 from .errors import InputError
+from .log import distributed_loggers, writes_to_console
 
 KINDS = ("local", "scheduler", "ssh", "slurm", "pbs", "kubernetes")
 
@@ -168,7 +170,10 @@ def open_client(
         else:
             cluster = stack.enter_context(distributed.LocalCluster(**_local_kwargs({})))
             client = stack.enter_context(distributed.Client(cluster))
-        if isinstance(client.cluster, distributed.LocalCluster) and not client.cluster.processes:
+        in_process = isinstance(client.cluster, distributed.LocalCluster) and not client.cluster.processes
+        if client.cluster is not None and not in_process:
+            _forward_worker_logs(client)
+        if in_process:
             # An in-process scheduler has no network address; its dashboard listens on
             # loopback, which the default link (built from the host's address) misses.
             stack.enter_context(dask.config.set(
@@ -185,6 +190,29 @@ def open_client(
                 f"within {timeout:g} s"
             ) from None
         yield client
+
+
+def _forward_worker_logs(client: distributed.Client) -> None:
+    """Have the workers of a cluster started here send ``distributed``'s log records to
+    this process, where they are handled as its own (into asm-dask.log, see
+    :mod:`asm_dask.log`), instead of printing them on their stderr: this console for a
+    local cluster's worker processes, a batch job's file for SLURM and PBS."""
+    client.register_plugin(_NoWorkerStderr(), name="asm-dask-no-worker-stderr")
+    client.forward_logging("distributed")
+
+
+class _NoWorkerStderr(WorkerPlugin):
+    """In a worker process: take ``distributed``'s stderr handlers off its loggers."""
+
+    def setup(self, worker: distributed.Worker) -> None:
+        self.detached = [(logger, handler) for logger in distributed_loggers()
+                         for handler in logger.handlers if writes_to_console(handler)]
+        for logger, handler in self.detached:
+            logger.removeHandler(handler)
+
+    def teardown(self, worker: distributed.Worker) -> None:
+        for logger, handler in self.detached:
+            logger.addHandler(handler)
 
 
 def import_on_workers(client: distributed.Client, module: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,8 @@ def asm_dask(*args, timeout: float = 600, **popen) -> subprocess.CompletedProces
     """Run the command line as a user would, in a process of its own."""
     return subprocess.run([sys.executable, "-m", "asm_dask.cli", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, **popen)
+
+
+#: lines asm-dask itself prints on stderr while it runs: stages and warnings, the dashboard
+#: link, and progress ("predict cells: [####      ] 2/4 (0.3 s)")
+OWN_LINE = re.compile(r"\[asm-dask\] |Dask dashboard: |[\w :]+: \[[# ]{20}\] \d+/\d+ \(")

@@ -10,7 +10,7 @@ import yaml
 from asm_dask.config import load_job
 from asm_dask.errors import InputError
 from asm_dask.job import run_job
-from builders import asm_dask, grid_features, labels_frame, write_feather, write_job
+from builders import OWN_LINE, asm_dask, grid_features, labels_frame, write_feather, write_job
 
 LATS = np.round(np.arange(8.005, 8.2, 0.01), 3)
 LONS = np.round(np.arange(-11.995, -11.8, 0.01), 3)
@@ -182,6 +182,8 @@ def test_output_that_is_an_existing_file(valid):
     assert (folder / "results").read_text() == "keep me"
     assert _cli_error(folder, job, "--out", folder / "results") == \
         f"{folder / 'results'}: is a file, expected a folder (output)"
+    assert _cli_error(folder, job, "--out", folder / "results" / "run") == \
+        f"{folder / 'results' / 'run'}: {folder / 'results'} is a file, not a folder (output)"
     assert (folder / "results").read_text() == "keep me"
 
 
@@ -251,3 +253,106 @@ def test_one_mine_type_without_brackets_filters_that_type(valid):
     (folder / "job.yaml").write_text(yaml.safe_dump(
         {**job, "labels": {"path": "labels.csv", "filters": {"exclude_mine_types": "commercial"}}}))
     assert read_labels(load_job(folder / "job.yaml").labels).removed["mine_type"] == 2
+
+
+def _broken_features(folder: Path, features, problem: str) -> str:
+    """Write ``folder``/job.yaml on features broken by ``problem``, found only inside a Dask
+    task; return the one line that must name it."""
+    if problem == "image_id":
+        features.loc[17, "image_id"] = "lat_8--4__lon_eleven"
+        path = write_feather(features, folder / "features.feather")
+        expected = (f"{path}: row 18: cannot parse image_id 'lat_8--4__lon_eleven' "
+                    "(expected like 'lat_8--405__lon_-11--235')")
+    elif problem == "nan coordinate":
+        coordinates = features["image_id"].str.replace("--", ".").str.extract(r"lat_(.*)__lon_(.*)").astype(float)
+        table = features.drop(columns="image_id").assign(lat=coordinates[0], lon=coordinates[1])
+        table.loc[5, "lat"] = np.nan
+        path = write_feather(table, folder / "features.feather")
+        expected = (f"{path}: row 6: coordinates out of range or missing (lat=nan, lon={table.loc[5, 'lon']}); "
+                    "expected -90..90 and -180..180 degrees")
+    else:  # a value in a CSV that is not a number
+        features["feature_2"] = features["feature_2"].astype(object)
+        features.loc[40, "feature_2"] = "x1"
+        path = folder / "features.csv"
+        features.to_csv(path, index=False)
+        expected = f"{path}: row 41, column 'feature_2': cannot read 'x1' as a number"
+    (folder / "job.yaml").write_text(yaml.safe_dump(
+        {"labels": {"path": "labels.csv"}, "features": {"path": path.name}, "output": "out"}))
+    return expected
+
+
+def _failed_in_a_task(folder: Path, *args: str) -> tuple[str, str]:
+    """Run ``asm-dask run`` on ``folder``/job.yaml, which must fail inside a task; check that
+    the console holds asm-dask's own lines and one error line last, exit 2, and that the
+    output folder holds only the log; return the error and the log."""
+    done = asm_dask("run", folder / "job.yaml", *args, timeout=120)
+    assert done.returncode == 2, done.stderr
+    *own, last = done.stderr.strip().splitlines()
+    assert all(OWN_LINE.match(line) for line in own), done.stderr
+    assert "Traceback" not in done.stderr and "Compute Failed" not in done.stderr, done.stderr
+    log = folder / "out" / "asm-dask.log"
+    assert last.startswith("asm-dask: error: ") and last.endswith(f" (details: {log})")
+    assert os.listdir(folder / "out") == ["asm-dask.log"]
+    text = log.read_text()
+    assert text.startswith(f"==== asm-dask run {folder / 'job.yaml'} {' '.join(args)}".rstrip())
+    assert "Traceback (most recent call last)" in text and "[asm-dask] open features..." in text
+    error = last.removeprefix("asm-dask: error: ").removesuffix(f" (details: {log})")
+    assert text.rstrip().endswith(f"InputError: {error}")
+    return error, text
+
+
+@pytest.mark.parametrize("problem", ["image_id", "nan coordinate", "csv value"])
+def test_an_error_inside_a_task_is_one_line_and_the_traceback_is_in_the_log(valid, inputs, problem):
+    folder, _ = valid
+    expected = _broken_features(folder, inputs[2], problem)
+    error, log = _failed_in_a_task(folder)
+    assert error == expected
+    assert "distributed.worker ERROR: Compute Failed" in log  # the in-process worker's own record
+    if problem == "csv value":  # the feature store the CSV was being converted into is left empty
+        assert os.listdir(folder / "features.csv.asm_dask_store") == []
+
+
+def test_an_error_inside_a_worker_process_of_a_local_cluster(valid, inputs):
+    folder, _ = valid
+    expected = _broken_features(folder, inputs[2], "image_id")
+    (folder / "processes.yaml").write_text("kind: local\nprocesses: true\nn_workers: 2\n")
+    error, log = _failed_in_a_task(folder, "--cluster", str(folder / "processes.yaml"))
+    assert error == expected
+    assert 'grid.py", line' in log  # where the worker raised it
+
+
+def test_an_error_inside_a_task_on_a_running_scheduler(valid, inputs, dask_scheduler_with_workers):
+    cluster = dask_scheduler_with_workers(n_workers=2)
+    folder, _ = valid
+    expected = _broken_features(folder, inputs[2], "csv value")
+    error, log = _failed_in_a_task(folder, "--scheduler", cluster.address)
+    assert error == expected
+    assert "in iter_csv_chunks" in log  # the worker's frames travel with the error
+    # The worker's own report stays where that worker's output goes.
+    assert any("Compute Failed" in (cluster.log_folder / f"worker-{i}.log").read_text() for i in range(2))
+
+
+def test_verbose_shows_the_details_on_the_console_too(valid, inputs):
+    folder, _ = valid
+    expected = _broken_features(folder, inputs[2], "image_id")
+    done = asm_dask("run", folder / "job.yaml", "--verbose", timeout=120)
+    log = folder / "out" / "asm-dask.log"
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"asm-dask: error: {expected} (details: {log})"
+    assert "Compute Failed" in done.stderr and "Traceback (most recent call last)" in done.stderr
+    assert "Compute Failed" in log.read_text() and "Traceback (most recent call last)" in log.read_text()
+
+
+def test_a_csv_value_is_found_by_row_past_the_first_block(tmp_path, monkeypatch):
+    # Arrow reads a CSV in blocks (64 MB); rows are counted on across them.
+    from asm_dask import features as features_module
+
+    frame = grid_features(LATS, LONS)
+    frame["feature_4"] = frame["feature_4"].astype(object)
+    frame.loc[350, "feature_4"] = "1,5"
+    frame.to_csv(tmp_path / "f.csv", index=False)
+    monkeypatch.setattr(features_module, "CSV_BLOCK_BYTES", 4096)
+    layout = features_module.detect_layout(str(tmp_path / "f.csv"))
+    with pytest.raises(InputError) as error:
+        list(features_module.iter_csv_chunks(layout))
+    assert str(error.value) == f"{tmp_path / 'f.csv'}: row 351, column 'feature_4': cannot read '1,5' as a number"

@@ -281,7 +281,9 @@ def test_tls_address_without_certificates_is_a_one_line_error(tmp_path, country)
     assert str(error.value) == expected and isinstance(error.value, InputError)
     job = write_job(tmp_path, country.labels, country.features)
     done = asm_dask("run", job, "--scheduler", address, timeout=60)
-    assert (done.returncode, done.stderr) == (2, f"asm-dask: error: {expected}\n")
+    log = tmp_path / "out" / "asm-dask.log"
+    assert (done.returncode, done.stderr) == (2, f"asm-dask: error: {expected} (details: {log})\n")
+    assert os.listdir(tmp_path / "out") == ["asm-dask.log"]
 
     path = _write(tmp_path, {"kind": "scheduler", "address": address})
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {address} is a TLS scheduler and no certif"):

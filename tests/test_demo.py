@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -192,3 +194,11 @@ def test_rejects_bad_arguments(tmp_path):
         make_country(tmp_path, n_cells=10)
     with pytest.raises(ValueError):
         make_country(tmp_path, rows_per_batch=0)
+
+
+def test_ci_runs_the_readmes_test_command_as_written():
+    root = Path(__file__).parents[1]
+    section = (root / "README.md").read_text().split("## The two commands")[1].split("\n## ")[0]
+    demo, tests = re.findall(r"```console\n(.*)\n```", section)
+    assert demo.startswith("python3 -m venv .venv && ") and tests.startswith("python3 -m venv .venv && ")
+    assert tests in (root / ".ci" / "run").read_text().splitlines()

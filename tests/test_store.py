@@ -149,7 +149,7 @@ def test_non_numeric_value_deep_in_a_csv(tmp_path, client):
     table.to_csv(path, index=False)
     with pytest.raises(InputError) as error:
         open_store(FeaturesConfig(path=str(path)), str(tmp_path / "st"), client)
-    assert str(error.value) == f"{path}: line 79 (data row 78), column 'X_2': invalid value 'n/a?'"
+    assert str(error.value) == f"{path}: row 78, column 'X_2': cannot read 'n/a?' as a number"
 
 
 def test_missing_and_ambiguous_files(tmp_path):
