@@ -33,7 +33,11 @@ def test_a_second_run_stops_on_a_held_lock_and_a_dead_runs_lock_is_taken_over(co
         assert lines[-1].startswith(f"asm-dask: error: {out}: in use by another asm-dask run ({run_id}, ")
         assert f"process {holder.pid}, started " in lines[-1]
         assert not any("Traceback" in line for line in lines)
-        assert sorted(p.name for p in out.iterdir()) == [".asm-dask.lock"]  # nothing else written
+        # Nothing written but the refused run's record in the log.
+        assert sorted(p.name for p in out.iterdir()) == [".asm-dask.lock", "asm-dask.log"]
+        assert (out / "asm-dask.log").read_text().strip().splitlines()[-1] == \
+            "asm_dask.errors.InputError: " + \
+            lines[-1].removeprefix("asm-dask: error: ").removesuffix(f" (details: {out}/asm-dask.log)")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

@@ -145,6 +145,8 @@ def test_a_run_with_inputs_store_and_output_on_s3_completes_and_resumes(s3, coun
     assert f"resuming: {len(parts)} of {len(parts)} prediction partitions already written" in second.stderr
     assert {p: fs.info(p)["LastModified"] for p in sorted(fs.ls(f"{out}/predictions"))} == stamps
     assert json.loads(fs.cat_file(f"{out}/metrics.json"))["n_cells"] == country.n_cells
+    log = fs.cat_file(f"{out}/asm-dask.log").decode()  # both runs' records, one after the other
+    assert log.count("==== asm-dask run") == 2 and "resuming: " in log.split("==== asm-dask run")[2]
 
 
 def test_an_s3_output_that_cannot_be_written_is_one_line_before_anything_runs(s3, country, tmp_path):
