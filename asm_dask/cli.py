@@ -56,7 +56,10 @@ def _run_loaded(job, args: argparse.Namespace) -> int:
              "feature_importance.csv"]
     if "n_districts" in result.metrics:
         names += ["admin_summary.csv", "admin_summary.geojson"]
-    names += ["predictions/", "metrics.json", "model.json", "manifest.json", "figures/",
+    names += ["predictions/", "metrics.json", "model.json"]
+    if result.metrics.get("model_comparison", {}).get(result.metrics.get("selected_estimator"), {}).get("linear") is False:
+        names += ["model.skops"]
+    names += ["manifest.json", "figures/",
               "unmatched_labels.csv", "labelled_cells.csv"]
     for name in names:
         print(f"  {os.path.join(result.output, name)}")
@@ -72,6 +75,12 @@ def summary(m: dict) -> str:
     cv = [f"{name} CV AUC {m[key]:.3f}" for name, key in (("cell", "cell_cv_auc"), ("blocked", "blocked_cv_auc"))
           if key in m]
     lines.append(", ".join(cv) + f" (alpha chosen on {m['alpha_selected_by']} folds)")
+    compared = m.get("model_comparison", {})
+    if len(compared) > 1:
+        why = "named by model.select" if m["selected_by"] == "model.select" else "the highest CV AUC"
+        others = ", ".join(f"{name} {entry['cv_auc']:.3f}" for name, entry in compared.items())
+        lines.append(f"selected estimator {m['selected_estimator']} ({why}) of {len(compared)} compared "
+                     f"on the same folds, CV AUC: {others}")
     low, high = m["test_auc_ci95"]
     lines.append(f"test ROC AUC {m['test_auc_calibrated']:.3f} calibrated ({m['calibration']}), "
                  f"95% interval {low:.3f} to {high:.3f}; {m['test_auc_uncalibrated']:.3f} uncalibrated; "

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -26,10 +27,12 @@ from distributed import Client
 from .atomic import replacing
 from .calibrate import CalibratedModel, fit_calibrator
 from .cluster import describe
-from .config import Job
+from .compare import Candidate, calibrated_model, comparison, ridge_candidate, search, select
+from .config import DEFAULT_ESTIMATORS, Job
 from .errors import InputError
 from .join import JoinedLabels, join_labels
 from .labels import Labels, read_labels
+from .model_io import save_model
 from .predict import RunManifest, model_hash, predict_cells, read_prediction_grid
 from .progress import timed
 from .report.build import HeldOut, ReportInputs, write_report
@@ -51,6 +54,8 @@ MIN_BLOCK_SIZE = 0.05
 
 PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
             "geopandas", "dask-geopandas")
+#: packages the estimators other than ridge are searched, fitted and saved with
+ESTIMATOR_PACKAGES = ("dask-ml", "skops")
 
 
 @dataclass(frozen=True)
@@ -90,16 +95,22 @@ def run_job(job: Job, client: Client) -> RunResult:
     with clock("fit"):
         train, test = train_test_split_groups(y, groups, job.split, job.labels.path)
         folds = cv_folds(y[train], groups[train], job.model.cv_folds, job.labels.path, job.split.seed)
+        started = time.perf_counter()
         ridge = RidgeGridClassifier(alphas=job.model.alphas, standardize=job.model.standardize,
                                     client=client)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)  # said below, on one line
             ridge.fit(X[train], y[train], folds)
+        candidates = [ridge_candidate(ridge, time.perf_counter() - started)]
         cv = _cross_validation(ridge, y[train], rows.iloc[train], job)
         ridge.release()
+        candidates += [search(name, grid, X[train], y[train], folds, job.split.seed, client)
+                       for name, grid in job.model.estimators.items() if name != "ridge"]
+        selected, selected_by = select(candidates, job.model.select)
     with clock("calibrate"):
-        calibrator = fit_calibrator(ridge.oof_decision_, y[train], job.model.calibration)
-        model = CalibratedModel.from_fitted(table.feature_names, ridge, calibrator)
+        models = {c.name: calibrated_model(c, fit_calibrator(c.oof_scores, y[train], job.model.calibration),
+                                           table.feature_names, table.cell_size) for c in candidates}
+        model = models[selected.name]
         test_scores = model.decision_function(X[test])
         test_probability = model.calibrate(test_scores)
     with clock("validate"):
@@ -107,9 +118,15 @@ def run_job(job: Job, client: Client) -> RunResult:
         sample_type = rows["sample_type"].to_numpy()[test] if "sample_type" in rows else None
         tested, reliability = held_out_metrics(y[test], test_scores, test_probability, resampled, unit,
                                            job.split.seed, sample_type)
-        oof_auc = roc_auc(y[train], ridge.oof_decision_)
-        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, job)
-        importance = feature_importance(table.feature_names, model.coef, X[train], X[test], y[test],
+        oof_auc = roc_auc(y[train], selected.oof_scores)
+        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, selected, job)
+        blocked = {c.name: c.cv_auc for c in candidates} if job.split.group_by == "block" else {}
+        if "blocked_cv_auc" in cv:
+            blocked["ridge"] = cv["blocked_cv_auc"]
+        compared = comparison(candidates, models, X[test], y[test], blocked)
+        # Importance is read from linear weights: the selected model's, or ridge's.
+        explained = model if isinstance(model, CalibratedModel) else models["ridge"]
+        importance = feature_importance(table.feature_names, explained.coef, X[train], X[test], y[test],
                                         job.split.seed)
     del X  # the labelled rows are not needed past here
 
@@ -139,6 +156,10 @@ def run_job(job: Job, client: Client) -> RunResult:
         "solver": ridge.solver_,
         "standardize": job.model.standardize,
         "calibration": job.model.calibration,
+        "selected_estimator": selected.name,
+        "selected_by": selected_by,
+        "model_comparison": compared,
+        "feature_importance_of": explained.estimator,
         **cv,
         "oof_auc_calibration_set": oof_auc,
         **tested,
@@ -154,7 +175,7 @@ def run_job(job: Job, client: Client) -> RunResult:
     if done:
         print(f"[asm-dask] resuming: {len(done)} of {len(table.partitions)} prediction partitions "
               "already written", file=sys.stderr, flush=True)
-    model.save(os.path.join(out, "model.json"))
+    save_model(model, out)
     with clock("predict"):
         predict_cells(table, model, predictions_dir, done, client, on_written=manifest.mark_written)
     with clock("report"):
@@ -180,7 +201,8 @@ def run_job(job: Job, client: Client) -> RunResult:
             hotspot_threshold=job.report.hotspot_threshold,
             inputs={"labels": job.labels.path, "features": job.features.path,
                     "boundaries": job.report.boundaries.path if job.report.boundaries else ""}))
-    manifest.finish(timings_s=timings, report_timings_s=report_timings)
+    manifest.finish(timings_s=timings, report_timings_s=report_timings,
+                    fit_seconds_by_estimator={c.name: c.fit_seconds for c in candidates})
     return RunResult(output=out, metrics=metrics, timings=timings)
 
 
@@ -235,7 +257,7 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
 
 
 def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, Any],
-             test_probability: np.ndarray, oof_auc: float, job: Job) -> list[str]:
+             test_probability: np.ndarray, oof_auc: float, selected: Candidate, job: Job) -> list[str]:
     """What a reader of the numbers must know first; each also said on stderr."""
     caveats = []
     if ridge.alpha_at_grid_edge_:
@@ -255,12 +277,14 @@ def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, A
     if fewest < MIN_TEST_LABELS_PER_CLASS:
         caveats.append(f"the test set holds only {fewest} label(s) of one class: its ROC AUC and interval "
                        "say little; more labels, or a larger split.test_size, are needed")
-    pooled, per_fold = oof_auc, float(ridge.cv_auc_.mean(axis=1).max())
+    pooled, per_fold = oof_auc, selected.cv_auc
     if pooled < per_fold - POOLED_AUC_SHORTFALL:
+        at = f"alpha {ridge.best_alpha_:g}" if selected.name == "ridge" else f"{selected.name} {selected.best_params}"
+        remedy = "model.alphas" if selected.name == "ridge" else "parameters in its model.estimators grid"
         caveats.append(f"pooled, the out-of-fold scores the calibration is fitted on rank the training "
                        f"labels with AUC {pooled:.3f}, against {per_fold:.3f} within each fold: the folds' "
-                       f"models disagree in offset or scale (at alpha {ridge.best_alpha_:g}), and the "
-                       "calibrated map loses order; try other model.alphas")
+                       f"models disagree in offset or scale (at {at}), and the "
+                       f"calibrated map loses order; try other {remedy}")
     if np.ptp(test_probability) == 0:
         caveats.append(f"the calibrated probability is {test_probability[0]:.3g} for every test label: "
                        "the map holds one value")
@@ -339,8 +363,14 @@ def _run_key(job: Job, table_key: str) -> str:
     settings["features"].pop("path")
     settings["features"].pop("store")
     settings["features"].pop("store_path")
+    versions = _versions()
+    if settings["model"]["estimators"] == DEFAULT_ESTIMATORS and settings["model"]["select"] is None:
+        # ridge alone, as before these settings existed: the same key as then
+        del settings["model"]["estimators"], settings["model"]["select"]
+    else:
+        versions.update({name: version(name) for name in ESTIMATOR_PACKAGES})
     key = {"features": table_key, "labels": labels_digest, "settings": settings,
-           "versions": _versions()}
+           "versions": versions}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -56,7 +56,9 @@ FILES = [
     ("feature_importance.csv", "every feature, ranked"),
     ("admin_summary.csv, admin_summary.geojson", "district totals (when boundaries are given)"),
     ("metrics.json", "every number on this page and more"),
-    ("model.json", "the fitted model: coefficients, intercept, calibration"),
+    ("model.json", "the fitted model: estimator, parameters, calibration; a linear model's coefficients "
+                   "and intercept"),
+    ("model.skops", "a model that is not linear, for skops (written only then)"),
     ("labelled_cells.csv, unmatched_labels.csv", "which label went where"),
     ("manifest.json", "inputs, settings, versions, timings"),
     ("figures/", "the figures as PNG"),
