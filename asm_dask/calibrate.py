@@ -153,7 +153,9 @@ class CalibratedEstimator:
 
     ``decision_function`` is the score calibrated (:func:`asm_dask.estimators.raw_scores`:
     the positive-class probability of a tree ensemble); ``predict_proba`` the calibrated
-    probability.
+    probability. ``fingerprint`` identifies the fit by what it does (see
+    :func:`fingerprint`): a fitted estimator's bytes are not stable (skops archives name
+    their members by object ids; pickles of an estimator that crossed processes differ).
     """
 
     feature_names: tuple[str, ...]
@@ -161,6 +163,7 @@ class CalibratedEstimator:
     fitted: Any
     params: dict[str, Any]
     calibrator: Calibrator
+    fingerprint: str
     cell_size: float | None = None
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -176,3 +179,11 @@ class CalibratedEstimator:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """P(ASM) per row, shape ``(n_rows,)``."""
         return self.calibrate(self.decision_function(X))
+
+
+def fingerprint(name: str, fitted: Any, X: np.ndarray) -> str:
+    """SHA-256 of ``fitted``'s raw scores of ``X`` (the training rows): the same fit
+    scores them the same to the last bit, and two fits that do are one model for them."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(raw_scores(name, fitted, X)).tobytes()).hexdigest()

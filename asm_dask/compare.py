@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 from distributed import Client
 
-from .calibrate import CalibratedEstimator, CalibratedModel, Calibrator
-from .estimators import LINEAR, fold_linear, make_estimator, raw_scores, search_grid, user_params
+from .calibrate import CalibratedEstimator, CalibratedModel, Calibrator, fingerprint
+from .estimators import LINEAR, fold_linear, make_estimator, params_at_grid_edge, raw_scores, search_grid, user_params
 from .progress import wait_with_progress
 from .ridge import RidgeGridClassifier
 from .validate import roc_auc
@@ -75,7 +76,12 @@ def search(name: str, grid: dict[str, Sequence[Any]] | None, X: np.ndarray, y: n
     print(f"[asm-dask] fit: {name}, {n_points} setting(s) x {len(folds)} folds on the cluster",
           file=sys.stderr, flush=True)
     searched = GridSearchCV(make_estimator(name, seed), grid, cv=[(t, v) for t, v in folds],
-                            scoring="roc_auc", refit=True, scheduler=client).fit(X, y)
+                            scoring="roc_auc", refit=True, scheduler=client)
+    with warnings.catch_warnings():
+        # dask-ml puts the training rows (tens of MB) into the graph it sends, once per
+        # search and once for the refit; distributed warns of any graph that large.
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        searched.fit(X, y)
     results = searched.cv_results_
     best = int(searched.best_index_)
     by_fold = np.array([results[f"split{f}_test_score"][best] for f in range(len(folds))], dtype=np.float64)
@@ -89,7 +95,9 @@ def search(name: str, grid: dict[str, Sequence[Any]] | None, X: np.ndarray, y: n
 def out_of_fold_scores(name: str, estimator: Any, X: np.ndarray, y: np.ndarray, folds: Folds,
                        client: Client) -> np.ndarray:
     """Every row's score from a clone of ``estimator`` fitted on the other folds, a task per fold."""
-    [X_shared, y_shared] = client.scatter([X, y], broadcast=True)
+    # Keys of their own (hash=False): a key named by content may be one dask-ml's search
+    # used, and released as that search ended, under these tasks.
+    [X_shared, y_shared] = client.scatter([X, y], broadcast=True, hash=False)
     futures = [client.submit(_fold_scores, name, estimator, X_shared, y_shared, train, valid, pure=False)
                for train, valid in folds]
     scores = np.empty(len(y))
@@ -113,9 +121,10 @@ def select(candidates: Sequence[Candidate], forced: str | None) -> tuple[Candida
 
 
 def calibrated_model(candidate: Candidate, calibrator: Calibrator, feature_names: Sequence[str],
-                     cell_size: float) -> CalibratedModel | CalibratedEstimator:
+                     cell_size: float, X_train: np.ndarray) -> CalibratedModel | CalibratedEstimator:
     """``candidate``'s refitted estimator with ``calibrator``: linear weights in raw
-    feature units where the estimator is linear, the estimator itself otherwise."""
+    feature units where the estimator is linear, the estimator itself otherwise
+    (fingerprinted by its scores of the training rows ``X_train``)."""
     names = tuple(feature_names)
     if candidate.name == "ridge":
         return CalibratedModel.from_fitted(names, candidate.fitted, calibrator, cell_size)
@@ -124,7 +133,7 @@ def calibrated_model(candidate: Candidate, calibrator: Calibrator, feature_names
         return CalibratedModel(names, coef, intercept, None, calibrator, True, candidate.name,
                                candidate.best_params, cell_size)
     return CalibratedEstimator(names, candidate.name, candidate.fitted, candidate.best_params, calibrator,
-                               cell_size)
+                               fingerprint(candidate.name, candidate.fitted, X_train), cell_size)
 
 
 def comparison(candidates: Sequence[Candidate], models: dict[str, Any], X_test: np.ndarray, y_test: np.ndarray,
@@ -139,6 +148,8 @@ def comparison(candidates: Sequence[Candidate], models: dict[str, Any], X_test: 
         entry = {"cv_auc": candidate.cv_auc, "cv_auc_sd": float(candidate.cv_auc_by_fold.std()),
                  "cv_auc_by_fold": [float(v) for v in candidate.cv_auc_by_fold],
                  "best_params": candidate.best_params, "grid": candidate.grid,
+                 "params_at_grid_edge": [] if candidate.name == "ridge" else
+                 params_at_grid_edge(candidate.best_params, candidate.grid),
                  "linear": candidate.name in LINEAR,
                  "test_auc_uncalibrated": roc_auc(y_test, scores),
                  "test_auc": roc_auc(y_test, model.calibrate(scores))}

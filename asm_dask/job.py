@@ -109,7 +109,7 @@ def run_job(job: Job, client: Client) -> RunResult:
         selected, selected_by = select(candidates, job.model.select)
     with clock("calibrate"):
         models = {c.name: calibrated_model(c, fit_calibrator(c.oof_scores, y[train], job.model.calibration),
-                                           table.feature_names, table.cell_size) for c in candidates}
+                                           table.feature_names, table.cell_size, X[train]) for c in candidates}
         model = models[selected.name]
         test_scores = model.decision_function(X[test])
         test_probability = model.calibrate(test_scores)
@@ -119,11 +119,11 @@ def run_job(job: Job, client: Client) -> RunResult:
         tested, reliability = held_out_metrics(y[test], test_scores, test_probability, resampled, unit,
                                            job.split.seed, sample_type)
         oof_auc = roc_auc(y[train], selected.oof_scores)
-        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, selected, job)
         blocked = {c.name: c.cv_auc for c in candidates} if job.split.group_by == "block" else {}
         if "blocked_cv_auc" in cv:
             blocked["ridge"] = cv["blocked_cv_auc"]
         compared = comparison(candidates, models, X[test], y[test], blocked)
+        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, selected, compared, job)
         # Importance is read from linear weights: the selected model's, or ridge's.
         explained = model if isinstance(model, CalibratedModel) else models["ridge"]
         importance = feature_importance(table.feature_names, explained.coef, X[train], X[test], y[test],
@@ -257,7 +257,8 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
 
 
 def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, Any],
-             test_probability: np.ndarray, oof_auc: float, selected: Candidate, job: Job) -> list[str]:
+             test_probability: np.ndarray, oof_auc: float, selected: Candidate,
+             compared: dict[str, dict[str, Any]], job: Job) -> list[str]:
     """What a reader of the numbers must know first; each also said on stderr."""
     caveats = []
     if ridge.alpha_at_grid_edge_:
@@ -266,6 +267,10 @@ def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, A
                   "the features")
         caveats.append(f"the best alpha, {ridge.best_alpha_:g}, is at the edge of the alphas searched "
                        f"({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and beats every other: {remedy}")
+    for name, entry in compared.items():
+        for param in entry["params_at_grid_edge"]:
+            caveats.append(f"{name}'s best {param}, {entry['best_params'][param]:g}, is at the edge of the "
+                           f"values searched: give model.estimators.{name} a grid beyond it")
     used = cv.get("blocked_cv_block_size_deg", job.split.block_size)
     if used != job.split.block_size:
         caveats.append(f"blocks of split.block_size={job.split.block_size:g} degrees were too few for "

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from importlib.metadata import version
 from typing import Any
 
@@ -72,7 +71,7 @@ def save_model(model: Model, folder: str | os.PathLike) -> None:
         with replacing(skops_path) as tmp:
             tmp.write_bytes(payload)
         data.update(kind="skops", estimator_file=ESTIMATOR_FILE,
-                    estimator_sha256=hashlib.sha256(payload).hexdigest())
+                    estimator_sha256=hashlib.sha256(payload).hexdigest(), fingerprint=model.fingerprint)
     write_atomic(os.path.join(folder, MODEL_FILE), json.dumps(data))
 
 
@@ -102,19 +101,9 @@ def load_model(folder: str | os.PathLike) -> Model:
                                    data.get("estimator", "ridge"), data.get("params", {}), data.get("cell_size"))
         fitted = _load_estimator(os.path.join(folder, data["estimator_file"]), data["estimator_sha256"])
         return CalibratedEstimator(names, data["estimator"], fitted, data["params"], calibrator,
-                                   data.get("cell_size"))
+                                   data["fingerprint"], data.get("cell_size"))
     except (KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a complete model (missing or wrong {exc})") from None
-
-
-def estimator_digest(fitted: Any) -> str:
-    """A fingerprint of a fitted estimator's state, the same for the same fit.
-
-    skops archives are not byte-stable (their members are named by object ids and
-    stamped with the time), so the state is fingerprinted through pickle's bytes:
-    written, never read.
-    """
-    return hashlib.sha256(pickle.dumps(fitted, protocol=4)).hexdigest()
 
 
 def _load_estimator(path: str, sha256: str) -> Any:

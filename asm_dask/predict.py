@@ -50,9 +50,7 @@ SUM_FAN_IN = 8
 def model_hash(model: CalibratedModel | CalibratedEstimator) -> str:
     digest = hashlib.sha256(model.calibrator.method.encode())
     if isinstance(model, CalibratedEstimator):
-        from .model_io import estimator_digest
-
-        digest.update(estimator_digest(model.fitted).encode())
+        digest.update(model.fingerprint.encode())
         arrays = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for _, v in sorted(model.calibrator.params.items())]
     else:
         arrays = model.parameters()

@@ -1,6 +1,7 @@
 """Estimators beyond ridge: compared on the same folds, calibrated out of fold, saved and loaded."""
 
 import json
+from dataclasses import replace
 
 import geopandas as gpd
 import numpy as np
@@ -10,13 +11,14 @@ import yaml
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
-from asm_dask.calibrate import CalibratedEstimator, CalibratedModel, fit_calibrator
+from asm_dask.calibrate import CalibratedEstimator, CalibratedModel, fingerprint, fit_calibrator
 from asm_dask.compare import Candidate, calibrated_model, search, select
 from asm_dask.config import job_from_dict
 from asm_dask.errors import InputError
 from asm_dask.estimators import ESTIMATOR_NAMES, make_estimator, search_grid
 from asm_dask.grid import cell_ids
 from asm_dask.model_io import ESTIMATOR_FILE, MODEL_FILE, load_model, save_model
+from asm_dask.predict import model_hash
 from asm_dask.split import cv_folds
 from asm_dask.validate import roc_auc
 from builders import asm_dask, write_job
@@ -65,7 +67,7 @@ def test_every_estimator_round_trips_through_its_saved_files(client, tmp_path, n
     X, y, folds = _problem(seed=1)
     candidate = search(name, SMALL_GRIDS[name], X, y, folds, SEED, client)
     model = calibrated_model(candidate, fit_calibrator(candidate.oof_scores, y, "isotonic"),
-                             [f"feature_{j}" for j in range(X.shape[1])], 0.01)
+                             [f"feature_{j}" for j in range(X.shape[1])], 0.01, X)
     X_new = X[::-1] * 1.01
     if name in ("logistic_regression", "linear_svm"):
         # The scaler is folded into raw-unit weights: the same scores as the pipeline
@@ -84,6 +86,13 @@ def test_every_estimator_round_trips_through_its_saved_files(client, tmp_path, n
     loaded = load_model(tmp_path)
     np.testing.assert_array_equal(loaded.predict_proba(X_new), model.predict_proba(X_new))
     assert loaded.feature_names == model.feature_names
+    # The same fit, here or on a worker, and the saved model give the same model hash, so
+    # that a run resumes its predictions; another fit gives another.
+    assert model_hash(loaded) == model_hash(model)
+    refitted = replace(candidate, fitted=clone(candidate.fitted).fit(X, y))
+    assert model_hash(calibrated_model(refitted, model.calibrator, model.feature_names, 0.01, X)) == model_hash(model)
+    other = replace(candidate, fitted=clone(candidate.fitted).fit(X[10:], y[10:]))
+    assert model_hash(calibrated_model(other, model.calibrator, model.feature_names, 0.01, X)) != model_hash(model)
 
 
 class Intruder:
@@ -99,7 +108,8 @@ def test_a_saved_estimator_with_an_untrusted_type_or_a_changed_file_is_refused(t
     X, y, _ = _problem(seed=2)
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
     model = CalibratedEstimator(tuple(f"f{j}" for j in range(X.shape[1])), "random_forest", forest,
-                                {}, fit_calibrator(forest.predict_proba(X)[:, 1], y))
+                                {}, fit_calibrator(forest.predict_proba(X)[:, 1], y),
+                                fingerprint("random_forest", forest, X))
     save_model(model, tmp_path)
     (tmp_path / ESTIMATOR_FILE).write_bytes(skops.io.dumps(RandomForestClassifier(n_estimators=3)))
     with pytest.raises(InputError, match="is not the estimator model.json was saved with"):
@@ -204,6 +214,29 @@ def test_a_run_compares_estimators_on_the_same_folds_and_the_selected_one_maps_e
     np.testing.assert_array_equal(predicted["probability"], model.predict_proba(X_all))
     page = (out / "report.html").read_text()
     assert 'id="model-comparison"' in page and "<b>random_forest</b> (selected)" in page
+
+
+def test_without_model_select_the_highest_cv_auc_maps_every_cell(country, tmp_path):
+    job = write_job(tmp_path, country.labels, country.features,
+                    model={"estimators": {"ridge": None, "logistic_regression": {"C": [0.01, 1.0]}}})
+    done = asm_dask("run", job)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    compared = metrics["model_comparison"]
+    best = max(["ridge", "logistic_regression"], key=lambda name: compared[name]["cv_auc"])
+    assert metrics["selected_estimator"] == best and metrics["selected_by"] == "cv_auc"
+    assert f"selected estimator {best} (the highest CV AUC) of 2 compared" in done.stdout
+    # Linear either way: readable weights in model.json, no skops file, and the
+    # column-group prediction path reproduces the saved model.
+    saved = json.loads((out / MODEL_FILE).read_text())
+    assert saved["kind"] == "linear" and saved["estimator"] == best and not (out / ESTIMATOR_FILE).exists()
+    model = load_model(out)
+    _, _, _, features = _training_rows(out, country)
+    predicted = pd.read_parquet(out / "predictions", columns=["cell_id", "probability"]).set_index("cell_id")
+    X_all = features.set_index("cell_id").loc[predicted.index][[f"feature_{j}" for j in range(40)]]
+    np.testing.assert_allclose(predicted["probability"], model.predict_proba(X_all.to_numpy(np.float32)),
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("model, message", [
