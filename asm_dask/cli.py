@@ -57,7 +57,7 @@ def _run_loaded(job, args: argparse.Namespace) -> int:
     if "n_districts" in result.metrics:
         names += ["admin_summary.csv", "admin_summary.geojson"]
     names += ["predictions/", "metrics.json", "model.json"]
-    if result.metrics.get("model_comparison", {}).get(result.metrics.get("selected_estimator"), {}).get("linear") is False:
+    if not result.metrics["model_comparison"][result.metrics["selected_estimator"]]["linear"]:
         names += ["model.skops"]
     names += ["manifest.json", "figures/",
               "unmatched_labels.csv", "labelled_cells.csv"]

@@ -116,13 +116,14 @@ def check_grid(name: str, grid: dict[str, list[Any]]) -> tuple[str, Any] | None:
 
 
 def params_at_grid_edge(best: dict[str, Any], grid: list[dict[str, Any]]) -> list[str]:
-    """The numeric parameters whose best value is the smallest or largest of two or more
-    searched: a better value may lie beyond the grid."""
+    """The numeric parameters whose best value is the smallest or largest of three or
+    more searched: a better value may lie beyond the grid. (Of two values, the best is
+    always at an end; a grid that short says nothing either way.)"""
     edges = []
     for param, value in best.items():
         values = {point["params"][param] for point in grid}
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if len(numbers) == len(values) >= 2 and value in (min(numbers), max(numbers)):
+        if len(numbers) == len(values) >= 3 and value in (min(numbers), max(numbers)):
             edges.append(param)
     return edges
 

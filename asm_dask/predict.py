@@ -114,10 +114,13 @@ def write_partition_rows(partition: Partition, n_features: int, out_path: str, m
     X = np.empty((partition.n_rows, n_features), dtype=np.float32)
     for columns in partition.column_groups(n_features):
         X[:, columns] = partition.feature_block(None, columns)
-    score = np.full(len(X), np.nan)
     finite = np.isfinite(X).all(axis=1)
-    if finite.any():
-        score[finite] = model.decision_function(X[finite])
+    if finite.all():
+        score = model.decision_function(X)
+    else:  # the rows left out get no score, and are counted
+        score = np.full(len(X), np.nan)
+        if finite.any():
+            score[finite] = model.decision_function(X[finite])
     return _write_scored(partition, score, out_path, model, cell_size)
 
 

@@ -15,7 +15,7 @@ from asm_dask.calibrate import CalibratedEstimator, CalibratedModel, fingerprint
 from asm_dask.compare import Candidate, calibrated_model, search, select
 from asm_dask.config import job_from_dict
 from asm_dask.errors import InputError
-from asm_dask.estimators import ESTIMATOR_NAMES, make_estimator, search_grid
+from asm_dask.estimators import ESTIMATOR_NAMES, make_estimator, params_at_grid_edge, search_grid
 from asm_dask.grid import cell_ids
 from asm_dask.model_io import ESTIMATOR_FILE, MODEL_FILE, load_model, save_model
 from asm_dask.predict import model_hash
@@ -139,6 +139,14 @@ def test_the_highest_mean_cv_auc_wins_the_first_on_a_tie_unless_model_select_nam
     tied = [_candidate("ridge", [0.8, 0.8]), _candidate("random_forest", [0.9, 0.7])]
     assert select(tied, None) == (tied[0], "cv_auc")
     assert select(candidates, "random_forest") == (candidates[1], "model.select")
+
+
+def test_a_best_value_at_the_end_of_three_or_more_is_at_the_grid_edge():
+    grid = [{"params": {"C": c, "loss": "hinge"}} for c in (0.1, 0.01, 1.0)]
+    assert params_at_grid_edge({"C": 0.01, "loss": "hinge"}, grid) == ["C"]
+    assert params_at_grid_edge({"C": 1.0, "loss": "hinge"}, grid) == ["C"]
+    assert params_at_grid_edge({"C": 0.1, "loss": "hinge"}, grid) == []
+    assert params_at_grid_edge({"C": 0.1}, [{"params": {"C": c}} for c in (0.1, 1.0)]) == []
 
 
 def test_the_default_keeps_the_run_key_of_ridge_alone(country, tmp_path):
