@@ -27,6 +27,7 @@ a fitted tree ensemble and its calibrator a :class:`CalibratedEstimator`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -184,6 +185,4 @@ class CalibratedEstimator:
 def fingerprint(name: str, fitted: Any, X: np.ndarray) -> str:
     """SHA-256 of ``fitted``'s raw scores of ``X`` (the training rows): the same fit
     scores them the same to the last bit, and two fits that do are one model for them."""
-    import hashlib
-
     return hashlib.sha256(np.ascontiguousarray(raw_scores(name, fitted, X)).tobytes()).hexdigest()
