@@ -23,13 +23,13 @@ from distributed import Client
 
 from . import storage
 from .bookkeeping import OutputLock, RunManifest, model_hash, versions
-from .calibrate import CalibratedModel
 from .cluster import describe
 from .config import FeaturesConfig, check_input, check_output_folder
 from .errors import InputError
 from .features import FeatureLayout, chunk_sizes, detect_layout, iter_csv_chunks, read_chunk
 from .grid import grid_spacing
 from .job import predict_and_record
+from .model_io import Model, load_model
 from .report.build import write_maps
 from .report.figures import write_metrics
 from .table import FeatureTable, open_table
@@ -37,7 +37,8 @@ from .table import FeatureTable, open_table
 #: what the model card repeats of the training run's metrics
 TRAINING_METRICS = ("test_auc_calibrated", "test_auc_ci95", "test_auc_uncalibrated", "brier_test",
                     "cell_cv_auc", "blocked_cv_auc", "best_alpha", "calibration", "n_train", "n_test",
-                    "n_labels_joined", "n_cells", "mean_probability", "warnings")
+                    "n_labels_joined", "n_cells", "mean_probability", "selected_estimator", "model_comparison",
+                    "warnings")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class TrainedRun:
     """A finished run's model and what it recorded about itself."""
 
     folder: str
-    model: CalibratedModel
+    model: Model
     manifest: dict[str, Any]
     metrics: dict[str, Any]
 
@@ -70,10 +71,7 @@ def load_run(folder: str) -> TrainedRun:
         raise InputError(f"{folder}: the run is not finished (status {manifest.get('status')!r}); "
                          "run it again to complete it")
     metrics = storage.read_json(storage.join(folder, "metrics.json"))
-    try:
-        model = CalibratedModel.load(storage.join(folder, "model.json"))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{storage.join(folder, 'model.json')}: cannot read the model ({exc})") from None
+    model = load_model(folder)
     if metrics is None:
         raise InputError(f"{storage.join(folder, 'metrics.json')}: missing or not JSON")
     if model_hash(model) != manifest.get("model_hash"):
@@ -89,12 +87,19 @@ def check_paths(run_folder: str, features: str, output: str) -> None:
     check_output_folder(output, "--out")
 
 
-def predict_with_run(run: TrainedRun, features: str, output: str, client: Client,
-                     hotspot_threshold: float | None = None) -> PredictResult:
-    """Predict every cell of ``features`` with ``run``'s model into ``output``."""
+def check_features(run: TrainedRun, features: str) -> None:
+    """``features`` hold the model's features on the model's grid (see the module's text);
+    a one-line :class:`InputError` if not. Reads the file's schema and its first chunk's
+    coordinates only."""
     layout = detect_layout(features)
     check_feature_names(run.model.feature_names, layout)
     check_grid(layout, run.cell_size)
+
+
+def predict_with_run(run: TrainedRun, features: str, output: str, client: Client,
+                     hotspot_threshold: float | None = None) -> PredictResult:
+    """Predict every cell of ``features`` with ``run``'s model into ``output``."""
+    check_features(run, features)
     with OutputLock(output):
         timings: dict[str, float] = {}
         table = open_table(FeaturesConfig(path=features, cell_size=run.cell_size), output, client)
@@ -153,9 +158,9 @@ def model_card(run: TrainedRun, table: FeatureTable, metrics: dict[str, Any]) ->
     inputs = run.manifest["inputs"]
     return {
         "model": {"from_run": run.folder, "run_key": run.manifest["run_key"],
-                  "model_hash": run.manifest["model_hash"], "estimator": "ridge",
-                  "alpha": run.model.alpha, "standardize": run.model.standardize,
-                  "calibration": run.model.calibrator.method, "n_features": len(run.model.feature_names),
+                  "model_hash": run.manifest["model_hash"], "estimator": run.model.estimator,
+                  "params": run.model.params, "calibration": run.model.calibrator.method,
+                  "n_features": len(run.model.feature_names),
                   "feature_names": f"{_span(run.model.feature_names)}", "cell_size": run.cell_size,
                   "versions": run.manifest["versions"]},
         "trained_on": {"labels": inputs["labels"], "features": inputs["features"],

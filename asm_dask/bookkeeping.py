@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import storage
-from .calibrate import CalibratedModel
-from .config import Job
+from .calibrate import CalibratedEstimator, CalibratedModel
+from .config import DEFAULT_ESTIMATORS, Job
 from .errors import InputError
 
 if TYPE_CHECKING:  # the table's modules need process_alive from here
@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # the table's modules need process_alive from here
 
 PACKAGES = ("asm_dask", "numpy", "scipy", "scikit-learn", "pyarrow", "dask", "distributed",
             "geopandas", "dask-geopandas")
+#: packages the estimators other than ridge are searched, fitted and saved with
+ESTIMATOR_PACKAGES = ("dask-ml", "skops")
 LOCK_FILE = ".asm-dask.lock"
 MANIFEST_FILE = "manifest.json"
 
@@ -118,7 +120,13 @@ def run_key(job: Job, table_key: str) -> str:
     settings["labels"].pop("path")
     for key in ("path", "store", "store_path"):
         settings["features"].pop(key)
-    key = {"features": table_key, "labels": labels_digest, "settings": settings, "versions": versions()}
+    packages = versions()
+    if settings["model"]["estimators"] == DEFAULT_ESTIMATORS and settings["model"]["select"] is None:
+        # ridge alone, as before these settings existed: the same key as then
+        del settings["model"]["estimators"], settings["model"]["select"]
+    else:
+        packages.update({name: version(name) for name in ESTIMATOR_PACKAGES})
+    key = {"features": table_key, "labels": labels_digest, "settings": settings, "versions": packages}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -138,9 +146,16 @@ def describe_run(job: Job, table: FeatureTable, cluster: dict[str, Any]) -> dict
             "cluster": cluster, "n_partitions": len(table.partitions)}
 
 
-def model_hash(model: CalibratedModel) -> str:
+def model_hash(model: CalibratedModel | CalibratedEstimator) -> str:
+    """Fingerprint of what a model predicts: its parameters, or for an estimator that is
+    not linear, what it scores (:attr:`CalibratedEstimator.fingerprint`), and its calibration."""
     digest = hashlib.sha256(model.calibrator.method.encode())
-    for array in model.parameters():
+    if isinstance(model, CalibratedEstimator):
+        digest.update(model.fingerprint.encode())
+        arrays = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for _, v in sorted(model.calibrator.params.items())]
+    else:
+        arrays = model.parameters()
+    for array in arrays:
         digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
     return digest.hexdigest()[:16]
 

@@ -11,21 +11,30 @@ test rows (the notebook fitted it on the test set and then measured it there).
   scores that rank backwards), so the ROC AUC is unchanged unless the curve is flat. Two
   parameters, so it needs fewer labels.
 
-The fitted linear weights and the calibrator together are a :class:`CalibratedModel`,
-saved as readable JSON so that any cell's probability can be reproduced without asm_dask.
+Every estimator is calibrated from the score it ranks by, out of fold: a linear model's
+decision function (ridge, logistic regression, linear SVM; the SVM has no probability),
+a tree ensemble's positive-class probability. That probability is not calibrated
+either: a random forest's is a fraction of votes of trees grown on bootstrap samples,
+pulled towards the middle (it seldom reaches 0 or 1 even where every label agrees), and
+gradient boosting's, fitted by log loss on a few thousand labels, is over-confident
+once the trees fit the training rows. Calibrating it out of fold, as ridge's score is,
+makes a probability of 0.5 mean the same thing whichever model drew the map.
+
+The fitted linear weights and the calibrator together are a :class:`CalibratedModel`;
+a fitted tree ensemble and its calibrator a :class:`CalibratedEstimator`.
+:mod:`asm_dask.model_io` saves and loads both.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from .storage import read_bytes, write_text
 from .config import CALIBRATION_METHODS
+from .estimators import raw_scores
 from .ridge import RidgeGridClassifier, linear_scores
 
 
@@ -98,23 +107,28 @@ def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 class CalibratedModel:
     """A linear decision score and its calibration to a probability.
 
-    ``decision_function(x) = x @ coef + intercept``; ``predict_proba`` applies the
-    calibrator to it.
+    ``decision_function(x) = x @ coef + intercept`` in raw feature units (a scaler the
+    estimator was fitted behind is folded in); ``predict_proba`` applies the calibrator
+    to it. ``alpha`` is ridge's penalty (``None`` for the other linear estimators, whose
+    parameters are in ``params``).
     """
 
     feature_names: tuple[str, ...]
     coef: np.ndarray
     intercept: float
-    alpha: float
+    alpha: float | None
     calibrator: Calibrator
     standardize: bool = False
+    estimator: str = "ridge"
+    params: dict[str, Any] = field(default_factory=dict)
+    cell_size: float | None = None
 
     @classmethod
     def from_fitted(cls, feature_names: Sequence[str], ridge: RidgeGridClassifier,
-                    calibrator: Calibrator) -> "CalibratedModel":
+                    calibrator: Calibrator, cell_size: float | None = None) -> "CalibratedModel":
         return cls(tuple(feature_names), np.asarray(ridge.coef_, dtype=np.float64),
                    float(ridge.intercept_), float(ridge.best_alpha_), calibrator,
-                   bool(ridge.standardize))
+                   bool(ridge.standardize), "ridge", {"alpha": float(ridge.best_alpha_)}, cell_size)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         return linear_scores(X, self.coef, self.intercept)
@@ -133,15 +147,42 @@ class CalibratedModel:
         return values + [np.atleast_1d(np.asarray(v, dtype=np.float64))
                          for _, v in sorted(self.calibrator.params.items())]
 
-    def save(self, path: str | os.PathLike) -> None:
-        data = {"feature_names": list(self.feature_names), "coef": self.coef.tolist(),
-                "intercept": self.intercept, "alpha": self.alpha, "standardize": self.standardize,
-                "calibration": self.calibrator.as_dict()}
-        write_text(path, json.dumps(data))
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "CalibratedModel":
-        data = json.loads(read_bytes(path))
-        return cls(tuple(data["feature_names"]), np.asarray(data["coef"]), data["intercept"],
-                   data["alpha"], Calibrator.from_dict(data["calibration"]),
-                   bool(data.get("standardize", False)))
+@dataclass(frozen=True)
+class CalibratedEstimator:
+    """A fitted scikit-learn estimator that needs whole feature rows, and its calibration.
+
+    ``decision_function`` is the score calibrated (:func:`asm_dask.estimators.raw_scores`:
+    the positive-class probability of a tree ensemble); ``predict_proba`` the calibrated
+    probability. ``fingerprint`` identifies the fit by what it does (see
+    :func:`fingerprint`): a fitted estimator's bytes are not stable (skops archives name
+    their members by object ids; pickles of an estimator that crossed processes differ).
+    """
+
+    feature_names: tuple[str, ...]
+    estimator: str
+    fitted: Any
+    params: dict[str, Any]
+    calibrator: Calibrator
+    fingerprint: str
+    cell_size: float | None = None
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ValueError(f"X must have {len(self.feature_names)} features; got shape {X.shape}")
+        return raw_scores(self.estimator, self.fitted, X)
+
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        """Probabilities for raw scores."""
+        return self.calibrator(scores)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """P(ASM) per row, shape ``(n_rows,)``."""
+        return self.calibrate(self.decision_function(X))
+
+
+def fingerprint(name: str, fitted: Any, X: np.ndarray) -> str:
+    """SHA-256 of ``fitted``'s raw scores of ``X`` (the training rows): the same fit
+    scores them the same to the last bit, and two fits that do are one model for them."""
+    return hashlib.sha256(np.ascontiguousarray(raw_scores(name, fitted, X)).tobytes()).hexdigest()

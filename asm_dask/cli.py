@@ -65,7 +65,10 @@ def _run_loaded(job, args: argparse.Namespace) -> int:
              "feature_importance.csv"]
     if "n_districts" in result.metrics:
         names += ["admin_summary.csv", "admin_summary.geojson"]
-    names += ["predictions/", "metrics.json", "model.json", "manifest.json", "figures/",
+    names += ["predictions/", "metrics.json", "model.json"]
+    if not result.metrics["model_comparison"][result.metrics["selected_estimator"]]["linear"]:
+        names += ["model.skops"]
+    names += ["manifest.json", "figures/",
               "unmatched_labels.csv", "labelled_cells.csv", "asm-dask.log"]
     for name in names:
         print(f"  {join(result.output, name)}")
@@ -81,6 +84,12 @@ def summary(m: dict) -> str:
     cv = [f"{name} CV AUC {m[key]:.3f}" for name, key in (("cell", "cell_cv_auc"), ("blocked", "blocked_cv_auc"))
           if key in m]
     lines.append(", ".join(cv) + f" (alpha chosen on {m['alpha_selected_by']} folds)")
+    compared = m.get("model_comparison", {})
+    if len(compared) > 1:
+        why = "named by model.select" if m["selected_by"] == "model.select" else "the highest CV AUC"
+        others = ", ".join(f"{name} {entry['cv_auc']:.3f}" for name, entry in compared.items())
+        lines.append(f"selected estimator {m['selected_estimator']} ({why}) of {len(compared)} compared "
+                     f"on the same folds, CV AUC: {others}")
     low, high = m["test_auc_ci95"]
     lines.append(f"test ROC AUC {m['test_auc_calibrated']:.3f} calibrated ({m['calibration']}), "
                  f"95% interval {low:.3f} to {high:.3f}; {m['test_auc_uncalibrated']:.3f} uncalibrated; "
@@ -94,7 +103,7 @@ def summary(m: dict) -> str:
 
 
 def _predict(args: argparse.Namespace, log: RunLog) -> int:
-    from .apply import check_paths, load_run
+    from .apply import check_features, check_paths, load_run
     from .cluster import import_on_workers, open_client
     from .config import resolve_path
     from .storage import join
@@ -105,6 +114,7 @@ def _predict(args: argparse.Namespace, log: RunLog) -> int:
     out = resolve_path(args.out or f"predict_{Path(features.rstrip('/')).stem}", Path.cwd())
     check_paths(run_dir, features, out)
     run = load_run(run_dir)
+    check_features(run, features)  # before anything is written
     log.open(out)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         import_on_workers(client, "asm_dask.apply")

@@ -34,6 +34,8 @@ from .errors import InputError
 
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
 STORE_CHOICES = ("auto", "always", "never")
+#: ``model.estimators`` unless a job file names others: the notebook's ridge alone
+DEFAULT_ESTIMATORS = {"ridge": None}
 
 #: a number in exponent notation: YAML 1.1 reads ``1e12`` and ``1.0e12`` (no decimal
 #: point, or no sign in the exponent) as text, YAML 1.2 and every reader as a number
@@ -169,6 +171,64 @@ def _alphas(value: Any) -> str | tuple[float, ...]:
     return alphas
 
 
+def _expected_at(path: tuple[str, ...], value: Any, what: str) -> PydanticCustomError:
+    """An error inside a setting, at ``path`` below its key (``model.estimators.random_forest``)."""
+    return PydanticCustomError("expected_at", "expected " + what, {"path": list(path), "value": value})
+
+
+def _estimators(value: Any) -> dict[str, dict[str, tuple[Any, ...]] | None]:
+    """Estimator names (their built-in grids), or a mapping name -> grid (parameter ->
+    list of values; null for the built-in grid). Ridge must be among them: it is the
+    baseline, and its penalty curve is drawn; its grid is ``model.alphas``."""
+    from .estimators import ESTIMATOR_NAMES, check_grid
+
+    names = f"names from {', '.join(ESTIMATOR_NAMES)}"
+    if isinstance(value, (list, tuple)):
+        if not value or not all(isinstance(name, str) for name in value):
+            raise _expected(f"a non-empty list of {names}, or a mapping of them to grids")
+        if len(set(value)) < len(value):
+            raise _expected(f"a list of {names} (a name is repeated)")
+        value = {name: None for name in value}
+    if not isinstance(value, dict) or not value:
+        raise _expected(f"a non-empty list of {names}, or a mapping of them to grids")
+    estimators: dict[str, dict[str, tuple[Any, ...]] | None] = {}
+    for name, grid in value.items():
+        if name not in ESTIMATOR_NAMES:
+            raise _expected_at((str(name),), name, f"one of {', '.join(ESTIMATOR_NAMES)}")
+        if name == "ridge" or grid is None or grid == {}:
+            if name == "ridge" and grid not in (None, {}):
+                raise _expected_at((name,), grid, "null: ridge's penalties are model.alphas")
+            estimators[name] = None
+            continue
+        if not isinstance(grid, dict):
+            raise _expected_at((name,), grid, "a grid (a mapping of parameter to a list of values), or null "
+                                              "for the built-in grid")
+        for param, values in grid.items():
+            if not isinstance(values, (list, tuple)) or not values or len(set(map(repr, values))) < len(values) \
+                    or not all(v is None or isinstance(v, (str, bool, int, float)) for v in values):
+                raise _expected_at((name, str(param)), values, "a non-empty list of distinct numbers, text, "
+                                                                "booleans or nulls")
+        problem = check_grid(name, grid)
+        if problem is not None:
+            raise _expected_at((name, problem[0]), grid[problem[0]], problem[1])
+        estimators[name] = {param: tuple(values) for param, values in grid.items()}
+    if "ridge" not in estimators:
+        raise _expected("ridge among the estimators (the baseline the others are compared with)")
+    return estimators
+
+
+def _select(value: Any, info: ValidationInfo) -> str | None:
+    """``null`` (the highest mean CV AUC wins) or one of ``model.estimators``."""
+    if value is None:
+        return None
+    estimators = info.data.get("estimators")
+    if estimators is None:  # model.estimators is wrong, and said so
+        return value
+    if not isinstance(value, str) or value not in estimators:
+        raise _expected(f"null or one of model.estimators ({', '.join(estimators)})")
+    return value
+
+
 def _mine_types(value: Any) -> tuple[str, ...]:
     """Mine types as text; one written without brackets is a list of one, not a string of
     letters; ``null`` is none."""
@@ -249,6 +309,13 @@ class ModelConfig:
     standardize: Annotated[bool, PlainValidator(_flag)] = False
     #: ``isotonic`` (the notebook's) or ``sigmoid`` (Platt scaling)
     calibration: Annotated[str, _choice(CALIBRATION_METHODS)] = "isotonic"
+    #: estimators compared on the same folds: names (built-in grids), or a mapping of
+    #: name -> grid (parameter -> list of values, null for the built-in grid); ridge
+    #: must be among them (see asm_dask/estimators.py)
+    estimators: Annotated[dict[str, dict[str, tuple[Any, ...]] | None],
+                          PlainValidator(_estimators)] = field(default_factory=lambda: dict(DEFAULT_ESTIMATORS))
+    #: the estimator that predicts every cell; ``None``: the highest mean CV AUC
+    select: Annotated[str | None, PlainValidator(_select)] = None
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
@@ -477,6 +544,9 @@ def _problem(item: dict[str, Any], loc: tuple[str, ...]) -> str:
     """``key.path: expected ..., got VALUE``, or a missing key."""
     if item["type"] == "missing":
         return f"{_where(loc[:-1])}missing required key '{loc[-1]}'"
+    if item["type"] == "expected_at":
+        loc = loc + tuple(item["ctx"]["path"])
+        return f"{_where(loc)}{item['msg']}, got {_shown(item['ctx']['value'])}"
     if item["type"] == "expected":
         expected = item["msg"]
     elif item["type"] == "dataclass_type":

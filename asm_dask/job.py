@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -21,10 +22,12 @@ from . import storage
 from .bookkeeping import OutputLock, RunManifest, describe_run, model_hash, run_key
 from .calibrate import CalibratedModel, fit_calibrator
 from .cluster import describe
+from .compare import Candidate, calibrated_model, comparison, ridge_candidate, search, select
 from .config import Job
 from .errors import InputError
 from .join import JoinedLabels, join_labels
 from .labels import Labels, read_labels
+from .model_io import save_model
 from .predict import partition_file, predict_cells, read_prediction_grid
 from .progress import timed
 from .report.build import HeldOut, ReportInputs, write_report
@@ -92,16 +95,22 @@ def _run_locked(job: Job, client: Client) -> RunResult:
     with clock("fit"):
         train, test = train_test_split_groups(y, groups, job.split, job.labels.path)
         folds = cv_folds(y[train], groups[train], job.model.cv_folds, job.labels.path, job.split.seed)
+        started = time.perf_counter()
         ridge = RidgeGridClassifier(alphas=job.model.alphas, standardize=job.model.standardize,
                                     client=client)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)  # said below, on one line
             ridge.fit(X[train], y[train], folds)
+        candidates = [ridge_candidate(ridge, time.perf_counter() - started)]
         cv = _cross_validation(ridge, y[train], rows.iloc[train], job)
         ridge.release()
+        candidates += [search(name, grid, X[train], y[train], folds, job.split.seed, client)
+                       for name, grid in job.model.estimators.items() if name != "ridge"]
+        selected, selected_by = select(candidates, job.model.select)
     with clock("calibrate"):
-        calibrator = fit_calibrator(ridge.oof_decision_, y[train], job.model.calibration)
-        model = CalibratedModel.from_fitted(table.feature_names, ridge, calibrator)
+        models = {c.name: calibrated_model(c, fit_calibrator(c.oof_scores, y[train], job.model.calibration),
+                                           table.feature_names, table.cell_size, X[train]) for c in candidates}
+        model = models[selected.name]
         test_scores = model.decision_function(X[test])
         test_probability = model.calibrate(test_scores)
     with clock("validate"):
@@ -109,9 +118,15 @@ def _run_locked(job: Job, client: Client) -> RunResult:
         sample_type = rows["sample_type"].to_numpy()[test] if "sample_type" in rows else None
         tested, reliability = held_out_metrics(y[test], test_scores, test_probability, resampled, unit,
                                            job.split.seed, sample_type)
-        oof_auc = roc_auc(y[train], ridge.oof_decision_)
-        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, job)
-        importance = feature_importance(table.feature_names, model.coef, X[train], X[test], y[test],
+        oof_auc = roc_auc(y[train], selected.oof_scores)
+        blocked = {c.name: c.cv_auc for c in candidates} if job.split.group_by == "block" else {}
+        if "blocked_cv_auc" in cv:
+            blocked["ridge"] = cv["blocked_cv_auc"]
+        compared = comparison(candidates, models, X[test], y[test], blocked)
+        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, selected, compared, job)
+        # Importance is read from linear weights: the selected model's, or ridge's.
+        explained = model if isinstance(model, CalibratedModel) else models["ridge"]
+        importance = feature_importance(table.feature_names, explained.coef, X[train], X[test], y[test],
                                         job.split.seed)
     del X  # the labelled rows are not needed past here
 
@@ -141,6 +156,10 @@ def _run_locked(job: Job, client: Client) -> RunResult:
         "solver": ridge.solver_,
         "standardize": job.model.standardize,
         "calibration": job.model.calibration,
+        "selected_estimator": selected.name,
+        "selected_by": selected_by,
+        "model_comparison": compared,
+        "feature_importance_of": explained.estimator,
         **cv,
         "oof_auc_calibration_set": oof_auc,
         **tested,
@@ -148,7 +167,7 @@ def _run_locked(job: Job, client: Client) -> RunResult:
     }
     # Everything is checked and fitted: from here on the output folder is written.
     out = job.output
-    model.save(storage.join(out, "model.json"))
+    save_model(model, out)
     manifest = RunManifest(out, run_key(job, table.key), describe_run(job, table, describe(client)))
     grid, counts = predict_and_record(table, model, manifest, client, timings)
     with clock("report"):
@@ -167,7 +186,8 @@ def _run_locked(job: Job, client: Client) -> RunResult:
             hotspot_threshold=job.report.hotspot_threshold,
             inputs={"labels": job.labels.path, "features": job.features.path,
                     "boundaries": job.report.boundaries.path if job.report.boundaries else ""}))
-    manifest.finish(timings_s=timings, report_timings_s=report_timings)
+    manifest.finish(timings_s=timings, report_timings_s=report_timings,
+                    fit_seconds_by_estimator={c.name: c.fit_seconds for c in candidates})
     return RunResult(output=out, metrics=metrics, timings=timings)
 
 
@@ -222,7 +242,8 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
 
 
 def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, Any],
-             test_probability: np.ndarray, oof_auc: float, job: Job) -> list[str]:
+             test_probability: np.ndarray, oof_auc: float, selected: Candidate,
+             compared: dict[str, dict[str, Any]], job: Job) -> list[str]:
     """What a reader of the numbers must know first; each also said on stderr."""
     caveats = []
     if ridge.alpha_at_grid_edge_:
@@ -231,6 +252,10 @@ def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, A
                   "the features")
         caveats.append(f"the best alpha, {ridge.best_alpha_:g}, is at the edge of the alphas searched "
                        f"({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and beats every other: {remedy}")
+    for name, entry in compared.items():
+        for param in entry["params_at_grid_edge"]:
+            caveats.append(f"{name}'s best {param}, {entry['best_params'][param]:g}, is at the edge of the "
+                           f"values searched: give model.estimators.{name} a grid beyond it")
     used = cv.get("blocked_cv_block_size_deg", job.split.block_size)
     if used != job.split.block_size:
         caveats.append(f"blocks of split.block_size={job.split.block_size:g} degrees were too few for "
@@ -242,12 +267,14 @@ def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, A
     if fewest < MIN_TEST_LABELS_PER_CLASS:
         caveats.append(f"the test set holds only {fewest} label(s) of one class: its ROC AUC and interval "
                        "say little; more labels, or a larger split.test_size, are needed")
-    pooled, per_fold = oof_auc, float(ridge.cv_auc_.mean(axis=1).max())
+    pooled, per_fold = oof_auc, selected.cv_auc
     if pooled < per_fold - POOLED_AUC_SHORTFALL:
+        at = f"alpha {ridge.best_alpha_:g}" if selected.name == "ridge" else f"{selected.name} {selected.best_params}"
+        remedy = "model.alphas" if selected.name == "ridge" else "parameters in its model.estimators grid"
         caveats.append(f"pooled, the out-of-fold scores the calibration is fitted on rank the training "
                        f"labels with AUC {pooled:.3f}, against {per_fold:.3f} within each fold: the folds' "
-                       f"models disagree in offset or scale (at alpha {ridge.best_alpha_:g}), and the "
-                       "calibrated map loses order; try other model.alphas")
+                       f"models disagree in offset or scale (at {at}), and the "
+                       f"calibrated map loses order; try other {remedy}")
     if np.ptp(test_probability) == 0:
         caveats.append(f"the calibrated probability is {test_probability[0]:.3g} for every test label: "
                        "the map holds one value")

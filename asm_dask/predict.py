@@ -5,7 +5,9 @@ Each table partition becomes ``predictions/part-NNNNN.parquet`` (cell square,
 covering column), so no process ever holds more than one partition. Ridge scores are
 sums over features, so a partition is scored one column group at a time (a task each,
 in parallel) and the groups' partial sums are added in a fixed order: the same scores
-to the last bit on any number of workers. Rows with a non-finite feature get no score:
+to the last bit on any number of workers. A model that is not linear (a tree ensemble)
+needs whole rows: a task per partition reads its column groups into one float32 matrix
+(the partition's size) and scores it. Rows with a non-finite feature get no score:
 they are left out of the file and counted.
 
 Each file is written whole (:mod:`asm_dask.storage`: renamed into place on a local disk,
@@ -27,7 +29,7 @@ import pyarrow.dataset as ds
 from distributed import Client
 
 from . import storage
-from .calibrate import CalibratedModel
+from .calibrate import CalibratedEstimator, CalibratedModel
 from .grid import CRS, cell_squares
 from .progress import wait_with_progress
 from .ridge import linear_scores, single_threaded
@@ -44,7 +46,7 @@ def partition_file(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def predict_cells(table: FeatureTable, model: CalibratedModel, predictions_dir: str,
+def predict_cells(table: FeatureTable, model: CalibratedModel | CalibratedEstimator, predictions_dir: str,
                   completed: set[int], client: Client,
                   on_written: Callable[[int, dict[str, int]], None]) -> None:
     """Write the prediction file of every table partition not in ``completed``.
@@ -59,12 +61,16 @@ def predict_cells(table: FeatureTable, model: CalibratedModel, predictions_dir: 
     futures = []
     for i in todo:
         part = table.partitions[i]
+        out_path = storage.join(predictions_dir, partition_file(i))
+        if isinstance(model, CalibratedEstimator):
+            futures.append(client.submit(single_threaded, write_partition_rows, part, table.n_features, out_path,
+                                         shared_model, table.cell_size, pure=False))
+            continue
         partials = [client.submit(single_threaded, partial_scores, part, columns, model.coef[columns],
                                   pure=False)
                     for columns in part.column_groups(table.n_features)]
-        futures.append(client.submit(write_partition, part, _sum_in_order(client, partials),
-                                     storage.join(predictions_dir, partition_file(i)), shared_model,
-                                     table.cell_size, pure=False))
+        futures.append(client.submit(write_partition, part, _sum_in_order(client, partials), out_path,
+                                     shared_model, table.cell_size, pure=False))
     wait_with_progress(client, futures, "predict cells",
                        on_result=lambda position, counts: on_written(todo[position], counts))
     # A worker lost in the middle of a local write leaves its hidden temporary file behind.
@@ -84,14 +90,36 @@ def partial_scores(partition: Partition, columns: slice, coef: np.ndarray) -> np
     return score
 
 
+def write_partition_rows(partition: Partition, n_features: int, out_path: str, model: CalibratedEstimator,
+                         cell_size: float) -> dict[str, int]:
+    """Score whole rows of ``partition`` with a model that is not linear, then write them
+    as :func:`write_partition` does."""
+    X = np.empty((partition.n_rows, n_features), dtype=np.float32)
+    for columns in partition.column_groups(n_features):
+        X[:, columns] = partition.feature_block(None, columns)
+    finite = np.isfinite(X).all(axis=1)
+    if finite.all():
+        score = model.decision_function(X)
+    else:  # the rows left out get no score, and are counted
+        score = np.full(len(X), np.nan)
+        if finite.any():
+            score[finite] = model.decision_function(X[finite])
+    return _write_scored(partition, score, out_path, model, cell_size)
+
+
 def write_partition(partition: Partition, score: np.ndarray, out_path: str, model: CalibratedModel,
                     cell_size: float) -> dict[str, int]:
     """Calibrate and write one partition's scored cells; return what was written and left out."""
+    return _write_scored(partition, score + model.intercept, out_path, model, cell_size)
+
+
+def _write_scored(partition: Partition, score: np.ndarray, out_path: str,
+                  model: CalibratedModel | CalibratedEstimator, cell_size: float) -> dict[str, int]:
+    """Write the cells of ``partition`` whose ``score`` is finite, with their probability."""
     cells = partition.cells()
     finite = np.isfinite(score)
     if not finite.all():
         cells, score = cells[finite], score[finite]
-    score = score + model.intercept
     frame = gpd.GeoDataFrame(
         {"cell_id": cells["cell_id"].to_numpy(), "lat": cells["lat"].to_numpy(),
          "lon": cells["lon"].to_numpy(), "score": score, "probability": model.calibrate(score)},

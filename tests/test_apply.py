@@ -48,8 +48,8 @@ def _predictions(out) -> pd.DataFrame:
 
 
 def test_predict_applies_the_runs_model_to_every_cell_of_another_country(trained, second_country, tmp_path):
-    from asm_dask.calibrate import CalibratedModel
     from asm_dask.grid import cell_ids, parse_image_ids
+    from asm_dask.model_io import load_model
 
     run_dir, _ = trained
     out = tmp_path / "applied"
@@ -63,7 +63,7 @@ def test_predict_applies_the_runs_model_to_every_cell_of_another_country(trained
     lat, lon = parse_image_ids(table.column("image_id"), "features")
     X = np.column_stack([table.column(f"feature_{j}").to_numpy() for j in range(N_FEATURES)])
     direct = pd.DataFrame({"cell_id": cell_ids(lat, lon, 0.01),
-                           "probability": CalibratedModel.load(run_dir / "model.json").predict_proba(X)})
+                           "probability": load_model(run_dir).predict_proba(X)})
     direct = direct.sort_values("cell_id").reset_index(drop=True)
     assert (predicted["cell_id"] == direct["cell_id"]).all() and len(predicted) == second_country.n_cells
     np.testing.assert_allclose(predicted["probability"], direct["probability"], rtol=0, atol=1e-9)

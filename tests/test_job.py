@@ -14,7 +14,7 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, GroupShuffleSplit, StratifiedKFold
 
-from asm_dask.calibrate import CalibratedModel
+from asm_dask.model_io import load_model
 from asm_dask.grid import cell_ids
 from builders import asm_dask
 
@@ -133,7 +133,7 @@ def test_results_equal_scikit_learn_in_memory(local_run, country):
     predicted = predicted.set_index("cell_id").loc[groups[test]]
     np.testing.assert_allclose(predicted["score"], scores, atol=1e-6)
     np.testing.assert_allclose(predicted["probability"], isotonic.predict(scores), atol=1e-6)
-    model = CalibratedModel.load(out / "model.json")
+    model = load_model(out)
     np.testing.assert_allclose(model.predict_proba(X[test]), predicted["probability"], atol=1e-9)
 
 

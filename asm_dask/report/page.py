@@ -24,7 +24,7 @@ METRIC_MEANINGS = {
     "test_auc_calibrated": "How well the calibrated probability ranks ASM above not-ASM on the held-out "
                            "test labels (0.5 = chance, 1 = perfect).",
     "test_auc_ci95": "95% bootstrap interval of the test AUC, resampling whole blocks of nearby cells.",
-    "test_auc_uncalibrated": "The same, for the raw ridge score (calibration can only merge ranks).",
+    "test_auc_uncalibrated": "The same, for the selected model's raw score (calibration can only merge ranks).",
     "cell_cv_auc": "Mean cross-validated AUC over folds of whole cells, at the chosen penalty.",
     "blocked_cv_auc": "Mean cross-validated AUC over folds of spatial blocks: the honest estimate for "
                       "places the model has not seen nearby.",
@@ -56,7 +56,9 @@ FILES = [
     ("feature_importance.csv", "every feature, ranked"),
     ("admin_summary.csv, admin_summary.geojson", "district totals (when boundaries are given)"),
     ("metrics.json", "every number on this page and more"),
-    ("model.json", "the fitted model: coefficients, intercept, calibration"),
+    ("model.json", "the fitted model: estimator, parameters, calibration; a linear model's coefficients "
+                   "and intercept"),
+    ("model.skops", "a model that is not linear, for skops (written only then)"),
     ("labelled_cells.csv, unmatched_labels.csv", "which label went where"),
     ("manifest.json", "inputs, settings, versions, timings"),
     ("figures/", "the figures as PNG"),
