@@ -175,3 +175,33 @@ def test_a_killed_prediction_resumes(trained, second_country, tmp_path):
     fresh = asm_dask("predict", run_dir, second_country.features, "--out", tmp_path / "fresh")
     assert fresh.returncode == 0, fresh.stderr
     pd.testing.assert_frame_equal(_predictions(out), _predictions(tmp_path / "fresh"))
+
+
+def test_a_saved_tree_ensemble_predicts_another_country(trained, second_country, tmp_path):
+    """A model saved with skops (not linear) is applied as the linear one is."""
+    from asm_dask.grid import cell_ids, parse_image_ids
+    from asm_dask.model_io import load_model
+
+    _, country = trained
+    job = write_job(tmp_path, country.labels, country.features,
+                    model={"estimators": {"ridge": None, "random_forest": {"n_estimators": [20],
+                                                                           "min_samples_leaf": [5]}},
+                           "select": "random_forest"})
+    run = asm_dask("run", job, "--out", tmp_path / "forest")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "forest" / "model.skops").exists()
+    done = asm_dask("predict", tmp_path / "forest", second_country.features, "--out", tmp_path / "applied")
+    assert done.returncode == 0, done.stderr
+    table = feather.read_table(second_country.features)
+    lat, lon = parse_image_ids(table.column("image_id"), "features")
+    X = np.column_stack([table.column(f"feature_{j}").to_numpy() for j in range(N_FEATURES)])
+    direct = pd.DataFrame({"cell_id": cell_ids(lat, lon, 0.01),
+                           "probability": load_model(tmp_path / "forest").predict_proba(X)})
+    direct = direct.sort_values("cell_id").reset_index(drop=True)
+    predicted = _predictions(tmp_path / "applied")
+    assert (predicted["cell_id"] == direct["cell_id"]).all()
+    np.testing.assert_allclose(predicted["probability"], direct["probability"], rtol=0, atol=1e-12)
+    card = json.loads((tmp_path / "applied" / "model_card.json").read_text())
+    assert card["model"]["estimator"] == "random_forest"
+    assert card["model"]["params"] == {"min_samples_leaf": 5, "n_estimators": 20}
+    assert card["training_metrics"]["selected_estimator"] == "random_forest"

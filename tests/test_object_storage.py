@@ -148,6 +148,15 @@ def test_a_run_with_inputs_store_and_output_on_s3_completes_and_resumes(s3, coun
     log = fs.cat_file(f"{out}/asm-dask.log").decode()  # both runs' records, one after the other
     assert log.count("==== asm-dask run") == 2 and "resuming: " in log.split("==== asm-dask run")[2]
 
+    # The run's model, applied from object storage to features there, into object storage.
+    applied = asm_dask("predict", "s3://asm-run/results/sle", features, "--out", "s3://asm-run/applied",
+                       env={**_without_aws(os.environ), **s3.env})
+    assert applied.returncode == 0, applied.stderr
+    card = json.loads(fs.cat_file("asm-run/applied/model_card.json"))
+    assert card["model"]["from_run"] == "s3://asm-run/results/sle" and card["applied_to"]["n_cells"] == country.n_cells
+    assert len(gpd.read_parquet("asm-run/applied/predictions", filesystem=fs)) == country.n_cells
+    assert fs.exists("asm-run/applied/probability.tif") and not fs.exists("asm-run/applied/.asm-dask.lock")
+
 
 def test_an_s3_output_that_cannot_be_written_is_one_line_before_anything_runs(s3, country, tmp_path):
     fs = s3.filesystem()
