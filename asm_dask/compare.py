@@ -152,7 +152,8 @@ def comparison(candidates: Sequence[Candidate], models: dict[str, Any], X_test: 
                  params_at_grid_edge(candidate.best_params, candidate.grid),
                  "linear": candidate.name in LINEAR,
                  "test_auc_uncalibrated": roc_auc(y_test, scores),
-                 "test_auc": roc_auc(y_test, model.calibrate(scores))}
+                 "test_auc": roc_auc(y_test, model.calibrate(scores)),
+                 "fit_seconds": round(candidate.fit_seconds, 3)}
         if candidate.name in blocked_cv_auc:
             entry["blocked_cv_auc"] = blocked_cv_auc[candidate.name]
         table[candidate.name] = entry

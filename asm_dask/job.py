@@ -186,8 +186,7 @@ def _run_locked(job: Job, client: Client) -> RunResult:
             hotspot_threshold=job.report.hotspot_threshold,
             inputs={"labels": job.labels.path, "features": job.features.path,
                     "boundaries": job.report.boundaries.path if job.report.boundaries else ""}))
-    manifest.finish(timings_s=timings, report_timings_s=report_timings,
-                    fit_seconds_by_estimator={c.name: c.fit_seconds for c in candidates})
+    manifest.finish(timings_s=timings, report_timings_s=report_timings)
     return RunResult(output=out, metrics=metrics, timings=timings)
 
 

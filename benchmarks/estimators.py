@@ -59,9 +59,8 @@ def main() -> int:
     if result["exit"] != 0:
         return 1
     metrics = json.loads((out / "metrics.json").read_text())
-    fit_seconds = json.loads((out / "manifest.json").read_text())["fit_seconds_by_estimator"]
     truth = _truth(out, country)
-    rows = [{"estimator": name, **metrics["model_comparison"][name], "fit_s": fit_seconds[name],
+    rows = [{"estimator": name, **metrics["model_comparison"][name], "fit_s": metrics["model_comparison"][name]["fit_seconds"],
              "truth_test_auc": truth["truth_test_auc"],
              "gap_to_truth": truth["truth_test_auc"] - metrics["model_comparison"][name]["test_auc"]}
             for name in estimators]

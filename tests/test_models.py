@@ -193,8 +193,7 @@ def test_a_run_compares_estimators_on_the_same_folds_and_the_selected_one_maps_e
     assert metrics["feature_importance_of"] == "ridge"
     assert "selected estimator random_forest (named by model.select) of 5 compared" in done.stdout
     assert str(out / ESTIMATOR_FILE) in done.stdout
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["fit_seconds_by_estimator"]) == set(SMALL_GRIDS)
+    assert all(compared[name]["fit_seconds"] > 0 for name in SMALL_GRIDS)
 
     # The same folds as ridge's: scikit-learn's search on the run's training rows and
     # folds finds the run's numbers.

@@ -34,7 +34,11 @@ def _predictions(out) -> pd.DataFrame:
 
 
 def _metrics(out) -> dict:
-    return json.loads((out / "metrics.json").read_text())
+    """``metrics.json`` without the fit times, the one entry that changes run to run."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    for entry in metrics.get("model_comparison", {}).values():
+        entry.pop("fit_seconds")
+    return metrics
 
 
 def _job(folder, country, **features):
