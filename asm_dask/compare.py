@@ -25,12 +25,15 @@ import numpy as np
 from distributed import Client
 
 from .calibrate import CalibratedEstimator, CalibratedModel, Calibrator, fingerprint
+from .errors import InputError
 from .estimators import LINEAR, fold_linear, make_estimator, params_at_grid_edge, raw_scores, search_grid, user_params
 from .progress import wait_with_progress
 from .ridge import RidgeGridClassifier
 from .validate import roc_auc
 
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
+#: training rows of each class a setting is first fitted on, to check that it can be
+FIT_CHECK_ROWS_PER_CLASS = 10
 
 
 @dataclass(frozen=True)
@@ -73,16 +76,23 @@ def search(name: str, grid: dict[str, Sequence[Any]] | None, X: np.ndarray, y: n
     start = time.perf_counter()
     grid = search_grid(name, None if grid is None else {k: list(v) for k, v in grid.items()})
     n_points = int(np.prod([len(v) for v in grid.values()]))
+    check_settings_fit(name, grid, X, y, seed)
     print(f"[asm-dask] fit: {name}, {n_points} setting(s) x {len(folds)} folds on the cluster",
           file=sys.stderr, flush=True)
+    # error_score=nan: dask-ml resubmits a fit that raised, forever; a fit that fails
+    # scores NaN instead, and is reported below.
     searched = GridSearchCV(make_estimator(name, seed), grid, cv=[(t, v) for t, v in folds],
-                            scoring="roc_auc", refit=True, scheduler=client)
+                            scoring="roc_auc", refit=True, scheduler=client, error_score=np.nan)
     with warnings.catch_warnings():
         # dask-ml puts the training rows (tens of MB) into the graph it sends, once per
         # search and once for the refit; distributed warns of any graph that large.
         warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
         searched.fit(X, y)
     results = searched.cv_results_
+    failed = [user_params(p) for p, m in zip(results["params"], results["mean_test_score"]) if np.isnan(m)]
+    if failed:
+        raise InputError(f"model.estimators.{name}: scikit-learn could not fit {len(failed)} of the "
+                         f"{n_points} settings on the training rows, e.g. {failed[0]}; remove them from the grid")
     best = int(searched.best_index_)
     by_fold = np.array([results[f"split{f}_test_score"][best] for f in range(len(folds))], dtype=np.float64)
     points = [{"params": user_params(p), "cv_auc": float(m), "cv_auc_sd": float(s)}
@@ -90,6 +100,27 @@ def search(name: str, grid: dict[str, Sequence[Any]] | None, X: np.ndarray, y: n
     oof = out_of_fold_scores(name, searched.best_estimator_, X, y, folds, client)
     return Candidate(name, user_params(searched.best_params_), by_fold, points, oof,
                      time.perf_counter() - start, searched.best_estimator_)
+
+
+def check_settings_fit(name: str, grid: dict[str, list[Any]], X: np.ndarray, y: np.ndarray, seed: int) -> None:
+    """Fit every setting of ``grid`` once on a few training rows of each class, so that
+    settings scikit-learn refuses only when fitting (``bootstrap: false`` with
+    ``max_samples``, an ``l1`` penalty with a solver that has none) are one line naming
+    them, before the search: a few milliseconds a setting."""
+    from sklearn.base import clone
+    from sklearn.model_selection import ParameterGrid
+
+    rows = np.concatenate([np.flatnonzero(y == label)[:FIT_CHECK_ROWS_PER_CLASS] for label in (0, 1)])
+    estimator = make_estimator(name, seed)
+    for params in ParameterGrid(grid):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # convergence on a handful of rows says nothing
+                clone(estimator).set_params(**params).fit(X[rows], y[rows])
+        except (ValueError, TypeError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"model.estimators.{name}: scikit-learn cannot fit the setting "
+                             f"{user_params(params)}: {message}") from None
 
 
 def out_of_fold_scores(name: str, estimator: Any, X: np.ndarray, y: np.ndarray, folds: Folds,

@@ -269,3 +269,22 @@ def test_bad_estimators_are_one_line_before_anything_is_written(country, tmp_pat
     assert line.startswith(f"asm-dask: error: {job}: ") and message in line, line
     assert not (tmp_path / "out").exists()
     assert yaml.safe_load(job.read_text())["model"] == model
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"random_forest": {"bootstrap": [False], "max_samples": [0.5]}},
+     "model.estimators.random_forest: scikit-learn cannot fit the setting {'bootstrap': False, "
+     "'max_samples': 0.5}: `max_sample` cannot be set if `bootstrap=False`"),
+    ({"logistic_regression": {"penalty": ["l1"]}},
+     "model.estimators.logistic_regression: scikit-learn cannot fit the setting {'penalty': 'l1'}: "),
+])
+def test_settings_scikit_learn_refuses_only_when_fitting_are_one_line_and_the_run_ends(country, tmp_path,
+                                                                                        grid, message):
+    """dask-ml resubmits a fit that raised, forever: such settings are found first."""
+    job = write_job(tmp_path, country.labels, country.features, model={"estimators": {"ridge": None, **grid}})
+    done = asm_dask("run", job, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"asm-dask: error: {message}"), lines[-1]
+    assert not any("retrying" in line or "Traceback" in line or "Warning" in line for line in lines)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["asm-dask.log"]
