@@ -22,7 +22,7 @@ import pandas as pd
 from distributed import Client
 
 from . import storage
-from .bookkeeping import OutputLock, RunManifest, model_hash, versions
+from .bookkeeping import OutputLock, RunManifest, check_output_kind, model_hash, versions
 from .cluster import describe
 from .config import FeaturesConfig, check_input, check_output_folder
 from .errors import InputError
@@ -81,10 +81,16 @@ def load_run(folder: str) -> TrainedRun:
 
 
 def check_paths(run_folder: str, features: str, output: str) -> None:
-    """The run folder, the features file and the output folder, before a cluster starts."""
+    """The run folder, the features file and the output folder, before a cluster starts:
+    the output must not be the run folder or inside it, nor hold another run."""
     check_input(run_folder, "RUN_DIR", "run folder", None)
     check_input(features, "FEATURES", "features file", "a Feather, Parquet or CSV file")
     check_output_folder(output, "--out")
+    run, out = (storage.normalized(path) for path in (run_folder, output))
+    if out == run or out.startswith(run.rstrip("/") + "/"):
+        raise InputError(f"{output}: is {'the run folder' if out == run else 'inside the run folder'} "
+                         f"{run_folder}; predictions of other features go to a folder of their own (--out)")
+    check_output_kind(output, "predict")
 
 
 def check_features(run: TrainedRun, features: str) -> None:
@@ -100,7 +106,7 @@ def predict_with_run(run: TrainedRun, features: str, output: str, client: Client
                      hotspot_threshold: float | None = None) -> PredictResult:
     """Predict every cell of ``features`` with ``run``'s model into ``output``."""
     check_features(run, features)
-    with OutputLock(output):
+    with OutputLock(output, "predict"):
         timings: dict[str, float] = {}
         table = open_table(FeaturesConfig(path=features, cell_size=run.cell_size), output, client)
         manifest = RunManifest(output, _predict_key(run, table), _describe(run, table, client))

@@ -44,16 +44,18 @@ MANIFEST_FILE = "manifest.json"
 
 
 class OutputLock:
-    """Holds ``output`` for one run, as a context manager.
+    """Holds ``output`` for one run of ``command`` (``run`` or ``predict``), as a context manager.
 
     The lock is a file created exclusively (see :func:`asm_dask.storage.create_exclusively`)
     that names its run, host, process and start time, removed when the run ends, however
     it ends. A lock whose process is gone from this host is stale and taken over; one
-    from another host cannot be checked, so the message says how to remove it.
+    from another host cannot be checked, so the message says how to remove it. A folder
+    holding the output of the other command is refused (see :func:`check_output_kind`).
     """
 
-    def __init__(self, output: str):
+    def __init__(self, output: str, command: str = "run"):
         self.output = output
+        self.command = command
         self.path = storage.join(output, LOCK_FILE)
         self.holder = {"run": uuid.uuid4().hex[:12], "host": socket.gethostname(), "pid": os.getpid(),
                        "user": _user(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -64,6 +66,11 @@ class OutputLock:
         data = json.dumps(self.holder).encode()
         for _ in range(3):
             if storage.create_exclusively(self.path, data):
+                try:
+                    check_output_kind(self.output, self.command)
+                except InputError:
+                    self.__exit__()
+                    raise
                 return self
             other = storage.read_json(self.path)
             if other is None:  # removed meanwhile, or being written: try again
@@ -88,6 +95,15 @@ class OutputLock:
 
     def _is_stale(self, other: dict[str, Any]) -> bool:
         return other.get("host") == self.holder["host"] and not process_alive(int(other.get("pid", 0)))
+
+
+def check_output_kind(output: str, command: str) -> None:
+    """Refuse to write ``command``'s output over another command's: a prediction over the
+    run whose model it applies would replace that run's predictions and metrics."""
+    previous = storage.read_json(storage.join(output, MANIFEST_FILE))
+    if previous is not None and previous.get("command", "run") != command:
+        raise InputError(f"{output}: holds the output of asm-dask {previous.get('command', 'run')}; "
+                         f"choose another folder for asm-dask {command}")
 
 
 def _user() -> str:
@@ -140,7 +156,7 @@ def describe_run(job: Job, table: FeatureTable, cluster: dict[str, Any]) -> dict
     settings = job.as_dict()
     settings["storage_options"] = {protocol: sorted(options) for protocol, options
                                    in settings["storage_options"].items()}  # names, never values
-    return {"inputs": {"labels": job.labels.path, "features": job.features.path,
+    return {"command": "run", "inputs": {"labels": job.labels.path, "features": job.features.path,
                        "features_fingerprint": table.source["ukey"], "features_read_from": table.location},
             "settings": settings, "versions": versions(), "python": platform.python_version(),
             "cluster": cluster, "n_partitions": len(table.partitions)}

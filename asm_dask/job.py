@@ -62,7 +62,7 @@ def run_job(job: Job, client: Client) -> RunResult:
     a second run into it stops at once with an :class:`InputError` naming the first.
     """
     storage.configure_cluster(client, job.storage_options)
-    with OutputLock(job.output):
+    with OutputLock(job.output, "run"):
         return _run_locked(job, client)
 
 

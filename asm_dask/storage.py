@@ -47,6 +47,13 @@ def local_path(path: str | os.PathLike) -> str | None:
     return None if is_url(text) else text.removeprefix("file://")
 
 
+def normalized(path: str | os.PathLike) -> str:
+    """``path`` in one spelling, to compare: a local path resolved (links, ``..``), a URL
+    without a trailing slash."""
+    local = local_path(path)
+    return os.path.realpath(local) if local is not None else os.fspath(path).rstrip("/")
+
+
 def join(base: str | os.PathLike, *names: str) -> str:
     """``base`` and ``names`` joined with the separator of ``base``'s storage."""
     text = os.fspath(base)

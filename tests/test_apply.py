@@ -205,3 +205,30 @@ def test_a_saved_tree_ensemble_predicts_another_country(trained, second_country,
     assert card["model"]["estimator"] == "random_forest"
     assert card["model"]["params"] == {"min_samples_leaf": 5, "n_estimators": 20}
     assert card["training_metrics"]["selected_estimator"] == "random_forest"
+
+
+def test_a_prediction_never_writes_over_a_run(trained, second_country, tmp_path):
+    run_dir, country = trained
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    for out, says in [(run_dir, "is the run folder"), (run_dir / "predictions", "is inside the run folder"),
+                      (run_dir / "new", "is inside the run folder")]:
+        done = asm_dask("predict", run_dir, second_country.features, "--out", out)
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines()[-1].startswith(f"asm-dask: error: {out}: {says} {run_dir}")
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
+
+    other_run = tmp_path / "other_run"
+    (other_run).mkdir()
+    (other_run / "manifest.json").write_text((run_dir / "manifest.json").read_text())
+    done = asm_dask("predict", run_dir, second_country.features, "--out", other_run)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == \
+        f"asm-dask: error: {other_run}: holds the output of asm-dask run; choose another folder for asm-dask predict"
+
+    applied = tmp_path / "applied"
+    assert asm_dask("predict", run_dir, second_country.features, "--out", applied).returncode == 0
+    done = asm_dask("run", write_job(tmp_path, country.labels, country.features), "--out", applied)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"asm-dask: error: {applied}: holds the output of asm-dask predict; choose another folder for asm-dask run")
+    assert json.loads((applied / "manifest.json").read_text())["command"] == "predict"
