@@ -67,6 +67,8 @@ def load_run(folder: str) -> TrainedRun:
     manifest = storage.read_json(storage.join(folder, "manifest.json"))
     if manifest is None:
         raise InputError(f"{folder}: no asm-dask run here (no readable manifest.json)")
+    if manifest.get("command", "run") != "run":
+        raise InputError(f"{folder}: holds the output of asm-dask {manifest.get('command')}, not of a run")
     if manifest.get("status") != "complete":
         raise InputError(f"{folder}: the run is not finished (status {manifest.get('status')!r}); "
                          "run it again to complete it")
@@ -74,6 +76,14 @@ def load_run(folder: str) -> TrainedRun:
     model = load_model(folder)
     if metrics is None:
         raise InputError(f"{storage.join(folder, 'metrics.json')}: missing or not JSON")
+    model_file = storage.join(folder, "model.json")
+    selected = metrics.get("selected_estimator", "ridge")
+    if model.estimator != selected:
+        raise InputError(f"{model_file}: holds a {model.estimator} model; the run selected {selected} (metrics.json)")
+    trained_on = manifest["settings"]["features"]["cell_size"]
+    if model.cell_size is not None and model.cell_size != trained_on:
+        raise InputError(f"{model_file}: says cells of {model.cell_size:g} degrees; the run read cells of "
+                         f"{trained_on:g} (manifest.json)")
     if model_hash(model) != manifest.get("model_hash"):
         raise InputError(f"{storage.join(folder, 'model.json')}: not the model this run predicted with "
                          "(its hash differs from manifest.json's)")

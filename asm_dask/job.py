@@ -353,8 +353,13 @@ def predict_and_record(table: FeatureTable, model: CalibratedModel, manifest: Ru
               "already written", file=sys.stderr, flush=True)
     with _stage(timings, "predict"):
         predict_cells(table, model, predictions_dir, done, client, on_written=manifest.mark_written)
-    grid = read_prediction_grid(predictions_dir)
     counts = manifest.counts()
+    if counts["n_cells"] == 0:  # only when applying a model: a run's labelled cells are complete
+        storage.remove(predictions_dir)
+        storage.remove(manifest.path)
+        raise InputError(f"{table.source['path']}: no cell has complete features: each of its "
+                         f"{counts['n_dropped_nonfinite']:,} rows holds a NaN, infinite or missing value")
+    grid = read_prediction_grid(predictions_dir)
     if len(grid) != counts["n_cells"] or counts["n_cells"] + counts["n_dropped_nonfinite"] != table.n_rows:
         raise RuntimeError(f"{predictions_dir}: {len(grid)} predicted cells, expected {counts['n_cells']} "
                            f"of {table.n_rows}")

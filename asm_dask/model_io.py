@@ -90,6 +90,7 @@ def load_model(folder: str | os.PathLike) -> Model:
     if not isinstance(data, dict) or data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise InputError(f"{path}: not a model of this asm_dask (format_version {FORMAT_VERSION} expected)")
     try:
+        _check_description(data)
         calibrator = Calibrator.from_dict(data["calibration"])
         names = tuple(data["feature_names"])
         if data.get("kind", "linear") == "linear":
@@ -101,6 +102,32 @@ def load_model(folder: str | os.PathLike) -> Model:
                                    data["fingerprint"], data.get("cell_size"))
     except (KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a complete model (missing or wrong {exc})") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: not a model: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _check_description(data: dict[str, Any]) -> None:
+    """What ``model.json`` says of its model holds together; a ``ValueError`` saying what
+    does not. (The numbers that make the predictions are checked against the run's
+    manifest, by their hash.)"""
+    from .estimators import ESTIMATOR_NAMES, LINEAR
+
+    names = data["feature_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError("feature_names must be a non-empty list of names")
+    if data.get("n_features", len(names)) != len(names):
+        raise ValueError(f"n_features is {data.get('n_features')!r} but {len(names)} feature_names are listed")
+    estimator = data.get("estimator", "ridge")
+    if estimator not in ESTIMATOR_NAMES:
+        raise ValueError(f"estimator {estimator!r} is not one of {', '.join(ESTIMATOR_NAMES)}")
+    if (data.get("kind", "linear") == "linear") != (estimator in LINEAR):
+        raise ValueError(f"estimator {estimator!r} is {'' if estimator in LINEAR else 'not '}linear but kind is "
+                         f"{data.get('kind', 'linear')!r}")
+    size = data.get("cell_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < 90):
+        raise ValueError(f"cell_size must be a positive number of degrees, not {size!r}")
+    if data.get("kind", "linear") == "linear" and len(data["coef"]) != len(names):
+        raise ValueError(f"{len(data['coef'])} coefficients for {len(names)} features")
 
 
 def _load_estimator(path: str, sha256: str) -> Any:

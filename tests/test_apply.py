@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
@@ -232,3 +233,43 @@ def test_a_prediction_never_writes_over_a_run(trained, second_country, tmp_path)
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"asm-dask: error: {applied}: holds the output of asm-dask predict; choose another folder for asm-dask run")
     assert json.loads((applied / "manifest.json").read_text())["command"] == "predict"
+
+
+def test_features_without_one_complete_row_are_one_line_and_leave_only_the_log(trained, second_country,
+                                                                               tmp_path):
+    run_dir, _ = trained
+    table = feather.read_table(second_country.features)
+    broken = tmp_path / "nan_column.feather"
+    column = table.column_names.index("feature_5")
+    feather.write_feather(table.set_column(column, "feature_5", pa.nulls(len(table), pa.float32())), broken)
+    done = asm_dask("predict", run_dir, broken, "--out", tmp_path / "out")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"asm-dask: error: {broken}: no cell has complete features: each of its {second_country.n_cells:,} rows "
+        "holds a NaN, infinite or missing value")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["asm-dask.log"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: {**m, "coef": ["a"] * len(m["coef"])}, "not a model: could not convert string to float: 'a'"),
+    (lambda m: {**m, "n_features": m["n_features"] + 1}, f"not a model: n_features is {N_FEATURES + 1} but "
+                                                          f"{N_FEATURES} feature_names are listed"),
+    (lambda m: {**m, "estimator": "svm_magic"}, "not a model: estimator 'svm_magic' is not one of ridge, "),
+    (lambda m: {**m, "estimator": "logistic_regression"}, "holds a logistic_regression model; the run selected "
+                                                           "ridge (metrics.json)"),
+    (lambda m: {**m, "cell_size": -1}, "not a model: cell_size must be a positive number of degrees, not -1"),
+    (lambda m: {**m, "cell_size": 0.02}, "says cells of 0.02 degrees; the run read cells of 0.01 (manifest.json)"),
+    (lambda m: {**m, "intercept": m["intercept"] + 1}, "not the model this run predicted with"),
+])
+def test_a_saved_model_edited_since_the_run_is_refused(trained, second_country, tmp_path, edit, message):
+    import shutil
+
+    run_dir, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "model.json").write_text(json.dumps(edit(json.loads((run_dir / "model.json").read_text()))))
+    done = asm_dask("predict", copy, second_country.features, "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"asm-dask: error: {copy / 'model.json'}: {message}"), line
+    assert not (tmp_path / "out").exists()
