@@ -481,6 +481,12 @@ def _check_remote_folder(url: str, key: str) -> None:
         fs, fs_path = filesystem(url)
         if fs.isfile(fs_path):
             raise InputError(f"{url}: is a file, expected a folder ({key})")
+        protocol, rest = url.split("://", 1)
+        parts = rest.rstrip("/").split("/")
+        for ancestor in (f"{protocol}://{'/'.join(parts[:i])}" for i in range(2, len(parts))):  # below the bucket
+            ancestor_fs, ancestor_path = filesystem(ancestor)
+            if ancestor_fs.isfile(ancestor_path):
+                raise InputError(f"{url}: {ancestor} is a file, not a folder ({key})")
         probe_fs, probe_path = filesystem(probe)
         probe_fs.pipe_file(probe_path, b"")
         probe_fs.rm_file(probe_path)

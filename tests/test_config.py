@@ -244,7 +244,9 @@ def test_check_paths_looks_at_urls_too():
     for changes, message in [
             ({"features": "memory://check/missing.feather"}, "memory://check/missing.feather: features file not found"),
             ({"labels": "memory://check"}, "memory://check: is a folder, expected a CSV file (labels.path)"),
-            ({"output": "memory://check/a_file"}, "memory://check/a_file: is a file, expected a folder (output)")]:
+            ({"output": "memory://check/a_file"}, "memory://check/a_file: is a file, expected a folder (output)"),
+            ({"output": "memory://check/a_file/run"},
+             "memory://check/a_file/run: memory://check/a_file is a file, not a folder (output)")]:
         with pytest.raises(InputError) as error:
             check_paths(job_from_dict({**sound, **changes}))
         assert str(error.value) == message
