@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -122,8 +123,10 @@ def _predict(args: argparse.Namespace, log: RunLog) -> int:
 
         result = predict_with_run(run, features, out, client, args.hotspot_threshold)
     m = result.metrics
+    dropped = m["n_cells_dropped_nonfinite"]
     print(f"{m['n_cells']:,} cells predicted with the model of {run_dir} (mean probability "
-          f"{m['mean_probability']:.3f}; {m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g})")
+          f"{m['mean_probability']:.3f}; {m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g})"
+          + (f"; {dropped:,} cells left out: a feature is NaN, infinite or missing" if dropped else ""))
     print(f"outputs in {out}:")
     for name in ("map.html", "probability.tif", "hotspots.geojson", "hotspots.csv", "predictions/",
                  "model_card.json", "metrics.json", "manifest.json", "figures/", "asm-dask.log"):
@@ -181,8 +184,15 @@ def demo_job(n_cells: int) -> dict:
     return {**DEMO_JOB, "split": {"block_size": block_size}}
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command line that is wrong is one line too, as every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"asm-dask: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="asm-dask", description="Map artisanal and small-scale mining from MOSAIKS features on Dask.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 

@@ -56,6 +56,7 @@ class RunLog:
         #: loggers given the file's handler, and console handlers taken off loggers
         self._routed: list[logging.Logger] = []
         self._detached: list[tuple[logging.Logger, logging.Handler]] = []
+        self._warnings: logging.Logger | None = None
 
     def __enter__(self) -> RunLog:
         return self
@@ -86,6 +87,7 @@ class RunLog:
         self._file.write(f"==== asm-dask {self.command} (in {os.getcwd()}, "
                          f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')})\n")
         self._route_distributed()
+        self._route_warnings()
         self._console = sys.stderr
         sys.stderr = _Tee(self._console, self._file, self._handler.lock)
 
@@ -110,6 +112,10 @@ class RunLog:
 
     def close(self) -> None:
         """Give the console and ``distributed``'s handlers back, and close the file."""
+        if self._warnings is not None:
+            logging.captureWarnings(False)
+            self._warnings.removeHandler(self._handler)
+            self._warnings.propagate, self._warnings = True, None
         for logger in self._routed:
             logger.removeHandler(self._handler)
         for logger, handler in self._detached:
@@ -120,6 +126,14 @@ class RunLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def _route_warnings(self) -> None:
+        """Python warnings of the libraries (scikit-learn's ``ConvergenceWarning``...) into the
+        file (verbose: the console too), as logging records: they are details."""
+        logging.captureWarnings(True)
+        self._warnings = logging.getLogger("py.warnings")
+        self._warnings.addHandler(self._handler)
+        self._warnings.propagate = self.verbose
 
     def _route_distributed(self) -> None:
         """Send ``distributed``'s records into the file instead of (verbose: as well as)

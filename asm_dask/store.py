@@ -151,6 +151,7 @@ def open_store(config: FeaturesConfig, root: str, client: Client,
     if storage.is_url(root):
         return _build_in_place(layout, root, key, rows, config, source, client)
     _remove_abandoned_partials(root)
+    made_root = not os.path.exists(root)
     partial = os.path.join(root, f".{key}.partial-{socket.gethostname()}-{os.getpid()}")
     try:
         os.makedirs(partial)
@@ -168,6 +169,8 @@ def open_store(config: FeaturesConfig, root: str, client: Client,
         return load_store(final)
     except BaseException:
         storage.remove(partial)
+        if made_root and not storage.list_names(root):  # bad input leaves nothing behind
+            storage.remove(root)
         raise
     _remove_stale_stores(root, keep=key, source_path=config.path)
     return store

@@ -308,8 +308,8 @@ def test_an_error_inside_a_task_is_one_line_and_the_traceback_is_in_the_log(vali
     error, log = _failed_in_a_task(folder)
     assert error == expected
     assert "distributed.worker ERROR: Compute Failed" in log  # the in-process worker's own record
-    if problem == "csv value":  # the feature store the CSV was being converted into is left empty
-        assert os.listdir(folder / "features.csv.asm_dask_store") == []
+    if problem == "csv value":  # the feature store the CSV was being converted into is gone
+        assert not (folder / "features.csv.asm_dask_store").exists()
 
 
 def test_an_error_inside_a_worker_process_of_a_local_cluster(valid, inputs):

@@ -288,3 +288,12 @@ def test_settings_scikit_learn_refuses_only_when_fitting_are_one_line_and_the_ru
     assert lines[-1].startswith(f"asm-dask: error: {message}"), lines[-1]
     assert not any("retrying" in line or "Traceback" in line or "Warning" in line for line in lines)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["asm-dask.log"]
+
+
+def test_library_warnings_go_to_the_log_not_the_console(country, tmp_path):
+    job = write_job(tmp_path, country.labels, country.features,
+                    model={"estimators": {"ridge": None, "logistic_regression": {"max_iter": [1]}}})
+    done = asm_dask("run", job)
+    assert done.returncode == 0, done.stderr
+    assert "ConvergenceWarning" not in done.stderr and "warnings.warn" not in done.stderr
+    assert "ConvergenceWarning" in (tmp_path / "out" / "asm-dask.log").read_text()
