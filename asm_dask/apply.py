@@ -126,7 +126,8 @@ def predict_with_run(run: TrainedRun, features: str, output: str, client: Client
         no_labels = pd.DataFrame({"lat": [], "lon": [], "label": []})
         maps = write_maps(output, grid, table.cell_size, no_labels, threshold, None, timings)
         metrics = {**counts, **maps.counts, "n_features": table.n_features, "cell_size": table.cell_size,
-                   "features_read": "in place" if table.kind == "file" else "feature store"}
+                   "features_read": "in place" if table.kind == "file" else "feature store",
+                   "warnings": list(table.notes)}
         write_metrics(storage.join(output, "metrics.json"), metrics)
         card = model_card(run, table, metrics)
         storage.write_text(storage.join(output, "model_card.json"), json.dumps(card, indent=1, default=str))

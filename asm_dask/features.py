@@ -154,6 +154,28 @@ def detect_layout(path: str, prefix: str | None = None) -> FeatureLayout:
                          lon_column=None if image_id else lon)
 
 
+def layout_notes(layout: FeatureLayout) -> list[str]:
+    """What a reader of the file should know that is not an error: columns left unread
+    (another prefix, coordinates beside an ``image_id``, anything else) and gaps in the
+    features' numbering."""
+    notes = []
+    read = set(layout.feature_columns) | set(layout.coordinate_columns)
+    unread = [name for name in layout.columns if name not in read]
+    if unread:
+        shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+        coordinates = "the image_id column" if layout.image_id_column else \
+            f"{layout.lat_column}/{layout.lon_column}"
+        notes.append(f"{layout.path}: {len(unread)} column(s) not read: {shown} (features: the "
+                     f"{len(layout.feature_columns)} columns {layout.feature_columns[0]}..{layout.feature_columns[-1]}; "
+                     f"coordinates: {coordinates}; features.prefix chooses other feature columns)")
+    numbers = [int(re.fullmatch(r".*?(\d+)", name).group(1)) for name in layout.feature_columns]
+    if numbers and numbers[-1] - numbers[0] + 1 != len(numbers):
+        missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+        notes.append(f"{layout.path}: feature numbers have gaps: {len(missing)} missing between "
+                     f"{layout.feature_columns[0]} and {layout.feature_columns[-1]} (first: {missing[0]})")
+    return notes
+
+
 def chunk_sizes(layout: FeatureLayout) -> list[int]:
     """Rows in each chunk of a Feather or Parquet file, read from metadata only."""
     with open_input(layout.path) as f:

@@ -163,7 +163,7 @@ def _run_locked(job: Job, client: Client) -> RunResult:
         **cv,
         "oof_auc_calibration_set": oof_auc,
         **tested,
-        "warnings": caveats,
+        "warnings": list(table.notes) + caveats,
     }
     # Everything is checked and fitted: from here on the output folder is written.
     out = job.output

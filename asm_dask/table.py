@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,7 +29,7 @@ from distributed import Client
 
 from .config import FeaturesConfig
 from .errors import InputError
-from .features import FilePartition, chunk_sizes, detect_layout, input_fingerprint
+from .features import FilePartition, chunk_sizes, detect_layout, input_fingerprint, layout_notes
 from .grid import check_unique_cells
 from .progress import wait_with_progress
 from .store import STORE_VERSION, find_store, open_store, store_root
@@ -63,6 +64,8 @@ class FeatureTable:
     bounds: tuple[tuple[float, float, float, float] | None, ...]
     #: input rows left out before the table: the store's, for non-finite features
     n_dropped_on_ingest: int
+    #: what a reader should know of the file that is not an error (columns not read...)
+    notes: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -107,9 +110,12 @@ def open_table(config: FeaturesConfig, output: str, client: Client) -> FeatureTa
         if not sum(sizes):
             raise InputError(f"{config.path}: no rows of features")
     bounds = _scan(partitions, config, kind == "file", client)
+    notes = tuple(layout_notes(layout))
+    for note in notes:
+        print(f"[asm-dask] warning: {note}", file=sys.stderr, flush=True)
     return FeatureTable(kind=kind, location=location, key=key, source=source, cell_size=config.cell_size,
                         feature_names=layout.feature_columns, partitions=partitions, bounds=bounds,
-                        n_dropped_on_ingest=dropped)
+                        n_dropped_on_ingest=dropped, notes=notes)
 
 
 def gather_rows(table: FeatureTable, partition: np.ndarray, row: np.ndarray,

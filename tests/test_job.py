@@ -259,3 +259,24 @@ def test_a_test_set_too_small_to_judge_is_said_so(country, tmp_path, client, cap
     assert any(f"only {fewest} label(s) of one class" in w for w in metrics["warnings"])
     assert f"only {fewest} label(s) of one class" in capsys.readouterr().err
     assert metrics["bootstrap"]["resamples_with_both_classes"] <= 2000
+
+
+def test_columns_left_unread_and_gaps_in_the_numbering_are_said(country, tmp_path):
+    """Nothing is left out silently: columns the run does not read are named."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    from builders import write_job
+
+    table = feather.read_table(country.features).drop_columns(["feature_7"])
+    table = table.append_column("X_0", pa.array(np.zeros(len(table), np.float32)))
+    table = table.append_column("lat", pa.array(np.zeros(len(table))))
+    features = tmp_path / "features.feather"
+    feather.write_feather(table, features)
+    done = asm_dask("run", write_job(tmp_path, country.labels, features))
+    assert done.returncode == 0, done.stderr
+    unread = (f"{features}: 2 column(s) not read: X_0, lat (features: the 39 columns feature_0..feature_39; "
+              "coordinates: the image_id column; features.prefix chooses other feature columns)")
+    gaps = f"{features}: feature numbers have gaps: 1 missing between feature_0 and feature_39 (first: 7)"
+    assert f"[asm-dask] warning: {unread}" in done.stderr and f"[asm-dask] warning: {gaps}" in done.stderr
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["warnings"][:2] == [unread, gaps]
