@@ -91,11 +91,15 @@ def load_run(folder: str) -> TrainedRun:
 
 
 def check_paths(run_folder: str, features: str, output: str) -> None:
-    """The run folder, the features file and the output folder, before a cluster starts:
-    the output must not be the run folder or inside it, nor hold another run."""
+    """The run folder, the features file and the output folder, before a cluster starts."""
     check_input(run_folder, "RUN_DIR", "run folder", None)
     check_input(features, "FEATURES", "features file", "a Feather, Parquet or CSV file")
     check_output_folder(output, "--out")
+
+
+def check_output(run_folder: str, output: str) -> None:
+    """The output of a prediction with the run in ``run_folder`` is neither that folder
+    nor inside it, and holds no run."""
     run, out = (storage.normalized(path) for path in (run_folder, output))
     if out == run or out.startswith(run.rstrip("/") + "/"):
         raise InputError(f"{output}: is {'the run folder' if out == run else 'inside the run folder'} "
@@ -115,6 +119,7 @@ def check_features(run: TrainedRun, features: str) -> None:
 def predict_with_run(run: TrainedRun, features: str, output: str, client: Client,
                      hotspot_threshold: float | None = None) -> PredictResult:
     """Predict every cell of ``features`` with ``run``'s model into ``output``."""
+    check_output(run.folder, output)
     check_features(run, features)
     with OutputLock(output, "predict"):
         timings: dict[str, float] = {}

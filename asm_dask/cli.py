@@ -104,7 +104,7 @@ def summary(m: dict) -> str:
 
 
 def _predict(args: argparse.Namespace, log: RunLog) -> int:
-    from .apply import check_features, check_paths, load_run
+    from .apply import check_features, check_output, check_paths, load_run
     from .cluster import import_on_workers, open_client
     from .config import resolve_path
     from .storage import join
@@ -115,6 +115,7 @@ def _predict(args: argparse.Namespace, log: RunLog) -> int:
     out = resolve_path(args.out or f"predict_{Path(features.rstrip('/')).stem}", Path.cwd())
     check_paths(run_dir, features, out)
     run = load_run(run_dir)
+    check_output(run_dir, out)
     check_features(run, features)  # before anything is written
     log.open(out)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:

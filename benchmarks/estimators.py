@@ -9,7 +9,7 @@ On the same machine, in one go:
 2. ``asm-dask run`` once under treemem with ``model.estimators`` listing every estimator
    (their built-in grids), so that all are tuned on the same folds on the same cluster;
 3. print, per estimator: the settings searched, its fit time (search, out-of-fold fits
-   and refit, from manifest.json), its mean CV AUC and spread, its best parameters, its
+   and refit, from metrics.json), its mean CV AUC and spread, its best parameters, its
    calibrated test AUC, and the gap between that and what the synthetic country's true
    probability scores on the same test labels (asm_dask.demo.score_against_truth);
    the table is kept in benchmarks/results/estimators-<timestamp>.md.
