@@ -82,11 +82,6 @@ def exists(path: str | os.PathLike) -> bool:
     return fs.exists(fs_path)
 
 
-def is_dir(path: str | os.PathLike) -> bool:
-    fs, fs_path = filesystem(path)
-    return fs.isdir(fs_path)
-
-
 def list_names(folder: str | os.PathLike) -> list[str]:
     """Names of the entries directly in ``folder`` (hidden ones too); none if it does not exist."""
     fs, fs_path = filesystem(folder)
