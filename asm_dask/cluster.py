@@ -37,6 +37,7 @@ from distributed.system import MEMORY_LIMIT
 from .config import read_yaml, resolve_path
 from .errors import InputError
 from .log import distributed_loggers, writes_to_console
+from .storage import configure
 
 KINDS = ("local", "scheduler", "ssh", "slurm", "pbs", "kubernetes")
 
@@ -213,6 +214,29 @@ class _NoWorkerStderr(WorkerPlugin):
     def teardown(self, worker: distributed.Worker) -> None:
         for logger, handler in self.detached:
             logger.addHandler(handler)
+
+
+def share_storage_options(client: distributed.Client, storage_options: dict[str, dict[str, Any]]) -> None:
+    """:func:`asm_dask.storage.configure` on this process and on every worker of
+    ``client``'s cluster, present and joining later.
+
+    The options travel to the workers as any task does: over TLS on clusters asm-dask
+    starts across machines; on a plain-TCP cluster prefer credentials the workers find
+    themselves (environment variables, instance roles).
+    """
+    configure(storage_options)
+    if storage_options:
+        client.register_plugin(_StorageOptions(storage_options), name="asm-dask-storage-options")
+
+
+class _StorageOptions(WorkerPlugin):
+    """In a worker: the job's ``storage_options`` as fsspec's defaults."""
+
+    def __init__(self, storage_options: dict[str, dict[str, Any]]):
+        self.storage_options = storage_options
+
+    def setup(self, worker: distributed.Worker) -> None:
+        configure(self.storage_options)
 
 
 def import_on_workers(client: distributed.Client, module: str) -> None:

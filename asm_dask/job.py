@@ -21,7 +21,7 @@ from distributed import Client
 from . import storage
 from .bookkeeping import OutputLock, RunManifest, describe_run, model_hash, run_key
 from .calibrate import CalibratedModel, fit_calibrator
-from .cluster import describe
+from .cluster import describe, share_storage_options
 from .compare import Candidate, calibrated_model, comparison, ridge_candidate, search, select
 from .config import Job
 from .errors import InputError
@@ -61,7 +61,7 @@ def run_job(job: Job, client: Client) -> RunResult:
     The output folder is locked for the run (:class:`~asm_dask.bookkeeping.OutputLock`):
     a second run into it stops at once with an :class:`InputError` naming the first.
     """
-    storage.configure_cluster(client, job.storage_options)
+    share_storage_options(client, job.storage_options)
     with OutputLock(job.output, "run"):
         return _run_locked(job, client)
 

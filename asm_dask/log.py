@@ -73,13 +73,11 @@ class RunLog:
             ``folder`` cannot be created or the log cannot be written there; the
             message ends with ``key``, the setting or option that named ``folder``.
         """
-        import fsspec  # here, not at import: the command line answers --help without it
+        from . import storage  # here, not at import: the command line answers --help without fsspec
 
-        path = folder.rstrip("/") + "/" + LOG_NAME
+        path = storage.join(folder, LOG_NAME)
         try:
-            fs, fs_folder = fsspec.core.url_to_fs(folder)
-            fs.makedirs(fs_folder, exist_ok=True)
-            self._file = fsspec.open(path, "a", encoding="utf-8").open()
+            self._file = storage.open_appending(path)
         except OSError as exc:
             raise InputError(f"{folder}: cannot write the log {LOG_NAME} there: "
                              f"{(exc.strerror or str(exc)).lower()} ({key})") from None

@@ -23,12 +23,10 @@ import posixpath
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 import fsspec
 import fsspec.config
-from distributed import Client
-from distributed.diagnostics.plugin import WorkerPlugin
 from fsspec.spec import AbstractFileSystem
 
 #: fsspec protocols that are this machine's own disk
@@ -167,6 +165,18 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
 
 
+def open_appending(path: str | os.PathLike) -> IO[str]:
+    """``path`` opened to append text to, created (with its local folder) if missing.
+
+    On object storage, where an object cannot grow, the backend uploads the whole object
+    again when the file is closed.
+    """
+    local = local_path(path)
+    if local is not None:
+        make_folder(os.path.dirname(local))
+    return fsspec.open(os.fspath(path), "a", encoding="utf-8").open()
+
+
 def create_exclusively(path: str | os.PathLike, data: bytes) -> bool:
     """Create ``path`` holding ``data`` unless it exists; whether this call created it.
 
@@ -197,26 +207,3 @@ def create_exclusively(path: str | os.PathLike, data: bytes) -> bool:
         fs.pipe_file(fs_path, data)
         return True
 
-
-class _StorageOptions(WorkerPlugin):
-    """Gives every worker, present and future, the job's ``storage_options``."""
-
-    name = "asm-dask-storage-options"
-
-    def __init__(self, storage_options: Mapping[str, Mapping[str, Any]]):
-        self.storage_options = storage_options
-
-    def setup(self, worker: Any) -> None:
-        configure(self.storage_options)
-
-
-def configure_cluster(client: Client, storage_options: Mapping[str, Mapping[str, Any]]) -> None:
-    """:func:`configure` on this process and on every worker of ``client``'s cluster.
-
-    The options travel to the workers as any task does: over TLS on clusters asm-dask
-    starts across machines; on a plain-TCP cluster prefer credentials the workers find
-    themselves (environment variables, instance roles).
-    """
-    configure(storage_options)
-    if storage_options:
-        client.register_plugin(_StorageOptions(storage_options))
