@@ -56,6 +56,15 @@ class TrainedRun:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """``run``'s model to apply to ``features`` into ``output``, checked by :func:`plan_prediction`."""
+
+    run: TrainedRun
+    features: str
+    output: str
+
+
+@dataclass(frozen=True)
 class PredictResult:
     output: str
     metrics: dict[str, Any]
@@ -74,9 +83,9 @@ def load_run(folder: str) -> TrainedRun:
                          "run it again to complete it")
     metrics = storage.read_json(storage.join(folder, "metrics.json"))
     model = load_model(folder)
+    model_file = storage.join(folder, "model.json")
     if metrics is None:
         raise InputError(f"{storage.join(folder, 'metrics.json')}: missing or not JSON")
-    model_file = storage.join(folder, "model.json")
     selected = metrics.get("selected_estimator", "ridge")
     if model.estimator != selected:
         raise InputError(f"{model_file}: holds a {model.estimator} model; the run selected {selected} (metrics.json)")
@@ -85,7 +94,7 @@ def load_run(folder: str) -> TrainedRun:
         raise InputError(f"{model_file}: says cells of {model.cell_size:g} degrees; the run read cells of "
                          f"{trained_on:g} (manifest.json)")
     if model_hash(model) != manifest.get("model_hash"):
-        raise InputError(f"{storage.join(folder, 'model.json')}: not the model this run predicted with "
+        raise InputError(f"{model_file}: not the model this run predicted with "
                          "(its hash differs from manifest.json's)")
     return TrainedRun(folder, model, manifest, metrics)
 
@@ -97,7 +106,16 @@ def check_paths(run_folder: str, features: str, output: str) -> None:
     check_output_folder(output, "--out")
 
 
-def check_output(run_folder: str, output: str) -> None:
+def plan_prediction(run: TrainedRun, features: str, output: str) -> Prediction:
+    """A prediction whose output folder and features are checked, before any work: the
+    output is not the run's folder or inside it, and ``features`` hold the model's
+    features on the model's grid; a one-line :class:`InputError` if not."""
+    _check_output(run.folder, output)
+    _check_features(run, features)
+    return Prediction(run, features, output)
+
+
+def _check_output(run_folder: str, output: str) -> None:
     """The output of a prediction with the run in ``run_folder`` is neither that folder
     nor inside it, and holds no run."""
     run, out = (storage.normalized(path) for path in (run_folder, output))
@@ -107,20 +125,16 @@ def check_output(run_folder: str, output: str) -> None:
     check_output_kind(output, "predict")
 
 
-def check_features(run: TrainedRun, features: str) -> None:
-    """``features`` hold the model's features on the model's grid (see the module's text);
-    a one-line :class:`InputError` if not. Reads the file's schema and its first chunk's
-    coordinates only."""
+def _check_features(run: TrainedRun, features: str) -> None:
+    """Reads the file's schema and its first chunk's coordinates only."""
     layout = detect_layout(features)
     check_feature_names(run.model.feature_names, layout)
     check_grid(layout, run.cell_size)
 
 
-def predict_with_run(run: TrainedRun, features: str, output: str, client: Client,
-                     hotspot_threshold: float | None = None) -> PredictResult:
-    """Predict every cell of ``features`` with ``run``'s model into ``output``."""
-    check_output(run.folder, output)
-    check_features(run, features)
+def predict_with_run(plan: Prediction, client: Client, hotspot_threshold: float | None = None) -> PredictResult:
+    """Predict every cell of ``plan.features`` with its run's model into ``plan.output``."""
+    run, features, output = plan.run, plan.features, plan.output
     with OutputLock(output, "predict"):
         timings: dict[str, float] = {}
         table = open_table(FeaturesConfig(path=features, cell_size=run.cell_size), output, client)

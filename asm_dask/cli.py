@@ -104,7 +104,7 @@ def summary(m: dict) -> str:
 
 
 def _predict(args: argparse.Namespace, log: RunLog) -> int:
-    from .apply import check_features, check_output, check_paths, load_run
+    from .apply import check_paths, load_run, plan_prediction
     from .cluster import import_on_workers, open_client
     from .config import resolve_path
     from .storage import join
@@ -114,15 +114,13 @@ def _predict(args: argparse.Namespace, log: RunLog) -> int:
     run_dir, features = (resolve_path(p, Path.cwd()) for p in (args.run_dir, args.features))
     out = resolve_path(args.out or f"predict_{Path(features.rstrip('/')).stem}", Path.cwd())
     check_paths(run_dir, features, out)
-    run = load_run(run_dir)
-    check_output(run_dir, out)
-    check_features(run, features)  # before anything is written
+    plan = plan_prediction(load_run(run_dir), features, out)  # before anything is written
     log.open(out)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         import_on_workers(client, "asm_dask.apply")
         from .apply import predict_with_run
 
-        result = predict_with_run(run, features, out, client, args.hotspot_threshold)
+        result = predict_with_run(plan, client, args.hotspot_threshold)
     m = result.metrics
     dropped = m["n_cells_dropped_nonfinite"]
     print(f"{m['n_cells']:,} cells predicted with the model of {run_dir} (mean probability "
