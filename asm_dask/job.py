@@ -27,7 +27,7 @@ from .config import Job
 from .errors import InputError
 from .join import JoinedLabels, join_labels
 from .labels import Labels, read_labels
-from .model_io import save_model
+from .model_io import Model, save_model
 from .predict import partition_file, predict_cells, read_prediction_grid
 from .progress import timed
 from .report.build import HeldOut, ReportInputs, write_report
@@ -341,7 +341,7 @@ def _label_count_table(labels: Labels, y: np.ndarray, train: np.ndarray, test: n
                         index=[0, 1]).T
 
 
-def predict_and_record(table: FeatureTable, model: CalibratedModel, manifest: RunManifest, client: Client,
+def predict_and_record(table: FeatureTable, model: Model, manifest: RunManifest, client: Client,
                        timings: dict[str, float]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predict every partition of ``table`` not already written for ``manifest``'s run key
     and ``model``, recording each as it lands; return the grid (``lat``, ``lon``,
