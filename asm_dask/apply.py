@@ -22,7 +22,7 @@ import pandas as pd
 from distributed import Client
 
 from . import storage
-from .bookkeeping import OutputLock, RunManifest, check_output_kind, model_hash, versions
+from .bookkeeping import OutputLock, RunManifest, check_apart, check_output_kind, model_hash, versions
 from .cluster import describe
 from .config import FeaturesConfig, check_input, check_output_folder
 from .errors import InputError
@@ -111,6 +111,7 @@ def plan_prediction(run: TrainedRun, features: str, output: str) -> Prediction:
     output is not the run's folder or inside it, and ``features`` hold the model's
     features on the model's grid; a one-line :class:`InputError` if not."""
     _check_output(run.folder, output)
+    check_apart({"RUN_DIR": run.folder, "FEATURES": features}, output, "--out")
     _check_features(run, features)
     return Prediction(run, features, output)
 

@@ -106,6 +106,52 @@ def check_output_kind(output: str, command: str) -> None:
                          f"choose another folder for asm-dask {command}")
 
 
+#: every name a run, a prediction or the demo writes directly in its output folder (and
+#: the feature store's folder there, for features on object storage); an output folder
+#: holding anything else is not asm-dask's, and is refused
+OUTPUT_NAMES = frozenset({
+    LOCK_FILE, MANIFEST_FILE, "asm-dask.log", "metrics.json", "model.json", "model.skops", "model_card.json",
+    "predictions", "figures", "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv",
+    "admin_summary.geojson", "feature_importance.csv", "map.html", "report.html", "labelled_cells.csv",
+    "unmatched_labels.csv", "truth_comparison.json", ".asm_dask_store"})
+
+
+def check_apart(inputs: dict[str, str], output: str, output_key: str, own: frozenset[str] = OUTPUT_NAMES) -> None:
+    """Refuse, before anything runs, an output folder that would touch an input.
+
+    ``inputs`` maps each input's setting (``labels.path``) to its path or URL. No input may
+    be the output folder or lie inside it (a run writes files of its own names there, and
+    clears ``predictions/``), nor may the output folder lie inside an input folder. The
+    output folder must be new, empty, or hold an earlier asm-dask output (entries named in
+    ``own``): one that holds anything else is a user's folder, and a run never writes among
+    a user's files.
+    """
+    out = storage.normalized(output)
+    for key, path in inputs.items():
+        where = storage.normalized(path)
+        if where == out or _inside(where, out):
+            raise InputError(f"{path}: lies in the output folder {output} ({key}, {output_key}), where asm-dask "
+                             "writes its own files; choose an output folder apart from the inputs")
+        if _inside(out, where):
+            raise InputError(f"{output}: the output folder lies inside {path} ({output_key}, {key}); choose "
+                             "an output folder apart from the inputs")
+    # Hidden entries are left alone: a run's temporary files, a file manager's (.DS_Store).
+    foreign = [name for name in storage.list_names(output) if name not in own and not name.startswith(".")]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise InputError(f"{output}: holds files that are not asm-dask's ({shown}); the output folder "
+                         f"({output_key}) must be new, empty, or an earlier asm-dask output")
+    log = storage.local_path(storage.join(output, "asm-dask.log"))
+    for key, path in inputs.items():
+        local = storage.local_path(path)
+        if log and local and os.path.exists(log) and os.path.exists(local) and os.path.samefile(log, local):
+            raise InputError(f"{log}: is the {key} input {path} (a link to it); the run appends its log there")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip("/") + "/")
+
+
 def _user() -> str:
     try:
         return getpass.getuser()

@@ -431,6 +431,14 @@ def check_paths(job: Job) -> None:
     elif job.features.store_path and os.path.isfile(job.features.store_path):
         raise InputError(f"{job.features.store_path}: is a file, expected a folder (features.store_path)")
     check_output_folder(job.output, "output")
+    from .bookkeeping import check_apart
+
+    inputs = {"labels.path": job.labels.path, "features.path": job.features.path}
+    if job.report.boundaries is not None:
+        inputs["report.boundaries.path"] = job.report.boundaries.path
+    if job.features.store_path:  # a store the run writes beside its outputs would mix with them
+        inputs["features.store_path"] = job.features.store_path
+    check_apart(inputs, job.output, "output")
 
 
 def check_output_folder(path: str, key: str) -> None:
