@@ -17,6 +17,7 @@ Readers never see a file half written:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import posixpath
@@ -29,8 +30,16 @@ import fsspec
 import fsspec.config
 from fsspec.spec import AbstractFileSystem
 
+from .errors import InputError
+
 #: fsspec protocols that are this machine's own disk
 LOCAL_PROTOCOLS = ("file", "local")
+#: a write that fails with one of these is the place's fault (permissions, a full disk,
+#: a read-only mount), not asm-dask's: one line naming the path, not a bug
+PLACE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG,
+                          errno.EIO, errno.ENAMETOOLONG})
+#: free bytes below which a folder counts as full, when a writer does not say why it failed
+FULL_BELOW_BYTES = 1 << 20
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -96,7 +105,48 @@ def make_folder(folder: str | os.PathLike) -> None:
     """Create ``folder`` and its parents; object stores have no folders, only keys."""
     fs, fs_path = filesystem(folder)
     if local_path(folder) is not None:
-        fs.makedirs(fs_path, exist_ok=True)
+        with reporting_write_errors(folder):
+            fs.makedirs(fs_path, exist_ok=True)
+
+
+@contextlib.contextmanager
+def reporting_write_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a failure to write ``path`` that is the place's fault into an :class:`InputError`
+    naming it: a permission refused, a full disk, a read-only folder (see :data:`PLACE_ERRNOS`).
+    Anything else is raised as it is: a bug."""
+    try:
+        yield
+    except OSError as exc:
+        reason = _place_problem(path, exc)
+        if reason is None:
+            raise
+        raise InputError(f"{path}: cannot write: {reason}; once that is fixed, the same command "
+                         "resumes where it stopped") from exc
+
+
+def _place_problem(path: str | os.PathLike, exc: OSError) -> str | None:
+    """Why writing ``path`` failed, if its place is at fault; ``None`` if it is not."""
+    if isinstance(exc, PermissionError) or exc.errno in PLACE_ERRNOS:
+        return (os.strerror(exc.errno) if exc.errno else "permission denied").lower()
+    local = local_path(path)
+    if local is None or exc.errno is not None:
+        return None
+    # A library that writes files itself (GDAL) may not say why: ask the folder.
+    folder = os.path.dirname(os.path.abspath(local))
+    while not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as probe_exc:
+        if isinstance(probe_exc, PermissionError) or probe_exc.errno in PLACE_ERRNOS:
+            return os.strerror(probe_exc.errno or errno.EACCES).lower()
+    stats = os.statvfs(folder)
+    if stats.f_bavail * stats.f_frsize < FULL_BELOW_BYTES:
+        return os.strerror(errno.ENOSPC).lower()
+    return None
 
 
 def remove(path: str | os.PathLike) -> None:
@@ -137,17 +187,20 @@ def writing(path: str | os.PathLike) -> Iterator[Path]:
     if local is not None:
         tmp = Path(temporary_path(local))
         try:
-            yield tmp
-            os.replace(tmp, local)
+            with reporting_write_errors(path):
+                yield tmp
+                os.replace(tmp, local)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise
         return
     with tempfile.TemporaryDirectory(prefix="asm-dask-upload-") as folder:
         tmp = Path(folder) / posixpath.basename(os.fspath(path))
         yield tmp
         fs, fs_path = filesystem(path)
-        fs.put_file(str(tmp), fs_path)
+        with reporting_write_errors(path):
+            fs.put_file(str(tmp), fs_path)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -155,7 +208,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     local = local_path(path)
     if local is None:
         fs, fs_path = filesystem(path)
-        fs.pipe_file(fs_path, data)
+        with reporting_write_errors(path):
+            fs.pipe_file(fs_path, data)
         return
     with writing(local) as tmp:
         tmp.write_bytes(data)
@@ -188,7 +242,8 @@ def create_exclusively(path: str | os.PathLike, data: bytes) -> bool:
     local = local_path(path)
     if local is not None:
         try:
-            fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with reporting_write_errors(path):
+                fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
         with os.fdopen(fd, "wb") as f:
