@@ -136,6 +136,10 @@ def detect_layout(path: str, prefix: str | None = None) -> FeatureLayout:
     fmt = _detect_format(path)
     names, types = _schema(path, fmt)
     lower = {n.lower(): n for n in names}
+    for what, candidates in (("image_id", ("image_id",)), ("latitude", LAT_NAMES), ("longitude", LON_NAMES)):
+        found = [n for n in names if n.lower() in candidates]
+        if len(found) > 1:
+            raise InputError(f"{path}: {len(found)} {what} columns ({', '.join(found)}); keep one")
     image_id = lower.get("image_id")
     lat = next((lower[n] for n in LAT_NAMES if n in lower), None)
     lon = next((lower[n] for n in LON_NAMES if n in lower), None)

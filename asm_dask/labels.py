@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+from collections import Counter
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -11,6 +13,12 @@ import pandas as pd
 from .config import LabelsConfig
 from .errors import InputError
 from .grid import CRS, check_coordinates
+
+
+#: columns asm-dask adds to the labels as it joins them to cells (and writes to
+#: ``labelled_cells.csv``): a labels file may not hold columns of these names
+RESERVED_COLUMNS = ("label_row", "geometry", "cell_id", "cell_lat", "cell_lon", "partition", "row", "split",
+                    "index_left", "index_right")
 
 
 @dataclass(frozen=True)
@@ -50,14 +58,25 @@ def read_labels(config: LabelsConfig) -> Labels:
         raise InputError(f"{path}: labels file not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read as CSV ({str(exc).strip().splitlines()[0]})") from None
+    _check_header(path)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing required column(s) {missing}; found {list(frame.columns)}")
+    reserved = [c for c in frame.columns if c in RESERVED_COLUMNS]
+    if reserved:
+        raise InputError(f"{path}: column {reserved[0]!r} has a name asm-dask gives a column of its own "
+                         f"(reserved: {', '.join(RESERVED_COLUMNS)}); rename or drop it")
     frame["label_row"] = np.arange(1, len(frame) + 1)
     for column in ["lon", "lat", "label", "proportion_inspected", "confidence"]:
         if column in required:
             _require_numeric(frame, column, path)
     check_coordinates(frame["lat"].to_numpy(float), frame["lon"].to_numpy(float), path)
+    if "proportion_inspected" in required:
+        outside = ~frame["proportion_inspected"].between(0, 1) & frame["proportion_inspected"].notna()
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            raise InputError(f"{path}: row {row + 1}: proportion_inspected must be a proportion from 0 to 1, "
+                             f"got {_as_python(frame['proportion_inspected'].iloc[row])!r}")
     bad_label = ~frame["label"].isin([0, 1])
     if bad_label.any():
         row = int(np.flatnonzero(bad_label)[0])
@@ -84,6 +103,20 @@ def read_labels(config: LabelsConfig) -> Labels:
     points = gpd.GeoDataFrame(frame.reset_index(drop=True),
                               geometry=gpd.points_from_xy(frame["lon"], frame["lat"]), crs=CRS)
     return Labels(points=points, n_read=n_read, removed=removed)
+
+
+def _check_header(path: str) -> None:
+    """A column named twice is refused: pandas would read the first and rename the other
+    (``label.1``), so which one the file meant would be a guess."""
+    import fsspec
+
+    with fsspec.open(path, "rt", newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    repeated = [name for name, count in Counter(header).items() if count > 1]
+    if repeated:
+        positions = [i + 1 for i, name in enumerate(header) if name == repeated[0]]
+        raise InputError(f"{path}: column {repeated[0]!r} appears {len(positions)} times in the header "
+                         f"(columns {', '.join(map(str, positions))}); keep one")
 
 
 def _require_numeric(frame: pd.DataFrame, column: str, path: str) -> None:
