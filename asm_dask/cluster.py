@@ -22,8 +22,10 @@ import importlib
 import inspect
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +167,7 @@ def open_client(
     with contextlib.ExitStack() as stack:
         timeout = DEFAULT_WORKER_TIMEOUT
         if scheduler is not None:
+            check_scheduler_address(scheduler, "--scheduler")
             client = _connect(scheduler, _scheduler_security(scheduler, None, "--scheduler"), stack)
         elif cluster_file is not None:
             client, timeout = _open_from_file(Path(cluster_file), stack)
@@ -203,17 +206,24 @@ def _forward_worker_logs(client: distributed.Client) -> None:
 
 
 class _NoWorkerStderr(WorkerPlugin):
-    """In a worker process: take ``distributed``'s stderr handlers off its loggers."""
+    """In a worker process: take ``distributed``'s stderr handlers off its loggers, and
+    ignore Ctrl-C, which a terminal sends to every process of the command: asm-dask
+    stops its workers itself as it unwinds, instead of each printing a traceback."""
 
     def setup(self, worker: distributed.Worker) -> None:
         self.detached = [(logger, handler) for logger in distributed_loggers()
                          for handler in logger.handlers if writes_to_console(handler)]
         for logger, handler in self.detached:
             logger.removeHandler(handler)
+        self.sigint = None
+        if threading.current_thread() is threading.main_thread():
+            self.sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def teardown(self, worker: distributed.Worker) -> None:
         for logger, handler in self.detached:
             logger.addHandler(handler)
+        if self.sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self.sigint)
 
 
 def share_storage_options(client: distributed.Client, storage_options: dict[str, dict[str, Any]]) -> None:
@@ -275,6 +285,28 @@ def describe(client: distributed.Client) -> dict[str, Any]:
     }
 
 
+#: address schemes of a Dask scheduler that a client can reach over a network
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_scheduler_address(address: Any, where: str) -> None:
+    """Refuse, in one line naming ``where``, what cannot be a scheduler's address: text
+    without a scheme, a web address (the dashboard's is a common slip), no host or port."""
+    example = "expected like tcp://HOST:8786"
+    if not isinstance(address, str) or "://" not in address:
+        raise ClusterFileError(f"{where}: {address!r} is not a Dask scheduler address; {example}")
+    scheme, location = address.split("://", 1)
+    if scheme in ("http", "https"):
+        raise ClusterFileError(f"{where}: {address} is a web address (the dashboard's?); the scheduler "
+                               f"listens on another port, {example}")
+    if scheme not in SCHEDULER_SCHEMES:
+        raise ClusterFileError(f"{where}: {address}: unknown scheme {scheme!r} (one of "
+                               f"{', '.join(SCHEDULER_SCHEMES)}); {example}")
+    host, _, port = location.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterFileError(f"{where}: {address}: no host and port number (1 to 65535); {example}")
+
+
 def _connect(address: str, security: distributed.Security | None,
              stack: contextlib.ExitStack) -> distributed.Client:
     """Connect to a scheduler someone else runs; closing the client leaves it running."""
@@ -306,11 +338,11 @@ def _open_from_file(path: Path, stack: contextlib.ExitStack) -> tuple[distribute
             cluster.scale(jobs=plan.sizing["jobs"])
         elif "adapt" in plan.sizing:
             cluster.adapt(**plan.sizing["adapt"])
-    except (TypeError, ValueError) as exc:
-        # A misspelt key or a bad value surfaces deep inside the cluster class,
-        # with no hint of which file it came from.
+    except (TypeError, ValueError, RuntimeError, OSError, ImportError, AttributeError) as exc:
+        # A misspelt key or a bad value surfaces deep inside the cluster class (as "Cluster
+        # failed to start", its cause chained below), with no hint of which file it came from.
         raise ClusterFileError(
-            f"{path}: invalid settings for kind {kind!r}: {_one_line(exc)}"
+            f"{path}: invalid settings for kind {kind!r}, the cluster did not start: {_one_line(_root_cause(exc))}"
         ) from exc
     return stack.enter_context(distributed.Client(cluster)), plan.timeout
 
@@ -359,12 +391,14 @@ def plan_cluster(path: str | os.PathLike[str], stack: contextlib.ExitStack) -> C
 
 def _plan(path: Path, kind: str, settings: dict[str, Any], stack: contextlib.ExitStack) -> ClusterPlan:
     """The plan for a cluster file already read: ``kind`` and its other ``settings``."""
+    _check_values(path, kind, settings)
     timeout = float(settings.pop("worker_timeout", DEFAULT_WORKER_TIMEOUT))
     if kind == "scheduler":
         if "address" not in settings or not set(settings) <= {"address", "security"}:
             raise ClusterFileError(
                 f"{path}: kind 'scheduler' takes the keys 'address' and, optionally, 'security'")
-        address = str(settings["address"])
+        address = settings["address"]
+        check_scheduler_address(address, f"{path}: address")
         security = _scheduler_security(address, settings.get("security"), str(path))
         return ClusterPlan(kind, {"address": address, "security": security}, timeout=timeout)
 
@@ -614,6 +648,65 @@ def _local_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     return defaults | {"dashboard_address": "127.0.0.1:0"} | settings
 
 
+def _check_values(path: Path, kind: str, settings: dict[str, Any]) -> None:
+    """Refuse, before anything starts, values of the settings asm-dask reads itself (and of
+    a local cluster's) that cannot work: a negative count, a timeout that is not a number,
+    a worker memory limit too small for any task. The cluster classes check the rest."""
+    def refuse(key: str, expected: str) -> None:
+        raise ClusterFileError(f"{path}: {key}: expected {expected}, got {settings[key]!r}")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if "worker_timeout" in settings and not (number(settings["worker_timeout"]) and settings["worker_timeout"] > 0):
+        refuse("worker_timeout", "a number of seconds > 0")
+    counts = ("scale", "jobs") + (("n_workers", "threads_per_worker") if kind == "local" else ())
+    for key in counts:
+        if key in settings:
+            # No worker at the start is fine where scale or adapt adds them.
+            least = 0 if key == "n_workers" and ("scale" in settings or "adapt" in settings) else 1
+            if not (number(settings[key]) and settings[key] == int(settings[key]) >= least):
+                refuse(key, f"an integer >= {least}" + (" (or 0 with scale or adapt)" if least else ""))
+            settings[key] = int(settings[key])  # 2.0 is 2
+    if "adapt" in settings:
+        adapt = settings["adapt"]
+        bounds = [adapt.get(key, 0) for key in ("minimum", "maximum")] if isinstance(adapt, dict) else [None]
+        if not all(number(b) and b == int(b) >= 0 for b in bounds) or \
+                ("maximum" in adapt and adapt.get("minimum", 0) > adapt["maximum"]):
+            refuse("adapt", "a mapping with whole numbers minimum <= maximum")
+    if kind == "local":
+        if "processes" in settings and not isinstance(settings["processes"], bool):
+            refuse("processes", "true or false")
+        if "memory_limit" in settings:
+            _check_memory_limit(path, settings["memory_limit"])
+
+
+#: a worker memory limit below this cannot run a task: a worker holds its libraries
+#: (about 300 MB) and a group of feature columns (64 MB) plus copies, and Dask pauses it
+#: at 80% of its limit
+MIN_WORKER_MEMORY = 512 << 20
+
+
+def _check_memory_limit(path: Path, value: Any) -> None:
+    """``memory_limit`` as Dask reads it (``"4GB"``, a number of bytes, ``"auto"``; 0 or
+    null for none), and not below :data:`MIN_WORKER_MEMORY`."""
+    from dask.utils import format_bytes, parse_bytes
+
+    if value is None or value == "auto" or (type(value) is int and value == 0):
+        return
+    try:
+        limit = parse_bytes(value) if isinstance(value, str) else value
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ClusterFileError(f"{path}: memory_limit: expected a size such as '4GB', 'auto' or null, "
+                               f"got {value!r}") from None
+    if limit < MIN_WORKER_MEMORY:
+        raise ClusterFileError(f"{path}: memory_limit: {value!r} is too little for a Dask worker to run a task "
+                               f"(at least {format_bytes(MIN_WORKER_MEMORY)}; a worker with its libraries "
+                               "loaded holds about 300 MB, and Dask pauses it at 80% of its limit)")
+
+
 def _check_local_keys(path: Path, settings: dict[str, Any]) -> None:
     """Reject keys no LocalCluster, Nanny or Worker accepts.
 
@@ -644,5 +737,12 @@ def _import_cluster_class(path: Path, kind: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def _one_line(exc: Exception) -> str:
+def _root_cause(exc: BaseException) -> BaseException:
+    """The first exception of the chain that led to ``exc``."""
+    while exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())

@@ -26,6 +26,7 @@ from distributed import Client
 
 from .grid import CRS, cell_ids, cell_squares
 from .labels import Labels
+from .progress import wait_with_progress
 from .table import FeatureTable, Partition
 
 CELL_COLUMNS = ["cell_id", "cell_lat", "cell_lon", "partition", "row"]
@@ -63,7 +64,8 @@ def join_labels(labels: Labels, table: FeatureTable, client: Client) -> JoinedLa
                                                  crs=CRS)
         left = dask_geopandas.from_geopandas(points, npartitions=1)
         left.calculate_spatial_partitions()
-        joined = client.compute(dask_geopandas.sjoin(left, cells, predicate="intersects")).result()
+        [joined] = wait_with_progress(client, [client.compute(dask_geopandas.sjoin(left, cells, predicate="intersects"))],
+                                      "join labels to cells")
         joined = pd.DataFrame(joined.drop(columns=["index_right", "geometry"]))
     else:
         joined = pd.DataFrame(columns=[*points.columns.drop("geometry"), *CELL_COLUMNS])

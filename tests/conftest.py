@@ -93,8 +93,9 @@ def _start_processes(folder: Path, n_workers: int, started: list[subprocess.Pope
         )
         started.append(worker)
         workers.append(worker)
-    with distributed.Client(address, security=security, timeout=STARTUP_TIMEOUT) as client:
-        client.wait_for_workers(n_workers, timeout=STARTUP_TIMEOUT)
+    if n_workers:
+        with distributed.Client(address, security=security, timeout=STARTUP_TIMEOUT) as client:
+            client.wait_for_workers(n_workers, timeout=STARTUP_TIMEOUT)
     return DaskProcesses(address=address, scheduler=scheduler, workers=workers, log_folder=folder)
 
 

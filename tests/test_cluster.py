@@ -115,13 +115,50 @@ def test_scale_key_adds_workers(tmp_path):
         assert describe(client)["n_workers"] == 1
 
 
-def test_no_worker_gives_a_timeout_naming_the_scheduler(tmp_path):
-    path = _write(tmp_path, {"kind": "local", "processes": True, "n_workers": 0, "worker_timeout": 0.5})
+def test_no_worker_gives_a_timeout_naming_the_scheduler(tmp_path, dask_scheduler_with_workers):
+    procs = dask_scheduler_with_workers(n_workers=0)
+    path = _write(tmp_path, {"kind": "scheduler", "address": procs.address, "worker_timeout": 0.5})
     expected = r"^no Dask worker joined the scheduler at tcp://127\.0\.0\.1:\d+ within 0\.5 s$"
     with pytest.raises(TimeoutError, match=expected) as error:
         with open_client(path, progress=False):
             pass
     assert isinstance(error.value, InputError)
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("not a url", "'not a url' is not a Dask scheduler address; expected like tcp://HOST:8786"),
+    ("http://127.0.0.1:8787", r"http://127\.0\.0\.1:8787 is a web address \(the dashboard's\?\)"),
+    ("tcp://127.0.0.1", r"tcp://127\.0\.0\.1: no host and port number"),
+    ("tcp://:8786", "no host and port number"),
+    ("tcp://127.0.0.1:99999", "no host and port number"),
+    ("gopher://127.0.0.1:70", "unknown scheme 'gopher'"),
+])
+def test_a_scheduler_address_that_cannot_be_one_is_named(address, message):
+    with pytest.raises(InputError, match=f"^--scheduler: .*{message}"):
+        with open_client(scheduler=address, progress=False):
+            pass
+
+
+def test_a_cluster_whose_workers_all_pause_stops_the_wait_instead_of_hanging(monkeypatch):
+    """Workers pause when their memory is over 80% of their limit, and a paused worker
+    takes no task: a wait on such a cluster would last forever."""
+    from asm_dask import progress
+
+    monkeypatch.setattr(progress, "STALL_S", 2.0)
+    monkeypatch.setattr(progress, "CHECK_EVERY_S", 0.5)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="1KB",
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        client.wait_for_workers(1)
+        deadline = time.monotonic() + 10
+        while client.scheduler_info()["workers"] and time.monotonic() < deadline and any(
+                w["status"] != "paused" for w in client.scheduler_info()["workers"].values()):
+            time.sleep(0.1)
+        futures = [client.submit(sum, [i, 1], pure=False) for i in range(3)]
+        started = time.monotonic()
+        with pytest.raises(progress.ClusterStalledError, match=r"^every Dask worker has been paused for 2 s: "
+                                                               r"out of memory \(memory limit 0\.98 kiB per worker\)"):
+            progress.wait_with_progress(client, futures, "tasks")
+        assert time.monotonic() - started < 10
 
 
 def test_unreachable_scheduler(tmp_path):
@@ -139,11 +176,31 @@ def test_unreachable_scheduler(tmp_path):
          "unknown kind 'yarn'; expected one of local, scheduler, ssh, slurm, pbs, kubernetes"),
         ({"n_workers": 1}, "expected a mapping with a 'kind' key"),
         ({"kind": "local", "n_wrokers": 1}, r"unknown key\(s\) for kind 'local': n_wrokers"),
-        ({"kind": "local", "memory_limit": "lots"}, "invalid settings for kind 'local': .*'lots'"),
+        ({"kind": "local", "memory_limit": "lots"}, "memory_limit: expected a size such as '4GB', 'auto' or null, got 'lots'"),
         ({"kind": "local", "jobs": 2}, "'jobs' only applies to kinds slurm and pbs"),
         ({"kind": "local", "scale": 1, "adapt": {"maximum": 2}}, "give only one of scale, adapt"),
         ({"kind": "scheduler", "address": "tcp://127.0.0.1:8786", "port": 1},
          "kind 'scheduler' takes the keys 'address' and, optionally, 'security'"),
+        # values that cannot work, refused before anything starts (a worker of 1 KB pauses forever)
+        ({"kind": "local", "memory_limit": "1KB"}, "memory_limit: '1KB' is too little for a Dask worker"),
+        ({"kind": "local", "memory_limit": True}, "memory_limit: expected a size"),
+        ({"kind": "local", "n_workers": -1}, r"n_workers: expected an integer >= 1 \(or 0 with scale or adapt\)"),
+        ({"kind": "local", "n_workers": 0}, "n_workers: expected an integer >= 1"),
+        ({"kind": "local", "n_workers": 1.5}, "n_workers: expected an integer >= 1"),
+        ({"kind": "local", "threads_per_worker": 0}, "threads_per_worker: expected an integer >= 1"),
+        ({"kind": "local", "processes": "yes"}, "processes: expected true or false, got 'yes'"),
+        ({"kind": "local", "worker_timeout": "abc"}, "worker_timeout: expected a number of seconds > 0"),
+        ({"kind": "scheduler", "address": "tcp://127.0.0.1:8786", "worker_timeout": -1},
+         "worker_timeout: expected a number of seconds > 0"),
+        ({"kind": "local", "scale": 0}, "scale: expected an integer >= 1"),
+        ({"kind": "local", "adapt": {"minimum": 3, "maximum": 1}}, "adapt: expected a mapping with whole numbers"),
+        ({"kind": "local", "adapt": "lots"}, "adapt: expected a mapping"),
+        ({"kind": "local", "protocol": "foo"},
+         "invalid settings for kind 'local', the cluster did not start: unknown address scheme 'foo'"),
+        # addresses that cannot be a scheduler's
+        ({"kind": "scheduler", "address": "tcp://127.0.0.1"}, "address: tcp://127.0.0.1: no host and port number"),
+        ({"kind": "scheduler", "address": "http://127.0.0.1:8787"}, "address: http://127.0.0.1:8787 is a web address"),
+        ({"kind": "scheduler", "address": 8786}, "address: 8786 is not a Dask scheduler address"),
     ],
 )
 def test_bad_cluster_file_names_file_and_problem(tmp_path, settings, message):
