@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -13,7 +14,12 @@ import yaml
 
 from .errors import InputError
 from .log import RunLog
+from .interrupt import Interrupted, stop_on_signals
 
+#: what the demo writes in its folder (``--out``); a folder holding anything else is refused
+DEMO_NAMES = frozenset({"data", "results", "demo_job.yaml"})
+#: the smallest synthetic country the demo makes (a few labels of each class per fold)
+MIN_DEMO_CELLS = 100
 DEMO_JOB = {"labels": {"path": "data/SLE_mines.csv"},
             "features": {"path": "data/SLE_features.feather"},
             "output": "results",
@@ -26,14 +32,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.cluster and args.scheduler:
         parser.error("give --cluster or --scheduler, not both")
     # Bad input exits 2, anything else (a bug) 1; either way one line on the console,
-    # the traceback in the log.
-    with RunLog(verbose=args.verbose, command=" ".join(argv or sys.argv[1:])) as log:
+    # the traceback in the log. A signal that stops the command (Ctrl-C, kill, a closed
+    # terminal) unwinds it as Ctrl-C does, releasing the output folder's lock.
+    with RunLog(verbose=args.verbose, command=" ".join(argv or sys.argv[1:])) as log, \
+            stop_on_signals(STOPPING_SIGNALS):
         try:
             return args.command(args, log)
         except InputError as exc:
             return log.failed(exc, 2)
+        except BrokenPipeError as exc:
+            if not _stdout_closed():
+                return log.failed(exc, 1)
+            # Whoever read the output (`asm-dask demo | head`) stopped reading: as a shell
+            # tool does, stop quietly with the status of SIGPIPE.
+            return 128 + signal.SIGPIPE
         except Exception as exc:
             return log.failed(exc, 1)
+        except Interrupted as exc:
+            return log.interrupted(exc.signal)
+        except KeyboardInterrupt:
+            return log.interrupted(signal.SIGINT)
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of standard output went away; if so, output goes nowhere from now on."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        closed = any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # not a file (a test's capture), or no poll
+        return False
+    if closed:
+        sys.stdout = open(os.devnull, "w")
+    return closed
+
+
+#: signals that stop a command as Ctrl-C does, releasing its output folder's lock
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _run(args: argparse.Namespace, log: RunLog) -> int:
@@ -135,10 +172,13 @@ def _predict(args: argparse.Namespace, log: RunLog) -> int:
 
 def _ingest(args: argparse.Namespace, log: RunLog) -> int:
     from .cluster import open_client
-    from .config import load_job
+    from .config import check_paths, load_job
+    from .storage import configure
     from .store import open_store, store_root
 
     job = load_job(args.job)
+    configure(job.storage_options)
+    check_paths(job)
     log.open(job.output)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         store = open_store(job.features, store_root(job.features, job.output), client)
@@ -149,11 +189,14 @@ def _ingest(args: argparse.Namespace, log: RunLog) -> int:
 
 
 def _demo(args: argparse.Namespace, log: RunLog) -> int:
-    from .config import load_job
+    from .bookkeeping import check_apart
+    from .config import check_output_folder, load_job
     from .demo import make_country, score_against_truth
     from .report.figures import write_metrics
 
     out = Path(args.out).resolve()
+    check_output_folder(str(out), "--out")
+    check_apart({}, str(out), "--out", own=DEMO_NAMES)  # before anything is written
     log.open(str(out / DEMO_JOB["output"]), key="--out")
     files = make_country(out / "data", n_cells=args.cells, n_features=args.features, seed=args.seed)
     print(f"demo country: {files.n_cells:,} cells x {args.features} features, {files.n_labels:,} labels "
@@ -181,6 +224,20 @@ def demo_job(n_cells: int) -> dict:
     """
     block_size = max(0.05, round(0.5 * (n_cells / 59_000) ** 0.5, 2))
     return {**DEMO_JOB, "split": {"block_size": block_size}}
+
+
+def _whole(low: int, high: int | None = None):
+    """An argparse type: a whole number from ``low`` (to ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {f'from {low} to {high}' if high else f'>= {low}'}"
+                                             f", got {text!r}")
+        return value
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -228,9 +285,11 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="make a synthetic country and run the job on it")
     demo.add_argument("--out", default="demo_out", help="folder for the data and results (default: demo_out)")
-    demo.add_argument("--cells", type=int, default=5000, help="number of grid cells (default: 5000)")
-    demo.add_argument("--features", type=int, default=4000, help="features per cell (default: 4000)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic country")
+    demo.add_argument("--cells", type=_whole(MIN_DEMO_CELLS), default=5000,
+                      help=f"number of grid cells, at least {MIN_DEMO_CELLS} (default: 5000)")
+    demo.add_argument("--features", type=_whole(1), default=4000, help="features per cell (default: 4000)")
+    demo.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0,
+                      help="random seed of the synthetic country, 0 to 4294967295 (default: 0)")
     with_cluster(demo)
     demo.set_defaults(command=_demo)
     return parser

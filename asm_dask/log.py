@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -107,6 +108,17 @@ class RunLog:
             line += " (run again with --verbose for the traceback)"
         print(line, file=self._console or sys.stderr, flush=True)
         return status
+
+    def interrupted(self, signum: int) -> int:
+        """Report a command stopped by signal ``signum``; return the exit status a shell
+        gives a process stopped by it (130 for Ctrl-C)."""
+        name = signal.Signals(signum).name
+        if self._file is not None:
+            self._file.write(f"interrupted by {name}\n")
+        where = f" (details: {self.path})" if self.path is not None else ""
+        print(f"asm-dask: interrupted ({name}); run the same command again to resume{where}",
+              file=self._console or sys.stderr, flush=True)
+        return 128 + int(signum)
 
     def close(self) -> None:
         """Give the console and ``distributed``'s handlers back, and close the file."""
