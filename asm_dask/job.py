@@ -33,9 +33,9 @@ from .progress import timed
 from .report.build import HeldOut, ReportInputs, write_report
 from .report.districts import read_boundaries
 from .report.importance import N_FEATURE_MAPS, feature_importance
-from .ridge import AlphaAtGridEdgeWarning, RidgeGridClassifier
+from .ridge import DOMINANT_SCALE_RATIO, AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
 from .split import block_groups, cv_folds, split_groups, train_test_split_groups
-from .table import FeatureTable, gather_rows, open_table, read_columns
+from .table import FeatureTable, gather_rows, nonfinite_columns, open_table, read_columns
 from .validate import roc_auc, held_out_metrics
 
 #: fewer test blocks than this, and the bootstrap resamples cells instead
@@ -82,11 +82,13 @@ def _run_locked(job: Job, client: Client) -> RunResult:
     with clock("join"):
         joined = join_labels(labels, table, client)
         X = gather_rows(table, joined.rows["partition"].to_numpy(), joined.rows["row"].to_numpy(), client)
+        if len(X) and not np.isfinite(X).all(axis=1).any():
+            raise InputError(f"{job.features.path}: no labelled cell has complete features: "
+                             f"{nonfinite_columns(table.feature_names, X)}")
         joined, X = _without_nonfinite_rows(joined, X)
         if joined.rows.empty:
             raise InputError(f"{job.labels.path}: none of the {labels.n_kept} labels falls on a cell "
-                             f"of {job.features.path} with complete features; check that both use "
-                             "longitude/latitude degrees")
+                             f"of {job.features.path}; check that both use longitude/latitude degrees")
         rows = joined.rows
         y = rows["label"].to_numpy().astype(int)
         groups = split_groups(rows["cell_id"].to_numpy(), rows["cell_lat"].to_numpy(),
@@ -99,7 +101,9 @@ def _run_locked(job: Job, client: Client) -> RunResult:
         ridge = RidgeGridClassifier(alphas=job.model.alphas, standardize=job.model.standardize,
                                     client=client)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)  # said below, on one line
+            # said below, on one line, with the features' names
+            warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)
+            warnings.simplefilter("ignore", FeatureScaleWarning)
             ridge.fit(X[train], y[train], folds)
         candidates = [ridge_candidate(ridge, time.perf_counter() - started)]
         cv = _cross_validation(ridge, y[train], rows.iloc[train], job)
@@ -123,7 +127,8 @@ def _run_locked(job: Job, client: Client) -> RunResult:
         if "blocked_cv_auc" in cv:
             blocked["ridge"] = cv["blocked_cv_auc"]
         compared = comparison(candidates, models, X[test], y[test], blocked)
-        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, selected, compared, job)
+        caveats = _caveats(ridge, cv, tested, test_probability, oof_auc, selected, compared, job,
+                           table.feature_names)
         # Importance is read from linear weights: the selected model's, or ridge's.
         explained = model if isinstance(model, CalibratedModel) else models["ridge"]
         importance = feature_importance(table.feature_names, explained.coef, X[train], X[test], y[test],
@@ -242,15 +247,27 @@ def _cross_validation(ridge: RidgeGridClassifier, y: np.ndarray, rows: pd.DataFr
 
 def _caveats(ridge: RidgeGridClassifier, cv: dict[str, Any], tested: dict[str, Any],
              test_probability: np.ndarray, oof_auc: float, selected: Candidate,
-             compared: dict[str, dict[str, Any]], job: Job) -> list[str]:
+             compared: dict[str, dict[str, Any]], job: Job, table_names: tuple[str, ...]) -> list[str]:
     """What a reader of the numbers must know first; each also said on stderr."""
     caveats = []
+    if len(ridge.dominant_features_):
+        names = [table_names[i] for i in ridge.dominant_features_]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        caveats.append(f"feature(s) {shown} spread over {DOMINANT_SCALE_RATIO:g} times wider than the typical "
+                       "feature over the training labels: ridge's penalty then shrinks every other feature to "
+                       "nothing; set model.standardize: true, or check those columns of the features file")
     if ridge.alpha_at_grid_edge_:
-        remedy = ("model.alphas: auto searches a wider grid" if job.model.alphas != "auto" else
-                  f"even after {ridge.n_grid_extensions_} decades of extension; check the labels and "
-                  "the features")
+        mean = ridge.cv_auc_.mean(axis=1)
+        ties = int((mean == mean.max()).sum()) - 1
+        if ties:
+            how = f"ties {ties} other(s): the CV AUC does not change there; check the labels and the features"
+        elif job.model.alphas != "auto":
+            how = "beats every other: model.alphas: auto searches a wider grid"
+        else:
+            how = (f"beats every other, even after {ridge.n_grid_extensions_} decades of extension; check the "
+                   "labels and the features")
         caveats.append(f"the best alpha, {ridge.best_alpha_:g}, is at the edge of the alphas searched "
-                       f"({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and beats every other: {remedy}")
+                       f"({ridge.alphas_.min():g} to {ridge.alphas_.max():g}) and {how}")
     for name, entry in compared.items():
         for param in entry["params_at_grid_edge"]:
             caveats.append(f"{name}'s best {param}, {entry['best_params'][param]:g}, is at the edge of the "
@@ -357,8 +374,11 @@ def predict_and_record(table: FeatureTable, model: Model, manifest: RunManifest,
     if counts["n_cells"] == 0:  # only when applying a model: a run's labelled cells are complete
         storage.remove(predictions_dir)
         storage.remove(manifest.path)
+        first = table.partitions[0]
+        sample = gather_rows(table, np.zeros(first.n_rows, dtype=int), np.arange(first.n_rows), client)
         raise InputError(f"{table.source['path']}: no cell has complete features: each of its "
-                         f"{counts['n_dropped_nonfinite']:,} rows holds a NaN, infinite or missing value")
+                         f"{counts['n_dropped_nonfinite']:,} rows holds a NaN, infinite or missing value; "
+                         f"{nonfinite_columns(table.feature_names, sample)}")
     grid = read_prediction_grid(predictions_dir)
     if len(grid) != counts["n_cells"] or counts["n_cells"] + counts["n_dropped_nonfinite"] != table.n_rows:
         raise RuntimeError(f"{predictions_dir}: {len(grid)} predicted cells, expected {counts['n_cells']} "

@@ -44,8 +44,18 @@ Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 T = TypeVar("T")
 
 
+#: a feature whose spread over the training rows is this many times the typical
+#: feature's outweighs every other in ridge's penalty: whatever alpha, the others' weights
+#: shrink to nothing and the model is that one feature
+DOMINANT_SCALE_RATIO = 1e6
+
+
 class AlphaAtGridEdgeWarning(UserWarning):
     """The best penalty is the smallest or largest one searched."""
+
+
+class FeatureScaleWarning(UserWarning):
+    """Some features spread so much wider than the rest that ridge sees only them."""
 
 
 class RidgeGridClassifier:
@@ -140,11 +150,25 @@ class RidgeGridClassifier:
         self.alphas_ = grid
         self.cv_auc_ = cv_auc
         self.best_alpha_ = float(grid[best])
-        self.alpha_at_grid_edge_ = edge is not None
-        if edge is not None:
-            warnings.warn(f"the best ridge alpha, {self.best_alpha_:g}, is the {edge} one searched "
-                          f"({grid.min():g} to {grid.max():g}); a wider grid may find a better one",
-                          AlphaAtGridEdgeWarning, stacklevel=2)
+        # An end of the grid is an edge even where other alphas tie with it (a plateau
+        # reaching the end): the penalty searched there changes nothing, which a reader
+        # must know as much as a curve still rising.
+        end = None if len(grid) < 2 else "smallest" if grid[best] == grid.min() else \
+            "largest" if grid[best] == grid.max() else None
+        self.alpha_at_grid_edge_ = end is not None
+        if end is not None:
+            ties = int((mean_auc == mean_auc[best]).sum()) - 1
+            how = f" and ties {ties} other(s): the CV AUC does not change there" if ties else \
+                "; a wider grid may find a better one"
+            warnings.warn(f"the best ridge alpha, {self.best_alpha_:g}, is the {end} one searched "
+                          f"({grid.min():g} to {grid.max():g}){how}", AlphaAtGridEdgeWarning, stacklevel=2)
+        self.dominant_features_ = np.array([], dtype=int) if self.standardize else \
+            _dominant(self._problem.spread)
+        if len(self.dominant_features_):
+            warnings.warn(f"feature(s) at column(s) {self.dominant_features_[:5].tolist()} spread over "
+                          f"{DOMINANT_SCALE_RATIO:g} times wider than the typical feature: ridge's penalty "
+                          "shrinks every other feature to nothing; standardize the features, or check those "
+                          "columns", FeatureScaleWarning, stacklevel=2)
         self.oof_decision_ = self._problem.out_of_fold(folds, paths, self.best_alpha_)
         coef = self._problem.refit(self.best_alpha_)
         self.scale_ = self._problem.scale
@@ -260,7 +284,7 @@ class _RidgeProblem:
         counts = np.bincount(self.row_ids).astype(np.float64)
         self.mean = counts @ Z / len(y)  # the mean over all rows, duplicates included
         Z -= self.mean
-        spread = np.sqrt(counts @ (Z * Z) / len(y))
+        self.spread = spread = np.sqrt(counts @ (Z * Z) / len(y))
         # A constant feature centres to rounding noise (its mean is a bit off), which
         # scaling would blow up to +-1: it is zeroed instead, as it carries nothing.
         constant = spread <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1e-300)
@@ -398,6 +422,15 @@ def _check_alphas(alphas) -> np.ndarray | None:
     if len(np.unique(values)) < len(values):
         raise ValueError(f"alphas must not repeat a value; got {alphas!r}")
     return values
+
+
+def _dominant(spread: np.ndarray) -> np.ndarray:
+    """Columns whose spread is over :data:`DOMINANT_SCALE_RATIO` times the median spread of
+    the columns that vary."""
+    varying = spread[spread > 0]
+    if not varying.size:
+        return np.array([], dtype=int)
+    return np.flatnonzero(spread > DOMINANT_SCALE_RATIO * np.median(varying))
 
 
 def _edge(grid: np.ndarray, mean_auc: np.ndarray, best: int) -> str | None:

@@ -137,6 +137,18 @@ def gather_rows(table: FeatureTable, partition: np.ndarray, row: np.ndarray,
     return X
 
 
+def nonfinite_columns(feature_names: tuple[str, ...], X: np.ndarray) -> str:
+    """Which feature columns of the rows ``X`` hold NaN, infinite or missing values, in
+    words: those that hold no finite value at all, else the one that holds the most."""
+    bad = (~np.isfinite(X)).sum(axis=0)
+    empty = [name for name, count in zip(feature_names, bad) if count == len(X)]
+    if empty:
+        shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        return f"column(s) {shown} hold no finite value in the {len(X):,} rows read"
+    worst = int(np.argmax(bad))
+    return f"column {feature_names[worst]} is not finite in {int(bad[worst]):,} of the {len(X):,} rows read"
+
+
 def _scan(partitions: tuple[Partition, ...], config: FeaturesConfig, check_unique: bool,
           client: Client) -> tuple[tuple[float, float, float, float] | None, ...]:
     """Each partition's extent, reading its coordinates; with ``check_unique``, also that

@@ -17,7 +17,7 @@ from asm_dask.model_io import load_model, save_model
 from asm_dask.config import SplitConfig
 from asm_dask.errors import InputError
 from asm_dask.penalty_path import penalty_path
-from asm_dask.ridge import AlphaAtGridEdgeWarning, RidgeGridClassifier
+from asm_dask.ridge import AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
 from asm_dask.split import block_groups, cv_folds, split_groups, train_test_split_groups
 
 ALPHAS = [0.01, 0.1, 1.0, 10.0]
@@ -129,18 +129,19 @@ def test_auto_grid_extends_until_the_best_alpha_is_interior(monkeypatch):
     assert descended.best_alpha_ == first.best_alpha_
 
 
-def test_a_flat_cv_curve_is_a_plateau_not_an_edge():
+def test_a_flat_cv_curve_is_not_extended_but_its_end_is_flagged():
     """One feature: every alpha ranks the rows alike, so every CV AUC ties. Nothing to
-    extend and nothing to warn about; the tie goes to the weakest penalty, at which the
-    folds' scores keep their scale (the strongest shrinks them to the intercepts)."""
+    extend; the tie goes to the weakest penalty, at which the folds' scores keep their
+    scale (the strongest shrinks them to the intercepts). That alpha is the grid's end,
+    which is flagged, saying that the CV AUC does not change there."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 1))
     y = (x[:, 0] + rng.normal(size=300) > 0).astype(int)
     folds = cv_folds(y, np.arange(300), 5, "l", seed=0)
-    with _no_warning():
+    with pytest.warns(AlphaAtGridEdgeWarning, match=r"smallest one searched \(.*\) and ties 32 other"):
         ours = RidgeGridClassifier("auto").fit(x, y, folds)
     assert np.ptp(ours.cv_auc_.mean(axis=1)) == 0
-    assert ours.n_grid_extensions_ == 0 and not ours.alpha_at_grid_edge_
+    assert ours.n_grid_extensions_ == 0 and ours.alpha_at_grid_edge_
     assert ours.best_alpha_ == ours.alphas_.min()
     _assert_equals_sklearn(ours, x, y, folds)
     assert roc_auc_score(y, ours.oof_decision_) > 0.8  # pooled, they still rank
@@ -231,14 +232,15 @@ def test_a_constant_feature_gets_no_weight_when_standardised():
     assert ours.best_alpha_ == reference.best_params_["alpha"]
 
 
-def test_two_tied_alphas_or_one_alpha_are_no_edge():
+def test_a_tie_at_the_end_of_the_grid_is_an_edge_and_one_alpha_is_none():
     x = np.random.default_rng(3).normal(size=(200, 1))
     y = (x[:, 0] > 0).astype(int)
     folds = cv_folds(y, np.arange(200), 5, "l", seed=0)
-    with _no_warning():
+    with pytest.warns(AlphaAtGridEdgeWarning, match="largest one searched .* and ties 1 other"):
         tied = RidgeGridClassifier([10.0, 0.1]).fit(x, y, folds)
+    with _no_warning():
         single = RidgeGridClassifier([1.0]).fit(x, y, folds)
-    assert not tied.alpha_at_grid_edge_ and tied.best_alpha_ == 10.0  # the first given
+    assert tied.alpha_at_grid_edge_ and tied.best_alpha_ == 10.0  # the first given
     assert not single.alpha_at_grid_edge_
 
 
@@ -326,3 +328,20 @@ def test_too_few_labels_for_the_folds():
 def test_ridge_validates_its_inputs(X, y, alphas, message):
     with pytest.raises(ValueError, match=message):
         RidgeGridClassifier(alphas).fit(X, y)
+
+
+def test_a_feature_far_wider_than_the_rest_is_warned_of_and_standardizing_silences_it():
+    """A column of values near float32's limit (3e38) in every tenth row takes the whole
+    kernel, and the model is that column. Ridge says which column; standardized, the
+    column is one of many."""
+    X, y, groups = _peaked_problem(seed=2)
+    X[::10, 3] = 3e38
+    folds = cv_folds(y, groups, 5, "l", seed=0)
+    with pytest.warns(FeatureScaleWarning, match=r"column\(s\) \[3\]"):
+        raw = RidgeGridClassifier("auto").fit(X, y, folds)
+    assert raw.dominant_features_.tolist() == [3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FeatureScaleWarning)
+        scaled = RidgeGridClassifier("auto", standardize=True).fit(X, y, folds)
+    assert scaled.dominant_features_.size == 0
+    assert scaled.cv_auc_.mean(axis=1).max() > raw.cv_auc_.mean(axis=1).max() + 0.1
