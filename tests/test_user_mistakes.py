@@ -1,0 +1,361 @@
+"""No user mistake is a bug: the mistakes that once crashed, hung, passed in silence or
+destroyed an input, each as a user makes it, on the command line.
+
+Each ends with exit status 2 (130 and 143 for Ctrl-C and ``kill``), one line naming the
+culprit, and nothing written but the log; where an input was at risk, the inputs are
+byte for byte what they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.feather as feather
+import pytest
+import yaml
+
+from builders import OWN_LINE, asm_dask
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` by its path, with the SHA-256 of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line(done: subprocess.CompletedProcess, status: int = 2) -> str:
+    """The command's single line of error (after its own progress lines, if any)."""
+    assert done.returncode == status, done.stderr
+    *own, last = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and all(OWN_LINE.match(line) for line in own), done.stderr
+    assert last.startswith("asm-dask: "), done.stderr
+    return last
+
+
+@pytest.fixture
+def inputs(country, tmp_path):
+    """A copy of the small country's labels and features in ``tmp_path``, and a job file
+    naming them (output ``out``)."""
+    shutil.copy(country.labels, tmp_path / "labels.csv")
+    shutil.copy(country.features, tmp_path / "features.feather")
+    job = {"labels": {"path": "labels.csv"}, "features": {"path": "features.feather"}, "output": "out"}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    return tmp_path, job
+
+
+# -- an output never touches an input -----------------------------------------------------
+
+def test_a_run_into_its_inputs_folder_is_refused_and_the_inputs_are_untouched(country, tmp_path):
+    """The issue's case: labels named as the run's own labelled_cells.csv, output '.'."""
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    shutil.copy(country.labels, clash / "labelled_cells.csv")
+    shutil.copy(country.features, clash / "SLE_features.feather")
+    (clash / "job.yaml").write_text("labels: {path: labelled_cells.csv}\nfeatures: {path: SLE_features.feather}\n"
+                                    "output: .\n")
+    before = _digests(clash)
+    for _ in range(2):  # the second time once crashed on the file the first had replaced
+        line = _one_line(asm_dask("run", clash / "job.yaml"))
+        assert line == (f"asm-dask: error: {clash / 'labelled_cells.csv'}: lies in the output folder {clash} "
+                        "(labels.path, output), where asm-dask writes its own files; choose an output folder "
+                        "apart from the inputs")
+        assert _digests(clash) == before  # not even a log
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    # an input inside the folder a run clears (predictions/) or writes (figures/)
+    ({"features": "out/predictions/features.feather"}, "lies in the output folder"),
+    ({"labels": "out/figures/labels.csv"}, "lies in the output folder"),
+    # the output inside a folder of boundaries (a File Geodatabase is one)
+    ({"output": "districts.gdb/out"}, "the output folder lies inside"),
+    # a feature store of the run's among its outputs
+    ({"store_path": "out/store"}, "lies in the output folder"),
+])
+def test_no_input_lies_where_the_run_writes(inputs, where, message):
+    folder, job = inputs
+    (folder / "out" / "predictions").mkdir(parents=True)
+    (folder / "out" / "figures").mkdir()
+    (folder / "districts.gdb").mkdir()
+    if "features" in where:
+        shutil.move(folder / "features.feather", folder / where["features"])
+        job["features"]["path"] = where["features"]
+    if "labels" in where:
+        shutil.move(folder / "labels.csv", folder / where["labels"])
+        job["labels"]["path"] = where["labels"]
+    if "output" in where:
+        job["output"] = where["output"]
+        job["report"] = {"boundaries": {"path": "districts.gdb", "name_column": "name"}}
+    if "store_path" in where:
+        job["features"]["store_path"] = where["store_path"]
+    (folder / "job.yaml").write_text(yaml.safe_dump(job))
+    before = _digests(folder)
+    assert message in _one_line(asm_dask("run", folder / "job.yaml", timeout=60))
+    assert _digests(folder) == before
+
+
+def test_an_output_folder_of_someone_elses_files_is_refused(inputs):
+    """A folder that holds anything but an earlier asm-dask output is a user's: a run never
+    writes among a user's files (hidden ones, such as a file manager's, do not count)."""
+    folder, job = inputs
+    (folder / "out").mkdir()
+    (folder / "out" / "notes.txt").write_text("mine")
+    (folder / "out" / ".DS_Store").write_text("")
+    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=60))
+    assert line == (f"asm-dask: error: {folder / 'out'}: holds files that are not asm-dask's (notes.txt); "
+                    "the output folder (output) must be new, empty, or an earlier asm-dask output")
+    assert sorted(os.listdir(folder / "out")) == [".DS_Store", "notes.txt"]
+
+
+def test_a_log_that_is_a_link_to_an_input_is_refused(inputs):
+    folder, _ = inputs
+    (folder / "out").mkdir()
+    (folder / "out" / "asm-dask.log").symlink_to(folder / "labels.csv")
+    before = _digests(folder)
+    assert "asm-dask.log: is the labels.path input" in _one_line(asm_dask("run", folder / "job.yaml", timeout=60))
+    assert _digests(folder) == before
+
+
+def test_a_prediction_into_the_folder_of_its_features_is_refused(local_run, country, tmp_path):
+    run_dir, _ = local_run
+    shutil.copy(country.features, tmp_path / "features.feather")
+    before = _digests(tmp_path)
+    line = _one_line(asm_dask("predict", run_dir, tmp_path / "features.feather", "--out", tmp_path, timeout=60))
+    assert f"{tmp_path / 'features.feather'}: lies in the output folder {tmp_path} (FEATURES, --out)" in line
+    assert _digests(tmp_path) == before
+
+
+def test_a_demo_into_a_folder_of_someone_elses_files_is_refused(tmp_path):
+    (tmp_path / "thesis.tex").write_text("mine")
+    line = _one_line(asm_dask("demo", "--out", tmp_path, timeout=60))
+    assert line == (f"asm-dask: error: {tmp_path}: holds files that are not asm-dask's (thesis.tex); the output "
+                    "folder (--out) must be new, empty, or an earlier asm-dask output")
+    assert os.listdir(tmp_path) == ["thesis.tex"]
+
+
+# -- a write that fails late is the place's fault, and the run resumes -------------------
+
+def _chattr(flag: str, path: Path) -> bool:
+    return shutil.which("chattr") is not None and subprocess.run(["chattr", flag, str(path)]).returncode == 0
+
+
+def _assert_manifest_claims_only_what_exists(out: Path) -> dict:
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "running"
+    for index in manifest["completed_partitions"]:
+        assert (out / "predictions" / f"part-{index:05d}.parquet").stat().st_size > 0
+    return manifest
+
+
+def test_a_folder_that_refuses_a_late_write_is_one_line_and_the_run_resumes(inputs, local_run):
+    """The issue's case: figures/ made immutable (chattr +i stops root too)."""
+    folder, _ = inputs
+    figures = folder / "out" / "figures"
+    figures.mkdir(parents=True)
+    if not _chattr("+i", figures):
+        pytest.skip("chattr +i needs root on a filesystem with attributes")
+    try:
+        line = _one_line(asm_dask("run", folder / "job.yaml", timeout=300))
+    finally:
+        _chattr("-i", figures)
+    assert line == (f"asm-dask: error: {figures / 'probability_map.png'}: cannot write: operation not permitted; "
+                    "once that is fixed, the same command resumes where it stopped "
+                    f"(details: {folder / 'out' / 'asm-dask.log'})")
+    manifest = _assert_manifest_claims_only_what_exists(folder / "out")
+    assert len(manifest["completed_partitions"]) == manifest["n_partitions"]
+    again = asm_dask("run", folder / "job.yaml", timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {manifest['n_partitions']} of {manifest['n_partitions']}" in again.stderr
+    assert (figures / "probability_map.png").stat().st_size > 0
+    pd.testing.assert_frame_equal(_predictions(folder / "out"), _predictions(local_run[0]))
+
+
+def _predictions(out: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(out / "predictions", columns=["cell_id", "score", "probability"])
+    return frame.sort_values("cell_id").reset_index(drop=True)
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(inputs, local_run):
+    """The output folder on a small tmpfs: whichever write finds the disk full, it is named
+    in one line, the manifest lists only partitions that exist, and with room the same
+    command finishes with the predictions of a run that never ran out."""
+    folder, _ = inputs
+    out = folder / "out"
+    out.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(out)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        line = _one_line(asm_dask("run", folder / "job.yaml", timeout=300))
+        assert line.startswith(f"asm-dask: error: {out}") and ": cannot write: no space left on device; " in line
+        if (out / "manifest.json").exists():
+            _assert_manifest_claims_only_what_exists(out)
+        subprocess.run(["mount", "-o", "remount,size=100m", str(out)], check=True)
+        again = asm_dask("run", folder / "job.yaml", timeout=300)
+        assert again.returncode == 0, again.stderr
+        pd.testing.assert_frame_equal(_predictions(out), _predictions(local_run[0]))
+    finally:
+        subprocess.run(["umount", str(out)])
+
+
+# -- user mistakes are not internal errors -----------------------------------------------
+
+@pytest.mark.parametrize("column", ["cell_lat", "cell_id", "index_right", "geometry", "split"])
+def test_a_label_column_named_as_one_of_the_runs_own_is_refused_by_name(inputs, column):
+    folder, _ = inputs
+    labels = pd.read_csv(folder / "labels.csv").assign(**{column: 1})
+    labels.to_csv(folder / "labels.csv", index=False)
+    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=120))
+    assert line.startswith(f"asm-dask: error: {folder / 'labels.csv'}: column {column!r} has a name asm-dask gives "
+                           "a column of its own (reserved: label_row, geometry, cell_id, ")
+    assert os.listdir(folder / "out") == ["asm-dask.log"]
+
+
+def test_a_label_column_named_twice_is_refused(inputs):
+    folder, _ = inputs
+    text = (folder / "labels.csv").read_text().splitlines()
+    (folder / "labels.csv").write_text("\n".join([text[0] + ",label"] + [row + ",0" for row in text[1:]]) + "\n")
+    position = text[0].split(",").index("label") + 1
+    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=120))
+    assert line.startswith(f"asm-dask: error: {folder / 'labels.csv'}: column 'label' appears 2 times in the header "
+                           f"(columns {position}, {len(text[0].split(',')) + 1}); keep one")
+
+
+@pytest.mark.parametrize("value", [1000, 1e300, -0.5])
+def test_a_proportion_inspected_outside_0_to_1_is_refused(inputs, value):
+    folder, _ = inputs
+    labels = pd.read_csv(folder / "labels.csv")
+    labels.loc[6, "proportion_inspected"] = value
+    labels.to_csv(folder / "labels.csv", index=False)
+    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=120))
+    assert f"{folder / 'labels.csv'}: row 7: proportion_inspected must be a proportion from 0 to 1, got " in line
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("not a url", "'not a url' is not a Dask scheduler address; expected like tcp://HOST:8786"),
+    ("http://127.0.0.1:8787", "http://127.0.0.1:8787 is a web address (the dashboard's?)"),
+])
+def test_a_scheduler_address_that_cannot_be_one(inputs, address, message):
+    folder, _ = inputs
+    line = _one_line(asm_dask("run", folder / "job.yaml", "--scheduler", address, timeout=60))
+    assert line.startswith(f"asm-dask: error: --scheduler: {message}")
+    assert os.listdir(folder / "out") == ["asm-dask.log"]
+
+
+def test_a_scheduler_cluster_file_without_a_port(inputs):
+    folder, _ = inputs
+    (folder / "cluster.yaml").write_text("kind: scheduler\naddress: tcp://127.0.0.1\n")
+    line = _one_line(asm_dask("run", folder / "job.yaml", "--cluster", folder / "cluster.yaml", timeout=60))
+    assert line.startswith(f"asm-dask: error: {folder / 'cluster.yaml'}: address: tcp://127.0.0.1: no host and port")
+
+
+def test_a_cluster_whose_workers_cannot_hold_a_task_is_refused_before_it_starts(inputs):
+    """memory_limit: 1KB once sat at 'open features...' for ever, holding the lock."""
+    folder, _ = inputs
+    (folder / "cluster.yaml").write_text("kind: local\nmemory_limit: 1KB\n")
+    line = _one_line(asm_dask("run", folder / "job.yaml", "--cluster", folder / "cluster.yaml", timeout=60))
+    assert "memory_limit: '1KB' is too little for a Dask worker to run a task" in line
+    assert os.listdir(folder / "out") == ["asm-dask.log"]
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--cells", "0"], "argument --cells: expected a whole number >= 100, got '0'"),
+    (["--cells", "-5"], "argument --cells: expected a whole number >= 100, got '-5'"),
+    (["--cells", "3"], "argument --cells: expected a whole number >= 100, got '3'"),
+    (["--features", "0"], "argument --features: expected a whole number >= 1, got '0'"),
+    (["--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295, got '-1'"),
+])
+def test_demo_arguments_out_of_range(tmp_path, arguments, message):
+    done = asm_dask("demo", "--out", tmp_path / "demo", *arguments, timeout=60)
+    assert _one_line(done) == f"asm-dask: error: asm-dask demo: {message} (see asm-dask demo --help)"
+    assert not (tmp_path / "demo").exists()
+
+
+def test_a_feature_column_without_a_finite_value_is_named(inputs):
+    """Every labelled cell non-finite once blamed the labels' coordinates."""
+    folder, _ = inputs
+    table = feather.read_table(folder / "features.feather").to_pandas()
+    table["feature_7"] = np.nan
+    feather.write_feather(table, folder / "features.feather")
+    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=120))
+    assert line.startswith(f"asm-dask: error: {folder / 'features.feather'}: no labelled cell has complete "
+                           "features: column(s) feature_7 hold no finite value in the ")
+
+
+def test_a_feature_far_wider_than_the_rest_is_said_and_the_edge_flagged(inputs):
+    """Values near float32's limit in every tenth row of one column once gave a chance-level
+    model with its alpha at the grid's end, and not a word."""
+    folder, job = inputs
+    table = feather.read_table(folder / "features.feather").to_pandas()
+    table.loc[::10, "feature_3"] = 3e38
+    feather.write_feather(table, folder / "features.feather")
+    done = asm_dask("run", folder / "job.yaml", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert ("[asm-dask] warning: feature(s) feature_3 spread over 1e+06 times wider than the typical feature "
+            "over the training labels") in done.stderr
+    metrics = json.loads((folder / "out" / "metrics.json").read_text())
+    at_end = metrics["best_alpha"] in (min(metrics["alphas_searched"]), max(metrics["alphas_searched"]))
+    assert metrics["alpha_at_grid_edge"] == at_end
+    assert any("feature_3 spread over" in w for w in metrics["warnings"])
+
+
+# -- signals ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_prediction_says_so_releases_its_lock_and_resumes(local_run, country, tmp_path, signum):
+    """Ctrl-C reaches every process of the command (the terminal's process group), kill
+    only asm-dask's."""
+    from asm_dask.demo import make_country
+
+    run_dir, _ = local_run
+    other = make_country(tmp_path / "other", n_cells=1200, n_features=40, seed=22, rows_per_batch=100)
+    out = tmp_path / "applied"
+    command = [sys.executable, "-m", "asm_dask.cli", "predict", str(run_dir), str(other.features), "--out", str(out)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    while True:
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        try:
+            if json.loads((out / "manifest.json").read_text())["completed_partitions"]:
+                break
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.01)
+    if signum == signal.SIGINT:
+        os.killpg(first.pid, signum)
+    else:
+        first.send_signal(signum)
+    stdout, stderr = first.communicate(timeout=120)
+    done = subprocess.CompletedProcess(command, first.returncode, stdout, stderr)
+    name = signal.Signals(signum).name
+    assert _one_line(done, 128 + signum) == (f"asm-dask: interrupted ({name}); run the same command again to "
+                                             f"resume (details: {out / 'asm-dask.log'})")
+    assert not (out / ".asm-dask.lock").exists()
+    assert f"interrupted by {name}" in (out / "asm-dask.log").read_text()
+    again = asm_dask("predict", run_dir, other.features, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert "resuming: " in again.stderr
+    fresh = asm_dask("predict", run_dir, other.features, "--out", tmp_path / "fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    pd.testing.assert_frame_equal(_predictions(out), _predictions(tmp_path / "fresh"))
+
+
+def test_output_piped_to_a_reader_that_stops_early_is_no_error(tmp_path):
+    """`asm-dask demo | head -1`: the reader goes away; asm-dask stops as a shell tool does."""
+    reader = subprocess.Popen(["head", "-1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    done = subprocess.run([sys.executable, "-m", "asm_dask.cli", "demo", "--out", str(tmp_path / "demo"),
+                           "--cells", "300", "--features", "20"], stdout=reader.stdin, stderr=subprocess.PIPE,
+                          text=True, timeout=300)
+    reader.stdin.close()
+    assert reader.stdout.read().decode().startswith("demo country: ")
+    assert done.returncode == 128 + signal.SIGPIPE, done.stderr
+    assert "error" not in done.stderr
