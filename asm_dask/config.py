@@ -9,18 +9,16 @@ rejects unknown and missing keys and collects every problem with its key path, a
 setting's own validator says what it expects, strictly (``five`` is not a number, nor is
 ``true``). Dataclasses rather than ``BaseModel``, because the stages and their tests
 build sections positionally and use :func:`dataclasses.asdict` and ``replace``.
-:func:`check_paths` then looks at the files and the output folder, before a cluster starts.
+:func:`asm_dask.records.outputs.check_run_paths` then looks at the files and the output
+folder, before a cluster starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import math
 import os
 import re
-import stat
-import tempfile
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -180,7 +178,7 @@ def _estimators(value: Any) -> dict[str, dict[str, tuple[Any, ...]] | None]:
     """Estimator names (their built-in grids), or a mapping name -> grid (parameter ->
     list of values; null for the built-in grid). Ridge must be among them: it is the
     baseline, and its penalty curve is drawn; its grid is ``model.alphas``."""
-    from .estimators import ESTIMATOR_NAMES, check_grid
+    from .model.estimators import ESTIMATOR_NAMES, check_grid
 
     names = f"names from {', '.join(ESTIMATOR_NAMES)}"
     if isinstance(value, (list, tuple)):
@@ -372,7 +370,8 @@ _SECTIONS = {(): Job, ("labels",): LabelsConfig, ("labels", "filters"): LabelFil
 def load_job(path: str | os.PathLike) -> Job:
     """Read and validate a job file; relative paths resolve against its folder.
 
-    Only the file's content is checked here; :func:`check_paths` looks at the files it names.
+    Only the file's content is checked here;
+    :func:`asm_dask.records.outputs.check_run_paths` looks at the files it names.
     """
     path = Path(path)
     return job_from_dict(read_yaml(path, "job file"), base=path.parent, source=str(path))
@@ -412,131 +411,6 @@ def resolve_path(value: Any, base: Path) -> str:
         return str(path.resolve())
     except (RuntimeError, OSError):  # a symbolic link loop: check_paths names it
         return os.path.abspath(path)
-
-
-def check_paths(job: Job) -> None:
-    """Check, before a cluster starts, that the inputs are files that can be read and
-    that the output folder (and a feature store's) can be written, locally or at a URL.
-
-    Call :func:`asm_dask.storage.configure` with the job's ``storage_options`` first, so
-    that URLs are reached as the run will reach them.
-    """
-    check_input(job.labels.path, "labels.path", "labels file", "a CSV file")
-    check_input(job.features.path, "features.path", "features file", "a Feather, Parquet or CSV file")
-    if job.report.boundaries is not None:
-        # A folder can hold polygons (a File Geodatabase is one): only its presence is checked.
-        check_input(job.report.boundaries.path, "report.boundaries.path", "boundaries file", None)
-    if job.features.store_path and "://" in job.features.store_path:
-        _check_remote_folder(job.features.store_path, "features.store_path")
-    elif job.features.store_path and os.path.isfile(job.features.store_path):
-        raise InputError(f"{job.features.store_path}: is a file, expected a folder (features.store_path)")
-    check_output_folder(job.output, "output")
-    from .bookkeeping import check_apart
-
-    inputs = {"labels.path": job.labels.path, "features.path": job.features.path}
-    if job.report.boundaries is not None:
-        inputs["report.boundaries.path"] = job.report.boundaries.path
-    if job.features.store_path:  # a store the run writes beside its outputs would mix with them
-        inputs["features.store_path"] = job.features.store_path
-    check_apart(inputs, job.output, "output")
-
-
-def check_output_folder(path: str, key: str) -> None:
-    """The output folder ``path`` (the setting ``key``) can be written, locally or at a URL."""
-    if "://" in path:
-        _check_remote_folder(path, key)
-    else:
-        _check_output(path, key)
-
-
-def check_input(path: str, key: str, what: str, expected: str | None) -> None:
-    """An input exists and can be opened; a folder only if ``expected`` is ``None``."""
-    if "://" in path:
-        _check_remote_input(path, key, what, expected)
-        return
-    if not stat.S_ISDIR(_stat(path, key, f"{path}: {what} not found").st_mode):
-        try:
-            open(path, "rb").close()
-        except OSError as exc:
-            raise InputError(f"{path}: cannot be opened: {_reason(exc)} ({key})") from None
-    elif expected is not None:
-        raise InputError(f"{path}: is a folder, expected {expected} ({key})")
-
-
-def _check_remote_input(url: str, key: str, what: str, expected: str | None) -> None:
-    from .storage import filesystem
-
-    try:
-        fs, fs_path = filesystem(url)
-        if fs.isfile(fs_path):
-            return
-        found_folder = fs.isdir(fs_path)
-    except Exception as exc:  # any backend's failure to reach the store: no credentials, no endpoint...
-        raise InputError(f"{url}: cannot be opened: {_first_line(exc)} ({key})") from None
-    if not found_folder:
-        raise InputError(f"{url}: {what} not found")
-    if expected is not None:
-        raise InputError(f"{url}: is a folder, expected {expected} ({key})")
-
-
-def _check_remote_folder(url: str, key: str) -> None:
-    """A URL can hold a folder: it is not an object itself, and an object can be written
-    under it (and is removed again)."""
-    from .storage import filesystem, join
-
-    probe = join(url, f".asm-dask-write-test-{os.getpid()}")
-    try:
-        fs, fs_path = filesystem(url)
-        if fs.isfile(fs_path):
-            raise InputError(f"{url}: is a file, expected a folder ({key})")
-        protocol, rest = url.split("://", 1)
-        parts = rest.rstrip("/").split("/")
-        for ancestor in (f"{protocol}://{'/'.join(parts[:i])}" for i in range(2, len(parts))):  # below the bucket
-            ancestor_fs, ancestor_path = filesystem(ancestor)
-            if ancestor_fs.isfile(ancestor_path):
-                raise InputError(f"{url}: {ancestor} is a file, not a folder ({key})")
-        probe_fs, probe_path = filesystem(probe)
-        probe_fs.pipe_file(probe_path, b"")
-        probe_fs.rm_file(probe_path)
-    except InputError:
-        raise
-    except Exception as exc:  # a missing bucket, no credentials, no endpoint, no permission...
-        raise InputError(f"{url}: cannot write the folder: {_first_line(exc)} ({key})") from None
-
-
-def _check_output(path: str, key: str) -> None:
-    """The output folder is not a file, and it or its nearest existing parent is writable."""
-    path = os.path.abspath(path)
-    existing = path
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    where = "" if existing == path else f" in {existing}"
-    if not stat.S_ISDIR(_stat(existing, key, f"{existing}: broken symbolic link ({key})").st_mode):
-        raise InputError(f"{path}: is a file, expected a folder ({key})" if existing == path else
-                         f"{path}: {existing} is a file, not a folder ({key})")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: cannot write the output folder{where}: permission denied ({key})")
-    try:
-        # Permission bits are not the whole story (read-only mounts, /proc, ACLs): try.
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write the output folder{where}: {_reason(exc)} ({key})") from None
-
-
-def _stat(path: str, key: str, missing: str) -> os.stat_result:
-    """``os.stat(path)``; a missing path raises the message ``missing``, anything else
-    (a link loop, a file as a parent folder) a one-line error naming ``key``."""
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        raise InputError(missing) from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be opened: {_reason(exc)} ({key})") from None
-
-
-def _reason(exc: OSError) -> str:
-    return "a symbolic link loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc)).lower()
 
 
 def _one_line(error: ValidationError) -> str:

@@ -361,7 +361,7 @@ def score_against_truth(results: str | os.PathLike, files: DemoFiles) -> dict[st
     make it negative, by chance). Over all cells: the correlation between the
     predicted and the true probability, their mean absolute difference, and both means.
     """
-    from asm_dask.validate import roc_auc
+    from asm_dask.model.evaluation import roc_auc
 
     results = pathlib.Path(results)
     metrics = json.loads((results / "metrics.json").read_text())
@@ -382,8 +382,8 @@ def score_map_against_truth(results: str | os.PathLike, files: DemoFiles, cell_s
     probabilities on the same labels, and ``auc_gap`` the difference. Over all cells, as
     :func:`score_against_truth`.
     """
-    from asm_dask.grid import cell_ids
-    from asm_dask.validate import roc_auc
+    from asm_dask.read.grid import cell_ids
+    from asm_dask.model.evaluation import roc_auc
 
     results = pathlib.Path(results)
     labels = pd.read_csv(files.labels).merge(pd.read_csv(files.truth_labels), on="unique_id", validate="1:1")
@@ -401,7 +401,7 @@ def score_map_against_truth(results: str | os.PathLike, files: DemoFiles, cell_s
 
 
 def _compare_cells(predictions: pathlib.Path, files: DemoFiles, cell_size: float) -> dict[str, Any]:
-    from asm_dask.grid import cell_ids
+    from asm_dask.read.grid import cell_ids
 
     predicted = pd.read_parquet(predictions, columns=["cell_id", "probability"])
     cells = pd.read_parquet(files.truth_cells)

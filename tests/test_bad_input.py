@@ -9,7 +9,7 @@ import yaml
 
 from asm_dask.config import load_job
 from asm_dask.errors import InputError
-from asm_dask.job import run_job
+from asm_dask.pipeline.run import run_job
 from builders import OWN_LINE, asm_dask, grid_features, labels_frame, write_feather, write_job
 
 LATS = np.round(np.arange(8.005, 8.2, 0.01), 3)
@@ -245,7 +245,7 @@ def test_a_local_path_with_a_double_colon(valid):
 
 def test_one_mine_type_without_brackets_filters_that_type(valid):
     # Not a string of letters that filters nothing: a list of one.
-    from asm_dask.labels import read_labels
+    from asm_dask.read.labels import read_labels
 
     folder, job = valid
     frame = labels_frame([(-11.9, 8.1)] * 4, [0, 0, 1, 1]).assign(mine_type=["commercial", "artisanal"] * 2)
@@ -345,7 +345,7 @@ def test_verbose_shows_the_details_on_the_console_too(valid, inputs):
 
 def test_a_csv_value_is_found_by_row_past_the_first_block(tmp_path, monkeypatch):
     # Arrow reads a CSV in blocks (64 MB); rows are counted on across them.
-    from asm_dask import features as features_module
+    from asm_dask.read import features as features_module
 
     frame = grid_features(LATS, LONS)
     frame["feature_4"] = frame["feature_4"].astype(object)

@@ -14,7 +14,7 @@ from builders import asm_dask, write_job
 
 HOLD_LOCK = """
 import sys, time
-from asm_dask.bookkeeping import OutputLock
+from asm_dask.records.lock import OutputLock
 with OutputLock(sys.argv[1]) as lock:
     print(lock.holder["run"], flush=True)
     time.sleep(600)
@@ -83,7 +83,8 @@ def test_a_run_stopped_by_bad_input_leaves_no_output_folder_behind(country, tmp_
 
 @pytest.mark.parametrize("started_by", ["this host, dead", "another host"])
 def test_a_lock_of_a_dead_process_here_is_stale_but_not_one_from_another_host(tmp_path, started_by):
-    from asm_dask.bookkeeping import LOCK_FILE, OutputLock
+    from asm_dask.records.lock import OutputLock
+    from asm_dask.records.outputs import LOCK_FILE
     from asm_dask.errors import InputError
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,

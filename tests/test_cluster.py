@@ -25,7 +25,9 @@ import pytest
 import yaml
 from distributed.system import MEMORY_LIMIT
 
-from asm_dask.cluster import LOOPBACK_DASHBOARD, describe, open_client, plan_cluster
+from asm_dask.deploy import open_client, plan_cluster
+from asm_dask.deploy.tls import LOOPBACK_DASHBOARD
+from asm_dask.records.manifest import describe_cluster as describe
 from asm_dask.errors import InputError
 from builders import asm_dask, write_job
 
@@ -142,7 +144,7 @@ def test_a_scheduler_address_that_cannot_be_one_is_named(address, message):
 def test_a_cluster_whose_workers_all_pause_stops_the_wait_instead_of_hanging(monkeypatch):
     """Workers pause when their memory is over 80% of their limit, and a paused worker
     takes no task: a wait on such a cluster would last forever."""
-    from asm_dask import progress
+    from asm_dask.runtime import progress
 
     monkeypatch.setattr(progress, "STALL_S", 2.0)
     monkeypatch.setattr(progress, "CHECK_EVERY_S", 0.5)

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from asm_dask.config import FeaturesConfig, LabelFilters, check_paths, job_from_dict, load_job, resolve_path
+from asm_dask.config import FeaturesConfig, LabelFilters, job_from_dict, load_job, resolve_path
+from asm_dask.records.outputs import check_run_paths as check_paths
+
 from asm_dask.errors import InputError
 
 MINIMAL = {"labels": "a.csv", "features": "f.feather", "output": "o"}
@@ -279,7 +281,7 @@ def test_check_paths_tries_to_write_the_output_folder(files, monkeypatch):
     # Root passes os.access everywhere; creating a file is the honest test.
     def refuse(**kwargs):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr("asm_dask.config.tempfile.TemporaryFile", refuse)
+    monkeypatch.setattr("asm_dask.storage.paths.tempfile.TemporaryFile", refuse)
     folder, _ = files
     assert _path_problem(files) == \
         f"{folder / 'out'}: cannot write the output folder in {folder}: permission denied (output)"

@@ -11,14 +11,14 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
-from asm_dask import ridge as ridge_module
-from asm_dask.calibrate import CalibratedModel, fit_calibrator
-from asm_dask.model_io import load_model, save_model
+from asm_dask.model import ridge as ridge_module
+from asm_dask.model.calibration import CalibratedModel, fit_calibrator
+from asm_dask.model.persistence import load_model, save_model
 from asm_dask.config import SplitConfig
 from asm_dask.errors import InputError
-from asm_dask.penalty_path import penalty_path
-from asm_dask.ridge import AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
-from asm_dask.split import block_groups, cv_folds, split_groups, train_test_split_groups
+from asm_dask.model.penalty_path import penalty_path
+from asm_dask.model.ridge import AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
+from asm_dask.model.split import block_groups, cv_folds, split_groups, train_test_split_groups
 
 ALPHAS = [0.01, 0.1, 1.0, 10.0]
 
@@ -174,7 +174,7 @@ def test_standardized_features_equal_sklearn_on_scaled_features():
 
 
 def test_the_kernel_is_the_same_to_the_last_bit_on_one_thread_or_many(monkeypatch):
-    from asm_dask.ridge import gram
+    from asm_dask.model.ridge import gram
 
     Z = np.random.default_rng(0).normal(size=(1100, 900))
     many = gram(Z)
@@ -203,7 +203,7 @@ def test_penalty_path_is_exact_also_where_lanczos_stops_short():
 def test_folds_stay_exact_when_lanczos_stops_short_of_the_grid(monkeypatch):
     """Every alpha of the grid that a capped Lanczos run leaves unresolved is solved
     directly, not scored from where the run stopped."""
-    from asm_dask import penalty_path as module
+    from asm_dask.model import penalty_path as module
 
     rng = np.random.default_rng(5)
     X = (rng.normal(size=(120, 300)) * np.logspace(0, -4, 300)).astype(np.float64)

@@ -14,8 +14,8 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, GroupShuffleSplit, StratifiedKFold
 
-from asm_dask.model_io import load_model
-from asm_dask.grid import cell_ids
+from asm_dask.model.persistence import load_model
+from asm_dask.read.grid import cell_ids
 from builders import asm_dask
 
 def test_outputs_of_a_run(local_run, country):
@@ -154,9 +154,9 @@ def test_inputs_from_an_fsspec_url(country, tmp_path, store):
     disk: read in place, or through a store that goes with the output."""
     import fsspec
 
-    from asm_dask.cluster import open_client
+    from asm_dask.deploy import open_client
     from asm_dask.config import job_from_dict
-    from asm_dask.job import run_job
+    from asm_dask.pipeline.run import run_job
 
     memory = fsspec.filesystem("memory")
     for source in (country.labels, country.features):
@@ -177,9 +177,9 @@ def test_an_output_folder_behind_a_url(country):
     import fsspec
     import geopandas as gpd
 
-    from asm_dask.cluster import open_client
+    from asm_dask.deploy import open_client
     from asm_dask.config import job_from_dict
-    from asm_dask.job import run_job
+    from asm_dask.pipeline.run import run_job
 
     job = job_from_dict({"labels": str(country.labels), "features": str(country.features),
                          "output": "memory://runs/sle"})
@@ -213,7 +213,7 @@ def test_ingest_command_builds_the_store_that_run_reuses(country, tmp_path):
 
 def test_spatially_blocked_split(country, tmp_path, client):
     from asm_dask.config import job_from_dict
-    from asm_dask.job import run_job
+    from asm_dask.pipeline.run import run_job
 
     job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
                          "output": str(tmp_path / "out"), "split": {"group_by": "block", "block_size": 0.05}})
@@ -231,7 +231,7 @@ def test_the_notebooks_alphas_standardized_features_and_sigmoid_calibration(coun
     """Settings other than the defaults reach the fit and are recorded; the notebook's list,
     too narrow for these features, ends at its edge and says so."""
     from asm_dask.config import job_from_dict
-    from asm_dask.job import run_job
+    from asm_dask.pipeline.run import run_job
 
     job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
                          "output": str(tmp_path / "out"),
@@ -249,7 +249,7 @@ def test_the_notebooks_alphas_standardized_features_and_sigmoid_calibration(coun
 
 def test_a_test_set_too_small_to_judge_is_said_so(country, tmp_path, client, capsys):
     from asm_dask.config import job_from_dict
-    from asm_dask.job import run_job
+    from asm_dask.pipeline.run import run_job
 
     job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
                          "output": str(tmp_path / "out"), "split": {"test_size": 0.04}})

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from asm_dask.config import FeaturesConfig, LabelFilters, LabelsConfig
-from asm_dask.grid import cell_squares
-from asm_dask.join import join_labels
-from asm_dask.labels import read_labels
-from asm_dask.table import gather_rows, open_table
+from asm_dask.read.grid import cell_squares
+from asm_dask.spatial.join import join_labels
+from asm_dask.read.labels import read_labels
+from asm_dask.read.table import gather_rows, open_table
 from builders import grid_features, labels_frame, write_feather
 
 LATS = np.array([8.005, 8.015, 8.025])

@@ -3,7 +3,7 @@ import pytest
 
 from asm_dask.config import LabelFilters, LabelsConfig
 from asm_dask.errors import InputError
-from asm_dask.labels import read_labels
+from asm_dask.read.labels import read_labels
 from builders import labels_frame
 
 

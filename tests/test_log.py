@@ -4,7 +4,7 @@ import logging
 import sys
 
 from asm_dask.errors import InputError
-from asm_dask.log import LOG_NAME, RunLog
+from asm_dask.cli.console import LOG_NAME, RunLog
 from builders import OWN_LINE
 
 
@@ -43,7 +43,7 @@ def test_an_unexpected_error_is_one_line_naming_the_log_which_holds_the_tracebac
         "[asm-dask] fit...\nasm-dask: internal error (a bug; please report it): KeyError: 'alpha' "
         f"(details: {path})\n")
     text = path.read_text()
-    assert text.startswith(f"==== asm-dask run job.yaml (in ")
+    assert text.startswith("==== asm-dask run job.yaml (in ")
     assert "[asm-dask] fit...\n" in text and "distributed.worker WARNING: a worker's record\n" in text
     assert "Traceback (most recent call last)" in text and text.endswith("KeyError: 'alpha'\n")
 

@@ -11,16 +11,16 @@ import yaml
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
-from asm_dask.calibrate import CalibratedEstimator, CalibratedModel, fingerprint, fit_calibrator
-from asm_dask.compare import Candidate, calibrated_model, search, select
+from asm_dask.model.calibration import CalibratedEstimator, CalibratedModel, fingerprint, fit_calibrator
+from asm_dask.model.search import Candidate, calibrated_model, search, select
 from asm_dask.config import job_from_dict
 from asm_dask.errors import InputError
-from asm_dask.estimators import ESTIMATOR_NAMES, make_estimator, params_at_grid_edge, search_grid
-from asm_dask.grid import cell_ids
-from asm_dask.model_io import ESTIMATOR_FILE, MODEL_FILE, load_model, save_model
-from asm_dask.bookkeeping import model_hash
-from asm_dask.split import cv_folds
-from asm_dask.validate import roc_auc
+from asm_dask.model.estimators import ESTIMATOR_NAMES, make_estimator, params_at_grid_edge, search_grid
+from asm_dask.read.grid import cell_ids
+from asm_dask.model.persistence import ESTIMATOR_FILE, MODEL_FILE, load_model, save_model
+from asm_dask.model.calibration import model_hash
+from asm_dask.model.split import cv_folds
+from asm_dask.model.evaluation import roc_auc
 from builders import asm_dask, write_job
 
 SEED = 1991
@@ -150,7 +150,7 @@ def test_a_best_value_at_the_end_of_three_or_more_is_at_the_grid_edge():
 
 
 def test_the_default_keeps_the_run_key_of_ridge_alone(country, tmp_path):
-    from asm_dask.bookkeeping import run_key
+    from asm_dask.records.fingerprint import run_key
 
     base = {"labels": str(country.labels), "features": str(country.features), "output": str(tmp_path)}
     default = run_key(job_from_dict(base), "table")

@@ -180,7 +180,7 @@ def test_an_s3_output_that_cannot_be_written_is_one_line_before_anything_runs(s3
 
 def test_the_lock_on_s3_lets_one_run_in(s3):
     from asm_dask import storage
-    from asm_dask.bookkeeping import OutputLock
+    from asm_dask.records.lock import OutputLock
     from asm_dask.errors import InputError
 
     fs = s3.filesystem()

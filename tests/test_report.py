@@ -49,7 +49,7 @@ def districts_file(country, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report_run(country, districts_file, tmp_path_factory, client):
     from asm_dask.config import job_from_dict
-    from asm_dask.job import run_job
+    from asm_dask.pipeline.run import run_job
 
     out = tmp_path_factory.mktemp("report-run") / "out"
     job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},

@@ -8,9 +8,9 @@ import pytest
 
 from asm_dask.config import FeaturesConfig
 from asm_dask.errors import InputError
-from asm_dask.features import detect_layout
-from asm_dask.grid import cell_ids
-from asm_dask.store import load_store, open_store, read_cells, read_features
+from asm_dask.read.features import detect_layout
+from asm_dask.read.grid import cell_ids
+from asm_dask.read.store import load_store, open_store, read_cells, read_features
 from builders import grid_features, image_id, write_feather
 
 LATS = np.round(np.arange(8.005, 8.1, 0.01), 3)
@@ -70,14 +70,14 @@ def test_mosaiks_api_layouts(tmp_path, client, fmt, lat, lon, prefix):
 def test_chunks_larger_than_a_partition_are_unpacked_in_column_groups(tmp_path, client, monkeypatch):
     # One Parquet row group of 100 rows, 12 features: with 7-row partitions and the
     # byte budget shrunk, the chunk is unpacked a few columns at a time.
-    import asm_dask.store
+    import asm_dask.read.store
 
     frame = grid_features(LATS, LONS, n_features=12)
     frame.loc[[20, 21], "feature_4"] = np.nan
     table = _api_table(frame, prefix="feature_")
     path = tmp_path / "f.parquet"
     table.to_parquet(path, row_group_size=1000)
-    monkeypatch.setattr(asm_dask.store, "PARTITION_BYTES", 4 * 100 * 5)  # 5 columns of 100 rows
+    monkeypatch.setattr(asm_dask.read.store, "PARTITION_BYTES", 4 * 100 * 5)  # 5 columns of 100 rows
     store = open_store(FeaturesConfig(path=str(path), rows_per_partition=7), str(tmp_path / "st"), client)
     assert [p.n_rows for p in store.partitions[:3]] == [7, 7, 6]  # rows 21 and 22 dropped
     assert store.n_dropped_nonfinite == 2 and not os.path.exists(os.path.join(store.path, ".unpacked"))

@@ -5,13 +5,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-import asm_dask.features
+import asm_dask.read.features
 from asm_dask.config import FeaturesConfig, LabelsConfig, job_from_dict
 from asm_dask.errors import InputError
-from asm_dask.grid import parse_image_ids
-from asm_dask.job import run_job
-from asm_dask.labels import read_labels
-from asm_dask.table import gather_rows, open_table
+from asm_dask.read.grid import parse_image_ids
+from asm_dask.pipeline.run import run_job
+from asm_dask.read.labels import read_labels
+from asm_dask.read.table import gather_rows, open_table
 
 
 def _predictions(out) -> pd.DataFrame:
@@ -27,7 +27,7 @@ def _config(country, tmp_path, store, **settings):
 def narrow_column_groups(monkeypatch):
     """Column groups of three features: a partition is read in many pieces whose sums
     are added as a tree (more than ``SUM_FAN_IN`` of them)."""
-    monkeypatch.setattr(asm_dask.features, "COLUMN_GROUP_BYTES", 4 * 600 * 3)
+    monkeypatch.setattr(asm_dask.read.features, "COLUMN_GROUP_BYTES", 4 * 600 * 3)
 
 
 def test_in_place_and_store_tables_hold_the_same_cells_and_rows(country, tmp_path, client,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from asm_dask.validate import (auc_by_subset, auc_interval, bootstrap_auc, brier_score,
+from asm_dask.model.evaluation import (auc_by_subset, auc_interval, bootstrap_auc, brier_score,
                                reliability_table, roc_auc)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import storage
-from ..progress import timed
+from ..runtime.progress import timed
 from .districts import district_totals
 from .figures import (plot_cv_curve, plot_feature_maps, plot_label_counts, plot_probability_map,
                       plot_reliability, plot_roc, write_metrics)

@@ -1,0 +1,305 @@
+"""``asm-dask``: run a job file, ingest its features ahead of time, or run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import yaml
+
+from ..errors import InputError
+from .console import RunLog
+from ..runtime.signals import Interrupted, stop_on_signals
+
+#: what the demo writes in its folder (``--out``); a folder holding anything else is refused
+DEMO_NAMES = frozenset({"data", "results", "demo_job.yaml"})
+#: the smallest synthetic country the demo makes (a few labels of each class per fold)
+MIN_DEMO_CELLS = 100
+DEMO_JOB = {"labels": {"path": "data/SLE_mines.csv"},
+            "features": {"path": "data/SLE_features.feather"},
+            "output": "results",
+            "report": {"boundaries": {"path": "data/districts.gpkg", "name_column": "name"}}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cluster and args.scheduler:
+        parser.error("give --cluster or --scheduler, not both")
+    # Bad input exits 2, anything else (a bug) 1; either way one line on the console,
+    # the traceback in the log. A signal that stops the command (Ctrl-C, kill, a closed
+    # terminal) unwinds it as Ctrl-C does, releasing the output folder's lock.
+    with RunLog(verbose=args.verbose, command=" ".join(argv or sys.argv[1:])) as log, \
+            stop_on_signals(STOPPING_SIGNALS):
+        try:
+            return args.command(args, log)
+        except InputError as exc:
+            return log.failed(exc, 2)
+        except BrokenPipeError as exc:
+            if not _stdout_closed():
+                return log.failed(exc, 1)
+            # Whoever read the output (`asm-dask demo | head`) stopped reading: as a shell
+            # tool does, stop quietly with the status of SIGPIPE.
+            return 128 + signal.SIGPIPE
+        except Exception as exc:
+            return log.failed(exc, 1)
+        except Interrupted as exc:
+            return log.interrupted(exc.signal)
+        except KeyboardInterrupt:
+            return log.interrupted(signal.SIGINT)
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of standard output went away; if so, output goes nowhere from now on."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        closed = any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # not a file (a test's capture), or no poll
+        return False
+    if closed:
+        sys.stdout = open(os.devnull, "w")
+    return closed
+
+
+#: signals that stop a command as Ctrl-C does, releasing its output folder's lock
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _run(args: argparse.Namespace, log: RunLog) -> int:
+    from ..config import load_job
+    from ..records.outputs import check_run_paths
+    from ..config import resolve_path
+    from ..storage import configure
+
+    job = load_job(args.job)
+    if args.out:
+        job = job.replace(output=resolve_path(args.out, Path.cwd()))
+    configure(job.storage_options)
+    check_run_paths(job)  # before a cluster starts, not minutes into the run
+    log.open(job.output)
+    return _run_loaded(job, args)
+
+
+def _run_loaded(job, args: argparse.Namespace) -> int:
+    from ..deploy import import_on_workers, open_client, share_storage_options
+    from ..storage import join
+
+    with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
+        # Workers import the stages (geopandas, scikit-learn...) while this process
+        # does the same, instead of when their first task arrives.
+        import_on_workers(client, "asm_dask.pipeline.run")
+        share_storage_options(client, job.storage_options)
+        from ..pipeline.run import run_job
+
+        result = run_job(job, client)
+    print(summary(result.metrics))
+    print(f"outputs in {result.output}:")
+    names = ["report.html", "map.html", "probability.tif", "hotspots.geojson", "hotspots.csv",
+             "feature_importance.csv"]
+    if "n_districts" in result.metrics:
+        names += ["admin_summary.csv", "admin_summary.geojson"]
+    names += ["predictions/", "metrics.json", "model.json"]
+    if not result.metrics["model_comparison"][result.metrics["selected_estimator"]]["linear"]:
+        names += ["model.skops"]
+    names += ["manifest.json", "figures/",
+              "unmatched_labels.csv", "labelled_cells.csv", "asm-dask.log"]
+    for name in names:
+        print(f"  {join(result.output, name)}")
+    return 0
+
+
+def summary(m: dict) -> str:
+    """The run's headline numbers, as a person reads them."""
+    searched = m["alphas_searched"]
+    edge = " (AT THE EDGE of the grid searched)" if m["alpha_at_grid_edge"] else ""
+    lines = [f"best alpha {m['best_alpha']:g} of {len(searched)} searched, "
+             f"{min(searched):g} to {max(searched):g}{edge}"]
+    cv = [f"{name} CV AUC {m[key]:.3f}" for name, key in (("cell", "cell_cv_auc"), ("blocked", "blocked_cv_auc"))
+          if key in m]
+    lines.append(", ".join(cv) + f" (alpha chosen on {m['alpha_selected_by']} folds)")
+    compared = m.get("model_comparison", {})
+    if len(compared) > 1:
+        why = "named by model.select" if m["selected_by"] == "model.select" else "the highest CV AUC"
+        others = ", ".join(f"{name} {entry['cv_auc']:.3f}" for name, entry in compared.items())
+        lines.append(f"selected estimator {m['selected_estimator']} ({why}) of {len(compared)} compared "
+                     f"on the same folds, CV AUC: {others}")
+    low, high = m["test_auc_ci95"]
+    lines.append(f"test ROC AUC {m['test_auc_calibrated']:.3f} calibrated ({m['calibration']}), "
+                 f"95% interval {low:.3f} to {high:.3f}; {m['test_auc_uncalibrated']:.3f} uncalibrated; "
+                 f"Brier {m['brier_test']:.3f}")
+    lines.append(f"{m['n_labels_joined']} labels joined, {m['n_labels_unmatched']} on no cell; "
+                 f"{m['n_cells']:,} cells predicted")
+    if "n_hotspots" in m:
+        lines.append(f"{m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g}, "
+                     f"{m['n_hotspots_without_asm_label']:,} without a known ASM label (field validation candidates)")
+    return "\n".join(lines)
+
+
+def _predict(args: argparse.Namespace, log: RunLog) -> int:
+    from ..pipeline.apply import load_run, plan_prediction
+    from ..records.outputs import check_prediction_paths
+    from ..deploy import import_on_workers, open_client
+    from ..config import resolve_path
+    from ..storage import join
+
+    if args.hotspot_threshold is not None and not 0 < args.hotspot_threshold <= 1:
+        raise InputError(f"--hotspot-threshold: expected a probability in (0, 1], got {args.hotspot_threshold:g}")
+    run_dir, features = (resolve_path(p, Path.cwd()) for p in (args.run_dir, args.features))
+    out = resolve_path(args.out or f"predict_{Path(features.rstrip('/')).stem}", Path.cwd())
+    check_prediction_paths(run_dir, features, out)
+    plan = plan_prediction(load_run(run_dir), features, out)  # before anything is written
+    log.open(out)
+    with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
+        import_on_workers(client, "asm_dask.pipeline.apply")
+        from ..pipeline.apply import predict_with_run
+
+        result = predict_with_run(plan, client, args.hotspot_threshold)
+    m = result.metrics
+    dropped = m["n_cells_dropped_nonfinite"]
+    print(f"{m['n_cells']:,} cells predicted with the model of {run_dir} (mean probability "
+          f"{m['mean_probability']:.3f}; {m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g})"
+          + (f"; {dropped:,} cells left out: a feature is NaN, infinite or missing" if dropped else ""))
+    print(f"outputs in {out}:")
+    for name in ("map.html", "probability.tif", "hotspots.geojson", "hotspots.csv", "predictions/",
+                 "model_card.json", "metrics.json", "manifest.json", "figures/", "asm-dask.log"):
+        print(f"  {join(out, name)}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace, log: RunLog) -> int:
+    from ..deploy import open_client
+    from ..config import load_job
+    from ..records.outputs import check_run_paths
+    from ..storage import configure
+    from ..read.store import open_store, store_root
+
+    job = load_job(args.job)
+    configure(job.storage_options)
+    check_run_paths(job)
+    log.open(job.output)
+    with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
+        store = open_store(job.features, store_root(job.features, job.output), client)
+    print(json.dumps({"store": store.path, "n_cells": store.n_cells, "n_features": store.n_features,
+                      "n_partitions": len(store.partitions),
+                      "n_cells_dropped_nonfinite": store.n_dropped_nonfinite}, indent=1))
+    return 0
+
+
+def _demo(args: argparse.Namespace, log: RunLog) -> int:
+    from ..config import load_job
+    from ..records.outputs import check_apart
+    from ..storage.paths import check_output_folder
+    from ..demo import make_country, score_against_truth
+    from ..report.figures import write_metrics
+
+    out = Path(args.out).resolve()
+    check_output_folder(str(out), "--out")
+    check_apart({}, str(out), "--out", own=DEMO_NAMES)  # before anything is written
+    log.open(str(out / DEMO_JOB["output"]), key="--out")
+    files = make_country(out / "data", n_cells=args.cells, n_features=args.features, seed=args.seed)
+    print(f"demo country: {files.n_cells:,} cells x {args.features} features, {files.n_labels:,} labels "
+          f"in {out / 'data'}")
+    job_file = out / "demo_job.yaml"
+    job_file.write_text(yaml.safe_dump(demo_job(files.n_cells), sort_keys=False))
+    job = load_job(job_file)
+    status = _run_loaded(job, args)
+    truth = score_against_truth(job.output, files)
+    write_metrics(os.path.join(job.output, "truth_comparison.json"), truth)
+    print(f"against the known truth: test ROC AUC {truth['test_auc_calibrated']:.3f}, where the true "
+          f"probability scores {truth['truth_test_auc']:.3f} on the same {truth['n_test_labels']} test "
+          f"labels (gap {truth['auc_gap']:.3f}); predicted vs true probability over all cells: "
+          f"correlation {truth['cell_probability_correlation']:.2f}, mean absolute difference "
+          f"{truth['cell_probability_mean_abs_error']:.3f} "
+          f"({os.path.join(job.output, 'truth_comparison.json')})")
+    return status
+
+
+def demo_job(n_cells: int) -> dict:
+    """The demo's job file: the defaults, with blocks sized to the synthetic country.
+
+    Its mining clusters scale with the country, and blocks must be larger than a cluster
+    yet many enough to make five folds: half a degree at Sierra Leone's 59,000 cells.
+    """
+    block_size = max(0.05, round(0.5 * (n_cells / 59_000) ** 0.5, 2))
+    return {**DEMO_JOB, "split": {"block_size": block_size}}
+
+
+def _whole(low: int, high: int | None = None):
+    """An argparse type: a whole number from ``low`` (to ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {f'from {low} to {high}' if high else f'>= {low}'}"
+                                             f", got {text!r}")
+        return value
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """A command line that is wrong is one line too, as every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"asm-dask: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="asm-dask", description="Map artisanal and small-scale mining from MOSAIKS features on Dask.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def with_cluster(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--scheduler", metavar="ADDRESS",
+                             help="address of a running Dask scheduler, e.g. tcp://127.0.0.1:8786; "
+                                  "for a tls:// one, name its certificates in a cluster file of kind "
+                                  "'scheduler' (see cluster/scheduler.yaml)")
+        command.add_argument("--cluster", metavar="FILE",
+                             help="cluster file (see cluster/*.yaml); default: a local cluster")
+        command.add_argument("--verbose", action="store_true",
+                             help="print Dask's log and the traceback of a failure here too, not only "
+                                  "in the output folder's asm-dask.log")
+
+    run = commands.add_parser("run", help="run a job file")
+    run.add_argument("job", help="job file (YAML)")
+    run.add_argument("--out", help="output folder (overrides the job file's 'output')")
+    with_cluster(run)
+    run.set_defaults(command=_run)
+
+    predict = commands.add_parser("predict", help="apply a finished run's model to other features")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a finished run")
+    predict.add_argument("features", metavar="FEATURES", help="features file (Feather, Parquet or CSV), path or URL")
+    predict.add_argument("--out", help="output folder (default: predict_<FEATURES' name>)")
+    predict.add_argument("--hotspot-threshold", type=float, metavar="P",
+                         help="probability at which cells form hotspots (default: the run's)")
+    with_cluster(predict)
+    predict.set_defaults(command=_predict)
+
+    ingest = commands.add_parser("ingest", help="convert a job's features into the feature store now")
+    ingest.add_argument("job", help="job file (YAML)")
+    with_cluster(ingest)
+    ingest.set_defaults(command=_ingest)
+
+    demo = commands.add_parser("demo", help="make a synthetic country and run the job on it")
+    demo.add_argument("--out", default="demo_out", help="folder for the data and results (default: demo_out)")
+    demo.add_argument("--cells", type=_whole(MIN_DEMO_CELLS), default=5000,
+                      help=f"number of grid cells, at least {MIN_DEMO_CELLS} (default: 5000)")
+    demo.add_argument("--features", type=_whole(1), default=4000, help="features per cell (default: 4000)")
+    demo.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0,
+                      help="random seed of the synthetic country, 0 to 4294967295 (default: 0)")
+    with_cluster(demo)
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Apply a finished run's model to other features: a neighbouring country, another year.
+
+The same streamed predictions as a run (partitioned GeoParquet, resumable, out of core),
+its maps (COG, hotspots, ``map.html``), and a ``model_card.json`` that says where the
+model came from and what it scored where it was trained. There are no labels here, so
+no metrics beyond counts: the training metrics are the model's, measured where its
+labels were, and a new place can differ.
+
+Before any feature is read the file's schema must match the model's: the same feature
+names after ordering (so the same number), and cells on the model's grid.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from distributed import Client
+
+from .. import storage
+from ..model.calibration import model_hash
+from ..records.fingerprint import fingerprint, versions
+from ..records.lock import OutputLock
+from ..records.manifest import RunManifest, describe_cluster
+from ..records.outputs import check_apart, check_output_kind
+from ..config import FeaturesConfig
+from ..errors import InputError
+from ..read.features import FeatureLayout, chunk_sizes, detect_layout, iter_csv_chunks, read_chunk
+from ..read.grid import grid_spacing
+from .run import predict_and_record
+from ..model.persistence import Model, load_model
+from ..report.build import write_maps
+from ..report.figures import write_metrics
+from ..read.table import FeatureTable, open_table
+
+#: what the model card repeats of the training run's metrics
+TRAINING_METRICS = ("test_auc_calibrated", "test_auc_ci95", "test_auc_uncalibrated", "brier_test",
+                    "cell_cv_auc", "blocked_cv_auc", "best_alpha", "calibration", "n_train", "n_test",
+                    "n_labels_joined", "n_cells", "mean_probability", "selected_estimator", "model_comparison",
+                    "warnings")
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished run's model and what it recorded about itself."""
+
+    folder: str
+    model: Model
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def cell_size(self) -> float:
+        return float(self.manifest["settings"]["features"]["cell_size"])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``run``'s model to apply to ``features`` into ``output``, checked by :func:`plan_prediction`."""
+
+    run: TrainedRun
+    features: str
+    output: str
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    output: str
+    metrics: dict[str, Any]
+    model_card: dict[str, Any]
+
+
+def load_run(folder: str) -> TrainedRun:
+    """The model of the finished run in ``folder``; :class:`InputError` if there is none."""
+    manifest = storage.read_json(storage.join(folder, "manifest.json"))
+    if manifest is None:
+        raise InputError(f"{folder}: no asm-dask run here (no readable manifest.json)")
+    if manifest.get("command", "run") != "run":
+        raise InputError(f"{folder}: holds the output of asm-dask {manifest.get('command')}, not of a run")
+    if manifest.get("status") != "complete":
+        raise InputError(f"{folder}: the run is not finished (status {manifest.get('status')!r}); "
+                         "run it again to complete it")
+    metrics = storage.read_json(storage.join(folder, "metrics.json"))
+    model = load_model(folder)
+    model_file = storage.join(folder, "model.json")
+    if metrics is None:
+        raise InputError(f"{storage.join(folder, 'metrics.json')}: missing or not JSON")
+    selected = metrics.get("selected_estimator", "ridge")
+    if model.estimator != selected:
+        raise InputError(f"{model_file}: holds a {model.estimator} model; the run selected {selected} (metrics.json)")
+    trained_on = manifest["settings"]["features"]["cell_size"]
+    if model.cell_size is not None and model.cell_size != trained_on:
+        raise InputError(f"{model_file}: says cells of {model.cell_size:g} degrees; the run read cells of "
+                         f"{trained_on:g} (manifest.json)")
+    if model_hash(model) != manifest.get("model_hash"):
+        raise InputError(f"{model_file}: not the model this run predicted with "
+                         "(its hash differs from manifest.json's)")
+    return TrainedRun(folder, model, manifest, metrics)
+
+
+def plan_prediction(run: TrainedRun, features: str, output: str) -> Prediction:
+    """A prediction whose output folder and features are checked, before any work: the
+    output is not the run's folder or inside it, and ``features`` hold the model's
+    features on the model's grid; a one-line :class:`InputError` if not."""
+    _check_output(run.folder, output)
+    check_apart({"RUN_DIR": run.folder, "FEATURES": features}, output, "--out")
+    _check_features(run, features)
+    return Prediction(run, features, output)
+
+
+def _check_output(run_folder: str, output: str) -> None:
+    """The output of a prediction with the run in ``run_folder`` is neither that folder
+    nor inside it, and holds no run."""
+    run, out = (storage.normalized(path) for path in (run_folder, output))
+    if out == run or out.startswith(run.rstrip("/") + "/"):
+        raise InputError(f"{output}: is {'the run folder' if out == run else 'inside the run folder'} "
+                         f"{run_folder}; predictions of other features go to a folder of their own (--out)")
+    check_output_kind(output, "predict")
+
+
+def _check_features(run: TrainedRun, features: str) -> None:
+    """Reads the file's schema and its first chunk's coordinates only."""
+    layout = detect_layout(features)
+    check_feature_names(run.model.feature_names, layout)
+    check_grid(layout, run.cell_size)
+
+
+def predict_with_run(plan: Prediction, client: Client, hotspot_threshold: float | None = None) -> PredictResult:
+    """Predict every cell of ``plan.features`` with its run's model into ``plan.output``."""
+    run, features, output = plan.run, plan.features, plan.output
+    with OutputLock(output, "predict"):
+        timings: dict[str, float] = {}
+        table = open_table(FeaturesConfig(path=features, cell_size=run.cell_size), output, client)
+        manifest = RunManifest(output, _predict_key(run, table), _describe(run, table, client))
+        grid, counts = predict_and_record(table, run.model, manifest, client, timings)
+        threshold = hotspot_threshold if hotspot_threshold is not None else \
+            run.manifest["settings"]["report"]["hotspot_threshold"]
+        no_labels = pd.DataFrame({"lat": [], "lon": [], "label": []})
+        maps = write_maps(output, grid, table.cell_size, no_labels, threshold, None, timings)
+        metrics = {**counts, **maps.counts, "n_features": table.n_features, "cell_size": table.cell_size,
+                   "features_read": "in place" if table.kind == "file" else "feature store",
+                   "warnings": list(table.notes)}
+        write_metrics(storage.join(output, "metrics.json"), metrics)
+        card = model_card(run, table, metrics)
+        storage.write_text(storage.join(output, "model_card.json"), json.dumps(card, indent=1, default=str))
+        manifest.finish(timings_s=timings)
+    return PredictResult(output, metrics, card)
+
+
+def check_feature_names(expected: tuple[str, ...], layout: FeatureLayout) -> None:
+    """The file's feature columns, in order, are the model's: one line naming the difference."""
+    found, features = layout.feature_columns, layout.path
+    if found == tuple(expected):
+        return
+    if len(found) != len(expected):
+        raise InputError(f"{features}: the model expects {len(expected)} features {_span(expected)}; "
+                         f"the file has {len(found)} ({_span(found)})")
+    position = next(i for i, (a, b) in enumerate(zip(expected, found)) if a != b)
+    raise InputError(f"{features}: the model expects features {_span(expected)}; the file has "
+                     f"{_span(found)} (feature {position + 1} is {found[position]!r}, expected "
+                     f"{expected[position]!r})")
+
+
+def _span(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}" if names else "none"
+
+
+def check_grid(layout: FeatureLayout, cell_size: float) -> None:
+    """The file's cells are ``cell_size`` apart (or a whole multiple, where cells are
+    missing), as the model's were: features of other squares describe other things.
+    Judged on the file's first chunk, before anything else is read."""
+    if layout.format == "csv":
+        chunk = next(iter_csv_chunks(layout), None)
+    else:
+        chunk = read_chunk(layout, 0, 0, features=()) if chunk_sizes(layout) else None
+    spacing = None if chunk is None else grid_spacing(chunk.lat, chunk.lon)
+    if spacing is None:
+        return
+    steps = spacing / cell_size
+    if steps < 1 - 1e-6 or abs(steps - round(steps)) > 1e-6:
+        raise InputError(f"{layout.path}: cell centroids are {spacing:g} degrees apart; the model "
+                         f"was trained on cells of {cell_size:g} degrees")
+
+
+def model_card(run: TrainedRun, table: FeatureTable, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Where the model came from, what it scored where it was trained, what it was applied to."""
+    inputs = run.manifest["inputs"]
+    return {
+        "model": {"from_run": run.folder, "run_key": run.manifest["run_key"],
+                  "model_hash": run.manifest["model_hash"], "estimator": run.model.estimator,
+                  "params": run.model.params, "calibration": run.model.calibrator.method,
+                  "n_features": len(run.model.feature_names),
+                  "feature_names": f"{_span(run.model.feature_names)}", "cell_size": run.cell_size,
+                  "versions": run.manifest["versions"]},
+        "trained_on": {"labels": inputs["labels"], "features": inputs["features"],
+                       "features_fingerprint": inputs["features_fingerprint"],
+                       "settings": {k: run.manifest["settings"][k] for k in ("labels", "split", "model")}},
+        "training_metrics": {k: run.metrics[k] for k in TRAINING_METRICS if k in run.metrics},
+        "applied_to": {"features": table.source["path"], "features_fingerprint": table.source["ukey"],
+                       "format": table.source["format"], "n_cells": metrics["n_cells"],
+                       "n_cells_dropped_nonfinite": metrics["n_cells_dropped_nonfinite"],
+                       "mean_probability": metrics["mean_probability"],
+                       "mean_probability_where_trained": run.metrics.get("mean_probability")},
+        "caveat": "The training metrics were measured where the training labels are. Here there are no "
+                  "labels: features from another place or year can differ from the training features "
+                  "(other land cover, imagery, season), and nothing here measures how well the model "
+                  "does on them. Check a sample of hotspots in the field before relying on the map.",
+        "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _predict_key(run: TrainedRun, table: FeatureTable) -> str:
+    return fingerprint({"model": run.manifest["model_hash"], "features": table.key, "versions": versions()})
+
+
+def _describe(run: TrainedRun, table: FeatureTable, client: Client) -> dict[str, Any]:
+    return {"command": "predict", "model_from": run.folder,
+            "inputs": {"features": table.source["path"], "features_fingerprint": table.source["ukey"],
+                       "features_read_from": table.location},
+            "versions": versions(), "cluster": describe_cluster(client), "n_partitions": len(table.partitions)}

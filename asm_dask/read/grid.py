@@ -1,0 +1,95 @@
+"""The 0.01 degree grid: cell centroids, cell ids and cell squares (EPSG:4326)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+
+from ..errors import InputError
+
+CRS = "EPSG:4326"
+
+# Edges are rounded to this many decimals so that two neighbouring cells share exactly
+# the same float edge (8.405 + 0.005 and 8.415 - 0.005 differ in the last bit otherwise,
+# which would leave a label on that edge in a sliver between the cells, or in neither).
+EDGE_DECIMALS = 9
+
+_IMAGE_ID = r"^lat_(?P<lat>-?\d+(?:--\d+)?)__lon_(?P<lon>-?\d+(?:--\d+)?)$"
+
+
+def parse_image_ids(image_ids: pa.Array | pa.ChunkedArray, source: str,
+                    first_row: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid latitude and longitude from ids like ``lat_8--405__lon_-11--235``.
+
+    ``--`` stands for the decimal point. Raises :class:`InputError` naming the first row
+    (counted from 1 after the header, offset by ``first_row``) whose id does not parse.
+    """
+    if pa.types.is_dictionary(image_ids.type):  # a pandas categorical column
+        image_ids = image_ids.cast(pa.string())
+    parts = pc.extract_regex(image_ids, _IMAGE_ID)
+    bad = pc.is_null(parts, nan_is_null=True)
+    if pc.any(bad).as_py():
+        row = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+        value = image_ids[row].as_py()
+        raise InputError(f"{source}: row {first_row + row + 1}: cannot parse image_id "
+                         f"{value!r} (expected like 'lat_8--405__lon_-11--235')")
+    coords = []
+    for name in ("lat", "lon"):
+        text = pc.replace_substring(pc.struct_field(parts, name), "--", ".")
+        coords.append(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False))
+    return coords[0], coords[1]
+
+
+def check_coordinates(lat: np.ndarray, lon: np.ndarray, source: str, first_row: int = 0,
+                      what: str = "row") -> None:
+    """Raise :class:`InputError` for the first missing or out-of-range coordinate."""
+    bad = ~((np.abs(lat) <= 90) & (np.abs(lon) <= 180))  # also catches NaN
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{source}: {what} {first_row + row + 1}: coordinates out of range "
+                         f"or missing (lat={lat[row]}, lon={lon[row]}); "
+                         "expected -90..90 and -180..180 degrees")
+
+
+def cell_ids(lat: np.ndarray, lon: np.ndarray, cell_size: float) -> np.ndarray:
+    """A stable int64 id per cell, from its centroid.
+
+    Centroids are quantised to half a cell, so the id works whatever the grid's offset
+    (MOSAIKS centroids sit at x.xx5) and two centroids get the same id only if they are
+    less than half a cell apart, i.e. if they describe the same cell.
+    """
+    step = cell_size / 2
+    n_cols = int(round(360 / step)) + 1
+    row = np.rint((np.asarray(lat, dtype=np.float64) + 90) / step).astype(np.int64)
+    col = np.rint((np.asarray(lon, dtype=np.float64) + 180) / step).astype(np.int64)
+    return row * n_cols + col
+
+
+def cell_squares(lat: np.ndarray, lon: np.ndarray, cell_size: float) -> np.ndarray:
+    """Each cell's square: its centroid buffered by half a cell with square caps."""
+    half = cell_size / 2
+    return shapely.box(np.round(lon - half, EDGE_DECIMALS), np.round(lat - half, EDGE_DECIMALS),
+                       np.round(lon + half, EDGE_DECIMALS), np.round(lat + half, EDGE_DECIMALS))
+
+
+def check_unique_cells(source: str, ids: np.ndarray, input_rows: np.ndarray) -> None:
+    """Raise :class:`InputError` naming two input rows (0-based ``input_rows``) that
+    describe the same cell, if any do."""
+    order = np.argsort(ids, kind="stable")
+    repeated = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if len(repeated):
+        first, second = sorted((int(input_rows[order[repeated[0]]]), int(input_rows[order[repeated[0] + 1]])))
+        raise InputError(f"{source}: rows {first + 1} and {second + 1} describe the same cell "
+                         f"(duplicate cell id; {len(repeated)} duplicate(s) in all)")
+
+
+def grid_spacing(lat: np.ndarray, lon: np.ndarray) -> float | None:
+    """The smallest distance, in degrees, between two distinct centroid latitudes or
+    longitudes: the grid's cell size, or a multiple of it where cells are missing;
+    ``None`` for a single cell."""
+    gaps = [np.diff(np.unique(np.round(np.asarray(values, dtype=np.float64), EDGE_DECIMALS)))
+            for values in (lat, lon)]
+    gaps = np.concatenate(gaps)
+    return float(np.round(gaps.min(), EDGE_DECIMALS)) if gaps.size else None

@@ -1,0 +1,134 @@
+"""Read stage, labels: the labelled points, validated and filtered as the notebook does."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ..config import LabelsConfig
+from ..errors import InputError
+from .grid import CRS, check_coordinates
+
+
+#: columns asm-dask adds to the labels as it joins them to cells (and writes to
+#: ``labelled_cells.csv``): a labels file may not hold columns of these names
+RESERVED_COLUMNS = ("label_row", "geometry", "cell_id", "cell_lat", "cell_lon", "partition", "row", "split",
+                    "index_left", "index_right")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Labelled points that passed the filters, and how many each filter removed."""
+
+    points: gpd.GeoDataFrame  #: one row per kept label, with ``label_row`` (1-based CSV row)
+    n_read: int
+    removed: dict[str, int]  #: filter name -> rows it removed, in the order applied
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.points)
+
+
+def read_labels(config: LabelsConfig) -> Labels:
+    """Read the labels CSV, check it and apply the filters of ``config``.
+
+    Raises
+    ------
+    InputError
+        The file is missing or unreadable; a required column is missing; a coordinate is
+        missing or out of range; a label is not 0 or 1; a filter column is not numeric;
+        fewer than two classes remain after filtering.
+    """
+    path, filters = config.path, config.filters
+    required = ["lon", "lat", "label"]
+    if filters.min_proportion_inspected is not None:
+        required.append("proportion_inspected")
+    if filters.exclude_mine_types:
+        required.append("mine_type")
+    if filters.min_confidence is not None:
+        required.append("confidence")
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: labels file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as CSV ({str(exc).strip().splitlines()[0]})") from None
+    _check_header(path)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing required column(s) {missing}; found {list(frame.columns)}")
+    reserved = [c for c in frame.columns if c in RESERVED_COLUMNS]
+    if reserved:
+        raise InputError(f"{path}: column {reserved[0]!r} has a name asm-dask gives a column of its own "
+                         f"(reserved: {', '.join(RESERVED_COLUMNS)}); rename or drop it")
+    frame["label_row"] = np.arange(1, len(frame) + 1)
+    for column in ["lon", "lat", "label", "proportion_inspected", "confidence"]:
+        if column in required:
+            _require_numeric(frame, column, path)
+    check_coordinates(frame["lat"].to_numpy(float), frame["lon"].to_numpy(float), path)
+    if "proportion_inspected" in required:
+        outside = ~frame["proportion_inspected"].between(0, 1) & frame["proportion_inspected"].notna()
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            raise InputError(f"{path}: row {row + 1}: proportion_inspected must be a proportion from 0 to 1, "
+                             f"got {_as_python(frame['proportion_inspected'].iloc[row])!r}")
+    bad_label = ~frame["label"].isin([0, 1])
+    if bad_label.any():
+        row = int(np.flatnonzero(bad_label)[0])
+        raise InputError(f"{path}: row {row + 1}: label must be 0 or 1, got {_as_python(frame['label'].iloc[row])!r}")
+    frame["label"] = frame["label"].astype(np.int8)
+
+    n_read, removed = len(frame), {}
+    if filters.min_proportion_inspected is not None:
+        keep = (frame["proportion_inspected"] >= filters.min_proportion_inspected) | (frame["label"] == 1)
+        removed["proportion_inspected"] = int((~keep).sum())
+        frame = frame[keep]
+    if filters.exclude_mine_types:
+        keep = ~frame["mine_type"].isin(filters.exclude_mine_types)
+        removed["mine_type"] = int((~keep).sum())
+        frame = frame[keep]
+    if filters.min_confidence is not None:
+        keep = frame["confidence"] >= filters.min_confidence
+        removed["confidence"] = int((~keep).sum())
+        frame = frame[keep]
+    classes = sorted(frame["label"].unique().tolist())
+    if classes != [0, 1]:
+        raise InputError(f"{path}: after filtering ({len(frame)} of {n_read} rows kept) the labels "
+                         f"hold only class(es) {classes}; a classifier needs both 0 and 1")
+    points = gpd.GeoDataFrame(frame.reset_index(drop=True),
+                              geometry=gpd.points_from_xy(frame["lon"], frame["lat"]), crs=CRS)
+    return Labels(points=points, n_read=n_read, removed=removed)
+
+
+def _check_header(path: str) -> None:
+    """A column named twice is refused: pandas would read the first and rename the other
+    (``label.1``), so which one the file meant would be a guess."""
+    import fsspec
+
+    with fsspec.open(path, "rt", newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    repeated = [name for name, count in Counter(header).items() if count > 1]
+    if repeated:
+        positions = [i + 1 for i, name in enumerate(header) if name == repeated[0]]
+        raise InputError(f"{path}: column {repeated[0]!r} appears {len(positions)} times in the header "
+                         f"(columns {', '.join(map(str, positions))}); keep one")
+
+
+def _require_numeric(frame: pd.DataFrame, column: str, path: str) -> None:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: row {row + 1}: column '{column}' must be numeric, "
+                         f"got {_as_python(frame[column].iloc[row])!r}")
+    frame[column] = values
+
+
+def _as_python(value):
+    """A NumPy scalar as the Python value it holds, for messages (``nan``, not ``np.float64(nan)``)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,103 @@
+"""What a run writes in its output folder, and that it never writes where an input lies."""
+
+from __future__ import annotations
+
+import os
+
+from .. import storage
+from ..config import Job
+from ..errors import InputError
+from ..storage.paths import check_input, check_output_folder, check_remote_folder
+
+LOCK_FILE = ".asm-dask.lock"
+MANIFEST_FILE = "manifest.json"
+
+
+#: every name a run, a prediction or the demo writes directly in its output folder (and
+#: the feature store's folder there, for features on object storage); an output folder
+#: holding anything else is not asm-dask's, and is refused
+OUTPUT_NAMES = frozenset({
+    LOCK_FILE, MANIFEST_FILE, "asm-dask.log", "metrics.json", "model.json", "model.skops", "model_card.json",
+    "predictions", "figures", "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv",
+    "admin_summary.geojson", "feature_importance.csv", "map.html", "report.html", "labelled_cells.csv",
+    "unmatched_labels.csv", "truth_comparison.json", ".asm_dask_store"})
+
+
+def check_apart(inputs: dict[str, str], output: str, output_key: str, own: frozenset[str] = OUTPUT_NAMES) -> None:
+    """Refuse, before anything runs, an output folder that would touch an input.
+
+    ``inputs`` maps each input's setting (``labels.path``) to its path or URL. No input may
+    be the output folder or lie inside it (a run writes files of its own names there, and
+    clears ``predictions/``), nor may the output folder lie inside an input folder. The
+    output folder must be new, empty, or hold an earlier asm-dask output (entries named in
+    ``own``): one that holds anything else is a user's folder, and a run never writes among
+    a user's files.
+    """
+    out = storage.normalized(output)
+    for key, path in inputs.items():
+        where = storage.normalized(path)
+        if where == out or _inside(where, out):
+            raise InputError(f"{path}: lies in the output folder {output} ({key}, {output_key}), where asm-dask "
+                             "writes its own files; choose an output folder apart from the inputs")
+        if _inside(out, where):
+            raise InputError(f"{output}: the output folder lies inside {path} ({output_key}, {key}); choose "
+                             "an output folder apart from the inputs")
+    # Hidden entries are left alone: a run's temporary files, a file manager's (.DS_Store).
+    foreign = [name for name in storage.list_names(output) if name not in own and not name.startswith(".")]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise InputError(f"{output}: holds files that are not asm-dask's ({shown}); the output folder "
+                         f"({output_key}) must be new, empty, or an earlier asm-dask output")
+    log = storage.local_path(storage.join(output, "asm-dask.log"))
+    for key, path in inputs.items():
+        local = storage.local_path(path)
+        if log and local and os.path.exists(log) and os.path.exists(local) and os.path.samefile(log, local):
+            raise InputError(f"{log}: is the {key} input {path} (a link to it); the run appends its log there")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip("/") + "/")
+
+
+def check_output_kind(output: str, command: str) -> None:
+    """Refuse to write ``command``'s output over another command's: a prediction over the
+    run whose model it applies would replace that run's predictions and metrics."""
+    previous = storage.read_json(storage.join(output, MANIFEST_FILE))
+    if previous is not None and previous.get("command", "run") != command:
+        raise InputError(f"{output}: holds the output of asm-dask {previous.get('command', 'run')}; "
+                         f"choose another folder for asm-dask {command}")
+
+
+
+
+def check_run_paths(job: Job) -> None:
+    """Check, before a cluster starts, that the inputs are files that can be read, that
+    the output folder (and a feature store's) can be written, locally or at a URL, and
+    that no output touches an input (:func:`check_apart`).
+
+    Call :func:`asm_dask.storage.configure` with the job's ``storage_options`` first, so
+    that URLs are reached as the run will reach them.
+    """
+    check_input(job.labels.path, "labels.path", "labels file", "a CSV file")
+    check_input(job.features.path, "features.path", "features file", "a Feather, Parquet or CSV file")
+    inputs = {"labels.path": job.labels.path, "features.path": job.features.path}
+    if job.report.boundaries is not None:
+        # A folder can hold polygons (a File Geodatabase is one): only its presence is checked.
+        check_input(job.report.boundaries.path, "report.boundaries.path", "boundaries file", None)
+        inputs["report.boundaries.path"] = job.report.boundaries.path
+    if job.features.store_path and "://" in job.features.store_path:
+        check_remote_folder(job.features.store_path, "features.store_path")
+    elif job.features.store_path and os.path.isfile(job.features.store_path):
+        raise InputError(f"{job.features.store_path}: is a file, expected a folder (features.store_path)")
+    check_output_folder(job.output, "output")
+    if job.features.store_path:  # a store the run writes beside its outputs would mix with them
+        inputs["features.store_path"] = job.features.store_path
+    check_apart(inputs, job.output, "output")
+
+
+def check_prediction_paths(run_folder: str, features: str, output: str) -> None:
+    """The run folder, the features file and the output folder of a prediction, before a
+    cluster starts."""
+    check_input(run_folder, "RUN_DIR", "run folder", None)
+    check_input(features, "FEATURES", "features file", "a Feather, Parquet or CSV file")
+    check_output_folder(output, "--out")
