@@ -4,27 +4,45 @@ Every setting has the notebook's value as its default, so a job file needs only 
 labels, the features and the output folder. Relative paths resolve against the job
 file's folder, so a job file can travel with its data.
 
-The schema is a set of frozen pydantic dataclasses: pydantic walks the whole file,
-rejects unknown and missing keys and collects every problem with its key path, and each
-setting's own validator says what it expects, strictly (``five`` is not a number, nor is
-``true``). Dataclasses rather than ``BaseModel``, because the stages and their tests
-build sections positionally and use :func:`dataclasses.asdict` and ``replace``.
+The schema is a set of frozen pydantic dataclasses, checked by pydantic's own types and
+constraints (strict: ``five`` is not a number, nor is ``true``); pydantic walks the whole
+file, rejects unknown and missing keys and collects every problem with its key path.
+Each setting says once, in an :class:`Expect`, what it takes, and :func:`_one_line`
+words every problem from it: ``job.yaml: model.cv_folds: expected an integer >= 2, got
+'five'``. Dataclasses rather than ``BaseModel``, because the stages and their tests build
+sections positionally and use :func:`dataclasses.asdict` and ``replace``.
+
 :func:`asm_dask.records.outputs.check_run_paths` then looks at the files and the output
-folder, before a cluster starts.
+folder, before a cluster starts; :func:`asm_dask.load_job` also checks the values of
+estimator grids against scikit-learn's own constraints.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
+import types
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
-from pydantic import BeforeValidator, ConfigDict, PlainValidator, TypeAdapter, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
@@ -32,6 +50,9 @@ from .errors import InputError
 
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
 STORE_CHOICES = ("auto", "always", "never")
+#: every estimator a job may name, in the order the comparison lists them (see
+#: :mod:`asm_dask.model.estimators`)
+ESTIMATOR_NAMES = ("ridge", "logistic_regression", "linear_svm", "random_forest", "hist_gradient_boosting")
 #: ``model.estimators`` unless a job file names others: the notebook's ridge alone
 DEFAULT_ESTIMATORS = {"ridge": None}
 
@@ -40,113 +61,52 @@ DEFAULT_ESTIMATORS = {"ridge": None}
 EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _expected(what: str) -> PydanticCustomError:
-    """The one error type the validators raise; :func:`_problem` adds the key and value."""
-    return PydanticCustomError("expected", "expected " + what)
+@dataclasses.dataclass(frozen=True)
+class Expect:
+    """What a setting takes, as an error message says it (``an integer >= 2``)."""
+
+    text: str
 
 
-def _as_number(value: Any) -> int | float | None:
-    """``value`` as a finite number, int or float as written; ``None`` if it is none.
-
-    Booleans are not numbers. Exponent text is the number it spells (see :data:`EXPONENT`).
-    """
+def _spelled(value: Any) -> Any:
+    """Exponent text is the number it spells; an integer beyond any float is not finite."""
     if isinstance(value, str) and EXPONENT.fullmatch(value):
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return value if math.isfinite(value) else None
-    except OverflowError:  # an integer beyond any float
-        return None
-
-
-def _number(expected: str, ok: Callable[[float], bool] = lambda x: True, *, integer: bool = False,
-            optional: bool = False) -> PlainValidator:
-    """A number setting that ``ok`` accepts; kept as written, so that the run key of a job
-    file does not change (``1`` stays ``1``, not ``1.0``).
-
-    ``integer`` takes a whole number written as a float (``5.0``) as that integer, and
-    refuses ``5.5``; ``optional`` lets ``null`` switch the setting off.
-    """
-    expected += ", or null" if optional else ""
-
-    def validate(value: Any) -> int | float | None:
-        if value is None and optional:
-            return None
-        number = _as_number(value)
-        if integer and isinstance(number, float):
-            number = int(number) if number.is_integer() else None
-        if number is None or not ok(number):
-            raise _expected(expected)
-        return number
-    return PlainValidator(validate)
-
-
-def _choice(options: tuple[str, ...], hint: str = "") -> PlainValidator:
-    """One of ``options``, as text."""
-    quoted = [repr(option) for option in options]
-    expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}{hint}"
-
-    def validate(value: Any) -> str:
-        if not isinstance(value, str) or value not in options:
-            raise _expected(expected)
-        return value
-    return PlainValidator(validate)
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _expected("true or false")
+        return float(value)
+    if type(value) is int and abs(value) > 2**1023:
+        return float("inf")
     return value
 
 
-def _text(optional: bool = False) -> PlainValidator:
-    """Non-empty text (a column name, a prefix)."""
-    def validate(value: Any) -> str | None:
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or not value:
-            raise _expected("text" + (", or null" if optional else ""))
-        return value
-    return PlainValidator(validate)
+def _whole(value: Any) -> Any:
+    """A whole number written as a float (``5.0``) is that integer."""
+    value = _spelled(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _input_path(value: Any, info: ValidationInfo) -> str:
+#: a number kept as written (``1`` stays ``1``, not ``1.0``), so that the run key of a
+#: job file does not change; booleans are not numbers
+Number = Annotated[StrictInt | StrictFloat, BeforeValidator(_spelled), Field(allow_inf_nan=False)]
+Whole = Annotated[StrictInt, BeforeValidator(_whole)]
+Text = Annotated[StrictStr, Field(min_length=1)]
+
+
+def _input_path(value: str, info: ValidationInfo) -> str:
     """A file to read: a local path, resolved against the job file's folder, or a URL."""
-    if not isinstance(value, str) or not value:
-        raise _expected("a path or URL")
     if "::" in value and "://" not in value:
         # fsspec (which fingerprints and reads inputs) splits 'a::b' into a chain of URLs,
         # as in 'simplecache::s3://...', so such a local file would not be found.
-        raise _expected("a local path without '::' (fsspec reads 'a::b' as a chain of URLs; rename the "
-                        "file or its folder)")
+        raise ValueError("expected a local path without '::' (fsspec reads 'a::b' as a chain of URLs; rename the "
+                         "file or its folder)")
     return _resolved(value, info)
 
 
-def _folder_path(optional: bool = False) -> PlainValidator:
+def _folder_path(value: str | None, info: ValidationInfo) -> str | None:
     """A folder to write: a local path, resolved against the job file's folder, or an
-    fsspec URL (``s3://bucket/run``)."""
-    def validate(value: Any, info: ValidationInfo) -> str | None:
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or (not value and not optional):
-            raise _expected("a path or URL of a folder" + (", or null" if optional else ""))
-        if "::" in value:
-            raise _expected("a folder path or URL without '::' (fsspec reads 'a::b' as a chain of URLs)")
-        # An empty store_path has always meant "beside the features file", like null.
-        return _resolved(value, info) if value else value
-    return PlainValidator(validate)
-
-
-def _storage_options(value: Any) -> dict[str, dict[str, Any]]:
-    """``protocol -> options`` for fsspec, e.g. ``{s3: {endpoint_url: http://...}}``."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-            isinstance(protocol, str) and isinstance(options, dict) and all(isinstance(k, str) for k in options)
-            for protocol, options in value.items()):
-        raise _expected("a mapping of protocol to options, e.g. {s3: {endpoint_url: 'http://host:9000'}}")
-    return {protocol: dict(options) for protocol, options in value.items()}
+    fsspec URL (``s3://bucket/run``). An empty ``store_path`` has always meant "beside the
+    features file", like null."""
+    if value and "::" in value:
+        raise ValueError("expected a folder path or URL without '::' (fsspec reads 'a::b' as a chain of URLs)")
+    return _resolved(value, info) if value else value
 
 
 def _resolved(value: str, info: ValidationInfo) -> str:
@@ -155,40 +115,42 @@ def _resolved(value: str, info: ValidationInfo) -> str:
     return resolve_path(value, info.context["base"]) if info.context else value
 
 
-def _alphas(value: Any) -> str | tuple[float, ...]:
-    """``auto``, or a non-empty list of distinct positive numbers, as floats."""
-    if value == "auto":
-        return "auto"
-    expected = "'auto' or a non-empty list of distinct positive numbers"
-    numbers = [_as_number(item) for item in value] if isinstance(value, (list, tuple)) else []
-    if not numbers or any(number is None or number <= 0 for number in numbers):
-        raise _expected(expected)
-    alphas = tuple(float(number) for number in numbers)
-    if len(set(alphas)) < len(alphas):
-        raise _expected(expected + " (a value is repeated)")
-    return alphas
+InputPath = Annotated[Text, AfterValidator(_input_path), Expect("a path or URL")]
 
 
-def _expected_at(path: tuple[str, ...], value: Any, what: str) -> PydanticCustomError:
-    """An error inside a setting, at ``path`` below its key (``model.estimators.random_forest``)."""
-    return PydanticCustomError("expected_at", "expected " + what, {"path": list(path), "value": value})
+def _distinct(values: tuple[float, ...]) -> tuple[float, ...]:
+    if len(set(values)) < len(values):
+        raise ValueError("a value is repeated")
+    return values
+
+
+def _mine_types(value: Any) -> Any:
+    """One mine type written without brackets is a list of one, not a string of letters;
+    ``null`` is none."""
+    return () if value is None else (value,) if isinstance(value, str) else value
+
+
+def _expected_at(path: tuple[str, ...], value: Any, expected: str) -> PydanticCustomError:
+    """A problem below a setting's key, at ``path`` (``model.estimators.random_forest``),
+    for a setting whose structure is its own; :func:`_one_line` words it as the others."""
+    return PydanticCustomError("expected", "expected {expected}", {"expected": expected, "path": list(path),
+                                                                  "value": value})
 
 
 def _estimators(value: Any) -> dict[str, dict[str, tuple[Any, ...]] | None]:
     """Estimator names (their built-in grids), or a mapping name -> grid (parameter ->
     list of values; null for the built-in grid). Ridge must be among them: it is the
-    baseline, and its penalty curve is drawn; its grid is ``model.alphas``."""
-    from .model.estimators import ESTIMATOR_NAMES, check_grid
-
+    baseline, and its penalty curve is drawn; its grid is ``model.alphas``. What values
+    each estimator accepts is scikit-learn's to say: :func:`asm_dask.load_job` asks it."""
     names = f"names from {', '.join(ESTIMATOR_NAMES)}"
     if isinstance(value, (list, tuple)):
         if not value or not all(isinstance(name, str) for name in value):
-            raise _expected(f"a non-empty list of {names}, or a mapping of them to grids")
+            raise _expected_at((), value, f"a non-empty list of {names}, or a mapping of them to grids")
         if len(set(value)) < len(value):
-            raise _expected(f"a list of {names} (a name is repeated)")
+            raise _expected_at((), value, f"a list of {names} (a name is repeated)")
         value = {name: None for name in value}
     if not isinstance(value, dict) or not value:
-        raise _expected(f"a non-empty list of {names}, or a mapping of them to grids")
+        raise _expected_at((), value, f"a non-empty list of {names}, or a mapping of them to grids")
     estimators: dict[str, dict[str, tuple[Any, ...]] | None] = {}
     for name, grid in value.items():
         if name not in ESTIMATOR_NAMES:
@@ -206,34 +168,10 @@ def _estimators(value: Any) -> dict[str, dict[str, tuple[Any, ...]] | None]:
                     or not all(v is None or isinstance(v, (str, bool, int, float)) for v in values):
                 raise _expected_at((name, str(param)), values, "a non-empty list of distinct numbers, text, "
                                                                 "booleans or nulls")
-        problem = check_grid(name, grid)
-        if problem is not None:
-            raise _expected_at((name, problem[0]), grid[problem[0]], problem[1])
         estimators[name] = {param: tuple(values) for param, values in grid.items()}
     if "ridge" not in estimators:
-        raise _expected("ridge among the estimators (the baseline the others are compared with)")
+        raise _expected_at((), value, "ridge among the estimators (the baseline the others are compared with)")
     return estimators
-
-
-def _select(value: Any, info: ValidationInfo) -> str | None:
-    """``null`` (the highest mean CV AUC wins) or one of ``model.estimators``."""
-    if value is None:
-        return None
-    estimators = info.data.get("estimators")
-    if estimators is None:  # model.estimators is wrong, and said so
-        return value
-    if not isinstance(value, str) or value not in estimators:
-        raise _expected(f"null or one of model.estimators ({', '.join(estimators)})")
-    return value
-
-
-def _mine_types(value: Any) -> tuple[str, ...]:
-    """Mine types as text; one written without brackets is a list of one, not a string of
-    letters; ``null`` is none."""
-    items = () if value is None else (value,) if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
-        raise _expected("a mine type or a list of them, as text, or null")
-    return tuple(items)
 
 
 def _or_defaults(value: Any) -> Any:
@@ -255,65 +193,80 @@ class LabelFilters:
     """The notebook's label filters, applied in this order; ``None`` switches one off."""
 
     #: keep rows with ``proportion_inspected >= this`` or ``label == 1``
-    min_proportion_inspected: Annotated[float | None, _number("a proportion from 0 to 1", lambda x: 0 <= x <= 1,
-                                                              optional=True)] = 0.2
+    min_proportion_inspected: Annotated[Number | None, Field(ge=0, le=1),
+                                        Expect("a proportion from 0 to 1, or null")] = 0.2
     #: drop rows whose ``mine_type`` is one of these
-    exclude_mine_types: Annotated[tuple[str, ...], PlainValidator(_mine_types)] = ("commercial",)
+    exclude_mine_types: Annotated[tuple[StrictStr, ...], BeforeValidator(_mine_types),
+                                  Expect("a mine type or a list of them, as text, or null")] = ("commercial",)
     #: keep rows with ``confidence >= this``
-    min_confidence: Annotated[float | None, _number("a number", optional=True)] = 3
+    min_confidence: Annotated[Number | None, Expect("a number, or null")] = 3
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class LabelsConfig:
-    path: Annotated[str, PlainValidator(_input_path)]
+    path: InputPath
     filters: Annotated[LabelFilters, BeforeValidator(_or_defaults)] = field(default_factory=LabelFilters)
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class FeaturesConfig:
-    path: Annotated[str, PlainValidator(_input_path)]
+    path: InputPath
     #: side of a grid cell in degrees; each cell is the square of this size on its centroid
-    cell_size: Annotated[float, _number("a number > 0", lambda x: x > 0)] = 0.01
+    cell_size: Annotated[Number, Field(gt=0), Expect("a number > 0")] = 0.01
     #: prefix of the feature columns (``feature_``, ``X_``...); ``None`` detects it
-    prefix: Annotated[str | None, _text(optional=True)] = None
+    prefix: Annotated[Text | None, Expect("text, or null")] = None
     #: read the input in place or through the feature store: ``auto`` (in place for
     #: Feather and Parquet, unless a store of them exists; a store for CSV), ``always``, ``never``
-    store: Annotated[str, _choice(STORE_CHOICES, " (the store's folder is features.store_path)")] = "auto"
+    store: Annotated[Literal["auto", "always", "never"],
+                     Expect("'auto', 'always' or 'never' (the store's folder is features.store_path)")] = "auto"
     #: folder of the feature store; ``None`` puts it beside the features file
-    store_path: Annotated[str | None, _folder_path(optional=True)] = None
+    store_path: Annotated[StrictStr | None, AfterValidator(_folder_path),
+                          Expect("a path or URL of a folder, or null")] = None
     #: rows per store partition; ``None`` sizes partitions to about 128 MB
-    rows_per_partition: Annotated[int | None, _number("an integer >= 1", lambda n: n >= 1, integer=True,
-                                                      optional=True)] = None
+    rows_per_partition: Annotated[Whole | None, Field(ge=1), Expect("an integer >= 1, or null")] = None
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class SplitConfig:
-    test_size: Annotated[float, _number("a number between 0 and 1, exclusive", lambda x: 0 < x < 1)] = 0.2
+    test_size: Annotated[Number, Field(gt=0, lt=1), Expect("a number between 0 and 1, exclusive")] = 0.2
     #: numpy's seeds are 32-bit
-    seed: Annotated[int, _number("an integer from 0 to 4294967295", lambda n: 0 <= n < 2**32, integer=True)] = 1991
+    seed: Annotated[Whole, Field(ge=0, lt=2**32), Expect("an integer from 0 to 4294967295")] = 1991
     #: what must not straddle train and test: ``cell`` (rows sharing a cell) or
     #: ``block`` (square blocks of ``block_size`` degrees: spatially blocked validation)
-    group_by: Annotated[str, _choice(("cell", "block"))] = "cell"
-    block_size: Annotated[float, _number("a number > 0", lambda x: x > 0)] = 0.5
+    group_by: Annotated[Literal["cell", "block"], Expect("'cell' or 'block'")] = "cell"
+    block_size: Annotated[Number, Field(gt=0), Expect("a number > 0")] = 0.5
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class ModelConfig:
     #: ``auto`` (a wide logarithmic grid, extended until the best alpha is interior) or a
     #: list of penalties searched exactly as given (the notebook's: [0.01, 0.1, 1, 10])
-    alphas: Annotated[str | tuple[float, ...], PlainValidator(_alphas)] = "auto"
-    cv_folds: Annotated[int, _number("an integer >= 2", lambda n: n >= 2, integer=True)] = 5
+    alphas: Annotated[Literal["auto"] | Annotated[tuple[Annotated[Number, Field(gt=0)], ...], Field(min_length=1),
+                                                  AfterValidator(_distinct)],
+                      AfterValidator(lambda a: a if a == "auto" else tuple(float(x) for x in a)),
+                      Expect("'auto' or a non-empty list of distinct positive numbers")] = "auto"
+    cv_folds: Annotated[Whole, Field(ge=2), Expect("an integer >= 2")] = 5
     #: divide each feature by its standard deviation over the training rows
-    standardize: Annotated[bool, PlainValidator(_flag)] = False
+    standardize: Annotated[StrictBool, Expect("true or false")] = False
     #: ``isotonic`` (the notebook's) or ``sigmoid`` (Platt scaling)
-    calibration: Annotated[str, _choice(CALIBRATION_METHODS)] = "isotonic"
+    calibration: Annotated[Literal["isotonic", "sigmoid"], Expect("'isotonic' or 'sigmoid'")] = "isotonic"
     #: estimators compared on the same folds: names (built-in grids), or a mapping of
     #: name -> grid (parameter -> list of values, null for the built-in grid); ridge
-    #: must be among them (see asm_dask/estimators.py)
-    estimators: Annotated[dict[str, dict[str, tuple[Any, ...]] | None],
-                          PlainValidator(_estimators)] = field(default_factory=lambda: dict(DEFAULT_ESTIMATORS))
+    #: must be among them (see :mod:`asm_dask.model.estimators`)
+    estimators: Annotated[dict[str, dict[str, tuple[Any, ...]] | None], PlainValidator(_estimators)] = \
+        field(default_factory=lambda: dict(DEFAULT_ESTIMATORS))
     #: the estimator that predicts every cell; ``None``: the highest mean CV AUC
-    select: Annotated[str | None, PlainValidator(_select)] = None
+    select: str | None = None
+
+    @field_validator("select", mode="plain")
+    @classmethod
+    def _one_of_the_estimators(cls, value: Any, info: ValidationInfo) -> str | None:
+        estimators = info.data.get("estimators")
+        if value is None or estimators is None:  # none named, or model.estimators is wrong and said so
+            return value
+        if not isinstance(value, str) or value not in estimators:
+            raise _expected_at((), value, f"null or one of model.estimators ({', '.join(estimators)})")
+        return value
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
@@ -321,15 +274,15 @@ class BoundariesConfig:
     """Districts (or chiefdoms, provinces...) to total the map over."""
 
     #: GeoJSON, GeoPackage or Shapefile of polygons, in any CRS
-    path: Annotated[str, PlainValidator(_input_path)]
+    path: InputPath
     #: the column holding each polygon's name
-    name_column: Annotated[str, _text()]
+    name_column: Annotated[Text, Expect("text")]
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class ReportConfig:
     #: cells at or above this calibrated probability form hotspots (see the README)
-    hotspot_threshold: Annotated[float, _number("a probability in (0, 1]", lambda x: 0 < x <= 1)] = 0.5
+    hotspot_threshold: Annotated[Number, Field(gt=0, le=1), Expect("a probability in (0, 1]")] = 0.5
     #: district boundaries for ``admin_summary.csv``; ``None``: no district totals
     boundaries: BoundariesConfig | None = None
 
@@ -338,7 +291,8 @@ class ReportConfig:
 class Job:
     labels: Annotated[LabelsConfig, BeforeValidator(_path_shorthand)]
     features: Annotated[FeaturesConfig, BeforeValidator(_path_shorthand)]
-    output: Annotated[str, _folder_path()]
+    output: Annotated[Text, AfterValidator(_folder_path),
+                      Expect("a path or URL of a folder")]
     split: Annotated[SplitConfig, BeforeValidator(_or_defaults)] = field(default_factory=SplitConfig)
     model: Annotated[ModelConfig, BeforeValidator(_or_defaults)] = field(default_factory=ModelConfig)
     report: Annotated[ReportConfig, BeforeValidator(_or_defaults)] = field(default_factory=ReportConfig)
@@ -346,25 +300,22 @@ class Job:
     #: ``{s3: {endpoint_url: ..., key: ..., secret: ...}}``. Without them each backend
     #: looks where it always does (for S3 the AWS_* environment variables and ~/.aws).
     #: Never part of the run key, and only their names reach the manifest.
-    storage_options: Annotated[dict[str, dict[str, Any]], PlainValidator(_storage_options)] = \
-        field(default_factory=dict)
+    storage_options: Annotated[dict[StrictStr, dict[StrictStr, Any]], BeforeValidator(_or_defaults),
+                               Expect("a mapping of protocol to options, e.g. "
+                                      "{s3: {endpoint_url: 'http://host:9000'}}")] = field(default_factory=dict)
 
-    def replace(self, **changes: Any) -> "Job":
+    def replace(self, **changes: Any) -> Job:
         """A copy with ``changes``, checked as the job file's settings are."""
         try:
             return dataclasses.replace(self, **changes)
         except ValidationError as error:
-            raise InputError(_one_line(error)) from None
+            raise InputError(_one_line(error, changes)) from None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 _JOB = TypeAdapter(Job)
-#: each section of a job file, by key path, for naming its known keys
-_SECTIONS = {(): Job, ("labels",): LabelsConfig, ("labels", "filters"): LabelFilters,
-             ("features",): FeaturesConfig, ("split",): SplitConfig, ("model",): ModelConfig,
-             ("report",): ReportConfig, ("report", "boundaries"): BoundariesConfig}
 
 
 def load_job(path: str | os.PathLike) -> Job:
@@ -398,7 +349,7 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
     try:
         return _JOB.validate_python(raw, context={"base": Path(base)})
     except ValidationError as error:
-        raise InputError(f"{source}: {_one_line(error)}") from None
+        raise InputError(f"{source}: {_one_line(error, raw)}") from None
 
 
 def resolve_path(value: Any, base: Path) -> str:
@@ -413,39 +364,86 @@ def resolve_path(value: Any, base: Path) -> str:
         return os.path.abspath(path)
 
 
-def _one_line(error: ValidationError) -> str:
-    """Every problem pydantic found, on one line: unknown keys grouped by section."""
-    problems: list[str | tuple[str, ...]] = []
-    unknown: dict[tuple[str, ...], list[str]] = {}
+def problem(key: str, expected: str, value: Any) -> str:
+    """A setting's problem as every message says it: ``key: expected ..., got VALUE``."""
+    return f"{key}: expected {expected}, got {_shown(value)}"
+
+
+def _one_line(error: ValidationError, raw: Any = None) -> str:
+    """Every problem pydantic found, on one line: each setting once, with what it expects
+    (its :class:`Expect`, or the words of a validator of its own) and its value as ``raw``
+    (the job file's content) holds it; unknown keys grouped by section."""
+    problems: dict[tuple[str, ...], str | list[str]] = {}
     for item in error.errors(include_url=False):
         loc = tuple(str(part) for part in item["loc"])
         if item["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-            if loc[:-1] not in unknown:
-                problems.append(loc[:-1])
-            unknown.setdefault(loc[:-1], []).append(loc[-1])
+            unknown = problems.setdefault(("unknown",) + loc[:-1], [])
+            unknown.append(loc[-1])
+        elif item["type"] == "missing":
+            problems.setdefault(loc, f"{_where(loc[:-1])}missing required key '{loc[-1]}'")
+        elif item["type"] == "expected":  # a validator's own words, at a path below its key
+            key = loc + tuple(item["ctx"]["path"])
+            problems.setdefault(key, problem(".".join(key), item["ctx"]["expected"], item["ctx"]["value"]))
         else:
-            problems.append(_problem(item, loc))
-    return "; ".join(p if isinstance(p, str) else _unknown_keys(p, unknown[p]) for p in problems)
+            key, expected = _setting(loc, item)
+            if item["type"] == "value_error":  # a validator's reason: what it expects, or why not
+                reason = str(item["ctx"]["error"])
+                expected = reason.removeprefix("expected ") if reason.startswith("expected ") else \
+                    f"{expected} ({reason})"
+            value = _lookup(raw, key, item["input"])
+            text = problem(".".join(key), expected, value) if key else f"expected {expected}, got {_shown(value)}"
+            # Of a union's errors (one per member), a validator's reason says the most.
+            if key not in problems or item["type"] == "value_error":
+                problems[key] = text
+    return "; ".join(_unknown_keys(key[1:], names) if isinstance(names, list) else names
+                     for key, names in problems.items())
 
 
-def _problem(item: dict[str, Any], loc: tuple[str, ...]) -> str:
-    """``key.path: expected ..., got VALUE``, or a missing key."""
-    if item["type"] == "missing":
-        return f"{_where(loc[:-1])}missing required key '{loc[-1]}'"
-    if item["type"] == "expected_at":
-        loc = loc + tuple(item["ctx"]["path"])
-        return f"{_where(loc)}{item['msg']}, got {_shown(item['ctx']['value'])}"
-    if item["type"] == "expected":
-        expected = item["msg"]
-    elif item["type"] == "dataclass_type":
-        expected = "expected a mapping" + (" or a path" if loc in (("labels",), ("features",)) else "")
-    else:  # not raised by this schema's validators; pydantic's own words, still on one line
-        expected = item["msg"].strip().splitlines()[0]
-    return f"{_where(loc)}{expected}, got {_shown(item['input'])}"
+def _setting(loc: tuple[str, ...], item: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """The setting an error is about (its key path) and what it expects: the error's own
+    location may go deeper (a member of a union, an item of a list)."""
+    section: Any = Job
+    for depth, name in enumerate(loc):
+        hints = get_type_hints(section, include_extras=True)
+        if name not in hints:
+            break
+        expect = next((m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, Expect)), None)
+        if expect is not None:
+            return loc[:depth + 1], expect.text
+        section = _section_type(hints[name])
+        if section is None:
+            break
+    if item["type"] == "dataclass_type":  # a section itself
+        return loc, "a mapping" + (" or a path" if loc in (("labels",), ("features",)) else "")
+    return loc, item["msg"].strip().splitlines()[0]  # pydantic's own words, still on one line
+
+
+def _lookup(raw: Any, key: tuple[str, ...], default: Any) -> Any:
+    """The value at ``key`` in the job file's content (``labels: path`` read as
+    ``labels: {path: path}``); ``default`` where there is none."""
+    value = raw
+    for name in key:
+        if isinstance(value, str) and name == "path":
+            continue
+        if not isinstance(value, dict) or name not in value:
+            return default
+        value = value[name]
+    return value
+
+
+def _section_type(hint: Any) -> type | None:
+    """The dataclass a field holds (through ``Annotated`` and ``Optional``), if any."""
+    while get_origin(hint) is Annotated:
+        hint = get_args(hint)[0]
+    candidates = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
 
 
 def _unknown_keys(section: tuple[str, ...], keys: list[str]) -> str:
-    known = sorted(f.name for f in dataclasses.fields(_SECTIONS[section]))
+    cls: Any = Job
+    for name in section:
+        cls = _section_type(get_type_hints(cls, include_extras=True)[name])
+    known = sorted(f.name for f in dataclasses.fields(cls))
     return f"{_where(section)}unknown key(s) {sorted(keys)}; known keys: {known}"
 
 

@@ -4,9 +4,8 @@ from pathlib import Path
 import pytest
 
 from asm_dask.config import FeaturesConfig, LabelFilters, job_from_dict, load_job, resolve_path
-from asm_dask.records.outputs import check_run_paths as check_paths
-
 from asm_dask.errors import InputError
+from asm_dask.records.outputs import check_run_paths as check_paths
 
 MINIMAL = {"labels": "a.csv", "features": "f.feather", "output": "o"}
 

@@ -13,8 +13,8 @@ from typing import NoReturn
 import yaml
 
 from ..errors import InputError
-from .console import RunLog
 from ..runtime.signals import Interrupted, stop_on_signals
+from .console import RunLog
 
 #: what the demo writes in its folder (``--out``); a folder holding anything else is refused
 DEMO_NAMES = frozenset({"data", "results", "demo_job.yaml"})
@@ -74,9 +74,9 @@ STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _run(args: argparse.Namespace, log: RunLog) -> int:
-    from ..config import load_job
-    from ..records.outputs import check_run_paths
+    from ..api import load_job
     from ..config import resolve_path
+    from ..records.outputs import check_run_paths
     from ..storage import configure
 
     job = load_job(args.job)
@@ -144,10 +144,10 @@ def summary(m: dict) -> str:
 
 
 def _predict(args: argparse.Namespace, log: RunLog) -> int:
+    from ..config import resolve_path
+    from ..deploy import import_on_workers, open_client
     from ..pipeline.apply import load_run, plan_prediction
     from ..records.outputs import check_prediction_paths
-    from ..deploy import import_on_workers, open_client
-    from ..config import resolve_path
     from ..storage import join
 
     if args.hotspot_threshold is not None and not 0 < args.hotspot_threshold <= 1:
@@ -175,11 +175,11 @@ def _predict(args: argparse.Namespace, log: RunLog) -> int:
 
 
 def _ingest(args: argparse.Namespace, log: RunLog) -> int:
+    from ..api import load_job
     from ..deploy import open_client
-    from ..config import load_job
+    from ..read.store import open_store, store_root
     from ..records.outputs import check_run_paths
     from ..storage import configure
-    from ..read.store import open_store, store_root
 
     job = load_job(args.job)
     configure(job.storage_options)
@@ -194,11 +194,11 @@ def _ingest(args: argparse.Namespace, log: RunLog) -> int:
 
 
 def _demo(args: argparse.Namespace, log: RunLog) -> int:
-    from ..config import load_job
-    from ..records.outputs import check_apart
-    from ..storage.paths import check_output_folder
+    from ..api import load_job
     from ..demo import make_country, score_against_truth
+    from ..records.outputs import check_apart
     from ..report.figures import write_metrics
+    from ..storage.paths import check_output_folder
 
     out = Path(args.out).resolve()
     check_output_folder(str(out), "--out")
@@ -240,8 +240,8 @@ def _whole(low: int, high: int | None = None):
         except ValueError:
             value = None
         if value is None or value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected a whole number {f'from {low} to {high}' if high else f'>= {low}'}"
-                                             f", got {text!r}")
+            bounds = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
         return value
     return parse
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-#: every estimator a job may name, in the order the comparison lists them
-ESTIMATOR_NAMES = ("ridge", "logistic_regression", "linear_svm", "random_forest", "hist_gradient_boosting")
+from ..config import ESTIMATOR_NAMES, Job, problem
+from ..errors import InputError
+
 #: estimators whose score is ``x @ coef + intercept`` once any scaler is folded in
 LINEAR = ("ridge", "logistic_regression", "linear_svm")
 #: the step of a scaled pipeline that holds the estimator
@@ -90,6 +91,17 @@ def search_grid(name: str, grid: dict[str, list[Any]] | None) -> dict[str, list[
 def user_params(params: dict[str, Any]) -> dict[str, Any]:
     """Best parameters as a grid names them, without the pipeline's prefix."""
     return {key.removeprefix(f"{MODEL_STEP}__"): _plain(value) for key, value in params.items()}
+
+
+def check_grids(job: Job, source: str) -> None:
+    """Refuse, in one line naming the setting (``model.estimators.NAME.PARAMETER``), a grid
+    value that scikit-learn's own parameter constraints refuse, before anything runs.
+    ``source`` is the job file's name, as its other problems start."""
+    for name, grid in job.model.estimators.items():
+        found = check_grid(name, grid) if grid else None
+        if found is not None:
+            param, expected = found
+            raise InputError(f"{source}: " + problem(f"model.estimators.{name}.{param}", expected, list(grid[param])))
 
 
 def check_grid(name: str, grid: dict[str, list[Any]]) -> tuple[str, Any] | None:
