@@ -14,11 +14,10 @@ the same test labels, and how close its map is to the true one.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 from dataclasses import dataclass
-
-import json
 from typing import Any
 
 import numpy as np
@@ -382,8 +381,8 @@ def score_map_against_truth(results: str | os.PathLike, files: DemoFiles, cell_s
     probabilities on the same labels, and ``auc_gap`` the difference. Over all cells, as
     :func:`score_against_truth`.
     """
-    from asm_dask.read.grid import cell_ids
     from asm_dask.model.evaluation import roc_auc
+    from asm_dask.read.grid import cell_ids
 
     results = pathlib.Path(results)
     labels = pd.read_csv(files.labels).merge(pd.read_csv(files.truth_labels), on="unique_id", validate="1:1")

@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from run import HERE, _asm_dask_command, _country, _measure, _truth, save_rows, treemem_path
 
 ALL_ESTIMATORS = ["ridge", "logistic_regression", "linear_svm", "random_forest", "hist_gradient_boosting"]
@@ -60,7 +59,8 @@ def main() -> int:
         return 1
     metrics = json.loads((out / "metrics.json").read_text())
     truth = _truth(out, country)
-    rows = [{"estimator": name, **metrics["model_comparison"][name], "fit_s": metrics["model_comparison"][name]["fit_seconds"],
+    compared = metrics["model_comparison"]
+    rows = [{"estimator": name, **compared[name], "fit_s": compared[name]["fit_seconds"],
              "truth_test_auc": truth["truth_test_auc"],
              "gap_to_truth": truth["truth_test_auc"] - metrics["model_comparison"][name]["test_auc"]}
             for name in estimators]

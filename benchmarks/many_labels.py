@@ -83,8 +83,8 @@ def _sklearn_fit(run_dir: Path, result_file: Path) -> int:
     from sklearn.linear_model import RidgeClassifier
     from sklearn.model_selection import GridSearchCV
 
-    from asm_dask.read.grid import cell_ids
     from asm_dask.model.split import cv_folds
+    from asm_dask.read.grid import cell_ids
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     job = yaml.safe_load((run_dir.parents[1] / "job.yaml").read_text())

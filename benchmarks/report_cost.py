@@ -16,7 +16,6 @@ import json
 import shutil
 
 import yaml
-
 from run import _asm_dask_command, _measure, save_rows, treemem_path
 from scaling import scale_parser, scaled_country
 
@@ -57,7 +56,8 @@ def main() -> int:
 
 
 def _report(rows: list[dict]) -> str:
-    lines = ["| scale | cells | run s | peak MB | report s | report / run | hotspots |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| scale | cells | run s | peak MB | report s | report / run | hotspots |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         share = r["report_s"] / r["run_s"] if r["report_s"] and r["run_s"] else float("nan")
         lines.append(f"| {r['scale']:g}x | {r['cells'] or 0:,} | {r['run_s']:.1f} | {r['peak_mb']:,.0f} | "

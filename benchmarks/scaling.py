@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from run import HERE, _asm_dask_command, _country, _measure, _truth, drop_page_cache, save_rows, treemem_path
 
 SIERRA_LEONE_CELLS = 59_000

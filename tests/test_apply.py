@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
-
 from builders import asm_dask, write_job
 
 N_FEATURES = 40
@@ -49,8 +48,8 @@ def _predictions(out) -> pd.DataFrame:
 
 
 def test_predict_applies_the_runs_model_to_every_cell_of_another_country(trained, second_country, tmp_path):
-    from asm_dask.read.grid import cell_ids, parse_image_ids
     from asm_dask.model.persistence import load_model
+    from asm_dask.read.grid import cell_ids, parse_image_ids
 
     run_dir, _ = trained
     out = tmp_path / "applied"
@@ -180,8 +179,8 @@ def test_a_killed_prediction_resumes(trained, second_country, tmp_path):
 
 def test_a_saved_tree_ensemble_predicts_another_country(trained, second_country, tmp_path):
     """A model saved with skops (not linear) is applied as the linear one is."""
-    from asm_dask.read.grid import cell_ids, parse_image_ids
     from asm_dask.model.persistence import load_model
+    from asm_dask.read.grid import cell_ids, parse_image_ids
 
     _, country = trained
     job = write_job(tmp_path, country.labels, country.features,

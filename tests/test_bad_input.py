@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from builders import OWN_LINE, asm_dask, grid_features, labels_frame, write_feather, write_job
 
 from asm_dask.config import load_job
 from asm_dask.errors import InputError
 from asm_dask.pipeline.run import run_job
-from builders import OWN_LINE, asm_dask, grid_features, labels_frame, write_feather, write_job
 
 LATS = np.round(np.arange(8.005, 8.2, 0.01), 3)
 LONS = np.round(np.arange(-11.995, -11.8, 0.01), 3)

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from builders import asm_dask, write_job
 
 HOLD_LOCK = """
@@ -83,9 +82,9 @@ def test_a_run_stopped_by_bad_input_leaves_no_output_folder_behind(country, tmp_
 
 @pytest.mark.parametrize("started_by", ["this host, dead", "another host"])
 def test_a_lock_of_a_dead_process_here_is_stale_but_not_one_from_another_host(tmp_path, started_by):
+    from asm_dask.errors import InputError
     from asm_dask.records.lock import OutputLock
     from asm_dask.records.outputs import LOCK_FILE
-    from asm_dask.errors import InputError
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()

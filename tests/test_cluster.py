@@ -23,13 +23,13 @@ import distributed
 import psutil
 import pytest
 import yaml
+from builders import asm_dask, write_job
 from distributed.system import MEMORY_LIMIT
 
 from asm_dask.deploy import open_client, plan_cluster
 from asm_dask.deploy.tls import LOOPBACK_DASHBOARD
-from asm_dask.records.manifest import describe_cluster as describe
 from asm_dask.errors import InputError
-from builders import asm_dask, write_job
+from asm_dask.records.manifest import describe_cluster as describe
 
 
 def _write(tmp_path, settings):

@@ -11,12 +11,12 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
-from asm_dask.model import ridge as ridge_module
-from asm_dask.model.calibration import CalibratedModel, fit_calibrator
-from asm_dask.model.persistence import load_model, save_model
 from asm_dask.config import SplitConfig
 from asm_dask.errors import InputError
+from asm_dask.model import ridge as ridge_module
+from asm_dask.model.calibration import CalibratedModel, fit_calibrator
 from asm_dask.model.penalty_path import penalty_path
+from asm_dask.model.persistence import load_model, save_model
 from asm_dask.model.ridge import AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
 from asm_dask.model.split import block_groups, cv_folds, split_groups, train_test_split_groups
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from builders import asm_dask
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import roc_auc_score
@@ -16,7 +17,7 @@ from sklearn.model_selection import GridSearchCV, GroupShuffleSplit, StratifiedK
 
 from asm_dask.model.persistence import load_model
 from asm_dask.read.grid import cell_ids
-from builders import asm_dask
+
 
 def test_outputs_of_a_run(local_run, country):
     out, done = local_run
@@ -154,8 +155,8 @@ def test_inputs_from_an_fsspec_url(country, tmp_path, store):
     disk: read in place, or through a store that goes with the output."""
     import fsspec
 
-    from asm_dask.deploy import open_client
     from asm_dask.config import job_from_dict
+    from asm_dask.deploy import open_client
     from asm_dask.pipeline.run import run_job
 
     memory = fsspec.filesystem("memory")
@@ -177,8 +178,8 @@ def test_an_output_folder_behind_a_url(country):
     import fsspec
     import geopandas as gpd
 
-    from asm_dask.deploy import open_client
     from asm_dask.config import job_from_dict
+    from asm_dask.deploy import open_client
     from asm_dask.pipeline.run import run_job
 
     job = job_from_dict({"labels": str(country.labels), "features": str(country.features),
@@ -265,7 +266,6 @@ def test_columns_left_unread_and_gaps_in_the_numbering_are_said(country, tmp_pat
     """Nothing is left out silently: columns the run does not read are named."""
     import pyarrow as pa
     import pyarrow.feather as feather
-
     from builders import write_job
 
     table = feather.read_table(country.features).drop_columns(["feature_7"])

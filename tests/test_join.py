@@ -5,13 +5,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+from builders import grid_features, labels_frame, write_feather
 
 from asm_dask.config import FeaturesConfig, LabelFilters, LabelsConfig
 from asm_dask.read.grid import cell_squares
-from asm_dask.spatial.join import join_labels
 from asm_dask.read.labels import read_labels
 from asm_dask.read.table import gather_rows, open_table
-from builders import grid_features, labels_frame, write_feather
+from asm_dask.spatial.join import join_labels
 
 LATS = np.array([8.005, 8.015, 8.025])
 LONS = np.array([-11.995, -11.985, -11.975])

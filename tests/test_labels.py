@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
+from builders import labels_frame
 
 from asm_dask.config import LabelFilters, LabelsConfig
 from asm_dask.errors import InputError
 from asm_dask.read.labels import read_labels
-from builders import labels_frame
 
 
 def _write(tmp_path, frame):

@@ -3,9 +3,10 @@
 import logging
 import sys
 
-from asm_dask.errors import InputError
-from asm_dask.cli.console import LOG_NAME, RunLog
 from builders import OWN_LINE
+
+from asm_dask.cli.console import LOG_NAME, RunLog
+from asm_dask.errors import InputError
 
 
 def test_a_runs_log_holds_its_stage_lines_and_warnings_and_the_console_only_asm_dasks_lines(local_run):

@@ -8,20 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from builders import asm_dask, write_job
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
-from asm_dask.model.calibration import CalibratedEstimator, CalibratedModel, fingerprint, fit_calibrator
-from asm_dask.model.search import Candidate, calibrated_model, search, select
 from asm_dask.config import job_from_dict
 from asm_dask.errors import InputError
+from asm_dask.model.calibration import CalibratedEstimator, CalibratedModel, fingerprint, fit_calibrator, model_hash
 from asm_dask.model.estimators import ESTIMATOR_NAMES, make_estimator, params_at_grid_edge, search_grid
-from asm_dask.read.grid import cell_ids
-from asm_dask.model.persistence import ESTIMATOR_FILE, MODEL_FILE, load_model, save_model
-from asm_dask.model.calibration import model_hash
-from asm_dask.model.split import cv_folds
 from asm_dask.model.evaluation import roc_auc
-from builders import asm_dask, write_job
+from asm_dask.model.persistence import ESTIMATOR_FILE, MODEL_FILE, load_model, save_model
+from asm_dask.model.search import Candidate, calibrated_model, search, select
+from asm_dask.model.split import cv_folds
+from asm_dask.read.grid import cell_ids
 
 SEED = 1991
 #: small grids, so that the tests stay fast; the mapping form of model.estimators

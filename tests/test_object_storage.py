@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-
 from builders import asm_dask
 
 pytest.importorskip("s3fs")
@@ -69,9 +68,9 @@ def s3(tmp_path_factory) -> Iterator[S3Server]:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
-            except OSError:
+            except OSError as exc:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start:\n{log.read_text()}")
+                    raise RuntimeError(f"moto_server did not start:\n{log.read_text()}") from exc
                 time.sleep(0.1)
         yield S3Server(endpoint)
     finally:
@@ -180,8 +179,8 @@ def test_an_s3_output_that_cannot_be_written_is_one_line_before_anything_runs(s3
 
 def test_the_lock_on_s3_lets_one_run_in(s3):
     from asm_dask import storage
-    from asm_dask.records.lock import OutputLock
     from asm_dask.errors import InputError
+    from asm_dask.records.lock import OutputLock
 
     fs = s3.filesystem()
     fs.mkdir("asm-lock")

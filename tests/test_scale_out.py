@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from builders import asm_dask, write_job
 
 # Many small partitions make the prediction stage long enough to interrupt.

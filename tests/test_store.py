@@ -5,13 +5,13 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from builders import grid_features, image_id, write_feather
 
 from asm_dask.config import FeaturesConfig
 from asm_dask.errors import InputError
 from asm_dask.read.features import detect_layout
 from asm_dask.read.grid import cell_ids
 from asm_dask.read.store import load_store, open_store, read_cells, read_features
-from builders import grid_features, image_id, write_feather
 
 LATS = np.round(np.arange(8.005, 8.1, 0.01), 3)
 LONS = np.round(np.arange(-11.995, -11.9, 0.01), 3)

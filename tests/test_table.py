@@ -8,8 +8,8 @@ import pytest
 import asm_dask.read.features
 from asm_dask.config import FeaturesConfig, LabelsConfig, job_from_dict
 from asm_dask.errors import InputError
-from asm_dask.read.grid import parse_image_ids
 from asm_dask.pipeline.run import run_job
+from asm_dask.read.grid import parse_image_ids
 from asm_dask.read.labels import read_labels
 from asm_dask.read.table import gather_rows, open_table
 

@@ -9,9 +9,9 @@ held-out labels.
 import json
 
 import pytest
+from builders import asm_dask, write_job
 
 from asm_dask.demo import make_country, score_against_truth
-from builders import asm_dask, write_job
 
 
 def _run(tmp_path, **country):

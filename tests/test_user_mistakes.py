@@ -23,7 +23,6 @@ import pandas as pd
 import pyarrow.feather as feather
 import pytest
 import yaml
-
 from builders import OWN_LINE, asm_dask
 
 

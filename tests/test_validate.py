@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from asm_dask.model.evaluation import (auc_by_subset, auc_interval, bootstrap_auc, brier_score,
-                               reliability_table, roc_auc)
+from asm_dask.model.evaluation import (
+    auc_by_subset,
+    auc_interval,
+    bootstrap_auc,
+    brier_score,
+    reliability_table,
+    roc_auc,
+)
 
 
 def test_roc_auc_equals_sklearn_with_ties_and_many_score_sets():

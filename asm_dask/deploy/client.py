@@ -17,8 +17,14 @@ from pathlib import Path
 import dask
 import distributed
 
-from .cluster_file import (DEFAULT_WORKER_TIMEOUT, check_scheduler_address, import_cluster_class,
-                           local_cluster_arguments, plan_from_settings, read_cluster_file)
+from .cluster_file import (
+    DEFAULT_WORKER_TIMEOUT,
+    check_scheduler_address,
+    import_cluster_class,
+    local_cluster_arguments,
+    plan_from_settings,
+    read_cluster_file,
+)
 from .errors import ClusterFileError, ClusterTimeoutError, one_line, root_cause
 from .plugins import quiet_worker_logs
 from .tls import scheduler_security

@@ -25,7 +25,6 @@ from ..config import read_yaml
 from .errors import ClusterFileError, ClusterFileNotFoundError, MissingExtraError
 from .tls import scheduler_security, secure
 
-
 KINDS = ("local", "scheduler", "ssh", "slurm", "pbs", "kubernetes")
 
 #: seconds to wait for the first worker unless a cluster file sets ``worker_timeout``

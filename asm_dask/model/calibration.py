@@ -28,8 +28,9 @@ a fitted tree ensemble and its calibrator a :class:`CalibratedEstimator`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class Calibrator:
         return {"method": self.method, **{k: np.asarray(v).tolist() for k, v in self.params.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Calibrator":
+    def from_dict(cls, data: dict[str, Any]) -> Calibrator:
         params = {k: (np.asarray(v, dtype=np.float64) if isinstance(v, list) else float(v))
                   for k, v in data.items() if k != "method"}
         return cls(data["method"], params)
@@ -126,7 +127,7 @@ class CalibratedModel:
 
     @classmethod
     def from_fitted(cls, feature_names: Sequence[str], ridge: RidgeGridClassifier,
-                    calibrator: Calibrator, cell_size: float | None = None) -> "CalibratedModel":
+                    calibrator: Calibrator, cell_size: float | None = None) -> CalibratedModel:
         return cls(tuple(feature_names), np.asarray(ridge.coef_, dtype=np.float64),
                    float(ridge.intercept_), float(ridge.best_alpha_), calibrator,
                    bool(ridge.standardize), "ridge", {"alpha": float(ridge.best_alpha_)}, cell_size)

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from .. import storage
-from .calibration import CalibratedEstimator, CalibratedModel, Calibrator
 from ..errors import InputError
+from .calibration import CalibratedEstimator, CalibratedModel, Calibrator
 
 MODEL_FILE = "model.json"
 ESTIMATOR_FILE = "model.skops"

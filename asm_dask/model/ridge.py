@@ -20,16 +20,17 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from distributed import Client
 from threadpoolctl import threadpool_limits
 
-from .penalty_path import PenaltyPath, penalty_path
 from ..runtime.progress import wait_with_progress
 from .evaluation import roc_auc
+from .penalty_path import PenaltyPath, penalty_path
 
 #: the auto grid: decades below and above the features' total variance, points per decade.
 #: Best alphas seen sit near the total variance; small ones cost the most Lanczos steps.
@@ -107,7 +108,7 @@ class RidgeGridClassifier:
         self.standardize = standardize
         self.client = client
 
-    def fit(self, X: np.ndarray, y: np.ndarray, folds: Folds | None = None) -> "RidgeGridClassifier":
+    def fit(self, X: np.ndarray, y: np.ndarray, folds: Folds | None = None) -> RidgeGridClassifier:
         """Choose alpha on ``folds`` and refit on all rows.
 
         Parameters

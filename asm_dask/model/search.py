@@ -18,18 +18,19 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from distributed import Client
 
-from .calibration import CalibratedEstimator, CalibratedModel, Calibrator, fingerprint
 from ..errors import InputError
-from .estimators import LINEAR, fold_linear, make_estimator, params_at_grid_edge, raw_scores, search_grid, user_params
 from ..runtime.progress import wait_with_progress
-from .ridge import RidgeGridClassifier
+from .calibration import CalibratedEstimator, CalibratedModel, Calibrator, fingerprint
+from .estimators import LINEAR, fold_linear, make_estimator, params_at_grid_edge, raw_scores, search_grid, user_params
 from .evaluation import roc_auc
+from .ridge import RidgeGridClassifier
 
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 #: training rows of each class a setting is first fitted on, to check that it can be

@@ -21,20 +21,20 @@ import pandas as pd
 from distributed import Client
 
 from .. import storage
+from ..config import FeaturesConfig
+from ..errors import InputError
 from ..model.calibration import model_hash
+from ..model.persistence import Model, load_model
+from ..read.features import FeatureLayout, chunk_sizes, detect_layout, iter_csv_chunks, read_chunk
+from ..read.grid import grid_spacing
+from ..read.table import FeatureTable, open_table
 from ..records.fingerprint import fingerprint, versions
 from ..records.lock import OutputLock
 from ..records.manifest import RunManifest, describe_cluster
 from ..records.outputs import check_apart, check_output_kind
-from ..config import FeaturesConfig
-from ..errors import InputError
-from ..read.features import FeatureLayout, chunk_sizes, detect_layout, iter_csv_chunks, read_chunk
-from ..read.grid import grid_spacing
-from .run import predict_and_record
-from ..model.persistence import Model, load_model
 from ..report.build import write_maps
 from ..report.figures import write_metrics
-from ..read.table import FeatureTable, open_table
+from .run import predict_and_record
 
 #: what the model card repeats of the training run's metrics
 TRAINING_METRICS = ("test_auc_calibrated", "test_auc_ci95", "test_auc_uncalibrated", "brier_test",

@@ -12,34 +12,34 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from distributed import Client
 
 from .. import storage
-from ..model.calibration import model_hash
+from ..config import Job
+from ..errors import InputError
+from ..model.calibration import CalibratedModel, fit_calibrator, model_hash
+from ..model.evaluation import held_out_metrics, roc_auc
+from ..model.persistence import Model, save_model
+from ..model.ridge import DOMINANT_SCALE_RATIO, AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
+from ..model.search import Candidate, calibrated_model, comparison, ridge_candidate, search, select
+from ..model.split import block_groups, cv_folds, split_groups, train_test_split_groups
+from ..prediction.stream import partition_file, predict_cells, read_prediction_grid
+from ..read.labels import Labels, read_labels
+from ..read.table import FeatureTable, gather_rows, nonfinite_columns, open_table, read_columns
 from ..records.fingerprint import run_key, versions
 from ..records.lock import OutputLock
 from ..records.manifest import RunManifest, describe_cluster
-from ..model.calibration import CalibratedModel, fit_calibrator
-from ..model.search import Candidate, calibrated_model, comparison, ridge_candidate, search, select
-from ..config import Job
-from ..errors import InputError
-from ..spatial.join import JoinedLabels, join_labels
-from ..read.labels import Labels, read_labels
-from ..model.persistence import Model, save_model
-from ..prediction.stream import partition_file, predict_cells, read_prediction_grid
-from ..runtime.progress import timed
 from ..report.build import HeldOut, ReportInputs, write_report
 from ..report.districts import read_boundaries
 from ..report.importance import N_FEATURE_MAPS, feature_importance
-from ..model.ridge import DOMINANT_SCALE_RATIO, AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
-from ..model.split import block_groups, cv_folds, split_groups, train_test_split_groups
-from ..read.table import FeatureTable, gather_rows, nonfinite_columns, open_table, read_columns
-from ..model.evaluation import roc_auc, held_out_metrics
+from ..runtime.progress import timed
+from ..spatial.join import JoinedLabels, join_labels
 
 #: fewer test blocks than this, and the bootstrap resamples cells instead
 MIN_BOOTSTRAP_BLOCKS = 10

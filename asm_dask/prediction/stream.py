@@ -20,7 +20,8 @@ Which partitions to write (resuming) is the run's bookkeeping: :mod:`asm_dask.re
 from __future__ import annotations
 
 import io
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -30,10 +31,10 @@ from distributed import Client
 
 from .. import storage
 from ..model.calibration import CalibratedEstimator, CalibratedModel
-from ..read.grid import CRS, cell_squares
-from ..runtime.progress import wait_with_progress
 from ..model.ridge import linear_scores, single_threaded
+from ..read.grid import CRS, cell_squares
 from ..read.table import FeatureTable, Partition
+from ..runtime.progress import wait_with_progress
 
 # Cells are scored in blocks of this many rows, converted to float64 on the way: exact
 # sums without a float64 copy of the whole partition.

@@ -20,8 +20,8 @@ import functools
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import fsspec
 import numpy as np
@@ -169,8 +169,9 @@ def layout_notes(layout: FeatureLayout) -> list[str]:
         shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
         coordinates = "the image_id column" if layout.image_id_column else \
             f"{layout.lat_column}/{layout.lon_column}"
+        first, last = layout.feature_columns[0], layout.feature_columns[-1]
         notes.append(f"{layout.path}: {len(unread)} column(s) not read: {shown} (features: the "
-                     f"{len(layout.feature_columns)} columns {layout.feature_columns[0]}..{layout.feature_columns[-1]}; "
+                     f"{len(layout.feature_columns)} columns {first}..{last}; "
                      f"coordinates: {coordinates}; features.prefix chooses other feature columns)")
     numbers = [int(re.fullmatch(r".*?(\d+)", name).group(1)) for name in layout.feature_columns]
     if numbers and numbers[-1] - numbers[0] + 1 != len(numbers):

@@ -14,7 +14,6 @@ from ..config import LabelsConfig
 from ..errors import InputError
 from .grid import CRS, check_coordinates
 
-
 #: columns asm-dask adds to the labels as it joins them to cells (and writes to
 #: ``labelled_cells.csv``): a labels file may not hold columns of these names
 RESERVED_COLUMNS = ("label_row", "geometry", "cell_id", "cell_lat", "cell_lon", "partition", "row", "split",

@@ -33,15 +33,24 @@ import pyarrow.ipc as ipc
 from distributed import Client
 
 from .. import storage
-from ..records.lock import process_alive
 from ..config import FeaturesConfig
 from ..errors import InputError
 from ..records.fingerprint import fingerprint
-from .features import (FeatureChunk, FeatureLayout, chunk_sizes, detect_layout, input_fingerprint,
-                       iter_csv_chunks, read_chunk, read_feature_columns, releases_arrow_memory,
-                       to_matrix)
-from .grid import cell_ids, check_unique_cells
+from ..records.lock import process_alive
 from ..runtime.progress import wait_with_progress
+from .features import (
+    FeatureChunk,
+    FeatureLayout,
+    chunk_sizes,
+    detect_layout,
+    input_fingerprint,
+    iter_csv_chunks,
+    read_chunk,
+    read_feature_columns,
+    releases_arrow_memory,
+    to_matrix,
+)
+from .grid import cell_ids, check_unique_cells
 
 STORE_VERSION = 2
 PARTITION_BYTES = 128 << 20

@@ -28,9 +28,9 @@ from distributed import Client
 from ..config import FeaturesConfig
 from ..errors import InputError
 from ..records.fingerprint import fingerprint
+from ..runtime.progress import wait_with_progress
 from .features import FilePartition, chunk_sizes, detect_layout, input_fingerprint, layout_notes
 from .grid import check_unique_cells
-from ..runtime.progress import wait_with_progress
 from .store import STORE_VERSION, find_store, open_store, store_root
 
 #: Version of the in-place reading; part of a table's key, so of the run key.

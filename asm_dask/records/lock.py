@@ -36,7 +36,7 @@ class OutputLock:
         self.holder = {"run": uuid.uuid4().hex[:12], "host": socket.gethostname(), "pid": os.getpid(),
                        "user": _user(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         self._created_folder = not storage.exists(self.output)
         storage.make_folder(self.output)
         data = json.dumps(self.holder).encode()

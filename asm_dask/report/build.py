@@ -16,8 +16,15 @@ import pandas as pd
 from .. import storage
 from ..runtime.progress import timed
 from .districts import district_totals
-from .figures import (plot_cv_curve, plot_feature_maps, plot_label_counts, plot_probability_map,
-                      plot_reliability, plot_roc, write_metrics)
+from .figures import (
+    plot_cv_curve,
+    plot_feature_maps,
+    plot_label_counts,
+    plot_probability_map,
+    plot_reliability,
+    plot_roc,
+    write_metrics,
+)
 from .hotspots import find_hotspots
 from .importance import PERMUTATION_REPEATS
 from .page import write_page

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..storage import writing, write_text
+from ..storage import write_text, writing
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -53,7 +53,7 @@ class CellRaster:
         """Latitude and longitude of the centres of the given pixels."""
         return self.north - (row + 0.5) * self.cell_size, self.west + (col + 0.5) * self.cell_size
 
-    def like(self, values: np.ndarray) -> "CellRaster":
+    def like(self, values: np.ndarray) -> CellRaster:
         return CellRaster(values, self.west, self.north, self.cell_size)
 
 

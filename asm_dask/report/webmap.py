@@ -181,7 +181,8 @@ def _legend(title: str, n_hotspots: int, with_districts: bool) -> str:
      padding: 8px 10px; border-radius: 4px; box-shadow: 0 1px 4px rgba(0,0,0,.4); font: 12px sans-serif;">
   <div style="font-weight: bold; margin-bottom: 4px;">{title}</div>
   <div style="width: 200px; height: 12px; background: linear-gradient(to right, {stops});"></div>
-  <div style="display: flex; justify-content: space-between; width: 200px;"><span>0</span><span>0.5</span><span>1</span></div>
+  <div style="display: flex; justify-content: space-between; width: 200px;">
+    <span>0</span><span>0.5</span><span>1</span></div>
   <div><span style="color: #e31a1c;">&#9634;</span> hotspot ({n_hotspots:,}); click for details</div>
   <div><span style="color: #ff7f00;">&#9679;</span> ASM label &nbsp;
        <span style="color: #1f78b4;">&#9679;</span> not-ASM label</div>

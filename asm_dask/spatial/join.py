@@ -26,8 +26,8 @@ from distributed import Client
 
 from ..read.grid import CRS, cell_ids, cell_squares
 from ..read.labels import Labels
-from ..runtime.progress import wait_with_progress
 from ..read.table import FeatureTable, Partition
+from ..runtime.progress import wait_with_progress
 
 CELL_COLUMNS = ["cell_id", "cell_lat", "cell_lon", "partition", "row"]
 #: half-cell steps around a label within which the cells it may touch are looked for;
@@ -64,8 +64,8 @@ def join_labels(labels: Labels, table: FeatureTable, client: Client) -> JoinedLa
                                                  crs=CRS)
         left = dask_geopandas.from_geopandas(points, npartitions=1)
         left.calculate_spatial_partitions()
-        [joined] = wait_with_progress(client, [client.compute(dask_geopandas.sjoin(left, cells, predicate="intersects"))],
-                                      "join labels to cells")
+        joining = client.compute(dask_geopandas.sjoin(left, cells, predicate="intersects"))
+        [joined] = wait_with_progress(client, [joining], "join labels to cells")
         joined = pd.DataFrame(joined.drop(columns=["index_right", "geometry"]))
     else:
         joined = pd.DataFrame(columns=[*points.columns.drop("geometry"), *CELL_COLUMNS])

@@ -4,6 +4,50 @@
 Every stage reads and writes through these functions; see :mod:`asm_dask.storage.files`.
 """
 
-from .files import (LOCAL_PROTOCOLS, PLACE_ERRNOS, is_url, local_path, normalized, join, filesystem, configure, exists, list_names, make_folder, reporting_write_errors, remove, read_bytes, read_json, temporary_path, writing, write_bytes, write_text, open_appending, create_exclusively)
+from .files import (
+    LOCAL_PROTOCOLS,
+    PLACE_ERRNOS,
+    configure,
+    create_exclusively,
+    exists,
+    filesystem,
+    is_url,
+    join,
+    list_names,
+    local_path,
+    make_folder,
+    normalized,
+    open_appending,
+    read_bytes,
+    read_json,
+    remove,
+    reporting_write_errors,
+    temporary_path,
+    write_bytes,
+    write_text,
+    writing,
+)
 
-__all__ = ["LOCAL_PROTOCOLS", "PLACE_ERRNOS", "is_url", "local_path", "normalized", "join", "filesystem", "configure", "exists", "list_names", "make_folder", "reporting_write_errors", "remove", "read_bytes", "read_json", "temporary_path", "writing", "write_bytes", "write_text", "open_appending", "create_exclusively"]
+__all__ = [
+    "LOCAL_PROTOCOLS",
+    "PLACE_ERRNOS",
+    "configure",
+    "create_exclusively",
+    "exists",
+    "filesystem",
+    "is_url",
+    "join",
+    "list_names",
+    "local_path",
+    "make_folder",
+    "normalized",
+    "open_appending",
+    "read_bytes",
+    "read_json",
+    "remove",
+    "reporting_write_errors",
+    "temporary_path",
+    "write_bytes",
+    "write_text",
+    "writing",
+]

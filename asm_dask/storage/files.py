@@ -23,8 +23,9 @@ import os
 import posixpath
 import tempfile
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any
 
 import fsspec
 import fsspec.config
