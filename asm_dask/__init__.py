@@ -1,7 +1,49 @@
-"""asm_dask: country-scale maps of artisanal and small-scale mining from MOSAIKS features.
+"""asm_dask: country-scale maps of artisanal and small-scale mining from MOSAIKS features, on Dask.
 
-The stages, one module each, in the order a job runs them: ``labels`` and ``features``
-(read), ``store`` (the feature store), ``join``, ``split``, ``ridge`` (fit),
-``calibrate``, ``predict``, ``report``. ``job`` wires them together, ``cli`` is the
-command line, and ``cluster`` is the only module that knows where workers come from.
+The Python API::
+
+    import asm_dask
+
+    run = asm_dask.run("jobs/sierra_leone.yaml")        # or a mapping of the same settings
+    run.metrics.test_auc_calibrated                      # typed metrics
+    run.model.predict_proba(X)                           # the fitted, calibrated model
+    run.predictions()                                    # every cell, a lazy dask-geopandas frame
+    other = asm_dask.predict(run, "neighbour_features.feather", out="neighbour")
+    again = asm_dask.open_run("out/sierra_leone")        # a finished run, local or on object storage
+
+The package follows the data flow: ``read`` -> ``spatial`` (join) -> ``model`` (fit,
+calibrate, validate) -> ``prediction`` -> ``report``, wired by ``pipeline``; ``records``
+keeps a run's books, ``storage`` reaches every file, ``deploy`` provides the cluster, and
+``cli`` is the command line. See the documentation's architecture page.
 """
+
+from __future__ import annotations
+
+from importlib.metadata import version as _version
+from typing import Any
+
+from .api import load_job, open_run, predict, run
+from .config import Job
+from .errors import AsmDaskWarning, InputError
+from .results import Run
+
+__version__ = _version("asm_dask")
+
+#: public names whose modules import scikit-learn: loaded when first used, so that
+#: ``import asm_dask`` stays quick
+_LAZY = {"RidgeGridClassifier": "asm_dask.model.ridge", "CalibratedClassifier": "asm_dask.model.classifier"}
+
+__all__ = ["AsmDaskWarning", "CalibratedClassifier", "InputError", "Job", "RidgeGridClassifier", "Run",
+           "__version__", "load_job", "open_run", "predict", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'asm_dask' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,5 @@
-"""The one exception users see: bad input, reported on one line."""
+"""The one exception users see, bad input reported on one line, and the one warning:
+a caveat of a run's results."""
 
 
 class InputError(Exception):
@@ -6,4 +7,12 @@ class InputError(Exception):
 
     The message names the file (or job setting) and what is wrong with it, on one line,
     so that the command line can print it as is and exit non-zero.
+    """
+
+
+class AsmDaskWarning(UserWarning):
+    """What a reader of a run's numbers must know first: the best penalty at the edge of
+    its grid, a test set too small to judge, a feature that swamps the others...
+
+    Each is also listed in ``metrics.json``'s ``warnings`` and in the report.
     """

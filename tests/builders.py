@@ -56,7 +56,7 @@ def write_job(folder: Path, labels: Path | str, features: Path | str, features_s
     return path
 
 
-def asm_dask(*args, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+def cli(*args, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
     """Run the command line as a user would, in a process of its own."""
     return subprocess.run([sys.executable, "-m", "asm_dask.cli", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, **popen)

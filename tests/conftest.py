@@ -142,11 +142,11 @@ def country(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def local_run(country, tmp_path_factory):
     """``asm-dask run`` of the small country on its default local cluster: (output, process)."""
-    from builders import asm_dask, write_job
+    from builders import cli, write_job
 
     folder = tmp_path_factory.mktemp("local-run")
     job = write_job(folder, country.labels, country.features)
-    done = asm_dask("run", job, "--out", folder / "result")
+    done = cli("run", job, "--out", folder / "result")
     assert done.returncode == 0, done.stderr
     return folder / "result", done
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
-from builders import asm_dask, write_job
+from builders import cli, write_job
 
 N_FEATURES = 40
 FEATURIZATION = 7  # both countries are seen through the same features
@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
     country = make_country(folder / "data", n_cells=1500, n_features=N_FEATURES, n_labels=700, seed=21,
                            featurization_seed=FEATURIZATION)
-    done = asm_dask("run", write_job(folder, country.labels, country.features), "--out", folder / "run")
+    done = cli("run", write_job(folder, country.labels, country.features), "--out", folder / "run")
     assert done.returncode == 0, done.stderr
     return folder / "run", country
 
@@ -53,7 +53,7 @@ def test_predict_applies_the_runs_model_to_every_cell_of_another_country(trained
 
     run_dir, _ = trained
     out = tmp_path / "applied"
-    done = asm_dask("predict", run_dir, second_country.features, "--out", out)
+    done = cli("predict", run_dir, second_country.features, "--out", out)
     assert done.returncode == 0, done.stderr
     assert f"{second_country.n_cells:,} cells predicted with the model of {run_dir}" in done.stdout
 
@@ -61,9 +61,9 @@ def test_predict_applies_the_runs_model_to_every_cell_of_another_country(trained
     predicted = _predictions(out)
     table = feather.read_table(second_country.features)
     lat, lon = parse_image_ids(table.column("image_id"), "features")
-    X = np.column_stack([table.column(f"feature_{j}").to_numpy() for j in range(N_FEATURES)])
+    X = table.select([f"feature_{j}" for j in range(N_FEATURES)]).to_pandas()
     direct = pd.DataFrame({"cell_id": cell_ids(lat, lon, 0.01),
-                           "probability": load_model(run_dir).predict_proba(X)})
+                           "probability": load_model(run_dir).predict_proba(X)[:, 1]})
     direct = direct.sort_values("cell_id").reset_index(drop=True)
     assert (predicted["cell_id"] == direct["cell_id"]).all() and len(predicted) == second_country.n_cells
     np.testing.assert_allclose(predicted["probability"], direct["probability"], rtol=0, atol=1e-9)
@@ -100,7 +100,7 @@ def test_features_that_are_not_the_models_stop_before_any_work(trained, tmp_path
 
     run_dir, _ = trained
     fewer = make_country(tmp_path / "fewer", n_cells=200, n_features=30, seed=5)
-    done = asm_dask("predict", run_dir, fewer.features, "--out", tmp_path / "a")
+    done = cli("predict", run_dir, fewer.features, "--out", tmp_path / "a")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         f"asm-dask: error: {fewer.features}: the model expects {N_FEATURES} features "
@@ -110,14 +110,14 @@ def test_features_that_are_not_the_models_stop_before_any_work(trained, tmp_path
     renamed = tmp_path / "renamed.feather"
     table = feather.read_table(make_country(tmp_path / "b", n_cells=200, n_features=N_FEATURES, seed=5).features)
     feather.write_feather(table.rename_columns([n.replace("feature_", "X_") for n in table.column_names]), renamed)
-    done = asm_dask("predict", run_dir, renamed, "--out", tmp_path / "b_out")
+    done = cli("predict", run_dir, renamed, "--out", tmp_path / "b_out")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         f"asm-dask: error: {renamed}: the model expects features feature_0..feature_{N_FEATURES - 1}; the file "
         f"has X_0..X_{N_FEATURES - 1} (feature 1 is 'X_0', expected 'feature_0')")
 
     finer = make_country(tmp_path / "finer", n_cells=400, n_features=N_FEATURES, seed=5, cell_size=0.005)
-    done = asm_dask("predict", run_dir, finer.features, "--out", tmp_path / "c")
+    done = cli("predict", run_dir, finer.features, "--out", tmp_path / "c")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         f"asm-dask: error: {finer.features}: cell centroids are 0.005 degrees apart; the model was trained "
@@ -127,7 +127,7 @@ def test_features_that_are_not_the_models_stop_before_any_work(trained, tmp_path
 
 def test_predict_needs_a_finished_run(trained, second_country, tmp_path):
     run_dir, country = trained
-    done = asm_dask("predict", tmp_path, second_country.features, "--out", tmp_path / "x")
+    done = cli("predict", tmp_path, second_country.features, "--out", tmp_path / "x")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == \
         f"asm-dask: error: {tmp_path}: no asm-dask run here (no readable manifest.json)"
@@ -135,10 +135,10 @@ def test_predict_needs_a_finished_run(trained, second_country, tmp_path):
     unfinished.mkdir()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     (unfinished / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
-    done = asm_dask("predict", unfinished, second_country.features, "--out", tmp_path / "y")
+    done = cli("predict", unfinished, second_country.features, "--out", tmp_path / "y")
     assert done.returncode == 2
     assert "the run is not finished (status 'running')" in done.stderr.strip().splitlines()[-1]
-    done = asm_dask("predict", run_dir, second_country.features, "--hotspot-threshold", "2")
+    done = cli("predict", run_dir, second_country.features, "--hotspot-threshold", "2")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == \
         "asm-dask: error: --hotspot-threshold: expected a probability in (0, 1], got 2"
@@ -167,36 +167,37 @@ def test_a_killed_prediction_resumes(trained, second_country, tmp_path):
     assert manifest["status"] == "running" and len(kept) < manifest["n_partitions"]
     stamps = {i: os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns for i in kept}
 
-    again = asm_dask("predict", run_dir, second_country.features, "--out", out)
+    again = cli("predict", run_dir, second_country.features, "--out", out)
     assert again.returncode == 0, again.stderr
     assert f"resuming: {len(kept)} of {manifest['n_partitions']} prediction partitions already written" \
         in again.stderr
     assert {i: os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns for i in kept} == stamps
-    fresh = asm_dask("predict", run_dir, second_country.features, "--out", tmp_path / "fresh")
+    fresh = cli("predict", run_dir, second_country.features, "--out", tmp_path / "fresh")
     assert fresh.returncode == 0, fresh.stderr
     pd.testing.assert_frame_equal(_predictions(out), _predictions(tmp_path / "fresh"))
 
 
-def test_a_saved_tree_ensemble_predicts_another_country(trained, second_country, tmp_path):
-    """A model saved with skops (not linear) is applied as the linear one is."""
-    from asm_dask.model.persistence import load_model
+def test_a_saved_tree_ensemble_predicts_another_country(trained, second_country, tmp_path, client):
+    """A model saved with skops (not linear) is applied as the linear one is, through the
+    Python API: the prediction is a Run too, and its model the run's."""
+    import asm_dask
     from asm_dask.read.grid import cell_ids, parse_image_ids
 
     _, country = trained
-    job = write_job(tmp_path, country.labels, country.features,
-                    model={"estimators": {"ridge": None, "random_forest": {"n_estimators": [20],
-                                                                           "min_samples_leaf": [5]}},
-                           "select": "random_forest"})
-    run = asm_dask("run", job, "--out", tmp_path / "forest")
-    assert run.returncode == 0, run.stderr
-    assert (tmp_path / "forest" / "model.skops").exists()
-    done = asm_dask("predict", tmp_path / "forest", second_country.features, "--out", tmp_path / "applied")
-    assert done.returncode == 0, done.stderr
+    run = asm_dask.run({"labels": str(country.labels), "features": str(country.features),
+                        "output": str(tmp_path / "forest"),
+                        "model": {"estimators": {"ridge": None, "random_forest": {"n_estimators": [20],
+                                                                                 "min_samples_leaf": [5]}},
+                                  "select": "random_forest"}}, client)
+    assert run.files.model_skops is not None and run.model.name == "random_forest"
+    applied = asm_dask.predict(run, second_country.features, out=tmp_path / "applied", client=client)
+    assert applied.kind == "predict" and applied.model_card["model"]["estimator"] == "random_forest"
+    assert applied.metrics.n_cells == second_country.n_cells
     table = feather.read_table(second_country.features)
     lat, lon = parse_image_ids(table.column("image_id"), "features")
-    X = np.column_stack([table.column(f"feature_{j}").to_numpy() for j in range(N_FEATURES)])
+    X = table.select([f"feature_{j}" for j in range(N_FEATURES)]).to_pandas()
     direct = pd.DataFrame({"cell_id": cell_ids(lat, lon, 0.01),
-                           "probability": load_model(tmp_path / "forest").predict_proba(X)})
+                           "probability": applied.model.predict_proba(X)[:, 1]})
     direct = direct.sort_values("cell_id").reset_index(drop=True)
     predicted = _predictions(tmp_path / "applied")
     assert (predicted["cell_id"] == direct["cell_id"]).all()
@@ -212,7 +213,7 @@ def test_a_prediction_never_writes_over_a_run(trained, second_country, tmp_path)
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
     for out, says in [(run_dir, "is the run folder"), (run_dir / "predictions", "is inside the run folder"),
                       (run_dir / "new", "is inside the run folder")]:
-        done = asm_dask("predict", run_dir, second_country.features, "--out", out)
+        done = cli("predict", run_dir, second_country.features, "--out", out)
         assert done.returncode == 2
         assert done.stderr.strip().splitlines()[-1].startswith(f"asm-dask: error: {out}: {says} {run_dir}")
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
@@ -220,14 +221,14 @@ def test_a_prediction_never_writes_over_a_run(trained, second_country, tmp_path)
     other_run = tmp_path / "other_run"
     (other_run).mkdir()
     (other_run / "manifest.json").write_text((run_dir / "manifest.json").read_text())
-    done = asm_dask("predict", run_dir, second_country.features, "--out", other_run)
+    done = cli("predict", run_dir, second_country.features, "--out", other_run)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == \
         f"asm-dask: error: {other_run}: holds the output of asm-dask run; choose another folder for asm-dask predict"
 
     applied = tmp_path / "applied"
-    assert asm_dask("predict", run_dir, second_country.features, "--out", applied).returncode == 0
-    done = asm_dask("run", write_job(tmp_path, country.labels, country.features), "--out", applied)
+    assert cli("predict", run_dir, second_country.features, "--out", applied).returncode == 0
+    done = cli("run", write_job(tmp_path, country.labels, country.features), "--out", applied)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"asm-dask: error: {applied}: holds the output of asm-dask predict; choose another folder for asm-dask run")
@@ -241,7 +242,7 @@ def test_features_without_one_complete_row_are_one_line_and_leave_only_the_log(t
     broken = tmp_path / "nan_column.feather"
     column = table.column_names.index("feature_5")
     feather.write_feather(table.set_column(column, "feature_5", pa.nulls(len(table), pa.float32())), broken)
-    done = asm_dask("predict", run_dir, broken, "--out", tmp_path / "out")
+    done = cli("predict", run_dir, broken, "--out", tmp_path / "out")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"asm-dask: error: {broken}: no cell has complete features: each of its {second_country.n_cells:,} rows "
@@ -267,7 +268,7 @@ def test_a_saved_model_edited_since_the_run_is_refused(trained, second_country, 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     (copy / "model.json").write_text(json.dumps(edit(json.loads((run_dir / "model.json").read_text()))))
-    done = asm_dask("predict", copy, second_country.features, "--out", tmp_path / "out")
+    done = cli("predict", copy, second_country.features, "--out", tmp_path / "out")
     assert done.returncode == 2, done.stderr
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith(f"asm-dask: error: {copy / 'model.json'}: {message}"), line

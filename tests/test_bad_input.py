@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from builders import OWN_LINE, asm_dask, grid_features, labels_frame, write_feather, write_job
+from builders import OWN_LINE, cli, grid_features, labels_frame, write_feather, write_job
 
+import asm_dask
 from asm_dask.config import load_job
 from asm_dask.errors import InputError
-from asm_dask.pipeline.run import run_job
 
 LATS = np.round(np.arange(8.005, 8.2, 0.01), 3)
 LONS = np.round(np.arange(-11.995, -11.8, 0.01), 3)
@@ -31,7 +31,7 @@ def _run(tmp_path, labels, features, client, **job_extra):
     write_feather(features, tmp_path / "features.feather")
     job = load_job(write_job(tmp_path, tmp_path / "labels.csv", tmp_path / "features.feather", **job_extra))
     with pytest.raises(InputError) as error:
-        run_job(job, client)
+        asm_dask.run(job, client)
     assert not (tmp_path / "out").exists()
     return str(error.value)
 
@@ -41,13 +41,13 @@ def test_cli_reports_one_line_and_exits_2(inputs):
     labels.to_csv(tmp_path / "labels.csv", index=False)
     write_feather(features, tmp_path / "features.feather")
     job = write_job(tmp_path, tmp_path / "missing.csv", tmp_path / "features.feather")
-    done = asm_dask("run", job)
+    done = cli("run", job)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"asm-dask: error: {tmp_path / 'missing.csv'}: labels file not found"
     assert not (tmp_path / "out").exists()
 
     job.write_text(job.read_text() + "modle: {alphas: [1]}\n")
-    done = asm_dask("run", job)
+    done = cli("run", job)
     assert done.returncode == 2 and "unknown key(s) ['modle']" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
@@ -78,8 +78,8 @@ def test_categorical_image_ids_are_read_as_text(inputs, client, tmp_path):
     features["image_id"] = features["image_id"].astype("category")
     labels.to_csv(tmp_path / "labels.csv", index=False)
     features.to_feather(tmp_path / "features.feather")
-    result = run_job(load_job(write_job(tmp_path, tmp_path / "labels.csv", tmp_path / "features.feather")), client)
-    assert result.metrics["n_cells"] == len(features)
+    run = asm_dask.run(write_job(tmp_path, tmp_path / "labels.csv", tmp_path / "features.feather"), client)
+    assert run.metrics.n_cells == len(features)
 
 
 def test_coordinates_out_of_range(inputs, client):
@@ -112,7 +112,7 @@ def test_missing_features_file(inputs, client):
     labels.to_csv(tmp_path / "labels.csv", index=False)
     job = load_job(write_job(tmp_path, tmp_path / "labels.csv", tmp_path / "nope.feather"))
     with pytest.raises(InputError, match="nope.feather: features file not found"):
-        run_job(job, client)
+        asm_dask.run(job, client)
     assert not (tmp_path / "out").exists()
 
 
@@ -121,9 +121,9 @@ def test_nan_features_are_dropped_counted_and_reported(inputs, client):
     features.loc[[3, 4], "feature_1"] = np.nan
     labels.to_csv(tmp_path / "labels.csv", index=False)
     write_feather(features, tmp_path / "features.feather")
-    result = run_job(load_job(write_job(tmp_path, tmp_path / "labels.csv", tmp_path / "features.feather")), client)
-    assert result.metrics["n_cells_dropped_nonfinite"] == 2
-    assert result.metrics["n_cells"] == len(features) - 2
+    run = asm_dask.run(write_job(tmp_path, tmp_path / "labels.csv", tmp_path / "features.feather"), client)
+    assert run.metrics.n_cells_dropped_nonfinite == 2
+    assert run.metrics.n_cells == len(features) - 2
 
 
 @pytest.mark.parametrize("split, expected", [
@@ -139,7 +139,7 @@ def _cli_error(folder: Path, job: dict, *args: str) -> str:
     """Run ``asm-dask run`` on ``job`` (beside valid inputs in ``folder``) as a user would;
     it must fail at once with one line, exit 2, and write no output."""
     (folder / "job.yaml").write_text(yaml.safe_dump(job))
-    done = asm_dask("run", folder / "job.yaml", *args, timeout=60)
+    done = cli("run", folder / "job.yaml", *args, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("asm-dask: error: ") and not done.stdout
@@ -285,7 +285,7 @@ def _failed_in_a_task(folder: Path, *args: str) -> tuple[str, str]:
     """Run ``asm-dask run`` on ``folder``/job.yaml, which must fail inside a task; check that
     the console holds asm-dask's own lines and one error line last, exit 2, and that the
     output folder holds only the log; return the error and the log."""
-    done = asm_dask("run", folder / "job.yaml", *args, timeout=120)
+    done = cli("run", folder / "job.yaml", *args, timeout=120)
     assert done.returncode == 2, done.stderr
     *own, last = done.stderr.strip().splitlines()
     assert all(OWN_LINE.match(line) for line in own), done.stderr
@@ -335,7 +335,7 @@ def test_an_error_inside_a_task_on_a_running_scheduler(valid, inputs, dask_sched
 def test_verbose_shows_the_details_on_the_console_too(valid, inputs):
     folder, _ = valid
     expected = _broken_features(folder, inputs[2], "image_id")
-    done = asm_dask("run", folder / "job.yaml", "--verbose", timeout=120)
+    done = cli("run", folder / "job.yaml", "--verbose", timeout=120)
     log = folder / "out" / "asm-dask.log"
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"asm-dask: error: {expected} (details: {log})"

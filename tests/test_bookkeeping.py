@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from builders import asm_dask, write_job
+from builders import cli, write_job
 
 HOLD_LOCK = """
 import sys, time
@@ -26,7 +26,7 @@ def test_a_second_run_stops_on_a_held_lock_and_a_dead_runs_lock_is_taken_over(co
     try:
         run_id = holder.stdout.readline().strip()
         job = write_job(tmp_path, country.labels, country.features)
-        second = asm_dask("run", job)
+        second = cli("run", job)
         assert second.returncode == 2
         lines = second.stderr.strip().splitlines()
         assert lines[-1].startswith(f"asm-dask: error: {out}: in use by another asm-dask run ({run_id}, ")
@@ -42,7 +42,7 @@ def test_a_second_run_stops_on_a_held_lock_and_a_dead_runs_lock_is_taken_over(co
         holder.wait()
     # The holder died without releasing its lock: a run on this host sees it is gone.
     assert json.loads((out / ".asm-dask.lock").read_text())["run"] == run_id
-    third = asm_dask("run", job)
+    third = cli("run", job)
     assert third.returncode == 0, third.stderr
     assert not (out / ".asm-dask.lock").exists()
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
@@ -74,7 +74,7 @@ def test_a_run_stopped_by_bad_input_leaves_no_output_folder_behind(country, tmp_
     bad = tmp_path / "labels.csv"
     labels.to_csv(bad, index=False)
     job = write_job(tmp_path, bad, country.features)
-    done = asm_dask("run", job)
+    done = cli("run", job)
     assert done.returncode == 2, done.stderr
     assert not (tmp_path / "out").exists() or not [p for p in (tmp_path / "out").iterdir()
                                                     if p.name != "asm-dask.log"]

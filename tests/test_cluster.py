@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ import distributed
 import psutil
 import pytest
 import yaml
-from builders import asm_dask, write_job
+from builders import cli, write_job
 from distributed.system import MEMORY_LIMIT
 
 from asm_dask.deploy import open_client, plan_cluster
@@ -60,7 +61,19 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def test_default_is_an_in_process_local_cluster_sized_to_the_machine(capfd):
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_default_is_an_in_process_local_cluster_sized_to_the_machine():
+    said, library = _Records(), logging.getLogger("asm_dask")
+    library.addHandler(said)
+    library.setLevel(logging.INFO)
     with open_client() as client:
         cluster = client.cluster
         info = describe(client)
@@ -70,14 +83,15 @@ def test_default_is_an_in_process_local_cluster_sized_to_the_machine(capfd):
     assert (info["n_workers"], info["threads"]) == (1, dask.system.CPU_COUNT)
     assert info["memory_bytes"] == MEMORY_LIMIT
     assert info["scheduler"].startswith("inproc://")
-    assert f"Dask dashboard: {link}" in capfd.readouterr().err
+    library.removeHandler(said)
+    assert f"Dask dashboard: {link}" in said.messages  # said through logging, which a notebook sets up
     assert link.startswith("http://127.0.0.1:")
     assert cluster.status.name == "closed" and not _accepts_connections(link)
 
 
 def test_worker_processes_on_request_and_shut_down_after(tmp_path):
     path = _write(tmp_path, {"kind": "local", "processes": True})
-    with open_client(path, progress=False) as client:
+    with open_client(path) as client:
         assert client.submit(os.getpid, pure=False).result() != os.getpid()
         info = describe(client)
         worker_pids = list(client.run(os.getpid).values())
@@ -92,7 +106,7 @@ def test_existing_scheduler_is_used_and_left_running(dask_scheduler_with_workers
     procs = dask_scheduler_with_workers(n_workers=2)
     scheduler_file = _write(tmp_path, {"kind": "scheduler", "address": procs.address})
     for kwargs in ({"scheduler": procs.address}, {"cluster_file": scheduler_file}):
-        with open_client(progress=False, **kwargs) as client:
+        with open_client(**kwargs) as client:
             info = describe(client)
             pids = set(client.run(os.getpid).values())
         assert (info["scheduler"], info["n_workers"], info["threads"]) == (procs.address, 2, 2)
@@ -104,7 +118,7 @@ def test_existing_scheduler_is_used_and_left_running(dask_scheduler_with_workers
 
 def test_local_cluster_file(tmp_path):
     path = _write(tmp_path, {"kind": "local", "n_workers": 1, "processes": True})
-    with open_client(path, progress=False) as client:
+    with open_client(path) as client:
         assert client.submit(os.getpid, pure=False).result() != os.getpid()
         info = describe(client)
     assert (info["n_workers"], info["threads"]) == (1, 1)
@@ -113,7 +127,7 @@ def test_local_cluster_file(tmp_path):
 
 def test_scale_key_adds_workers(tmp_path):
     path = _write(tmp_path, {"kind": "local", "n_workers": 0, "scale": 1})
-    with open_client(path, progress=False) as client:
+    with open_client(path) as client:
         assert describe(client)["n_workers"] == 1
 
 
@@ -122,7 +136,7 @@ def test_no_worker_gives_a_timeout_naming_the_scheduler(tmp_path, dask_scheduler
     path = _write(tmp_path, {"kind": "scheduler", "address": procs.address, "worker_timeout": 0.5})
     expected = r"^no Dask worker joined the scheduler at tcp://127\.0\.0\.1:\d+ within 0\.5 s$"
     with pytest.raises(TimeoutError, match=expected) as error:
-        with open_client(path, progress=False):
+        with open_client(path):
             pass
     assert isinstance(error.value, InputError)
 
@@ -137,7 +151,7 @@ def test_no_worker_gives_a_timeout_naming_the_scheduler(tmp_path, dask_scheduler
 ])
 def test_a_scheduler_address_that_cannot_be_one_is_named(address, message):
     with pytest.raises(InputError, match=f"^--scheduler: .*{message}"):
-        with open_client(scheduler=address, progress=False):
+        with open_client(scheduler=address):
             pass
 
 
@@ -208,7 +222,7 @@ def test_unreachable_scheduler(tmp_path):
 def test_bad_cluster_file_names_file_and_problem(tmp_path, settings, message):
     path = _write(tmp_path, settings)
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {message}") as error:
-        with open_client(path, progress=False):
+        with open_client(path):
             pass
     assert isinstance(error.value, InputError)
     assert "\n" not in str(error.value)
@@ -295,7 +309,7 @@ def test_tls_scheduler_runs_the_job_and_refuses_everyone_else(tls_dask_scheduler
 
     # The whole job, through the TLS scheduler and its two worker processes.
     job = write_job(tmp_path, country.labels, country.features)
-    done = asm_dask("run", job, "--out", tmp_path / "out", "--cluster",
+    done = cli("run", job, "--out", tmp_path / "out", "--cluster",
                     _client_file(tmp_path, procs.address, tls_files))
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n_cells"] == country.n_cells
@@ -303,7 +317,7 @@ def test_tls_scheduler_runs_the_job_and_refuses_everyone_else(tls_dask_scheduler
     # Plain TCP to the same port: the scheduler sees no TLS handshake and hangs up.
     plain = procs.address.replace("tls://", "tcp://")
     with pytest.raises(TimeoutError, match=f"^cannot reach the Dask scheduler at {plain}: .*reset by peer"):
-        with open_client(scheduler=plain, progress=False):
+        with open_client(scheduler=plain):
             pass
     assert "[SSL: WRONG_VERSION_NUMBER]" in _wait_for_line(scheduler_log, "WRONG_VERSION_NUMBER")
 
@@ -320,7 +334,7 @@ def test_tls_scheduler_runs_the_job_and_refuses_everyone_else(tls_dask_scheduler
     # A certificate the cluster's CA never signed.
     stranger = _client_file(tmp_path, procs.address, tls_files, tls_files.stranger_cert, tls_files.stranger_key)
     with pytest.raises(TimeoutError, match=f"^cannot reach the Dask scheduler at {procs.address}: "):
-        with open_client(stranger, progress=False):
+        with open_client(stranger):
             pass
     assert "certificate verify failed" in _wait_for_line(scheduler_log, "CERTIFICATE_VERIFY_FAILED")
 
@@ -339,7 +353,7 @@ def test_tls_address_without_certificates_is_a_one_line_error(tmp_path, country)
             pass
     assert str(error.value) == expected and isinstance(error.value, InputError)
     job = write_job(tmp_path, country.labels, country.features)
-    done = asm_dask("run", job, "--scheduler", address, timeout=60)
+    done = cli("run", job, "--scheduler", address, timeout=60)
     log = tmp_path / "out" / "asm-dask.log"
     assert (done.returncode, done.stderr) == (2, f"asm-dask: error: {expected} (details: {log})\n")
     assert os.listdir(tmp_path / "out") == ["asm-dask.log"]
@@ -355,7 +369,7 @@ def test_tls_scheduler_certificates_from_dasks_own_configuration(tls_dask_schedu
     with dask.config.set({"distributed.comm.tls.ca-file": str(tls_files.ca),
                           "distributed.comm.tls.client.cert": str(tls_files.client_cert),
                           "distributed.comm.tls.client.key": str(tls_files.client_key)}):
-        with open_client(scheduler=procs.address, progress=False) as client:
+        with open_client(scheduler=procs.address) as client:
             assert describe(client)["n_workers"] == 1
 
 

@@ -4,6 +4,7 @@ import contextlib
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.calibration import _sigmoid_calibration
 from sklearn.isotonic import IsotonicRegression
@@ -14,11 +15,13 @@ from sklearn.model_selection import GridSearchCV, cross_val_predict
 from asm_dask.config import SplitConfig
 from asm_dask.errors import InputError
 from asm_dask.model import ridge as ridge_module
-from asm_dask.model.calibration import CalibratedModel, fit_calibrator
+from asm_dask.model.calibration import fit_calibrator
+from asm_dask.model.classifier import CalibratedClassifier
 from asm_dask.model.penalty_path import penalty_path
 from asm_dask.model.persistence import load_model, save_model
 from asm_dask.model.ridge import AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
-from asm_dask.model.split import block_groups, cv_folds, split_groups, train_test_split_groups
+from asm_dask.model.split import cv_folds, split_groups, train_test_split_groups
+from asm_dask.spatial.blocks import block_groups
 
 ALPHAS = [0.01, 0.1, 1.0, 10.0]
 
@@ -67,7 +70,8 @@ def test_given_alphas_equal_sklearn_grid_search(client, use_cluster, n, k, solve
     folds = cv_folds(y, groups, 5, "labels.csv", seed=0)
     with warnings.catch_warnings():  # the notebook's list may well end too soon here
         warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)
-        ours = RidgeGridClassifier(ALPHAS, client=client if use_cluster else None).fit(X, y, folds)
+        with client.as_current() if use_cluster else contextlib.nullcontext():
+            ours = RidgeGridClassifier(ALPHAS, cv=folds).fit(X, y)
     assert ours.solver_ == solver
     assert list(ours.alphas_) == ALPHAS  # searched exactly as given, in order
     _assert_equals_sklearn(ours, X, y, folds)
@@ -87,7 +91,8 @@ def _no_warning():
 def test_auto_search_is_wide_interior_and_equals_sklearn(client, n, k):
     X, y, groups = _problem(n, k, seed=4)
     folds = cv_folds(y, groups, 5, "labels.csv", seed=0)
-    ours = RidgeGridClassifier("auto", client=client).fit(X, y, folds)
+    with client.as_current():
+        ours = RidgeGridClassifier("auto", cv=folds).fit(X, y)
     grid = ours.alphas_
     assert np.log10(grid.max() / grid.min()) >= 8
     assert len(grid) >= 3 * np.log10(grid.max() / grid.min())  # several points per decade
@@ -100,8 +105,8 @@ def test_auto_grid_follows_the_scale_of_the_features():
     """Features 10 times larger want penalties 100 times larger: same fits, same AUCs."""
     X, y, groups = _problem(seed=5)
     folds = cv_folds(y, groups, 5, "l", seed=0)
-    small = RidgeGridClassifier("auto").fit(X, y, folds)
-    large = RidgeGridClassifier("auto").fit(X * 10, y, folds)
+    small = RidgeGridClassifier("auto", cv=folds).fit(X, y)
+    large = RidgeGridClassifier("auto", cv=folds).fit(X * 10, y)
     np.testing.assert_allclose(large.alphas_, small.alphas_ * 100, rtol=1e-12)
     assert large.best_alpha_ == pytest.approx(small.best_alpha_ * 100)
     np.testing.assert_allclose(large.cv_auc_, small.cv_auc_, atol=1e-9)
@@ -110,13 +115,14 @@ def test_auto_grid_follows_the_scale_of_the_features():
 def test_auto_grid_extends_until_the_best_alpha_is_interior(monkeypatch):
     X, y, groups = _peaked_problem()
     folds = cv_folds(y, groups, 5, "l", seed=0)
-    first = RidgeGridClassifier("auto").fit(X, y, folds)
+    first = RidgeGridClassifier("auto", cv=folds).fit(X, y)
     best_exponent = np.log10(first.best_alpha_)
-    centre = np.floor(np.log10(first._problem.total_variance))
+    assert first.n_grid_extensions_ == 0  # the first grid starts AUTO_DECADES_BELOW the total variance's decade
+    centre = np.round(np.log10(first.alphas_.min())) + ridge_module.AUTO_DECADES_BELOW
     # A first grid that ends two decades below the best alpha: the search must climb.
     monkeypatch.setattr(ridge_module, "AUTO_DECADES_ABOVE", int(np.floor(best_exponent - centre)) - 2)
     monkeypatch.setattr(ridge_module, "AUTO_DECADES_BELOW", 1 - ridge_module.AUTO_DECADES_ABOVE)
-    climbed = RidgeGridClassifier("auto").fit(X, y, folds)
+    climbed = RidgeGridClassifier("auto", cv=folds).fit(X, y)
     assert climbed.n_grid_extensions_ >= 2
     assert not climbed.alpha_at_grid_edge_
     assert climbed.best_alpha_ == first.best_alpha_
@@ -124,7 +130,7 @@ def test_auto_grid_extends_until_the_best_alpha_is_interior(monkeypatch):
     # ...and one that starts two decades above it: the search must come down.
     monkeypatch.setattr(ridge_module, "AUTO_DECADES_BELOW", int(centre - np.ceil(best_exponent)) - 2)
     monkeypatch.setattr(ridge_module, "AUTO_DECADES_ABOVE", 1 - ridge_module.AUTO_DECADES_BELOW)
-    descended = RidgeGridClassifier("auto").fit(X, y, folds)
+    descended = RidgeGridClassifier("auto", cv=folds).fit(X, y)
     assert descended.n_grid_extensions_ >= 2 and not descended.alpha_at_grid_edge_
     assert descended.best_alpha_ == first.best_alpha_
 
@@ -139,7 +145,7 @@ def test_a_flat_cv_curve_is_not_extended_but_its_end_is_flagged():
     y = (x[:, 0] + rng.normal(size=300) > 0).astype(int)
     folds = cv_folds(y, np.arange(300), 5, "l", seed=0)
     with pytest.warns(AlphaAtGridEdgeWarning, match=r"smallest one searched \(.*\) and ties 32 other"):
-        ours = RidgeGridClassifier("auto").fit(x, y, folds)
+        ours = RidgeGridClassifier("auto", cv=folds).fit(x, y)
     assert np.ptp(ours.cv_auc_.mean(axis=1)) == 0
     assert ours.n_grid_extensions_ == 0 and ours.alpha_at_grid_edge_
     assert ours.best_alpha_ == ours.alphas_.min()
@@ -160,7 +166,7 @@ def test_cell_folds_are_shuffled_not_bands_of_latitude():
 def test_a_best_alpha_at_the_edge_of_a_given_list_is_flagged():
     X, y, groups = _peaked_problem(seed=1)  # best near 1780: the notebook's list stops at 10
     with pytest.warns(AlphaAtGridEdgeWarning, match="largest one searched"):
-        ours = RidgeGridClassifier(ALPHAS).fit(X, y, cv_folds(y, groups, 5, "l", seed=0))
+        ours = RidgeGridClassifier(ALPHAS, cv=cv_folds(y, groups, 5, "l", seed=0)).fit(X, y)
     assert ours.alpha_at_grid_edge_ and ours.best_alpha_ == 10.0
 
 
@@ -168,13 +174,13 @@ def test_standardized_features_equal_sklearn_on_scaled_features():
     X, y, groups = _problem(seed=8)
     X[:, :50] *= 30  # features on different scales: standardising changes the fit
     folds = cv_folds(y, groups, 5, "l", seed=0)
-    ours = RidgeGridClassifier("auto", standardize=True).fit(X, y, folds)
+    ours = RidgeGridClassifier("auto", standardize=True, cv=folds).fit(X, y)
     assert ours.scale_ is not None
     _assert_equals_sklearn(ours, X, y, folds, standardize=True)
 
 
 def test_the_kernel_is_the_same_to_the_last_bit_on_one_thread_or_many(monkeypatch):
-    from asm_dask.model.ridge import gram
+    from asm_dask.model.numerics import gram
 
     Z = np.random.default_rng(0).normal(size=(1100, 900))
     many = gram(Z)
@@ -212,7 +218,7 @@ def test_folds_stay_exact_when_lanczos_stops_short_of_the_grid(monkeypatch):
     monkeypatch.setattr(module, "MAX_STEPS", 15)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)
-        ours = RidgeGridClassifier([1e-4, 1e-3, 1e-2, 0.1]).fit(X, y, folds)
+        ours = RidgeGridClassifier([1e-4, 1e-3, 1e-2, 0.1], cv=folds).fit(X, y)
     _assert_equals_sklearn(ours, X, y, folds)
 
 
@@ -220,7 +226,7 @@ def test_a_constant_feature_gets_no_weight_when_standardised():
     X, y, groups = _problem(n=37, k=60, seed=9)
     X[:, 0] = 0.5118216247002567  # its mean computes a bit off: centring leaves rounding noise
     folds = cv_folds(y, groups, 5, "l", seed=0)
-    ours = RidgeGridClassifier("auto", standardize=True).fit(X, y, folds)
+    ours = RidgeGridClassifier("auto", standardize=True, cv=folds).fit(X, y)
     assert ours.coef_[0] == 0
     reference = GridSearchCV(RidgeClassifier(), {"alpha": list(ours.alphas_)}, cv=folds, scoring="roc_auc")
     scaled = X.astype(np.float64)
@@ -237,9 +243,9 @@ def test_a_tie_at_the_end_of_the_grid_is_an_edge_and_one_alpha_is_none():
     y = (x[:, 0] > 0).astype(int)
     folds = cv_folds(y, np.arange(200), 5, "l", seed=0)
     with pytest.warns(AlphaAtGridEdgeWarning, match="largest one searched .* and ties 1 other"):
-        tied = RidgeGridClassifier([10.0, 0.1]).fit(x, y, folds)
+        tied = RidgeGridClassifier([10.0, 0.1], cv=folds).fit(x, y)
     with _no_warning():
-        single = RidgeGridClassifier([1.0]).fit(x, y, folds)
+        single = RidgeGridClassifier([1.0], cv=folds).fit(x, y)
     assert tied.alpha_at_grid_edge_ and tied.best_alpha_ == 10.0  # the first given
     assert not single.alpha_at_grid_edge_
 
@@ -251,29 +257,33 @@ def test_penalty_path_of_a_zero_right_hand_side_is_zero():
 
 def test_calibrated_model_reproduces_isotonic_regression_and_round_trips(tmp_path):
     X, y, groups = _problem(seed=2)
-    ridge = RidgeGridClassifier("auto").fit(X, y, cv_folds(y, groups, 5, "l", seed=0))
-    calibrator = fit_calibrator(ridge.oof_decision_, y, "isotonic")
+    ridge = RidgeGridClassifier("auto", cv=cv_folds(y, groups, 5, "l", seed=0)).fit(X, y)
     reference = IsotonicRegression(out_of_bounds="clip").fit(ridge.oof_decision_, y)
-    model = CalibratedModel.from_fitted([f"f{j}" for j in range(X.shape[1])], ridge, calibrator)
-    scores = model.decision_function(X) * 3  # beyond the fitted range too: clipped
+    model = CalibratedClassifier.from_fitted(ridge, ridge.oof_decision_, y, "isotonic", X=X,
+                                             feature_names=[f"f{j}" for j in range(X.shape[1])])
+    scores = model.score_matrix(X) * 3  # beyond the fitted range too: clipped
     np.testing.assert_allclose(model.calibrate(scores), reference.predict(scores), atol=1e-12)
     save_model(model, tmp_path)
     loaded = load_model(tmp_path)
-    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    rows = pd.DataFrame(X, columns=model.feature_names_in_)
+    np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))
 
 
 def test_sigmoid_calibration_equals_platt_scaling_of_sklearn(tmp_path):
     X, y, groups = _problem(seed=3)
-    ridge = RidgeGridClassifier("auto").fit(X, y, cv_folds(y, groups, 5, "l", seed=0))
+    ridge = RidgeGridClassifier("auto", cv=cv_folds(y, groups, 5, "l", seed=0)).fit(X, y)
     calibrator = fit_calibrator(ridge.oof_decision_, y, "sigmoid")
     a, b = _sigmoid_calibration(ridge.oof_decision_, y)
     assert calibrator.params["a"] == pytest.approx(a, rel=1e-4)
     assert calibrator.params["b"] == pytest.approx(b, rel=1e-4, abs=1e-6)
-    model = CalibratedModel.from_fitted([f"f{j}" for j in range(X.shape[1])], ridge, calibrator)
-    probability = model.predict_proba(X)
+    model = CalibratedClassifier.from_fitted(ridge, ridge.oof_decision_, y, "sigmoid", X=X,
+                                             feature_names=[f"f{j}" for j in range(X.shape[1])])
+    assert model.calibrator_ == calibrator
+    rows = pd.DataFrame(X, columns=model.feature_names_in_)
+    probability = model.predict_proba(rows)[:, 1]
     assert ((0 < probability) & (probability < 1)).all()
     save_model(model, tmp_path)
-    np.testing.assert_array_equal(load_model(tmp_path).predict_proba(X), probability)
+    np.testing.assert_array_equal(load_model(tmp_path).predict_proba(rows)[:, 1], probability)
 
 
 def test_rows_sharing_a_group_never_straddle_the_splits():
@@ -318,9 +328,9 @@ def test_too_few_labels_for_the_folds():
 
 
 @pytest.mark.parametrize("X, y, alphas, message", [
-    (np.ones((4, 2)), np.array([0, 0, 0, 0]), "auto", "both classes"),
+    (np.ones((4, 2)), np.array([0, 0, 0, 0]), "auto", "one class only"),
     (np.full((4, 2), np.nan), np.array([0, 1, 0, 1]), "auto", "NaN"),
-    (np.ones(4), np.array([0, 1, 0, 1]), "auto", "2-D"),
+    (np.ones(4), np.array([0, 1, 0, 1]), "auto", "2D array"),
     (np.ones((4, 2)), np.array([0, 1, 0, 1]), "wide", "'auto' or a list"),
     (np.ones((4, 2)), np.array([0, 1, 0, 1]), [1.0, -2.0], "positive numbers"),
     (np.ones((4, 2)), np.array([0, 1, 0, 1]), [1.0, 1.0, 10.0], "repeat"),
@@ -338,10 +348,10 @@ def test_a_feature_far_wider_than_the_rest_is_warned_of_and_standardizing_silenc
     X[::10, 3] = 3e38
     folds = cv_folds(y, groups, 5, "l", seed=0)
     with pytest.warns(FeatureScaleWarning, match=r"column\(s\) \[3\]"):
-        raw = RidgeGridClassifier("auto").fit(X, y, folds)
+        raw = RidgeGridClassifier("auto", cv=folds).fit(X, y)
     assert raw.dominant_features_.tolist() == [3]
     with warnings.catch_warnings():
         warnings.simplefilter("error", FeatureScaleWarning)
-        scaled = RidgeGridClassifier("auto", standardize=True).fit(X, y, folds)
+        scaled = RidgeGridClassifier("auto", standardize=True, cv=folds).fit(X, y)
     assert scaled.dominant_features_.size == 0
     assert scaled.cv_auc_.mean(axis=1).max() > raw.cv_auc_.mean(axis=1).max() + 0.1

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from builders import asm_dask
+from builders import cli
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, GroupShuffleSplit, StratifiedKFold
 
+import asm_dask
+from asm_dask.deploy import open_client
 from asm_dask.model.persistence import load_model
 from asm_dask.read.grid import cell_ids
 
@@ -135,11 +137,12 @@ def test_results_equal_scikit_learn_in_memory(local_run, country):
     np.testing.assert_allclose(predicted["score"], scores, atol=1e-6)
     np.testing.assert_allclose(predicted["probability"], isotonic.predict(scores), atol=1e-6)
     model = load_model(out)
-    np.testing.assert_allclose(model.predict_proba(X[test]), predicted["probability"], atol=1e-9)
+    test_rows = rows.iloc[test][[f"feature_{j}" for j in range(40)]]
+    np.testing.assert_allclose(model.predict_proba(test_rows)[:, 1], predicted["probability"], atol=1e-9)
 
 
 def test_demo_command_runs_on_built_in_data(tmp_path):
-    done = asm_dask("demo", "--out", tmp_path / "demo", "--cells", 900, "--features", 16)
+    done = cli("demo", "--out", tmp_path / "demo", "--cells", 900, "--features", 16)
     assert done.returncode == 0, done.stderr
     assert "Dask dashboard: http" in done.stderr
     metrics = json.loads((tmp_path / "demo" / "results" / "metrics.json").read_text())
@@ -155,20 +158,16 @@ def test_inputs_from_an_fsspec_url(country, tmp_path, store):
     disk: read in place, or through a store that goes with the output."""
     import fsspec
 
-    from asm_dask.config import job_from_dict
-    from asm_dask.deploy import open_client
-    from asm_dask.pipeline.run import run_job
-
     memory = fsspec.filesystem("memory")
     for source in (country.labels, country.features):
         memory.pipe(f"/country/{source.name}", source.read_bytes())
-    job = job_from_dict({"labels": {"path": "memory://country/SLE_mines.csv"},
-                         "features": {"path": "memory://country/SLE_features.feather", "store": store},
-                         "output": str(tmp_path / "out")})
-    with open_client(progress=False) as client:  # in-process workers see the memory filesystem
-        result = run_job(job, client)
-    assert result.metrics["n_cells"] == country.n_cells
-    assert result.metrics["features_read"] == ("in place" if store == "auto" else "feature store")
+    job = {"labels": {"path": "memory://country/SLE_mines.csv"},
+           "features": {"path": "memory://country/SLE_features.feather", "store": store},
+           "output": str(tmp_path / "out")}
+    with open_client() as client:  # in-process workers see the memory filesystem
+        run = asm_dask.run(job, client)
+    assert run.metrics.n_cells == country.n_cells
+    assert run.metrics.features_read == ("in place" if store == "auto" else "feature store")
     assert (tmp_path / "out" / ".asm_dask_store").is_dir() == (store == "always")
 
 
@@ -178,20 +177,17 @@ def test_an_output_folder_behind_a_url(country):
     import fsspec
     import geopandas as gpd
 
-    from asm_dask.config import job_from_dict
-    from asm_dask.deploy import open_client
-    from asm_dask.pipeline.run import run_job
-
-    job = job_from_dict({"labels": str(country.labels), "features": str(country.features),
-                         "output": "memory://runs/sle"})
-    with open_client(progress=False) as client:
-        result = run_job(job, client)
+    with open_client() as client:  # in-process workers see the memory filesystem
+        run = asm_dask.run({"labels": str(country.labels), "features": str(country.features),
+                            "output": "memory://runs/sle"}, client)
+        reread = asm_dask.open_run("memory://runs/sle").predictions(columns=["cell_id"]).compute()
     memory = fsspec.filesystem("memory")
     names = {path.rsplit("/", 1)[1] for path in memory.ls("/runs/sle", detail=False)}
     assert {"manifest.json", "metrics.json", "model.json", "report.html", "map.html", "probability.tif",
             "figures", "predictions"} <= names and ".asm-dask.lock" not in names
     grid = gpd.read_parquet("/runs/sle/predictions", filesystem=memory)
-    assert len(grid) == result.metrics["n_cells"] == country.n_cells
+    assert len(grid) == run.metrics.n_cells == country.n_cells
+    assert len(reread) == country.n_cells
     memory.rm("/runs", recursive=True)
 
 
@@ -200,12 +196,12 @@ def test_ingest_command_builds_the_store_that_run_reuses(country, tmp_path):
 
     job = write_job(tmp_path, country.labels, country.features,
                     features_settings={"store_path": str(tmp_path / "store"), "rows_per_partition": 500})
-    done = asm_dask("ingest", job)
+    done = cli("ingest", job)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["n_cells"] == country.n_cells and summary["n_partitions"] >= 3
     stamp = (tmp_path / "store").stat().st_mtime_ns
-    run = asm_dask("run", job)
+    run = cli("run", job)
     assert run.returncode == 0, run.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["inputs"]["features_read_from"] == summary["store"]  # auto uses a store that exists
@@ -213,53 +209,44 @@ def test_ingest_command_builds_the_store_that_run_reuses(country, tmp_path):
 
 
 def test_spatially_blocked_split(country, tmp_path, client):
-    from asm_dask.config import job_from_dict
-    from asm_dask.pipeline.run import run_job
-
-    job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
-                         "output": str(tmp_path / "out"), "split": {"group_by": "block", "block_size": 0.05}})
-    result = run_job(job, client)
-    assert result.metrics["split_group_by"] == "block"
+    run = asm_dask.run({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
+                        "output": str(tmp_path / "out"), "split": {"group_by": "block", "block_size": 0.05}}, client)
+    assert run.metrics.split_group_by == "block"
     cells = pd.read_csv(tmp_path / "out" / "labelled_cells.csv")
     block = (np.floor((cells["cell_lat"] + 90) / 0.05).astype(int).astype(str) + "/"
              + np.floor((cells["cell_lon"] + 180) / 0.05).astype(int).astype(str))
     train_blocks, test_blocks = set(block[cells["split"] == "train"]), set(block[cells["split"] == "test"])
     assert train_blocks and test_blocks and not train_blocks & test_blocks
-    assert result.metrics["n_test_groups"] == len(test_blocks)
+    assert run.metrics.n_test_groups == len(test_blocks)
 
 
-def test_the_notebooks_alphas_standardized_features_and_sigmoid_calibration(country, tmp_path, client, capsys):
+def test_the_notebooks_alphas_standardized_features_and_sigmoid_calibration(country, tmp_path, client):
     """Settings other than the defaults reach the fit and are recorded; the notebook's list,
     too narrow for these features, ends at its edge and says so."""
-    from asm_dask.config import job_from_dict
-    from asm_dask.pipeline.run import run_job
-
-    job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
-                         "output": str(tmp_path / "out"),
-                         "model": {"alphas": [0.01, 0.1, 1, 10], "standardize": True, "calibration": "sigmoid"}})
-    metrics = run_job(job, client).metrics
-    assert metrics["alpha_grid"] == "given" and metrics["alphas_searched"] == [0.01, 0.1, 1.0, 10.0]
-    assert metrics["standardize"] is True and metrics["calibration"] == "sigmoid"
-    assert metrics["best_alpha"] == 10.0 and metrics["alpha_at_grid_edge"] is True
-    assert "warning: the best alpha, 10, is at the edge" in capsys.readouterr().err
+    job = {"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
+           "output": str(tmp_path / "out"),
+           "model": {"alphas": [0.01, 0.1, 1, 10], "standardize": True, "calibration": "sigmoid"}}
+    with pytest.warns(asm_dask.AsmDaskWarning, match="the best alpha, 10, is at the edge"):
+        metrics = asm_dask.run(job, client).metrics
+    assert metrics.alpha_grid == "given" and metrics.alphas_searched == [0.01, 0.1, 1.0, 10.0]
+    assert metrics.standardize is True and metrics.calibration == "sigmoid"
+    assert metrics.best_alpha == 10.0 and metrics.alpha_at_grid_edge is True
     # Platt scaling is strictly monotone: it cannot move the ROC AUC.
-    assert metrics["test_auc_change_from_calibration"] == pytest.approx(0, abs=1e-12)
+    assert metrics.test_auc_change_from_calibration == pytest.approx(0, abs=1e-12)
     model = json.loads((tmp_path / "out" / "model.json").read_text())
     assert model["standardize"] is True and model["calibration"]["method"] == "sigmoid"
 
 
-def test_a_test_set_too_small_to_judge_is_said_so(country, tmp_path, client, capsys):
-    from asm_dask.config import job_from_dict
-    from asm_dask.pipeline.run import run_job
-
-    job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
-                         "output": str(tmp_path / "out"), "split": {"test_size": 0.04}})
-    metrics = run_job(job, client).metrics
-    fewest = min(metrics["n_test_asm"], metrics["n_test_not_asm"])
-    assert fewest < 10 and metrics["n_test_asm"] + metrics["n_test_not_asm"] == metrics["n_test"]
-    assert any(f"only {fewest} label(s) of one class" in w for w in metrics["warnings"])
-    assert f"only {fewest} label(s) of one class" in capsys.readouterr().err
-    assert metrics["bootstrap"]["resamples_with_both_classes"] <= 2000
+def test_a_test_set_too_small_to_judge_is_said_so(country, tmp_path, client):
+    job = {"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
+           "output": str(tmp_path / "out"), "split": {"test_size": 0.04}}
+    with pytest.warns(asm_dask.AsmDaskWarning, match=r"only \d label\(s\) of one class") as warned:
+        metrics = asm_dask.run(job, client).metrics
+    fewest = min(metrics.n_test_asm, metrics.n_test_not_asm)
+    assert fewest < 10 and metrics.n_test_asm + metrics.n_test_not_asm == metrics.n_test
+    assert any(f"only {fewest} label(s) of one class" in w for w in metrics.warnings)
+    assert any(f"only {fewest} label(s) of one class" in str(w.message) for w in warned)
+    assert metrics.bootstrap.resamples_with_both_classes <= 2000
 
 
 def test_columns_left_unread_and_gaps_in_the_numbering_are_said(country, tmp_path):
@@ -273,7 +260,7 @@ def test_columns_left_unread_and_gaps_in_the_numbering_are_said(country, tmp_pat
     table = table.append_column("lat", pa.array(np.zeros(len(table))))
     features = tmp_path / "features.feather"
     feather.write_feather(table, features)
-    done = asm_dask("run", write_job(tmp_path, country.labels, features))
+    done = cli("run", write_job(tmp_path, country.labels, features))
     assert done.returncode == 0, done.stderr
     unread = (f"{features}: 2 column(s) not read: X_0, lat (features: the 39 columns feature_0..feature_39; "
               "coordinates: the image_id column; features.prefix chooses other feature columns)")

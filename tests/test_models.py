@@ -8,16 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from builders import asm_dask, write_job
+from builders import cli, write_job
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
 from asm_dask.config import job_from_dict
 from asm_dask.errors import InputError
-from asm_dask.model.calibration import CalibratedEstimator, CalibratedModel, fingerprint, fit_calibrator, model_hash
+from asm_dask.model.classifier import CalibratedClassifier
 from asm_dask.model.estimators import ESTIMATOR_NAMES, make_estimator, params_at_grid_edge, search_grid
 from asm_dask.model.evaluation import roc_auc
 from asm_dask.model.persistence import ESTIMATOR_FILE, MODEL_FILE, load_model, save_model
+from asm_dask.model.ridge import RidgeGridClassifier
 from asm_dask.model.search import Candidate, calibrated_model, search, select
 from asm_dask.model.split import cv_folds
 from asm_dask.read.grid import cell_ids
@@ -65,33 +66,34 @@ def test_dask_ml_search_equals_scikit_learn_grid_search_on_the_same_folds(client
 def test_every_estimator_round_trips_through_its_saved_files(client, tmp_path, name):
     X, y, folds = _problem(seed=1)
     candidate = search(name, SMALL_GRIDS[name], X, y, folds, SEED, client)
-    model = calibrated_model(candidate, fit_calibrator(candidate.oof_scores, y, "isotonic"),
-                             [f"feature_{j}" for j in range(X.shape[1])], 0.01, X)
+    names = [f"feature_{j}" for j in range(X.shape[1])]
+    model = calibrated_model(candidate, y, "isotonic", X, folds, names)
     X_new = X[::-1] * 1.01
     if name in ("logistic_regression", "linear_svm"):
         # The scaler is folded into raw-unit weights: the same scores as the pipeline
         # (which scales float32 rows in float32, hence float64 rows here).
-        assert isinstance(model, CalibratedModel) and model.estimator == name
-        np.testing.assert_allclose(model.decision_function(X_new),
+        assert model.linear and model.name == name
+        np.testing.assert_allclose(model.score_matrix(X_new),
                                    candidate.fitted.decision_function(X_new.astype(np.float64)), rtol=1e-9, atol=1e-9)
     else:
-        assert isinstance(model, CalibratedEstimator)
-        np.testing.assert_array_equal(model.decision_function(X_new), candidate.fitted.predict_proba(X_new)[:, 1])
-    save_model(model, tmp_path)
+        assert not model.linear and model.name == name
+        np.testing.assert_array_equal(model.score_matrix(X_new), candidate.fitted.predict_proba(X_new)[:, 1])
+    save_model(model, tmp_path, cell_size=0.01)
     saved = json.loads((tmp_path / MODEL_FILE).read_text())
     assert saved["estimator"] == name and saved["cell_size"] == 0.01 and saved["n_features"] == X.shape[1]
     assert saved["params"] == candidate.best_params and "scikit-learn" in saved["versions"]
     assert (tmp_path / ESTIMATOR_FILE).exists() == (saved["kind"] == "skops")
     loaded = load_model(tmp_path)
-    np.testing.assert_array_equal(loaded.predict_proba(X_new), model.predict_proba(X_new))
-    assert loaded.feature_names == model.feature_names
-    # The same fit, here or on a worker, and the saved model give the same model hash, so
+    rows = pd.DataFrame(X_new, columns=names)
+    np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))
+    assert list(loaded.feature_names_in_) == names and loaded.name == name
+    # The same fit, here or on a worker, and the saved model give the same fingerprint, so
     # that a run resumes its predictions; another fit gives another.
-    assert model_hash(loaded) == model_hash(model)
+    assert loaded.fingerprint_ == model.fingerprint_
     refitted = replace(candidate, fitted=clone(candidate.fitted).fit(X, y))
-    assert model_hash(calibrated_model(refitted, model.calibrator, model.feature_names, 0.01, X)) == model_hash(model)
+    assert calibrated_model(refitted, y, "isotonic", X, folds, names).fingerprint_ == model.fingerprint_
     other = replace(candidate, fitted=clone(candidate.fitted).fit(X[10:], y[10:]))
-    assert model_hash(calibrated_model(other, model.calibrator, model.feature_names, 0.01, X)) != model_hash(model)
+    assert calibrated_model(other, y, "isotonic", X, folds, names).fingerprint_ != model.fingerprint_
 
 
 class Intruder:
@@ -106,9 +108,8 @@ def test_a_saved_estimator_with_an_untrusted_type_or_a_changed_file_is_refused(t
 
     X, y, _ = _problem(seed=2)
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
-    model = CalibratedEstimator(tuple(f"f{j}" for j in range(X.shape[1])), "random_forest", forest,
-                                {}, fit_calibrator(forest.predict_proba(X)[:, 1], y),
-                                fingerprint("random_forest", forest, X))
+    names = [f"f{j}" for j in range(X.shape[1])]
+    model = CalibratedClassifier.from_fitted(forest, forest.predict_proba(X)[:, 1], y, X=X, feature_names=names)
     save_model(model, tmp_path)
     (tmp_path / ESTIMATOR_FILE).write_bytes(skops.io.dumps(RandomForestClassifier(n_estimators=3)))
     with pytest.raises(InputError, match="is not the estimator model.json was saved with"):
@@ -121,10 +122,13 @@ def test_a_saved_estimator_with_an_untrusted_type_or_a_changed_file_is_refused(t
     with pytest.raises(InputError, match=r"does not trust, refused unread: test_models\.Intruder$"):
         load_model(tmp_path)
     # A linear model saved over it leaves no estimator file behind.
-    linear = CalibratedModel(model.feature_names, np.ones(X.shape[1]), 0.0, 1.0, model.calibrator)
+    linear = CalibratedClassifier.from_parts(RidgeGridClassifier(alphas=(1.0,)), model.calibrator_,
+                                             feature_names=names, best_params={"alpha": 1.0},
+                                             weights=(np.ones(X.shape[1]), 0.0))
     save_model(linear, tmp_path)
     assert not (tmp_path / ESTIMATOR_FILE).exists()
-    np.testing.assert_array_equal(load_model(tmp_path).predict_proba(X), linear.predict_proba(X))
+    rows = pd.DataFrame(X, columns=names)
+    np.testing.assert_array_equal(load_model(tmp_path).predict_proba(rows), linear.predict_proba(rows))
 
 
 def _candidate(name, by_fold):
@@ -174,7 +178,7 @@ def test_a_run_compares_estimators_on_the_same_folds_and_the_selected_one_maps_e
     cluster = dask_scheduler_with_workers(n_workers=2)
     job = write_job(tmp_path, country.labels, country.features,
                     model={"estimators": SMALL_GRIDS, "select": "random_forest"})
-    done = asm_dask("run", job, "--scheduler", cluster.address)
+    done = cli("run", job, "--scheduler", cluster.address)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -207,17 +211,16 @@ def test_a_run_compares_estimators_on_the_same_folds_and_the_selected_one_maps_e
 
     # Only the selected model predicts: its saved files reproduce every cell's probability,
     # in the same GeoParquet schema as ridge's.
-    model = load_model(out)
-    assert isinstance(model, CalibratedEstimator) and model.estimator == "random_forest"
-    assert model.cell_size == 0.01
+    model = load_model(out, cell_size=0.01)
+    assert not model.linear and model.name == "random_forest"
     predicted = gpd.read_parquet(out / "predictions")
     assert list(predicted.columns) == ["cell_id", "lat", "lon", "score", "probability", "geometry"]
     assert len(predicted) == country.n_cells and predicted.crs == "EPSG:4326"
     predicted = predicted.set_index("cell_id")
     cells = features.set_index("cell_id").loc[predicted.index]
-    X_all = cells[[f"feature_{j}" for j in range(40)]].to_numpy(np.float32)
-    np.testing.assert_array_equal(predicted["score"], model.decision_function(X_all))
-    np.testing.assert_array_equal(predicted["probability"], model.predict_proba(X_all))
+    X_all = cells[[f"feature_{j}" for j in range(40)]].astype(np.float32)
+    np.testing.assert_array_equal(predicted["score"], model.raw_score(X_all))
+    np.testing.assert_array_equal(predicted["probability"], model.predict_proba(X_all)[:, 1])
     page = (out / "report.html").read_text()
     assert 'id="model-comparison"' in page and "<b>random_forest</b> (selected)" in page
 
@@ -225,7 +228,7 @@ def test_a_run_compares_estimators_on_the_same_folds_and_the_selected_one_maps_e
 def test_without_model_select_the_highest_cv_auc_maps_every_cell(country, tmp_path):
     job = write_job(tmp_path, country.labels, country.features,
                     model={"estimators": {"ridge": None, "logistic_regression": {"C": [0.01, 1.0]}}})
-    done = asm_dask("run", job)
+    done = cli("run", job)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -241,7 +244,7 @@ def test_without_model_select_the_highest_cv_auc_maps_every_cell(country, tmp_pa
     _, _, _, features = _training_rows(out, country)
     predicted = pd.read_parquet(out / "predictions", columns=["cell_id", "probability"]).set_index("cell_id")
     X_all = features.set_index("cell_id").loc[predicted.index][[f"feature_{j}" for j in range(40)]]
-    np.testing.assert_allclose(predicted["probability"], model.predict_proba(X_all.to_numpy(np.float32)),
+    np.testing.assert_allclose(predicted["probability"], model.predict_proba(X_all.astype(np.float32))[:, 1],
                                atol=1e-12)
 
 
@@ -262,7 +265,7 @@ def test_without_model_select_the_highest_cv_auc_maps_every_cell(country, tmp_pa
 ])
 def test_bad_estimators_are_one_line_before_anything_is_written(country, tmp_path, model, message):
     job = write_job(tmp_path, country.labels, country.features, model=model)
-    done = asm_dask("run", job)
+    done = cli("run", job)
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"asm-dask: error: {job}: ") and message in line, line
@@ -281,7 +284,7 @@ def test_settings_scikit_learn_refuses_only_when_fitting_are_one_line_and_the_ru
                                                                                         grid, message):
     """dask-ml resubmits a fit that raised, forever: such settings are found first."""
     job = write_job(tmp_path, country.labels, country.features, model={"estimators": {"ridge": None, **grid}})
-    done = asm_dask("run", job, timeout=120)
+    done = cli("run", job, timeout=120)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith(f"asm-dask: error: {message}"), lines[-1]
@@ -292,7 +295,7 @@ def test_settings_scikit_learn_refuses_only_when_fitting_are_one_line_and_the_ru
 def test_library_warnings_go_to_the_log_not_the_console(country, tmp_path):
     job = write_job(tmp_path, country.labels, country.features,
                     model={"estimators": {"ridge": None, "logistic_regression": {"max_iter": [1]}}})
-    done = asm_dask("run", job)
+    done = cli("run", job)
     assert done.returncode == 0, done.stderr
     assert "ConvergenceWarning" not in done.stderr and "warnings.warn" not in done.stderr
     assert "ConvergenceWarning" in (tmp_path / "out" / "asm-dask.log").read_text()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-from builders import asm_dask
+from builders import cli
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -104,7 +104,7 @@ def test_a_run_with_inputs_store_and_output_on_s3_completes_and_resumes(s3, coun
     processes = dask_scheduler_with_workers(n_workers=2)
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump({**job, "storage_options": s3.storage_options()}))
-    first = asm_dask("run", job_file, "--scheduler", processes.address, env=_without_aws(os.environ))
+    first = cli("run", job_file, "--scheduler", processes.address, env=_without_aws(os.environ))
     assert first.returncode == 0, first.stderr
     assert "s3://asm-run/results/sle/report.html" in first.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]
@@ -139,7 +139,7 @@ def test_a_run_with_inputs_store_and_output_on_s3_completes_and_resumes(s3, coun
 
     # Second run: the default local cluster, credentials from the AWS variables alone.
     job_file.write_text(yaml.safe_dump(job))
-    second = asm_dask("run", job_file, env={**_without_aws(os.environ), **s3.env})
+    second = cli("run", job_file, env={**_without_aws(os.environ), **s3.env})
     assert second.returncode == 0, second.stderr
     assert f"resuming: {len(parts)} of {len(parts)} prediction partitions already written" in second.stderr
     assert {p: fs.info(p)["LastModified"] for p in sorted(fs.ls(f"{out}/predictions"))} == stamps
@@ -148,7 +148,7 @@ def test_a_run_with_inputs_store_and_output_on_s3_completes_and_resumes(s3, coun
     assert log.count("==== asm-dask run") == 2 and "resuming: " in log.split("==== asm-dask run")[2]
 
     # The run's model, applied from object storage to features there, into object storage.
-    applied = asm_dask("predict", "s3://asm-run/results/sle", features, "--out", "s3://asm-run/applied",
+    applied = cli("predict", "s3://asm-run/results/sle", features, "--out", "s3://asm-run/applied",
                        env={**_without_aws(os.environ), **s3.env})
     assert applied.returncode == 0, applied.stderr
     card = json.loads(fs.cat_file("asm-run/applied/model_card.json"))
@@ -163,14 +163,14 @@ def test_an_s3_output_that_cannot_be_written_is_one_line_before_anything_runs(s3
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump({"labels": labels, "features": features,
                                         "output": "s3://no-such-bucket/out"}))
-    done = asm_dask("run", job_file, env={**_without_aws(os.environ), **s3.env}, timeout=60)
+    done = cli("run", job_file, env={**_without_aws(os.environ), **s3.env}, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(
         "asm-dask: error: s3://no-such-bucket/out: cannot write the folder: ")
     assert "Traceback" not in done.stderr
     job_file.write_text(yaml.safe_dump({"labels": "s3://asm-bad/in/missing.csv", "features": features,
                                         "output": "s3://asm-bad/out"}))
-    done = asm_dask("run", job_file, env={**_without_aws(os.environ), **s3.env}, timeout=60)
+    done = cli("run", job_file, env={**_without_aws(os.environ), **s3.env}, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == \
         "asm-dask: error: s3://asm-bad/in/missing.csv: labels file not found"

@@ -48,15 +48,13 @@ def districts_file(country, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report_run(country, districts_file, tmp_path_factory, client):
-    from asm_dask.config import job_from_dict
-    from asm_dask.pipeline.run import run_job
+    import asm_dask
 
     out = tmp_path_factory.mktemp("report-run") / "out"
-    job = job_from_dict({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
-                         "output": str(out), "report": {"hotspot_threshold": 0.4, "boundaries": {
-                             "path": str(districts_file[0]), "name_column": "district"}}})
-    result = run_job(job, client)
-    return out, result.metrics
+    run = asm_dask.run({"labels": {"path": str(country.labels)}, "features": {"path": str(country.features)},
+                        "output": str(out), "report": {"hotspot_threshold": 0.4, "boundaries": {
+                            "path": str(districts_file[0]), "name_column": "district"}}}, client)
+    return out, run.metrics.as_dict()
 
 
 def _predictions(out) -> gpd.GeoDataFrame:
@@ -195,13 +193,13 @@ def test_boundaries_overlapping_no_cell_or_without_the_name_column(tmp_path):
 
 
 def test_a_boundary_file_overlapping_no_cell_stops_the_run_before_any_output(country, tmp_path):
-    from builders import asm_dask, write_job
+    from builders import cli, write_job
 
     path = tmp_path / "elsewhere.geojson"
     gpd.GeoDataFrame({"n": ["A"]}, geometry=[box(100, 40, 101, 41)], crs=4326).to_file(path)
     job = write_job(tmp_path, country.labels, country.features,
                     report={"boundaries": {"path": str(path), "name_column": "n"}})
-    done = asm_dask("run", job)
+    done = cli("run", job)
     assert done.returncode == 2, done.stderr
     assert "overlap no cell" in done.stderr and "Traceback" not in done.stderr
     assert os.listdir(tmp_path / "out") == ["asm-dask.log"]  # found reading the data: only the log

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from builders import asm_dask, write_job
+from builders import cli, write_job
 
 # Many small partitions make the prediction stage long enough to interrupt.
 SMALL_PARTITIONS = {"rows_per_partition": 12}
@@ -67,7 +67,7 @@ def _wait_for_written_partitions(out, process, at_least: int) -> list[int]:
 def test_running_scheduler_gives_the_local_clusters_results(local_run, country, tmp_path,
                                                             dask_scheduler_with_workers):
     cluster = dask_scheduler_with_workers(n_workers=2)
-    done = asm_dask("run", write_job(tmp_path, country.labels, country.features), "--out", tmp_path / "remote",
+    done = cli("run", write_job(tmp_path, country.labels, country.features), "--out", tmp_path / "remote",
                     "--scheduler", cluster.address)
     assert done.returncode == 0, done.stderr
     local, remote = _predictions(local_run[0]), _predictions(tmp_path / "remote")
@@ -111,7 +111,7 @@ def test_killed_run_resumes_without_recomputing_written_partitions(local_run, co
     written = json.loads((out / "manifest.json").read_text())["completed_partitions"]
     stamps = {i: os.stat(out / "predictions" / f"part-{i:05d}.parquet").st_mtime_ns for i in written}
 
-    again = asm_dask("run", job, "--out", out)
+    again = cli("run", job, "--out", out)
     assert again.returncode == 0, again.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["resumed_partitions"] == len(written) > 0
@@ -134,7 +134,7 @@ def test_killed_run_resumes_without_recomputing_written_partitions(local_run, co
     settings = yaml.safe_load(job.read_text())
     settings["model"] = {"alphas": [1.0, 100.0]}
     job.write_text(yaml.safe_dump(settings))
-    changed = asm_dask("run", job, "--out", out)
+    changed = cli("run", job, "--out", out)
     assert changed.returncode == 0, changed.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed_partitions"] == 0
@@ -145,7 +145,7 @@ def test_killed_run_resumes_without_recomputing_written_partitions(local_run, co
 def test_same_results_on_one_worker_and_run_after_run(local_run, country, tmp_path):
     cluster_file = tmp_path / "one.yaml"
     cluster_file.write_text("kind: local\nn_workers: 1\nthreads_per_worker: 1\n")
-    done = asm_dask("run", write_job(tmp_path, country.labels, country.features), "--out", tmp_path / "one",
+    done = cli("run", write_job(tmp_path, country.labels, country.features), "--out", tmp_path / "one",
                     "--cluster", cluster_file)
     assert done.returncode == 0, done.stderr
     assert _metrics(tmp_path / "one") == _metrics(local_run[0])

@@ -5,10 +5,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+import asm_dask
 import asm_dask.read.features
 from asm_dask.config import FeaturesConfig, LabelsConfig, job_from_dict
 from asm_dask.errors import InputError
-from asm_dask.pipeline.run import run_job
 from asm_dask.read.grid import parse_image_ids
 from asm_dask.read.labels import read_labels
 from asm_dask.read.table import gather_rows, open_table
@@ -57,15 +57,15 @@ def test_predictions_read_in_place_equal_the_stores(country, tmp_path, client, n
         job = job_from_dict({"labels": str(country.labels), "output": str(tmp_path / store),
                              "features": {"path": str(country.features), "store": store,
                                           "store_path": str(tmp_path / "store")}})
-        results[store] = run_job(job, client)
-    assert results["never"].metrics["features_read"] == "in place"
-    assert results["always"].metrics["features_read"] == "feature store"
+        results[store] = asm_dask.run(job, client).metrics.as_dict()
+    assert results["never"]["features_read"] == "in place"
+    assert results["always"]["features_read"] == "feature store"
     in_place, stored = _predictions(tmp_path / "never"), _predictions(tmp_path / "always")
     pd.testing.assert_frame_equal(in_place[["cell_id", "lat", "lon"]], stored[["cell_id", "lat", "lon"]])
     np.testing.assert_allclose(in_place["score"], stored["score"], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(in_place["probability"], stored["probability"], rtol=0, atol=1e-6)
     for key in ("best_alpha", "cv_auc", "test_auc_calibrated", "n_cells", "n_labels_joined"):
-        assert results["never"].metrics[key] == pytest.approx(results["always"].metrics[key], rel=1e-6)
+        assert results["never"][key] == pytest.approx(results["always"][key], rel=1e-6)
 
 
 def test_nonfinite_rows_read_in_place_are_left_out_like_the_stores(country, tmp_path, client):
@@ -84,7 +84,7 @@ def test_nonfinite_rows_read_in_place_are_left_out_like_the_stores(country, tmp_
     for store in ("never", "always"):
         job = job_from_dict({"labels": str(country.labels), "output": str(tmp_path / store),
                              "features": {"path": str(path), "store": store, "store_path": str(tmp_path / "st")}})
-        metrics[store] = run_job(job, client).metrics
+        metrics[store] = asm_dask.run(job, client).metrics.as_dict()
         assert metrics[store]["n_cells_dropped_nonfinite"] == 4
         assert metrics[store]["n_cells"] == len(frame) - 4
         assert len(_predictions(tmp_path / store)) == len(frame) - 4

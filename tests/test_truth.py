@@ -9,7 +9,7 @@ held-out labels.
 import json
 
 import pytest
-from builders import asm_dask, write_job
+from builders import cli, write_job
 
 from asm_dask.demo import make_country, score_against_truth
 
@@ -17,7 +17,7 @@ from asm_dask.demo import make_country, score_against_truth
 def _run(tmp_path, **country):
     files = make_country(tmp_path / "country", **country)
     job = write_job(tmp_path, files.labels, files.features)
-    done = asm_dask("run", job)
+    done = cli("run", job)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     return metrics, score_against_truth(tmp_path / "out", files), done

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.feather as feather
 import pytest
 import yaml
-from builders import OWN_LINE, asm_dask
+from builders import OWN_LINE, cli
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -64,7 +64,7 @@ def test_a_run_into_its_inputs_folder_is_refused_and_the_inputs_are_untouched(co
                                     "output: .\n")
     before = _digests(clash)
     for _ in range(2):  # the second time once crashed on the file the first had replaced
-        line = _one_line(asm_dask("run", clash / "job.yaml"))
+        line = _one_line(cli("run", clash / "job.yaml"))
         assert line == (f"asm-dask: error: {clash / 'labelled_cells.csv'}: lies in the output folder {clash} "
                         "(labels.path, output), where asm-dask writes its own files; choose an output folder "
                         "apart from the inputs")
@@ -98,7 +98,7 @@ def test_no_input_lies_where_the_run_writes(inputs, where, message):
         job["features"]["store_path"] = where["store_path"]
     (folder / "job.yaml").write_text(yaml.safe_dump(job))
     before = _digests(folder)
-    assert message in _one_line(asm_dask("run", folder / "job.yaml", timeout=60))
+    assert message in _one_line(cli("run", folder / "job.yaml", timeout=60))
     assert _digests(folder) == before
 
 
@@ -109,7 +109,7 @@ def test_an_output_folder_of_someone_elses_files_is_refused(inputs):
     (folder / "out").mkdir()
     (folder / "out" / "notes.txt").write_text("mine")
     (folder / "out" / ".DS_Store").write_text("")
-    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=60))
+    line = _one_line(cli("run", folder / "job.yaml", timeout=60))
     assert line == (f"asm-dask: error: {folder / 'out'}: holds files that are not asm-dask's (notes.txt); "
                     "the output folder (output) must be new, empty, or an earlier asm-dask output")
     assert sorted(os.listdir(folder / "out")) == [".DS_Store", "notes.txt"]
@@ -120,7 +120,7 @@ def test_a_log_that_is_a_link_to_an_input_is_refused(inputs):
     (folder / "out").mkdir()
     (folder / "out" / "asm-dask.log").symlink_to(folder / "labels.csv")
     before = _digests(folder)
-    assert "asm-dask.log: is the labels.path input" in _one_line(asm_dask("run", folder / "job.yaml", timeout=60))
+    assert "asm-dask.log: is the labels.path input" in _one_line(cli("run", folder / "job.yaml", timeout=60))
     assert _digests(folder) == before
 
 
@@ -128,14 +128,14 @@ def test_a_prediction_into_the_folder_of_its_features_is_refused(local_run, coun
     run_dir, _ = local_run
     shutil.copy(country.features, tmp_path / "features.feather")
     before = _digests(tmp_path)
-    line = _one_line(asm_dask("predict", run_dir, tmp_path / "features.feather", "--out", tmp_path, timeout=60))
+    line = _one_line(cli("predict", run_dir, tmp_path / "features.feather", "--out", tmp_path, timeout=60))
     assert f"{tmp_path / 'features.feather'}: lies in the output folder {tmp_path} (FEATURES, --out)" in line
     assert _digests(tmp_path) == before
 
 
 def test_a_demo_into_a_folder_of_someone_elses_files_is_refused(tmp_path):
     (tmp_path / "thesis.tex").write_text("mine")
-    line = _one_line(asm_dask("demo", "--out", tmp_path, timeout=60))
+    line = _one_line(cli("demo", "--out", tmp_path, timeout=60))
     assert line == (f"asm-dask: error: {tmp_path}: holds files that are not asm-dask's (thesis.tex); the output "
                     "folder (--out) must be new, empty, or an earlier asm-dask output")
     assert os.listdir(tmp_path) == ["thesis.tex"]
@@ -163,7 +163,7 @@ def test_a_folder_that_refuses_a_late_write_is_one_line_and_the_run_resumes(inpu
     if not _chattr("+i", figures):
         pytest.skip("chattr +i needs root on a filesystem with attributes")
     try:
-        line = _one_line(asm_dask("run", folder / "job.yaml", timeout=300))
+        line = _one_line(cli("run", folder / "job.yaml", timeout=300))
     finally:
         _chattr("-i", figures)
     assert line == (f"asm-dask: error: {figures / 'probability_map.png'}: cannot write: operation not permitted; "
@@ -171,7 +171,7 @@ def test_a_folder_that_refuses_a_late_write_is_one_line_and_the_run_resumes(inpu
                     f"(details: {folder / 'out' / 'asm-dask.log'})")
     manifest = _assert_manifest_claims_only_what_exists(folder / "out")
     assert len(manifest["completed_partitions"]) == manifest["n_partitions"]
-    again = asm_dask("run", folder / "job.yaml", timeout=300)
+    again = cli("run", folder / "job.yaml", timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"resuming: {manifest['n_partitions']} of {manifest['n_partitions']}" in again.stderr
     assert (figures / "probability_map.png").stat().st_size > 0
@@ -193,12 +193,12 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(inputs, 
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(out)]).returncode:
         pytest.skip("mounting a tmpfs needs root")
     try:
-        line = _one_line(asm_dask("run", folder / "job.yaml", timeout=300))
+        line = _one_line(cli("run", folder / "job.yaml", timeout=300))
         assert line.startswith(f"asm-dask: error: {out}") and ": cannot write: no space left on device; " in line
         if (out / "manifest.json").exists():
             _assert_manifest_claims_only_what_exists(out)
         subprocess.run(["mount", "-o", "remount,size=100m", str(out)], check=True)
-        again = asm_dask("run", folder / "job.yaml", timeout=300)
+        again = cli("run", folder / "job.yaml", timeout=300)
         assert again.returncode == 0, again.stderr
         pd.testing.assert_frame_equal(_predictions(out), _predictions(local_run[0]))
     finally:
@@ -212,7 +212,7 @@ def test_a_label_column_named_as_one_of_the_runs_own_is_refused_by_name(inputs, 
     folder, _ = inputs
     labels = pd.read_csv(folder / "labels.csv").assign(**{column: 1})
     labels.to_csv(folder / "labels.csv", index=False)
-    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=120))
+    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
     assert line.startswith(f"asm-dask: error: {folder / 'labels.csv'}: column {column!r} has a name asm-dask gives "
                            "a column of its own (reserved: label_row, geometry, cell_id, ")
     assert os.listdir(folder / "out") == ["asm-dask.log"]
@@ -223,7 +223,7 @@ def test_a_label_column_named_twice_is_refused(inputs):
     text = (folder / "labels.csv").read_text().splitlines()
     (folder / "labels.csv").write_text("\n".join([text[0] + ",label"] + [row + ",0" for row in text[1:]]) + "\n")
     position = text[0].split(",").index("label") + 1
-    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=120))
+    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
     assert line.startswith(f"asm-dask: error: {folder / 'labels.csv'}: column 'label' appears 2 times in the header "
                            f"(columns {position}, {len(text[0].split(',')) + 1}); keep one")
 
@@ -234,7 +234,7 @@ def test_a_proportion_inspected_outside_0_to_1_is_refused(inputs, value):
     labels = pd.read_csv(folder / "labels.csv")
     labels.loc[6, "proportion_inspected"] = value
     labels.to_csv(folder / "labels.csv", index=False)
-    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=120))
+    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
     assert f"{folder / 'labels.csv'}: row 7: proportion_inspected must be a proportion from 0 to 1, got " in line
 
 
@@ -244,7 +244,7 @@ def test_a_proportion_inspected_outside_0_to_1_is_refused(inputs, value):
 ])
 def test_a_scheduler_address_that_cannot_be_one(inputs, address, message):
     folder, _ = inputs
-    line = _one_line(asm_dask("run", folder / "job.yaml", "--scheduler", address, timeout=60))
+    line = _one_line(cli("run", folder / "job.yaml", "--scheduler", address, timeout=60))
     assert line.startswith(f"asm-dask: error: --scheduler: {message}")
     assert os.listdir(folder / "out") == ["asm-dask.log"]
 
@@ -252,7 +252,7 @@ def test_a_scheduler_address_that_cannot_be_one(inputs, address, message):
 def test_a_scheduler_cluster_file_without_a_port(inputs):
     folder, _ = inputs
     (folder / "cluster.yaml").write_text("kind: scheduler\naddress: tcp://127.0.0.1\n")
-    line = _one_line(asm_dask("run", folder / "job.yaml", "--cluster", folder / "cluster.yaml", timeout=60))
+    line = _one_line(cli("run", folder / "job.yaml", "--cluster", folder / "cluster.yaml", timeout=60))
     assert line.startswith(f"asm-dask: error: {folder / 'cluster.yaml'}: address: tcp://127.0.0.1: no host and port")
 
 
@@ -260,7 +260,7 @@ def test_a_cluster_whose_workers_cannot_hold_a_task_is_refused_before_it_starts(
     """memory_limit: 1KB once sat at 'open features...' for ever, holding the lock."""
     folder, _ = inputs
     (folder / "cluster.yaml").write_text("kind: local\nmemory_limit: 1KB\n")
-    line = _one_line(asm_dask("run", folder / "job.yaml", "--cluster", folder / "cluster.yaml", timeout=60))
+    line = _one_line(cli("run", folder / "job.yaml", "--cluster", folder / "cluster.yaml", timeout=60))
     assert "memory_limit: '1KB' is too little for a Dask worker to run a task" in line
     assert os.listdir(folder / "out") == ["asm-dask.log"]
 
@@ -273,7 +273,7 @@ def test_a_cluster_whose_workers_cannot_hold_a_task_is_refused_before_it_starts(
     (["--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295, got '-1'"),
 ])
 def test_demo_arguments_out_of_range(tmp_path, arguments, message):
-    done = asm_dask("demo", "--out", tmp_path / "demo", *arguments, timeout=60)
+    done = cli("demo", "--out", tmp_path / "demo", *arguments, timeout=60)
     assert _one_line(done) == f"asm-dask: error: asm-dask demo: {message} (see asm-dask demo --help)"
     assert not (tmp_path / "demo").exists()
 
@@ -284,7 +284,7 @@ def test_a_feature_column_without_a_finite_value_is_named(inputs):
     table = feather.read_table(folder / "features.feather").to_pandas()
     table["feature_7"] = np.nan
     feather.write_feather(table, folder / "features.feather")
-    line = _one_line(asm_dask("run", folder / "job.yaml", timeout=120))
+    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
     assert line.startswith(f"asm-dask: error: {folder / 'features.feather'}: no labelled cell has complete "
                            "features: column(s) feature_7 hold no finite value in the ")
 
@@ -296,7 +296,7 @@ def test_a_feature_far_wider_than_the_rest_is_said_and_the_edge_flagged(inputs):
     table = feather.read_table(folder / "features.feather").to_pandas()
     table.loc[::10, "feature_3"] = 3e38
     feather.write_feather(table, folder / "features.feather")
-    done = asm_dask("run", folder / "job.yaml", timeout=300)
+    done = cli("run", folder / "job.yaml", timeout=300)
     assert done.returncode == 0, done.stderr
     assert ("[asm-dask] warning: feature(s) feature_3 spread over 1e+06 times wider than the typical feature "
             "over the training labels") in done.stderr
@@ -340,10 +340,10 @@ def test_a_stopped_prediction_says_so_releases_its_lock_and_resumes(local_run, c
                                              f"resume (details: {out / 'asm-dask.log'})")
     assert not (out / ".asm-dask.lock").exists()
     assert f"interrupted by {name}" in (out / "asm-dask.log").read_text()
-    again = asm_dask("predict", run_dir, other.features, "--out", out)
+    again = cli("predict", run_dir, other.features, "--out", out)
     assert again.returncode == 0, again.stderr
     assert "resuming: " in again.stderr
-    fresh = asm_dask("predict", run_dir, other.features, "--out", tmp_path / "fresh")
+    fresh = cli("predict", run_dir, other.features, "--out", tmp_path / "fresh")
     assert fresh.returncode == 0, fresh.stderr
     pd.testing.assert_frame_equal(_predictions(out), _predictions(tmp_path / "fresh"))
 

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import yaml
 
@@ -83,94 +83,57 @@ def _run(args: argparse.Namespace, log: RunLog) -> int:
     if args.out:
         job = job.replace(output=resolve_path(args.out, Path.cwd()))
     configure(job.storage_options)
-    check_run_paths(job)  # before a cluster starts, not minutes into the run
+    check_run_paths(job)  # before the log opens, and before a cluster starts
     log.open(job.output)
     return _run_loaded(job, args)
 
 
-def _run_loaded(job, args: argparse.Namespace) -> int:
-    from ..deploy import import_on_workers, open_client, share_storage_options
-    from ..storage import join
+def _run_loaded(job: Any, args: argparse.Namespace) -> int:
+    from .. import api
+    from ..deploy import import_on_workers, open_client
 
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         # Workers import the stages (geopandas, scikit-learn...) while this process
         # does the same, instead of when their first task arrives.
         import_on_workers(client, "asm_dask.pipeline.run")
-        share_storage_options(client, job.storage_options)
-        from ..pipeline.run import run_job
-
-        result = run_job(job, client)
-    print(summary(result.metrics))
-    print(f"outputs in {result.output}:")
-    names = ["report.html", "map.html", "probability.tif", "hotspots.geojson", "hotspots.csv",
-             "feature_importance.csv"]
-    if "n_districts" in result.metrics:
-        names += ["admin_summary.csv", "admin_summary.geojson"]
-    names += ["predictions/", "metrics.json", "model.json"]
-    if not result.metrics["model_comparison"][result.metrics["selected_estimator"]]["linear"]:
-        names += ["model.skops"]
-    names += ["manifest.json", "figures/",
-              "unmatched_labels.csv", "labelled_cells.csv", "asm-dask.log"]
-    for name in names:
-        print(f"  {join(result.output, name)}")
+        run = api.run(job, client)
+    print(run.summary())
+    _print_files(run)
     return 0
 
 
-def summary(m: dict) -> str:
-    """The run's headline numbers, as a person reads them."""
-    searched = m["alphas_searched"]
-    edge = " (AT THE EDGE of the grid searched)" if m["alpha_at_grid_edge"] else ""
-    lines = [f"best alpha {m['best_alpha']:g} of {len(searched)} searched, "
-             f"{min(searched):g} to {max(searched):g}{edge}"]
-    cv = [f"{name} CV AUC {m[key]:.3f}" for name, key in (("cell", "cell_cv_auc"), ("blocked", "blocked_cv_auc"))
-          if key in m]
-    lines.append(", ".join(cv) + f" (alpha chosen on {m['alpha_selected_by']} folds)")
-    compared = m.get("model_comparison", {})
-    if len(compared) > 1:
-        why = "named by model.select" if m["selected_by"] == "model.select" else "the highest CV AUC"
-        others = ", ".join(f"{name} {entry['cv_auc']:.3f}" for name, entry in compared.items())
-        lines.append(f"selected estimator {m['selected_estimator']} ({why}) of {len(compared)} compared "
-                     f"on the same folds, CV AUC: {others}")
-    low, high = m["test_auc_ci95"]
-    lines.append(f"test ROC AUC {m['test_auc_calibrated']:.3f} calibrated ({m['calibration']}), "
-                 f"95% interval {low:.3f} to {high:.3f}; {m['test_auc_uncalibrated']:.3f} uncalibrated; "
-                 f"Brier {m['brier_test']:.3f}")
-    lines.append(f"{m['n_labels_joined']} labels joined, {m['n_labels_unmatched']} on no cell; "
-                 f"{m['n_cells']:,} cells predicted")
-    if "n_hotspots" in m:
-        lines.append(f"{m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g}, "
-                     f"{m['n_hotspots_without_asm_label']:,} without a known ASM label (field validation candidates)")
-    return "\n".join(lines)
+def _print_files(run: Any) -> None:
+    """Where a run's or a prediction's outputs are, the ones a person opens first first."""
+    files = run.files
+    listed = [files.report, files.map, files.probability_tif, files.hotspots_geojson, files.hotspots_csv,
+              files.feature_importance, files.admin_summary_csv, files.admin_summary_geojson,
+              files.predictions + "/", files.model_card, files.metrics, files.model, files.model_skops,
+              files.manifest, files.figures + "/", files.unmatched_labels, files.labelled_cells, files.log]
+    print(f"outputs in {run.folder}:")
+    for path in listed:
+        if path is not None:
+            print(f"  {path}")
 
 
 def _predict(args: argparse.Namespace, log: RunLog) -> int:
+    from .. import api
     from ..config import resolve_path
     from ..deploy import import_on_workers, open_client
-    from ..pipeline.apply import load_run, plan_prediction
+    from ..pipeline.predict import load_run, plan_prediction
     from ..records.outputs import check_prediction_paths
-    from ..storage import join
 
     if args.hotspot_threshold is not None and not 0 < args.hotspot_threshold <= 1:
         raise InputError(f"--hotspot-threshold: expected a probability in (0, 1], got {args.hotspot_threshold:g}")
     run_dir, features = (resolve_path(p, Path.cwd()) for p in (args.run_dir, args.features))
     out = resolve_path(args.out or f"predict_{Path(features.rstrip('/')).stem}", Path.cwd())
     check_prediction_paths(run_dir, features, out)
-    plan = plan_prediction(load_run(run_dir), features, out)  # before anything is written
+    plan_prediction(load_run(run_dir), features, out)  # before the log opens: nothing is written
     log.open(out)
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
-        import_on_workers(client, "asm_dask.pipeline.apply")
-        from ..pipeline.apply import predict_with_run
-
-        result = predict_with_run(plan, client, args.hotspot_threshold)
-    m = result.metrics
-    dropped = m["n_cells_dropped_nonfinite"]
-    print(f"{m['n_cells']:,} cells predicted with the model of {run_dir} (mean probability "
-          f"{m['mean_probability']:.3f}; {m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g})"
-          + (f"; {dropped:,} cells left out: a feature is NaN, infinite or missing" if dropped else ""))
-    print(f"outputs in {out}:")
-    for name in ("map.html", "probability.tif", "hotspots.geojson", "hotspots.csv", "predictions/",
-                 "model_card.json", "metrics.json", "manifest.json", "figures/", "asm-dask.log"):
-        print(f"  {join(out, name)}")
+        import_on_workers(client, "asm_dask.pipeline.predict")
+        prediction = api.predict(run_dir, features, out, client, args.hotspot_threshold)
+    print(prediction.summary())
+    _print_files(prediction)
     return 0
 
 
@@ -194,10 +157,10 @@ def _ingest(args: argparse.Namespace, log: RunLog) -> int:
 
 
 def _demo(args: argparse.Namespace, log: RunLog) -> int:
+    from .. import storage
     from ..api import load_job
     from ..demo import make_country, score_against_truth
     from ..records.outputs import check_apart
-    from ..report.figures import write_metrics
     from ..storage.paths import check_output_folder
 
     out = Path(args.out).resolve()
@@ -212,13 +175,13 @@ def _demo(args: argparse.Namespace, log: RunLog) -> int:
     job = load_job(job_file)
     status = _run_loaded(job, args)
     truth = score_against_truth(job.output, files)
-    write_metrics(os.path.join(job.output, "truth_comparison.json"), truth)
+    truth_file = os.path.join(job.output, "truth_comparison.json")
+    storage.write_text(truth_file, json.dumps(truth, indent=2))
     print(f"against the known truth: test ROC AUC {truth['test_auc_calibrated']:.3f}, where the true "
           f"probability scores {truth['truth_test_auc']:.3f} on the same {truth['n_test_labels']} test "
           f"labels (gap {truth['auc_gap']:.3f}); predicted vs true probability over all cells: "
           f"correlation {truth['cell_probability_correlation']:.2f}, mean absolute difference "
-          f"{truth['cell_probability_mean_abs_error']:.3f} "
-          f"({os.path.join(job.output, 'truth_comparison.json')})")
+          f"{truth['cell_probability_mean_abs_error']:.3f} ({truth_file})")
     return status
 
 

@@ -1,7 +1,10 @@
 """Where a command's messages go: the console for a person, ``asm-dask.log`` for the details.
 
-The console gets asm-dask's own lines (stages, progress, warnings, the dashboard link)
-and, when the command fails, one line saying why. The log file in the output folder gets
+The library speaks through :mod:`logging` (the ``asm_dask`` loggers) and :mod:`warnings`
+(:class:`~asm_dask.errors.AsmDaskWarning`); only the command line prints. The console
+gets asm-dask's own lines (stages as ``[asm-dask] fit...``, progress redrawn on one
+line, ``[asm-dask] warning: ...``, the dashboard link) and, when the command fails, one
+line saying why. The log file in the output folder gets
 the same lines, what Dask's ``distributed`` logs about the cluster (a worker's "Compute
 Failed" block, a lost worker...) and the full traceback of a failure. ``verbose`` shows
 the log's details on the console as well.
@@ -21,15 +24,17 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from typing import Any, TextIO
 
-from ..errors import InputError
+from ..errors import AsmDaskWarning, InputError
+from ..runtime.logs import distributed_loggers, writes_to_console
 
 #: the log file's name in the output folder
 LOG_NAME = "asm-dask.log"
-#: families of loggers that ``distributed`` gives a stderr handler of its own when imported
-DISTRIBUTED_LOGGERS = ("distributed", "bokeh", "tornado")
 _FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+#: the library's own loggers
+LIBRARY_LOGGER = "asm_dask"
 
 
 class RunLog:
@@ -58,8 +63,15 @@ class RunLog:
         self._routed: list[logging.Logger] = []
         self._detached: list[tuple[logging.Logger, logging.Handler]] = []
         self._warnings: logging.Logger | None = None
+        self._library = _ConsoleHandler()
+        self._shown_warning: Any = None
 
     def __enter__(self) -> RunLog:
+        library = logging.getLogger(LIBRARY_LOGGER)
+        library.addHandler(self._library)
+        library.setLevel(logging.INFO)
+        library.propagate = False
+        self._shown_warning, warnings.showwarning = warnings.showwarning, self._show_warning
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -86,7 +98,9 @@ class RunLog:
         self._file.write(f"==== asm-dask {self.command} (in {os.getcwd()}, "
                          f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')})\n")
         self._route_distributed()
-        self._route_warnings()
+        self._warnings = logging.getLogger("py.warnings")
+        self._warnings.addHandler(self._handler)
+        self._warnings.propagate = self.verbose
         self._console = sys.stderr
         sys.stderr = _Tee(self._console, self._file, self._handler.lock)
 
@@ -121,9 +135,13 @@ class RunLog:
         return 128 + int(signum)
 
     def close(self) -> None:
-        """Give the console and ``distributed``'s handlers back, and close the file."""
+        """Give the console, ``warnings`` and ``distributed``'s handlers back, and close the file."""
+        library = logging.getLogger(LIBRARY_LOGGER)
+        library.removeHandler(self._library)
+        library.propagate = True
+        if self._shown_warning is not None:
+            warnings.showwarning, self._shown_warning = self._shown_warning, None
         if self._warnings is not None:
-            logging.captureWarnings(False)
             self._warnings.removeHandler(self._handler)
             self._warnings.propagate, self._warnings = True, None
         for logger in self._routed:
@@ -137,13 +155,17 @@ class RunLog:
             self._file.close()
             self._file = None
 
-    def _route_warnings(self) -> None:
-        """Python warnings of the libraries (scikit-learn's ``ConvergenceWarning``...) into the
-        file (verbose: the console too), as logging records: they are details."""
-        logging.captureWarnings(True)
-        self._warnings = logging.getLogger("py.warnings")
-        self._warnings.addHandler(self._handler)
-        self._warnings.propagate = self.verbose
+    def _show_warning(self, message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: TextIO | None = None, line: str | None = None) -> None:
+        """A caveat of asm-dask's (:class:`AsmDaskWarning`) on the console; a warning of the
+        libraries (scikit-learn's ``ConvergenceWarning``...) is a detail: in the log file
+        (with ``verbose``, the console too), or where Python puts it before the log is open."""
+        if issubclass(category, AsmDaskWarning):
+            logging.getLogger(LIBRARY_LOGGER).warning("%s", message)
+        elif self._warnings is not None:
+            self._warnings.warning("%s", warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+        else:
+            self._shown_warning(message, category, filename, lineno, file, line)
 
     def _route_distributed(self) -> None:
         """Send ``distributed``'s records into the file instead of (verbose: as well as)
@@ -163,17 +185,34 @@ class RunLog:
                     self._detached.append((logger, handler))
 
 
-def distributed_loggers() -> list[logging.Logger]:
-    """The loggers of ``distributed`` and of the libraries it configures (bokeh, tornado)
-    that exist in this process."""
-    return [logger for name, logger in logging.root.manager.loggerDict.items()
-            if isinstance(logger, logging.Logger) and name.split(".")[0] in DISTRIBUTED_LOGGERS]
+class _ConsoleHandler(logging.Handler):
+    """asm-dask's own records on the console, as a person reads them: ``[asm-dask] fit...``,
+    ``[asm-dask] warning: ...``, the dashboard link as it is, and progress
+    (records with a ``progress`` attribute) redrawn on one line in a terminal, a line
+    per report elsewhere (the log file gets each redraw as a line of its own)."""
 
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self._line_open = False
 
-def writes_to_console(handler: logging.Handler) -> bool:
-    """Whether ``handler`` is one of the console handlers ``distributed`` installs: a plain
-    :class:`logging.StreamHandler` on whatever ``sys.stderr`` was when it was imported."""
-    return type(handler) is logging.StreamHandler
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            stream = sys.stderr
+            progress = getattr(record, "progress", None)
+            if progress is not None and stream.isatty():
+                stream.write("\r" + message + ("\n" if progress == "done" else ""))
+                self._line_open = progress != "done"
+            else:
+                if self._line_open:
+                    stream.write("\n")
+                    self._line_open = False
+                if progress is None and not getattr(record, "plain", False):
+                    message = "[asm-dask] " + ("warning: " if record.levelno >= logging.WARNING else "") + message
+                stream.write(message + "\n")
+            stream.flush()
+        except Exception:  # a console that went away must not stop the command
+            self.handleError(record)
 
 
 class _LogFileHandler(logging.StreamHandler):

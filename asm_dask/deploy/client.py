@@ -9,8 +9,8 @@ on Kubernetes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,27 +29,26 @@ from .errors import ClusterFileError, ClusterTimeoutError, one_line, root_cause
 from .plugins import quiet_worker_logs
 from .tls import scheduler_security
 
+log = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def open_client(
     cluster_file: str | os.PathLike[str] | None = None,
     scheduler: str | None = None,
-    progress: bool = True,
 ) -> Iterator[distributed.Client]:
     """Yield a client on a cluster with at least one worker, then clean up.
 
     Parameters
     ----------
     cluster_file : str or os.PathLike, optional
-        YAML file describing the cluster; its ``kind`` key is one of :data:`KINDS`
+        YAML file describing the cluster; its ``kind`` key is one of :data:`~asm_dask.deploy.cluster_file.KINDS`
         and the other keys go to that kind's cluster class (see ``cluster/*.yaml``).
     scheduler : str, optional
         Address of a running scheduler, such as ``tcp://host:8786``. It is left
         running on exit. A ``tls://`` address takes its certificates from Dask's
         configuration (``distributed.comm.tls``); to name them, use a cluster file
         of kind ``scheduler`` instead.
-    progress : bool, default True
-        Print the dashboard link to stderr; ``False`` keeps stderr quiet.
 
     Yields
     ------
@@ -71,7 +70,7 @@ def open_client(
     -----
     With neither argument, a :class:`distributed.LocalCluster` is started in this
     process: one worker with a thread per available core and the machine's memory.
-    Only clusters started here are shut down on exit. See :func:`plan_cluster` for
+    Only clusters started here are shut down on exit. See :func:`~asm_dask.deploy.cluster_file.plan_cluster` for
     what a cluster file's ``security`` does.
     """
     if cluster_file is not None and scheduler is not None:
@@ -94,10 +93,8 @@ def open_client(
             # loopback, which the default link (built from the host's address) misses.
             stack.enter_context(dask.config.set(
                 {"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"}))
-        if progress:
-            # Printed before waiting, so the dashboard can be watched while batch
-            # jobs sit in a queue.
-            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        # Said before waiting, so the dashboard can be watched while batch jobs sit in a queue.
+        log.info("Dask dashboard: %s", client.dashboard_link, extra={"plain": True})
         try:
             client.wait_for_workers(1, timeout=timeout)
         except TimeoutError:

@@ -4,7 +4,6 @@ logs (their records sent to the ``asm-dask`` process), and imports started early
 from __future__ import annotations
 
 import importlib
-import logging
 import signal
 import threading
 from typing import Any
@@ -12,23 +11,8 @@ from typing import Any
 import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ..runtime.logs import distributed_loggers, writes_to_console
 from ..storage import configure
-
-#: families of loggers that ``distributed`` gives a stderr handler of its own when imported
-DISTRIBUTED_LOGGERS = ("distributed", "bokeh", "tornado")
-
-
-def distributed_loggers() -> list[logging.Logger]:
-    """The loggers of ``distributed`` and of the libraries it configures (bokeh, tornado)
-    that exist in this process."""
-    return [logger for name, logger in logging.root.manager.loggerDict.items()
-            if isinstance(logger, logging.Logger) and name.split(".")[0] in DISTRIBUTED_LOGGERS]
-
-
-def writes_to_console(handler: logging.Handler) -> bool:
-    """Whether ``handler`` is one of the console handlers ``distributed`` installs: a plain
-    :class:`logging.StreamHandler` on whatever ``sys.stderr`` was when it was imported."""
-    return type(handler) is logging.StreamHandler
 
 
 def quiet_worker_logs(client: distributed.Client) -> None:

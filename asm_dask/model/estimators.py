@@ -57,6 +57,34 @@ def make_estimator(name: str, seed: int) -> Any:
     return inner
 
 
+def estimator_name(estimator: Any) -> str | None:
+    """The name a job file gives ``estimator`` (a :class:`~asm_dask.model.ridge.RidgeGridClassifier`,
+    or what :func:`make_estimator` makes, fitted or not); ``None`` for any other."""
+    from .ridge import RidgeGridClassifier
+
+    if isinstance(estimator, RidgeGridClassifier):
+        return "ridge"
+    steps = getattr(estimator, "named_steps", {})
+    inner = steps[MODEL_STEP] if MODEL_STEP in steps else estimator
+    return next((name for name in ESTIMATOR_NAMES[1:] if type(inner) is type(_inner_estimator(name, 0))), None)
+
+
+def unfitted(name: str, params: dict[str, Any], standardize: bool = False) -> Any:
+    """An unfitted estimator ``name`` with the parameters a search chose (as a grid names
+    them): what a saved model records of the estimator it was fitted from."""
+    from .ridge import RidgeGridClassifier
+
+    if name == "ridge":
+        return RidgeGridClassifier(alphas=(params["alpha"],), standardize=standardize)
+    estimator = make_estimator(name, seed=0)
+    known = estimator.get_params()
+    # What a model file says of parameters another estimator has is not applied: its
+    # weights, not this description, are the model.
+    prefixed = {key: values[0] for key, values in search_grid(name, {k: [v] for k, v in params.items()}).items()
+                if key in known}
+    return estimator.set_params(**prefixed)
+
+
 def _inner_estimator(name: str, seed: int) -> Any:
     if name == "logistic_regression":
         from sklearn.linear_model import LogisticRegression
@@ -140,21 +168,27 @@ def params_at_grid_edge(best: dict[str, Any], grid: list[dict[str, Any]]) -> lis
     return edges
 
 
-def raw_scores(name: str, estimator: Any, X: np.ndarray) -> np.ndarray:
+def raw_scores(name: str | None, estimator: Any, X: np.ndarray) -> np.ndarray:
     """The score calibrated into a probability: the decision function of a linear model,
-    the positive-class probability of a tree ensemble (see :mod:`asm_dask.model.calibration`)."""
-    if name in LINEAR:
+    the positive-class probability of a tree ensemble (see :mod:`asm_dask.model.calibration`);
+    for an estimator of no name here, its decision function if it has one."""
+    if name in LINEAR or (name is None and hasattr(estimator, "decision_function")):
         return np.asarray(estimator.decision_function(X), dtype=np.float64)
     return np.asarray(estimator.predict_proba(X)[:, 1], dtype=np.float64)
 
 
 def fold_linear(estimator: Any) -> tuple[np.ndarray, float]:
-    """``(coef, intercept)`` in raw feature units of a fitted scaled linear pipeline:
-    ``scaler`` then ``w . z + b`` is ``x @ (w / scale) + (b - mean / scale @ w)``."""
-    scaler, model = estimator.named_steps["scale"], estimator.named_steps[MODEL_STEP]
+    """``(coef, intercept)`` in raw feature units of a fitted linear model, or of a scaled
+    linear pipeline: ``scaler`` then ``w . z + b`` is ``x @ (w / scale) + (b - mean / scale @ w)``."""
+    steps = getattr(estimator, "named_steps", {})
+    model = steps.get(MODEL_STEP, estimator)
     weights = np.asarray(model.coef_, dtype=np.float64).ravel()
+    intercept = float(np.asarray(model.intercept_, dtype=np.float64).ravel()[0])
+    if "scale" not in steps:
+        return weights, intercept
+    scaler = steps["scale"]
     coef = weights / scaler.scale_
-    return coef, float(np.asarray(model.intercept_, dtype=np.float64).ravel()[0] - scaler.mean_ @ coef)
+    return coef, intercept - scaler.mean_ @ coef
 
 
 def _plain(value: Any) -> Any:

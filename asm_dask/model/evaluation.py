@@ -10,6 +10,7 @@ a random sample does not).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -132,35 +133,53 @@ def auc_by_subset(y: np.ndarray, scores: dict[str, np.ndarray],
     return result
 
 
+@dataclass(frozen=True)
+class HeldOutMetrics:
+    """Everything measured on the test labels (the names are ``metrics.json``'s keys)."""
+
+    test_auc_uncalibrated: float
+    test_auc_calibrated: float
+    test_auc_ci95: list[float]
+    test_auc_uncalibrated_ci95: list[float]
+    test_auc_change_from_calibration: float
+    n_test_asm: int
+    n_test_not_asm: int
+    #: what the interval resampled: unit, n_groups, resamples, resamples_with_both_classes, seed
+    bootstrap: dict[str, Any]
+    brier_test: float
+    #: the reliability table's rows, empty bins' mean and rate as None
+    reliability_test: list[dict[str, Any]]
+    #: AUCs within each sample_type, when the labels say how they were sampled
+    test_auc_by_sample_type: dict[str, dict[str, Any]] | None
+    #: the reliability table itself, for its figure
+    reliability: pd.DataFrame
+
+    def as_dict(self) -> dict[str, Any]:
+        """The measures, without the table."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "reliability"}
+
+
 def held_out_metrics(y: np.ndarray, scores: np.ndarray, probability: np.ndarray, groups: np.ndarray,
-                 unit: str, seed: int,
-                 sample_type: np.ndarray | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Everything measured on the test set, and its reliability table.
+                     unit: str, seed: int, sample_type: np.ndarray | None = None) -> HeldOutMetrics:
+    """Everything measured on the test set.
 
     ``groups`` are what the bootstrap resamples (``unit``: blocks of nearby cells, or
     cells); ``sample_type`` splits the AUCs by how the labels were sampled, when known.
     """
     auc_uncalibrated, auc_calibrated = roc_auc(y, scores), roc_auc(y, probability)
-    brier = brier_score(y, probability)
     table = reliability_table(y, probability)
     interval, used = auc_interval(y, probability, groups, seed)
     interval_uncalibrated, _ = auc_interval(y, scores, groups, seed)
-    metrics: dict[str, Any] = {
-        "test_auc_uncalibrated": auc_uncalibrated,
-        "test_auc_calibrated": auc_calibrated,
-        "test_auc_ci95": interval,
-        "test_auc_uncalibrated_ci95": interval_uncalibrated,
-        "test_auc_change_from_calibration": auc_calibrated - auc_uncalibrated,
-        "n_test_asm": int(np.sum(y)),
-        "n_test_not_asm": int(len(y) - np.sum(y)),
-        "bootstrap": {"unit": unit, "n_groups": int(len(np.unique(groups))),
-                      "resamples": BOOTSTRAP_RESAMPLES, "resamples_with_both_classes": used,
-                      "seed": seed},
-        "brier_test": brier,
-        "reliability_test": [{k: (None if isinstance(v, float) and np.isnan(v) else v)
-                              for k, v in row.items()} for row in table.to_dict(orient="records")],
-    }
-    if sample_type is not None:
-        metrics["test_auc_by_sample_type"] = auc_by_subset(
-            y, {"auc_calibrated": probability, "auc_uncalibrated": scores}, sample_type)
-    return metrics, table
+    by_type = None if sample_type is None else auc_by_subset(
+        y, {"auc_calibrated": probability, "auc_uncalibrated": scores}, sample_type)
+    return HeldOutMetrics(
+        test_auc_uncalibrated=auc_uncalibrated, test_auc_calibrated=auc_calibrated, test_auc_ci95=interval,
+        test_auc_uncalibrated_ci95=interval_uncalibrated,
+        test_auc_change_from_calibration=auc_calibrated - auc_uncalibrated,
+        n_test_asm=int(np.sum(y)), n_test_not_asm=int(len(y) - np.sum(y)),
+        bootstrap={"unit": unit, "n_groups": int(len(np.unique(groups))), "resamples": BOOTSTRAP_RESAMPLES,
+                   "resamples_with_both_classes": used, "seed": seed},
+        brier_test=brier_score(y, probability),
+        reliability_test=[{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+                          for row in table.to_dict(orient="records")],
+        test_auc_by_sample_type=by_type, reliability=table)

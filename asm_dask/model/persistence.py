@@ -24,7 +24,9 @@ import numpy as np
 
 from .. import storage
 from ..errors import InputError
-from .calibration import CalibratedEstimator, CalibratedModel, Calibrator
+from .calibration import Calibrator
+from .classifier import CalibratedClassifier
+from .estimators import unfitted
 
 MODEL_FILE = "model.json"
 ESTIMATOR_FILE = "model.skops"
@@ -43,42 +45,48 @@ TRUSTED_TYPES = (
     "sklearn._loss._loss.CyHalfBinomialLoss",
 )
 
-Model = CalibratedModel | CalibratedEstimator
-
-
-def save_model(model: Model, folder: str | os.PathLike) -> None:
+def save_model(model: CalibratedClassifier, folder: str | os.PathLike, cell_size: float | None = None) -> None:
     """Write ``model`` into ``folder``: ``model.json``, and ``model.skops`` if it is not linear.
 
+    ``cell_size`` is the side, in degrees, of the grid cells the features describe.
     Each file appears atomically; a ``model.skops`` of an earlier model is removed when
     the model is linear, so that the folder never holds two models.
     """
+    if model.name is None or not hasattr(model, "feature_names_in_"):
+        raise ValueError("model.json saves a model of asm_dask's estimators (ridge, logistic_regression, "
+                         "linear_svm, random_forest, hist_gradient_boosting) fitted on named features (a DataFrame); "
+                         f"got {type(model.estimator).__name__}")
     storage.make_folder(folder)
     skops_path = storage.join(folder, ESTIMATOR_FILE)
+    names = [str(name) for name in model.feature_names_in_]
     data: dict[str, Any] = {
-        "format_version": FORMAT_VERSION, "estimator": model.estimator, "params": model.params,
-        "n_features": len(model.feature_names), "feature_names": list(model.feature_names),
-        "cell_size": model.cell_size, "calibration": model.calibrator.as_dict(),
+        "format_version": FORMAT_VERSION, "estimator": model.name, "params": model.best_params_,
+        "n_features": len(names), "feature_names": names,
+        "cell_size": cell_size, "calibration": model.calibrator_.as_dict(),
         "versions": {name: version(name) for name in MODEL_PACKAGES}}
-    if isinstance(model, CalibratedModel):
-        data.update(kind="linear", coef=model.coef.tolist(), intercept=model.intercept, alpha=model.alpha,
-                    standardize=model.standardize)
+    if model.linear:
+        # a pipeline's scaler is folded into the weights: only ridge may be unscaled
+        standardize = bool(model.estimator.standardize) if model.name == "ridge" else True
+        data.update(kind="linear", coef=model.coef_.tolist(), intercept=model.intercept_,
+                    alpha=model.best_params_.get("alpha"), standardize=standardize)
         storage.remove(skops_path)
     else:
         import skops.io
 
-        payload = skops.io.dumps(model.fitted)
+        payload = skops.io.dumps(model.estimator_)
         storage.write_bytes(skops_path, payload)
         data.update(kind="skops", estimator_file=ESTIMATOR_FILE,
-                    estimator_sha256=hashlib.sha256(payload).hexdigest(), fingerprint=model.fingerprint)
+                    estimator_sha256=hashlib.sha256(payload).hexdigest(), fingerprint=model.scores_digest_)
     storage.write_text(storage.join(folder, MODEL_FILE), json.dumps(data))
 
 
-def load_model(folder: str | os.PathLike) -> Model:
+def load_model(folder: str | os.PathLike, cell_size: float | None = None) -> CalibratedClassifier:
     """The model saved in ``folder`` by :func:`save_model`.
 
     Raises :class:`InputError` (one line naming the file) if ``model.json`` is missing or
-    not a model, or if ``model.skops`` is missing, differs from what ``model.json``
-    recorded, or holds a type that is not trusted.
+    not a model, says cells of another size than ``cell_size`` (when given), or if
+    ``model.skops`` is missing, differs from what ``model.json`` recorded, or holds a type
+    that is not trusted.
     """
     path = storage.join(folder, MODEL_FILE)
     try:
@@ -92,25 +100,35 @@ def load_model(folder: str | os.PathLike) -> Model:
     try:
         _check_description(data)
         calibrator = Calibrator.from_dict(data["calibration"])
-        names = tuple(data["feature_names"])
+        name, params = data.get("estimator", "ridge"), data.get("params", {})
+        parts = {"calibrator": calibrator, "feature_names": data["feature_names"], "best_params": params}
         if data.get("kind", "linear") == "linear":
-            return CalibratedModel(names, np.asarray(data["coef"], dtype=np.float64), float(data["intercept"]),
-                                   data["alpha"], calibrator, bool(data.get("standardize", False)),
-                                   data.get("estimator", "ridge"), data.get("params", {}), data.get("cell_size"))
-        fitted = _load_estimator(storage.join(folder, data["estimator_file"]), data["estimator_sha256"])
-        return CalibratedEstimator(names, data["estimator"], fitted, data["params"], calibrator,
-                                   data["fingerprint"], data.get("cell_size"))
+            model = CalibratedClassifier.from_parts(
+                unfitted(name, params, bool(data.get("standardize", False))),
+                weights=(np.asarray(data["coef"], dtype=np.float64), float(data["intercept"])), **parts)
+        else:
+            from sklearn.base import clone
+
+            fitted = _load_estimator(storage.join(folder, data["estimator_file"]), data["estimator_sha256"])
+            model = CalibratedClassifier.from_parts(clone(fitted), fitted=fitted, scores_digest=data["fingerprint"],
+                                                    **parts)
     except (KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a complete model (missing or wrong {exc})") from None
     except ValueError as exc:
         raise InputError(f"{path}: not a model: {str(exc).strip().splitlines()[0]}") from None
+    saved = data.get("cell_size")
+    if cell_size is not None and saved is not None and saved != cell_size:
+        raise InputError(f"{path}: says cells of {saved:g} degrees; the run read cells of {cell_size:g} "
+                         "(manifest.json)")
+    return model
 
 
 def _check_description(data: dict[str, Any]) -> None:
     """What ``model.json`` says of its model holds together; a ``ValueError`` saying what
     does not. (The numbers that make the predictions are checked against the run's
     manifest, by their hash.)"""
-    from .estimators import ESTIMATOR_NAMES, LINEAR
+    from ..config import ESTIMATOR_NAMES
+    from .estimators import LINEAR
 
     names = data["feature_names"]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):

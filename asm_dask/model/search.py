@@ -15,7 +15,7 @@ on a tie), unless ``model.select`` names one.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 import warnings
 from collections.abc import Sequence
@@ -27,10 +27,12 @@ from distributed import Client
 
 from ..errors import InputError
 from ..runtime.progress import wait_with_progress
-from .calibration import CalibratedEstimator, CalibratedModel, Calibrator, fingerprint
-from .estimators import LINEAR, fold_linear, make_estimator, params_at_grid_edge, raw_scores, search_grid, user_params
+from .classifier import CalibratedClassifier
+from .estimators import LINEAR, make_estimator, params_at_grid_edge, raw_scores, search_grid, user_params
 from .evaluation import roc_auc
 from .ridge import RidgeGridClassifier
+
+log = logging.getLogger(__name__)
 
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 #: training rows of each class a setting is first fitted on, to check that it can be
@@ -78,8 +80,7 @@ def search(name: str, grid: dict[str, Sequence[Any]] | None, X: np.ndarray, y: n
     grid = search_grid(name, None if grid is None else {k: list(v) for k, v in grid.items()})
     n_points = int(np.prod([len(v) for v in grid.values()]))
     check_settings_fit(name, grid, X, y, seed)
-    print(f"[asm-dask] fit: {name}, {n_points} setting(s) x {len(folds)} folds on the cluster",
-          file=sys.stderr, flush=True)
+    log.info("fit: %s, %d setting(s) x %d folds on the cluster", name, n_points, len(folds))
     # error_score=nan: dask-ml resubmits a fit that raised, forever; a fit that fails
     # scores NaN instead, and is reported below.
     searched = GridSearchCV(make_estimator(name, seed), grid, cv=[(t, v) for t, v in folds],
@@ -152,20 +153,13 @@ def select(candidates: Sequence[Candidate], forced: str | None) -> tuple[Candida
     return max(candidates, key=lambda c: c.cv_auc), "cv_auc"  # max keeps the first of a tie
 
 
-def calibrated_model(candidate: Candidate, calibrator: Calibrator, feature_names: Sequence[str],
-                     cell_size: float, X_train: np.ndarray) -> CalibratedModel | CalibratedEstimator:
-    """``candidate``'s refitted estimator with ``calibrator``: linear weights in raw
-    feature units where the estimator is linear, the estimator itself otherwise
-    (fingerprinted by its scores of the training rows ``X_train``)."""
-    names = tuple(feature_names)
-    if candidate.name == "ridge":
-        return CalibratedModel.from_fitted(names, candidate.fitted, calibrator, cell_size)
-    if candidate.name in LINEAR:
-        coef, intercept = fold_linear(candidate.fitted)
-        return CalibratedModel(names, coef, intercept, None, calibrator, True, candidate.name,
-                               candidate.best_params, cell_size)
-    return CalibratedEstimator(names, candidate.name, candidate.fitted, candidate.best_params, calibrator,
-                               fingerprint(candidate.name, candidate.fitted, X_train), cell_size)
+def calibrated_model(candidate: Candidate, y_train: np.ndarray, method: str, X_train: np.ndarray,
+                     folds: Folds, feature_names: Sequence[str]) -> CalibratedClassifier:
+    """``candidate``'s estimator, refitted on every training row, calibrated on its
+    out-of-fold scores of them (``X_train`` fingerprints a model that is not linear)."""
+    return CalibratedClassifier.from_fitted(candidate.fitted, candidate.oof_scores, y_train, method, X=X_train,
+                                            cv=list(folds), best_params=candidate.best_params,
+                                            feature_names=feature_names)
 
 
 def comparison(candidates: Sequence[Candidate], models: dict[str, Any], X_test: np.ndarray, y_test: np.ndarray,
@@ -176,7 +170,7 @@ def comparison(candidates: Sequence[Candidate], models: dict[str, Any], X_test: 
     table = {}
     for candidate in candidates:
         model = models[candidate.name]
-        scores = model.decision_function(X_test)
+        scores = model.score_matrix(X_test)
         entry = {"cv_auc": candidate.cv_auc, "cv_auc_sd": float(candidate.cv_auc_by_fold.std()),
                  "cv_auc_by_fold": [float(v) for v in candidate.cv_auc_by_fold],
                  "best_params": candidate.best_params, "grid": candidate.grid,

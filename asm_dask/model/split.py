@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config import SplitConfig
 from ..errors import InputError
+from ..spatial.blocks import block_groups
 
 
 def split_groups(cell_id: np.ndarray, lat: np.ndarray, lon: np.ndarray,
@@ -20,13 +21,6 @@ def split_groups(cell_id: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     if config.group_by == "cell":
         return np.asarray(cell_id)
     return block_groups(lat, lon, config.block_size)
-
-
-def block_groups(lat: np.ndarray, lon: np.ndarray, block_size: float) -> np.ndarray:
-    """The square block of ``block_size`` degrees that each cell centroid falls in."""
-    row = np.floor((np.asarray(lat) + 90) / block_size).astype(np.int64)
-    col = np.floor((np.asarray(lon) + 180) / block_size).astype(np.int64)
-    return row * 1_000_000 + col
 
 
 def train_test_split_groups(y: np.ndarray, groups: np.ndarray, config: SplitConfig,

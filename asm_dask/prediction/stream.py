@@ -30,8 +30,8 @@ import pyarrow.dataset as ds
 from distributed import Client
 
 from .. import storage
-from ..model.calibration import CalibratedEstimator, CalibratedModel
-from ..model.ridge import linear_scores, single_threaded
+from ..model.classifier import CalibratedClassifier
+from ..model.numerics import linear_scores, single_threaded
 from ..read.grid import CRS, cell_squares
 from ..read.table import FeatureTable, Partition
 from ..runtime.progress import wait_with_progress
@@ -47,7 +47,7 @@ def partition_file(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def predict_cells(table: FeatureTable, model: CalibratedModel | CalibratedEstimator, predictions_dir: str,
+def predict_cells(table: FeatureTable, model: CalibratedClassifier, predictions_dir: str,
                   completed: set[int], client: Client,
                   on_written: Callable[[int, dict[str, int]], None]) -> None:
     """Write the prediction file of every table partition not in ``completed``.
@@ -63,11 +63,11 @@ def predict_cells(table: FeatureTable, model: CalibratedModel | CalibratedEstima
     for i in todo:
         part = table.partitions[i]
         out_path = storage.join(predictions_dir, partition_file(i))
-        if isinstance(model, CalibratedEstimator):
+        if not model.linear:
             futures.append(client.submit(single_threaded, write_partition_rows, part, table.n_features, out_path,
                                          shared_model, table.cell_size, pure=False))
             continue
-        partials = [client.submit(single_threaded, partial_scores, part, columns, model.coef[columns],
+        partials = [client.submit(single_threaded, partial_scores, part, columns, model.coef_[columns],
                                   pure=False)
                     for columns in part.column_groups(table.n_features)]
         futures.append(client.submit(write_partition, part, _sum_in_order(client, partials), out_path,
@@ -91,7 +91,7 @@ def partial_scores(partition: Partition, columns: slice, coef: np.ndarray) -> np
     return score
 
 
-def write_partition_rows(partition: Partition, n_features: int, out_path: str, model: CalibratedEstimator,
+def write_partition_rows(partition: Partition, n_features: int, out_path: str, model: CalibratedClassifier,
                          cell_size: float) -> dict[str, int]:
     """Score whole rows of ``partition`` with a model that is not linear, then write them
     as :func:`write_partition` does."""
@@ -100,22 +100,22 @@ def write_partition_rows(partition: Partition, n_features: int, out_path: str, m
         X[:, columns] = partition.feature_block(None, columns)
     finite = np.isfinite(X).all(axis=1)
     if finite.all():
-        score = model.decision_function(X)
+        score = model.score_matrix(X)
     else:  # the rows left out get no score, and are counted
         score = np.full(len(X), np.nan)
         if finite.any():
-            score[finite] = model.decision_function(X[finite])
+            score[finite] = model.score_matrix(X[finite])
     return _write_scored(partition, score, out_path, model, cell_size)
 
 
-def write_partition(partition: Partition, score: np.ndarray, out_path: str, model: CalibratedModel,
+def write_partition(partition: Partition, score: np.ndarray, out_path: str, model: CalibratedClassifier,
                     cell_size: float) -> dict[str, int]:
     """Calibrate and write one partition's scored cells; return what was written and left out."""
-    return _write_scored(partition, score + model.intercept, out_path, model, cell_size)
+    return _write_scored(partition, score + model.intercept_, out_path, model, cell_size)
 
 
 def _write_scored(partition: Partition, score: np.ndarray, out_path: str,
-                  model: CalibratedModel | CalibratedEstimator, cell_size: float) -> dict[str, int]:
+                  model: CalibratedClassifier, cell_size: float) -> dict[str, int]:
     """Write the cells of ``partition`` whose ``score`` is finite, with their probability."""
     cells = partition.cells()
     finite = np.isfinite(score)

@@ -17,7 +17,7 @@ three things of a partition, in tasks on the cluster:
 
 from __future__ import annotations
 
-import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ import pandas as pd
 from distributed import Client
 
 from ..config import FeaturesConfig
-from ..errors import InputError
+from ..errors import AsmDaskWarning, InputError
 from ..records.fingerprint import fingerprint
 from ..runtime.progress import wait_with_progress
 from .features import FilePartition, chunk_sizes, detect_layout, input_fingerprint, layout_notes
@@ -111,7 +111,7 @@ def open_table(config: FeaturesConfig, output: str, client: Client) -> FeatureTa
     bounds = _scan(partitions, config, kind == "file", client)
     notes = tuple(layout_notes(layout))
     for note in notes:
-        print(f"[asm-dask] warning: {note}", file=sys.stderr, flush=True)
+        warnings.warn(note, AsmDaskWarning, stacklevel=2)
     return FeatureTable(kind=kind, location=location, key=key, source=source, cell_size=config.cell_size,
                         feature_names=layout.feature_columns, partitions=partitions, bounds=bounds,
                         n_dropped_on_ingest=dropped, notes=notes)

@@ -23,7 +23,6 @@ from .figures import (
     plot_probability_map,
     plot_reliability,
     plot_roc,
-    write_metrics,
 )
 from .hotspots import find_hotspots
 from .importance import PERMUTATION_REPEATS
@@ -44,12 +43,9 @@ class HeldOut:
 
 @dataclass(frozen=True)
 class ReportInputs:
+    #: the run's metrics, as metrics.json holds them
     metrics: dict[str, Any]
-    #: ``lat``, ``lon``, ``probability`` of every predicted cell
-    grid: pd.DataFrame
     cell_size: float
-    #: labels kept by the filters: ``lat``, ``lon``, ``label`` (and ``mine_type`` if known)
-    labels: pd.DataFrame
     held_out: HeldOut
     #: grouping -> (alphas, mean AUC, sd), see :func:`~asm_dask.report.figures.plot_cv_curve`
     cv_curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -57,8 +53,6 @@ class ReportInputs:
     importance: pd.DataFrame
     #: ``lat``, ``lon`` and a column per feature to map
     top_features: pd.DataFrame
-    #: district polygons (see :func:`~asm_dask.report.districts.read_boundaries`) or ``None``
-    boundaries: Any
     hotspot_threshold: float
     #: what was read: ``labels``, ``features``, ``boundaries`` paths
     inputs: dict[str, str]
@@ -112,20 +106,16 @@ def write_maps(out: str, grid: pd.DataFrame, cell_size: float, labels: pd.DataFr
     return Maps(raster, hotspots, districts, n_outside, counts)
 
 
-def write_report(out: str, r: ReportInputs) -> tuple[dict[str, Any], dict[str, float]]:
-    """Write the report files into ``out``; return the metrics, with the report's counts
-    added, as also written to ``metrics.json``, and the seconds each output took."""
-    timings: dict[str, float] = {}
-    maps = write_maps(out, r.grid, r.cell_size, r.labels, r.hotspot_threshold, r.boundaries, timings)
+def write_report(out: str, r: ReportInputs, maps: Maps, timings: dict[str, float]) -> None:
+    """Write the report files into ``out`` beside the maps: the figures,
+    ``feature_importance.csv`` and ``report.html``; the seconds each took go into
+    ``timings``. ``r.metrics`` are the run's, the maps' counts included."""
     _write_csv(storage.join(out, "feature_importance.csv"), r.importance)
-    metrics = {**r.metrics, **maps.counts}
     with timed(timings, "figures"):
-        figures = _draw_figures(storage.join(out, "figures"), r, maps.raster, metrics)
+        figures = _draw_figures(storage.join(out, "figures"), r, maps.raster, r.metrics)
     with timed(timings, "report.html"):
-        write_page(storage.join(out, "report.html"), metrics, figures, maps.hotspots, r.importance,
+        write_page(storage.join(out, "report.html"), r.metrics, figures, maps.hotspots, r.importance,
                    maps.districts, maps.n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
-    write_metrics(storage.join(out, "metrics.json"), metrics)
-    return metrics, timings
 
 
 def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any]) -> dict[str, str]:

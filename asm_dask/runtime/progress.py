@@ -1,4 +1,10 @@
-"""Progress of a stage's tasks on any Dask client, local or remote.
+"""Progress of a run: which stage runs, and how many of a stage's tasks are done.
+
+Everything is said through :mod:`logging`, at INFO, on the ``asm_dask`` loggers: a
+stage as ``fit...``, progress as ``predict cells: [####      ] 2/4 (0.3 s)`` records
+that carry a ``progress`` attribute (``"partial"`` or ``"done"``), so that a console can
+redraw one line. A notebook shows none of it unless it asks (``logging.basicConfig``);
+the command line shows all of it (:mod:`asm_dask.cli.console`).
 
 ``dask.diagnostics.ProgressBar`` only sees local schedulers; this follows futures as they
 complete, so it works the same on a LocalCluster and on a remote scheduler.
@@ -7,7 +13,7 @@ complete, so it works the same on a LocalCluster and on a remote scheduler.
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -16,6 +22,8 @@ from distributed import Client, Future, wait
 
 from ..errors import InputError
 from .signals import check_stop
+
+log = logging.getLogger("asm_dask.progress")
 
 REPORT_EVERY_S = 2.0
 #: how often, while no task finishes, the cluster is asked whether it can still work
@@ -30,7 +38,7 @@ class ClusterStalledError(InputError):
 
 def wait_with_progress(client: Client, futures: Sequence[Future], description: str,
                        on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
-    """Wait for ``futures``; print progress to stderr; return their results in order.
+    """Wait for ``futures``, logging progress; return their results in order.
 
     ``on_result(index, result)`` runs as each task finishes (to record it, say). The first
     failure cancels the remaining tasks and is raised as the task raised it. A cluster
@@ -42,8 +50,6 @@ def wait_with_progress(client: Client, futures: Sequence[Future], description: s
     pending = list(futures)
     done, started, last = 0, time.monotonic(), 0.0
     watch = _StallWatch(client)
-    # One line redrawn in a terminal; one line per report in a log file.
-    tty = sys.stderr.isatty()
     try:
         while pending:
             check_stop()
@@ -64,9 +70,8 @@ def wait_with_progress(client: Client, futures: Sequence[Future], description: s
             now = time.monotonic()
             if now - last >= REPORT_EVERY_S or done == len(futures):
                 bar = "#" * (20 * done // max(len(futures), 1))
-                print(("\r" if tty else "") + f"{description}: [{bar:<20}] {done}/{len(futures)} "
-                      f"({now - started:.1f} s)", end="" if tty and done < len(futures) else "\n",
-                      file=sys.stderr, flush=True)
+                log.info("%s: [%-20s] %d/%d (%.1f s)", description, bar, done, len(futures), now - started,
+                         extra={"progress": "done" if done == len(futures) else "partial"})
                 last = now
     except BaseException:
         client.cancel([f for f in futures if not f.done()])
@@ -107,9 +112,17 @@ class _StallWatch:
 
 
 @contextlib.contextmanager
+def stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Say which stage runs (``fit...``), and time it into ``timings``."""
+    check_stop()
+    logging.getLogger("asm_dask").info("%s...", name)
+    with timed(timings, name):
+        yield
+
+
+@contextlib.contextmanager
 def timed(timings: dict[str, float], name: str) -> Iterator[None]:
     """Add the block's wall time, in seconds, to ``timings[name]``."""
-    check_stop()
     start = time.perf_counter()
     yield
     timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 3)

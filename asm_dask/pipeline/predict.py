@@ -18,24 +18,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from distributed import Client
 
 from .. import storage
 from ..config import FeaturesConfig
 from ..errors import InputError
-from ..model.calibration import model_hash
-from ..model.persistence import Model, load_model
+from ..model.classifier import CalibratedClassifier
+from ..model.persistence import load_model
 from ..read.features import FeatureLayout, chunk_sizes, detect_layout, iter_csv_chunks, read_chunk
 from ..read.grid import grid_spacing
 from ..read.table import FeatureTable, open_table
 from ..records.fingerprint import fingerprint, versions
 from ..records.lock import OutputLock
-from ..records.manifest import RunManifest, describe_cluster
+from ..records.manifest import describe_cluster
 from ..records.outputs import check_apart, check_output_kind
-from ..report.build import write_maps
-from ..report.figures import write_metrics
-from .run import predict_and_record
+from .mapping import predict_and_map
+from .metrics import PredictionMetrics, write_metrics
 
+#: a prediction's map shows no labels, and measures its hotspots against none
+NO_LABELS = pd.DataFrame({"lat": [], "lon": [], "label": []})
 #: what the model card repeats of the training run's metrics
 TRAINING_METRICS = ("test_auc_calibrated", "test_auc_ci95", "test_auc_uncalibrated", "brier_test",
                     "cell_cv_auc", "blocked_cv_auc", "best_alpha", "calibration", "n_train", "n_test",
@@ -48,7 +48,7 @@ class TrainedRun:
     """A finished run's model and what it recorded about itself."""
 
     folder: str
-    model: Model
+    model: CalibratedClassifier
     manifest: dict[str, Any]
     metrics: dict[str, Any]
 
@@ -69,7 +69,7 @@ class Prediction:
 @dataclass(frozen=True)
 class PredictResult:
     output: str
-    metrics: dict[str, Any]
+    metrics: PredictionMetrics
     model_card: dict[str, Any]
 
 
@@ -84,18 +84,14 @@ def load_run(folder: str) -> TrainedRun:
         raise InputError(f"{folder}: the run is not finished (status {manifest.get('status')!r}); "
                          "run it again to complete it")
     metrics = storage.read_json(storage.join(folder, "metrics.json"))
-    model = load_model(folder)
+    model = load_model(folder, cell_size=manifest["settings"]["features"]["cell_size"])
     model_file = storage.join(folder, "model.json")
     if metrics is None:
         raise InputError(f"{storage.join(folder, 'metrics.json')}: missing or not JSON")
     selected = metrics.get("selected_estimator", "ridge")
-    if model.estimator != selected:
-        raise InputError(f"{model_file}: holds a {model.estimator} model; the run selected {selected} (metrics.json)")
-    trained_on = manifest["settings"]["features"]["cell_size"]
-    if model.cell_size is not None and model.cell_size != trained_on:
-        raise InputError(f"{model_file}: says cells of {model.cell_size:g} degrees; the run read cells of "
-                         f"{trained_on:g} (manifest.json)")
-    if model_hash(model) != manifest.get("model_hash"):
+    if model.name != selected:
+        raise InputError(f"{model_file}: holds a {model.name} model; the run selected {selected} (metrics.json)")
+    if model.fingerprint_ != manifest.get("model_hash"):
         raise InputError(f"{model_file}: not the model this run predicted with "
                          "(its hash differs from manifest.json's)")
     return TrainedRun(folder, model, manifest, metrics)
@@ -124,29 +120,33 @@ def _check_output(run_folder: str, output: str) -> None:
 def _check_features(run: TrainedRun, features: str) -> None:
     """Reads the file's schema and its first chunk's coordinates only."""
     layout = detect_layout(features)
-    check_feature_names(run.model.feature_names, layout)
+    check_feature_names(tuple(run.model.feature_names_in_), layout)
     check_grid(layout, run.cell_size)
 
 
-def predict_with_run(plan: Prediction, client: Client, hotspot_threshold: float | None = None) -> PredictResult:
+def predict_with_run(plan: Prediction, client: Any, hotspot_threshold: float | None = None) -> PredictResult:
     """Predict every cell of ``plan.features`` with its run's model into ``plan.output``."""
     run, features, output = plan.run, plan.features, plan.output
     with OutputLock(output, "predict"):
         timings: dict[str, float] = {}
+        report_timings: dict[str, float] = {}
         table = open_table(FeaturesConfig(path=features, cell_size=run.cell_size), output, client)
-        manifest = RunManifest(output, _predict_key(run, table), _describe(run, table, client))
-        grid, counts = predict_and_record(table, run.model, manifest, client, timings)
         threshold = hotspot_threshold if hotspot_threshold is not None else \
             run.manifest["settings"]["report"]["hotspot_threshold"]
-        no_labels = pd.DataFrame({"lat": [], "lon": [], "label": []})
-        maps = write_maps(output, grid, table.cell_size, no_labels, threshold, None, timings)
-        metrics = {**counts, **maps.counts, "n_features": table.n_features, "cell_size": table.cell_size,
-                   "features_read": "in place" if table.kind == "file" else "feature store",
-                   "warnings": list(table.notes)}
+        mapped = predict_and_map(output, table, run.model, _predict_key(run, table), _describe(run, table, client),
+                                 client, hotspot_threshold=threshold, labels=NO_LABELS, boundaries=None,
+                                 timings=timings, report_timings=report_timings)
+        cells = mapped.counts
+        metrics = PredictionMetrics(
+            n_cells=cells.n_cells, n_cells_dropped_nonfinite=cells.n_cells_dropped_nonfinite,
+            mean_probability=cells.mean_probability, hotspot_threshold=cells.hotspot_threshold,
+            n_hotspots=cells.n_hotspots, n_hotspots_without_asm_label=cells.n_hotspots_without_asm_label,
+            n_features=table.n_features, cell_size=table.cell_size,
+            features_read="in place" if table.kind == "file" else "feature store", warnings=list(table.notes))
         write_metrics(storage.join(output, "metrics.json"), metrics)
         card = model_card(run, table, metrics)
         storage.write_text(storage.join(output, "model_card.json"), json.dumps(card, indent=1, default=str))
-        manifest.finish(timings_s=timings)
+        mapped.manifest.finish(timings_s=timings, report_timings_s=report_timings)
     return PredictResult(output, metrics, card)
 
 
@@ -185,24 +185,24 @@ def check_grid(layout: FeatureLayout, cell_size: float) -> None:
                          f"was trained on cells of {cell_size:g} degrees")
 
 
-def model_card(run: TrainedRun, table: FeatureTable, metrics: dict[str, Any]) -> dict[str, Any]:
+def model_card(run: TrainedRun, table: FeatureTable, metrics: PredictionMetrics) -> dict[str, Any]:
     """Where the model came from, what it scored where it was trained, what it was applied to."""
     inputs = run.manifest["inputs"]
     return {
         "model": {"from_run": run.folder, "run_key": run.manifest["run_key"],
-                  "model_hash": run.manifest["model_hash"], "estimator": run.model.estimator,
-                  "params": run.model.params, "calibration": run.model.calibrator.method,
-                  "n_features": len(run.model.feature_names),
-                  "feature_names": f"{_span(run.model.feature_names)}", "cell_size": run.cell_size,
+                  "model_hash": run.manifest["model_hash"], "estimator": run.model.name,
+                  "params": run.model.best_params_, "calibration": run.model.calibrator_.method,
+                  "n_features": run.model.n_features_in_,
+                  "feature_names": f"{_span(tuple(run.model.feature_names_in_))}", "cell_size": run.cell_size,
                   "versions": run.manifest["versions"]},
         "trained_on": {"labels": inputs["labels"], "features": inputs["features"],
                        "features_fingerprint": inputs["features_fingerprint"],
                        "settings": {k: run.manifest["settings"][k] for k in ("labels", "split", "model")}},
         "training_metrics": {k: run.metrics[k] for k in TRAINING_METRICS if k in run.metrics},
         "applied_to": {"features": table.source["path"], "features_fingerprint": table.source["ukey"],
-                       "format": table.source["format"], "n_cells": metrics["n_cells"],
-                       "n_cells_dropped_nonfinite": metrics["n_cells_dropped_nonfinite"],
-                       "mean_probability": metrics["mean_probability"],
+                       "format": table.source["format"], "n_cells": metrics.n_cells,
+                       "n_cells_dropped_nonfinite": metrics.n_cells_dropped_nonfinite,
+                       "mean_probability": metrics.mean_probability,
                        "mean_probability_where_trained": run.metrics.get("mean_probability")},
         "caveat": "The training metrics were measured where the training labels are. Here there are no "
                   "labels: features from another place or year can differ from the training features "
@@ -216,7 +216,7 @@ def _predict_key(run: TrainedRun, table: FeatureTable) -> str:
     return fingerprint({"model": run.manifest["model_hash"], "features": table.key, "versions": versions()})
 
 
-def _describe(run: TrainedRun, table: FeatureTable, client: Client) -> dict[str, Any]:
+def _describe(run: TrainedRun, table: FeatureTable, client: Any) -> dict[str, Any]:
     return {"command": "predict", "model_from": run.folder,
             "inputs": {"features": table.source["path"], "features_fingerprint": table.source["ukey"],
                        "features_read_from": table.location},

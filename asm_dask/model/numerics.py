@@ -1,0 +1,105 @@
+"""Arithmetic that gives the same bits on any cluster, and tasks on the current client.
+
+Multithreaded BLAS may split a sum differently with another thread count, which changes
+the last bits of a result; so BLAS runs on one thread inside every task, and the
+parallelism comes from Dask's tasks (or, for one product, from fixed blocks on a pool of
+threads). A model fitted on a laptop and on a cluster is the same model, bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..runtime.progress import wait_with_progress
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+T = TypeVar("T")
+
+
+def current_client() -> Client | None:
+    """The ``distributed`` client of this context (the one a notebook made, or a task's),
+    or ``None``: then the work runs in this process."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):  # no client anywhere
+        return None
+
+
+def linear_scores(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    """``X @ coef + intercept``, equal rows giving equal scores to the last bit.
+
+    BLAS treats the rows at the tail of a matrix with other code than the rest, so two
+    equal rows can score a rounding error apart, which breaks ROC AUC ties at random.
+    einsum sums every row in the same order.
+    """
+    return np.einsum("ij,j->i", np.asarray(X, dtype=np.float64), coef) + intercept
+
+
+def gram(Z: np.ndarray, block: int = 512) -> np.ndarray:
+    """``Z @ Z.T`` with every core, the same to the last bit whatever their number.
+
+    Multithreaded BLAS may split a product differently with another thread count (a test
+    showed it), so the result is cut into fixed square blocks instead, each one
+    single-threaded BLAS call on a thread of a pool (BLAS releases the GIL). Only blocks
+    on and above the diagonal are computed; the rest are their mirror images.
+    """
+    n = len(Z)
+    K = np.empty((n, n))
+    starts = range(0, n, block)
+
+    def fill(i: int, j: int) -> None:
+        np.matmul(Z[i:i + block], Z[j:j + block].T, out=K[i:i + block, j:j + block])
+        if i != j:
+            K[j:j + block, i:i + block] = K[i:i + block, j:j + block].T
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(lambda ij: single_threaded(fill, *ij), [(i, j) for i in starts for j in starts if j >= i]))
+    return K
+
+
+def single_threaded(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func(*args, **kwargs)``, with BLAS and LAPACK on one thread in this process.
+
+    Multithreaded BLAS may split a sum differently with another thread count, which
+    changes the last bits of a result. With one thread everywhere, the job's results
+    are the same bit for bit on any cluster, run after run; parallelism comes from
+    Dask's tasks instead. The limit stays for the life of the process: restoring it
+    when one task ends would change it under a task still running in another thread.
+    """
+    global _blas_limited
+    if not _blas_limited:
+        threadpool_limits(limits=1)
+        _blas_limited = True
+    return func(*args, **kwargs)
+
+
+_blas_limited = False
+
+
+def share(client: Client | None, values: dict) -> dict:
+    """Send large task inputs (the kernel) to every worker once, not inside each task.
+
+    Under keys of their own (``hash=False``): a key named by content may be one that an
+    earlier fit on the same rows scattered, and released as that fit ended, under these tasks.
+    """
+    if client is None:
+        return values
+    return {name: client.scatter(value, broadcast=True, hash=False) for name, value in values.items()}
+
+
+def run_tasks(client: Client | None, calls: list[tuple], shared: dict, description: str) -> list:
+    """``func(*args, **shared)`` for each ``(func, *args)``, as tasks if there is a cluster."""
+    if client is None:
+        return [single_threaded(func, *args, **shared) for func, *args in calls]
+    futures = [client.submit(single_threaded, func, *args, **shared, pure=False) for func, *args in calls]
+    return wait_with_progress(client, futures, description)

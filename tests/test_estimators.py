@@ -1,0 +1,101 @@
+"""asm_dask's estimators are scikit-learn estimators: its own checks, Pipeline, cross_val_score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import check_estimator
+
+from asm_dask import CalibratedClassifier, RidgeGridClassifier
+
+#: checks of scikit-learn's that these estimators fail on purpose, and why: none. Of the 56
+#: checks, scikit-learn itself skips one, check_array_api_input, unless SCIPY_ARRAY_API is
+#: set: these estimators take NumPy arrays and DataFrames, not other array libraries. Being
+#: binary (ASM or not), they say so in their tags, and refuse multiclass targets with the
+#: message scikit-learn's checks expect.
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
+
+
+@pytest.mark.parametrize("estimator", [RidgeGridClassifier(alphas=[0.1, 1.0, 10.0], cv=3),
+                                       RidgeGridClassifier(cv=3),
+                                       CalibratedClassifier(RidgeGridClassifier(alphas=[0.1, 1.0, 10.0], cv=3), cv=3),
+                                       CalibratedClassifier(LogisticRegression(), method="sigmoid", cv=3)],
+                         ids=["ridge-given-alphas", "ridge-auto", "calibrated-ridge", "calibrated-logistic"])
+def test_scikit_learn_estimator_checks(estimator):
+    results = check_estimator(estimator, expected_failed_checks=EXPECTED_FAILED_CHECKS, on_skip=None)
+    assert {r["check_name"] for r in results if r["status"] == "skipped"} <= {"check_array_api_input"}
+    assert sum(r["status"] == "passed" for r in results) >= 55
+
+
+def _problem(n=300, k=40, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, k)) + 3
+    y = (X[:, :4].sum(axis=1) - 12 + rng.normal(size=n) > 0).astype(int)
+    return X, y
+
+
+def test_the_estimators_work_in_a_pipeline_and_cross_val_score():
+    X, y = _problem()
+    for estimator in (RidgeGridClassifier(cv=4), CalibratedClassifier(cv=4)):
+        scores = cross_val_score(make_pipeline(StandardScaler(), estimator), X, y, cv=3, scoring="roc_auc")
+        assert scores.shape == (3,) and scores.min() > 0.8
+
+
+def test_calibrated_probabilities_have_two_columns_and_string_classes_work():
+    X, y = _problem(seed=1)
+    labels = np.where(y == 1, "asm", "none")
+    model = CalibratedClassifier(cv=4).fit(X, labels)
+    assert list(model.classes_) == ["asm", "none"]
+    probability = model.predict_proba(X)
+    assert probability.shape == (len(X), 2)
+    np.testing.assert_allclose(probability.sum(axis=1), 1.0)
+    # classes_[1] is "none": its column is the probability of "none"
+    assert model.predict(X)[np.argmax(probability[:, 1])] == "none"
+    assert set(model.predict(X)) <= {"asm", "none"}
+
+
+def test_ridge_takes_cv_as_grid_search_does_and_equals_it():
+    """An int, a splitter that uses groups, or a list of splits: the same folds give the
+    same alpha and CV AUCs as GridSearchCV(RidgeClassifier())."""
+    X, y = _problem(n=240, k=60, seed=2)
+    groups = np.repeat(np.arange(80), 3)
+    alphas = [0.1, 1.0, 10.0, 100.0]
+    for cv in (5, GroupKFold(n_splits=4), list(StratifiedKFold(4).split(X, y))):
+        ours = RidgeGridClassifier(alphas=alphas, cv=cv).fit(X, y, groups)
+        reference = GridSearchCV(RidgeClassifier(), {"alpha": alphas}, cv=cv, scoring="roc_auc").fit(X, y, groups=groups)
+        assert ours.best_alpha_ == reference.best_params_["alpha"]
+        np.testing.assert_allclose(ours.cv_auc_.mean(axis=1), reference.cv_results_["mean_test_score"], atol=1e-6)
+
+
+def test_a_fit_on_a_dataframe_keeps_the_feature_names_and_checks_them():
+    X, y = _problem(seed=3)
+    frame = pd.DataFrame(X, columns=[f"feature_{j}" for j in range(X.shape[1])])
+    model = CalibratedClassifier(cv=3).fit(frame, y)
+    assert list(model.feature_names_in_) == list(frame.columns)
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict_proba(frame[frame.columns[::-1]])
+
+
+def test_clone_gives_an_unfitted_estimator_with_the_same_settings():
+    model = CalibratedClassifier(RidgeGridClassifier(alphas=[1.0, 10.0], standardize=True), method="sigmoid", cv=3)
+    copy = clone(model)
+    assert copy.get_params()["estimator__standardize"] is True and copy.method == "sigmoid"
+    assert not hasattr(copy, "calibrator_")
+
+
+def test_the_folds_run_on_the_current_client(client):
+    """The Dask client comes from the context: the one a notebook made, or a parameter's
+    client made current; no client is an estimator parameter."""
+    X, y = _problem(n=200, k=30, seed=4)
+    alone = RidgeGridClassifier(cv=4).fit(X, y)
+    with client.as_current():
+        on_cluster = RidgeGridClassifier(cv=4).fit(X, y)
+    np.testing.assert_array_equal(on_cluster.coef_, alone.coef_)
+    np.testing.assert_array_equal(on_cluster.cv_auc_, alone.cv_auc_)
+    assert "client" not in RidgeGridClassifier().get_params()
