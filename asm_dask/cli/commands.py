@@ -16,8 +16,12 @@ from ..errors import InputError
 from ..runtime.signals import Interrupted, stop_on_signals
 from .console import RunLog
 
-#: what the demo writes in its folder (``--out``); a folder holding anything else is refused
-DEMO_NAMES = frozenset({"data", "results", "demo_job.yaml"})
+#: what the demo writes in its folder (``--out``), its folders first; a folder holding
+#: anything else is refused
+DEMO_FOLDERS = frozenset({"data", "results"})
+DEMO_NAMES = DEMO_FOLDERS | {"demo_job.yaml"}
+#: the demo's mark in its folder: what is there, an earlier demo made
+DEMO_MARK = ".asm-dask-demo"
 #: the smallest synthetic country the demo makes (a few labels of each class per fold)
 MIN_DEMO_CELLS = 100
 DEMO_JOB = {"labels": {"path": "data/SLE_mines.csv"},
@@ -140,8 +144,8 @@ def _predict(args: argparse.Namespace, log: RunLog) -> int:
 def _ingest(args: argparse.Namespace, log: RunLog) -> int:
     from ..api import load_job
     from ..deploy import open_client
-    from ..read.store import open_store, store_root
-    from ..records.outputs import check_run_paths
+    from ..read.store import open_store
+    from ..records.outputs import check_run_paths, store_root
     from ..storage import configure
 
     job = load_job(args.job)
@@ -165,8 +169,14 @@ def _demo(args: argparse.Namespace, log: RunLog) -> int:
 
     out = Path(args.out).resolve()
     check_output_folder(str(out), "--out")
-    check_apart({}, str(out), "--out", own=DEMO_NAMES)  # before anything is written
+    check_apart({}, str(out), "--out", own=DEMO_NAMES, folders=DEMO_FOLDERS)  # before anything is written
+    earlier = (out / DEMO_MARK).exists() or (out / "demo_job.yaml").is_file()
+    if any(not name.startswith(".") for name in storage.list_names(str(out))) and not earlier:
+        # data/ of the user's own, with the demo's file names, would be written over
+        raise InputError(f"{out}: holds files that no asm-dask demo made; the demo's folder (--out) must be new, "
+                         "empty, or an earlier demo's")
     log.open(str(out / DEMO_JOB["output"]), key="--out")
+    (out / DEMO_MARK).touch()
     files = make_country(out / "data", n_cells=args.cells, n_features=args.features, seed=args.seed)
     print(f"demo country: {files.n_cells:,} cells x {args.features} features, {files.n_labels:,} labels "
           f"in {out / 'data'}")

@@ -30,7 +30,7 @@ from ..read.table import FeatureTable, open_table
 from ..records.fingerprint import fingerprint, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
-from ..records.outputs import check_apart, check_output_kind
+from ..records.outputs import check_apart, check_output_kind, store_root
 from .mapping import predict_and_map
 from .metrics import PredictionMetrics, write_metrics
 
@@ -75,19 +75,31 @@ class PredictResult:
 
 def load_run(folder: str) -> TrainedRun:
     """The model of the finished run in ``folder``; :class:`InputError` if there is none."""
-    manifest = storage.read_json(storage.join(folder, "manifest.json"))
+    manifest_file = storage.join(folder, "manifest.json")
+    manifest = storage.read_json(manifest_file)
     if manifest is None:
         raise InputError(f"{folder}: no asm-dask run here (no readable manifest.json)")
+    if not isinstance(manifest, dict):
+        raise InputError(f"{manifest_file}: not a manifest of asm-dask")
     if manifest.get("command", "run") != "run":
         raise InputError(f"{folder}: holds the output of asm-dask {manifest.get('command')}, not of a run")
     if manifest.get("status") != "complete":
         raise InputError(f"{folder}: the run is not finished (status {manifest.get('status')!r}); "
                          "run it again to complete it")
+    # what the prediction and its model card read of the run
+    missing = [key for key in ("run_key", "model_hash", "inputs", "versions") if key not in manifest]
+    try:
+        cell_size = float(manifest["settings"]["features"]["cell_size"])
+        float(manifest["settings"]["report"]["hotspot_threshold"])
+    except (KeyError, TypeError, ValueError):
+        missing.append("settings")
+    if missing:
+        raise InputError(f"{manifest_file}: not a complete manifest of an asm-dask run (no {', '.join(missing)})")
     metrics = storage.read_json(storage.join(folder, "metrics.json"))
-    model = load_model(folder, cell_size=manifest["settings"]["features"]["cell_size"])
+    model = load_model(folder, cell_size=cell_size)
     model_file = storage.join(folder, "model.json")
-    if metrics is None:
-        raise InputError(f"{storage.join(folder, 'metrics.json')}: missing or not JSON")
+    if not isinstance(metrics, dict):
+        raise InputError(f"{storage.join(folder, 'metrics.json')}: missing, not JSON, or not a run's metrics")
     selected = metrics.get("selected_estimator", "ridge")
     if model.name != selected:
         raise InputError(f"{model_file}: holds a {model.name} model; the run selected {selected} (metrics.json)")
@@ -102,7 +114,10 @@ def plan_prediction(run: TrainedRun, features: str, output: str) -> Prediction:
     output is not the run's folder or inside it, and ``features`` hold the model's
     features on the model's grid; a one-line :class:`InputError` if not."""
     _check_output(run.folder, output)
-    check_apart({"RUN_DIR": run.folder, "FEATURES": features}, output, "--out")
+    inputs = {"RUN_DIR": run.folder, "FEATURES": features}
+    if not storage.is_url(features):
+        inputs["the feature store beside FEATURES"] = store_root(FeaturesConfig(path=features), output)
+    check_apart(inputs, output, "--out")
     _check_features(run, features)
     return Prediction(run, features, output)
 

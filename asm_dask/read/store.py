@@ -115,16 +115,6 @@ class StorePartition:
         return features if rows is None else features[rows]
 
 
-def store_root(config: FeaturesConfig, output: str) -> str:
-    """Where a job's stores go: ``features.store_path`` if set; else beside a local features
-    file, or inside the output folder for a remote one."""
-    if config.store_path:
-        return config.store_path
-    if storage.is_url(config.path):
-        return storage.join(output, ".asm_dask_store")
-    return config.path.removeprefix("file://") + ".asm_dask_store"
-
-
 def store_key(config: FeaturesConfig, layout: FeatureLayout) -> tuple[str, dict[str, Any], int]:
     """The store's key for ``config``'s features, their fingerprint and rows per partition."""
     rows = config.rows_per_partition or max(1024, PARTITION_BYTES // (4 * len(layout.feature_columns)))

@@ -28,10 +28,11 @@ from distributed import Client
 from ..config import FeaturesConfig
 from ..errors import AsmDaskWarning, InputError
 from ..records.fingerprint import fingerprint
+from ..records.outputs import store_root
 from ..runtime.progress import wait_with_progress
 from .features import FilePartition, chunk_sizes, detect_layout, input_fingerprint, layout_notes
 from .grid import check_unique_cells
-from .store import STORE_VERSION, find_store, open_store, store_root
+from .store import STORE_VERSION, find_store, open_store
 
 #: Version of the in-place reading; part of a table's key, so of the run key.
 FILE_TABLE_VERSION = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .. import storage
-from ..config import Job
+from ..config import FeaturesConfig, Job
 from ..errors import InputError
 from ..storage.paths import check_input, check_output_folder, check_remote_folder
 
@@ -13,25 +13,30 @@ LOCK_FILE = ".asm-dask.lock"
 MANIFEST_FILE = "manifest.json"
 
 
-#: every name a run, a prediction or the demo writes directly in its output folder (and
-#: the feature store's folder there, for features on object storage); an output folder
-#: holding anything else is not asm-dask's, and is refused
-OUTPUT_NAMES = frozenset({
+#: the folders a run or a prediction writes in its output folder: the feature store's for
+#: features on object storage, and the scratch space of a Dask worker told to work there
+OUTPUT_FOLDERS = frozenset({"predictions", "figures", ".asm_dask_store", "dask-scratch-space"})
+#: every name a run or a prediction writes directly in its output folder; an output
+#: folder holding anything else is not asm-dask's, and is refused
+OUTPUT_NAMES = OUTPUT_FOLDERS | {
     LOCK_FILE, MANIFEST_FILE, "asm-dask.log", "metrics.json", "model.json", "model.skops", "model_card.json",
-    "predictions", "figures", "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv",
-    "admin_summary.geojson", "feature_importance.csv", "map.html", "report.html", "labelled_cells.csv",
-    "unmatched_labels.csv", "truth_comparison.json", ".asm_dask_store"})
+    "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv", "admin_summary.geojson",
+    "feature_importance.csv", "map.html", "report.html", "labelled_cells.csv", "unmatched_labels.csv",
+    "truth_comparison.json"}
 
 
-def check_apart(inputs: dict[str, str], output: str, output_key: str, own: frozenset[str] = OUTPUT_NAMES) -> None:
+def check_apart(inputs: dict[str, str], output: str, output_key: str, own: frozenset[str] = OUTPUT_NAMES,
+                folders: frozenset[str] = OUTPUT_FOLDERS) -> None:
     """Refuse, before anything runs, an output folder that would touch an input.
 
     ``inputs`` maps each input's setting (``labels.path``) to its path or URL. No input may
     be the output folder or lie inside it (a run writes files of its own names there, and
     clears ``predictions/``), nor may the output folder lie inside an input folder. The
     output folder must be new, empty, or hold an earlier asm-dask output (entries named in
-    ``own``): one that holds anything else is a user's folder, and a run never writes among
-    a user's files.
+    ``own``, of which ``folders`` are folders): one that holds anything else is a user's
+    folder, and a run never writes among a user's files. An entry of its own names that is
+    a link (asm-dask would write, or clear, where it leads) or not of its kind (a file
+    where asm-dask writes a folder) is refused too.
     """
     out = storage.normalized(output)
     for key, path in inputs.items():
@@ -43,16 +48,35 @@ def check_apart(inputs: dict[str, str], output: str, output_key: str, own: froze
             raise InputError(f"{output}: the output folder lies inside {path} ({output_key}, {key}); choose "
                              "an output folder apart from the inputs")
     # Hidden entries are left alone: a run's temporary files, a file manager's (.DS_Store).
-    foreign = [name for name in storage.list_names(output) if name not in own and not name.startswith(".")]
+    names = storage.list_names(output)
+    foreign = [name for name in names if name not in own and not name.startswith(".")]
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise InputError(f"{output}: holds files that are not asm-dask's ({shown}); the output folder "
                          f"({output_key}) must be new, empty, or an earlier asm-dask output")
+    for name in (name for name in names if name in own):
+        _check_own_entry(storage.join(output, name), name in folders, output_key)
     log = storage.local_path(storage.join(output, "asm-dask.log"))
     for key, path in inputs.items():
         local = storage.local_path(path)
         if log and local and os.path.exists(log) and os.path.exists(local) and os.path.samefile(log, local):
             raise InputError(f"{log}: is the {key} input {path} (a link to it); the run appends its log there")
+
+
+def _check_own_entry(path: str, folder: bool, output_key: str) -> None:
+    """An entry of asm-dask's own names in an output folder is a real file or folder of
+    the kind asm-dask writes there, not a link."""
+    local = storage.local_path(path)
+    if local is not None and os.path.islink(local):
+        raise InputError(f"{path}: is a link (to {os.readlink(local)}); asm-dask writes and clears its own "
+                         f"files there: remove the link, or choose another output folder ({output_key})")
+    fs, fs_path = storage.filesystem(path)
+    if folder and fs.isfile(fs_path):
+        raise InputError(f"{path}: is a file where asm-dask writes a folder of that name; remove it, or choose "
+                         f"another output folder ({output_key})")
+    if not folder and fs.isdir(fs_path):
+        raise InputError(f"{path}: is a folder where asm-dask writes a file of that name; remove it, or choose "
+                         f"another output folder ({output_key})")
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -62,7 +86,11 @@ def _inside(path: str, folder: str) -> bool:
 def check_output_kind(output: str, command: str) -> None:
     """Refuse to write ``command``'s output over another command's: a prediction over the
     run whose model it applies would replace that run's predictions and metrics."""
-    previous = storage.read_json(storage.join(output, MANIFEST_FILE))
+    path = storage.join(output, MANIFEST_FILE)
+    previous = storage.read_json(path)
+    if previous is None and storage.exists(path) or previous is not None and not isinstance(previous, dict):
+        raise InputError(f"{path}: not a manifest of asm-dask (damaged, or another program's); remove it, or "
+                         "choose another output folder")
     if previous is not None and previous.get("command", "run") != command:
         raise InputError(f"{output}: holds the output of asm-dask {previous.get('command', 'run')}; "
                          f"choose another folder for asm-dask {command}")
@@ -92,6 +120,8 @@ def check_run_paths(job: Job) -> None:
     check_output_folder(job.output, "output")
     if job.features.store_path:  # a store the run writes beside its outputs would mix with them
         inputs["features.store_path"] = job.features.store_path
+    elif not storage.is_url(job.features.path):
+        inputs["the feature store beside features.path"] = store_root(job.features, job.output)
     check_apart(inputs, job.output, "output")
 
 
@@ -101,3 +131,13 @@ def check_prediction_paths(run_folder: str, features: str, output: str) -> None:
     check_input(run_folder, "RUN_DIR", "run folder", None)
     check_input(features, "FEATURES", "features file", "a Feather, Parquet or CSV file")
     check_output_folder(output, "--out")
+
+
+def store_root(config: FeaturesConfig, output: str) -> str:
+    """Where a job's feature stores go: ``features.store_path`` if set; else beside a local
+    features file, or inside the output folder for a remote one."""
+    if config.store_path:
+        return config.store_path
+    if storage.is_url(config.path):
+        return storage.join(output, ".asm_dask_store")
+    return config.path.removeprefix("file://") + ".asm_dask_store"

@@ -151,7 +151,12 @@ def _place_problem(path: str | os.PathLike, exc: OSError) -> str | None:
 
 
 def remove(path: str | os.PathLike) -> None:
-    """Remove a file or a whole folder; nothing if it is not there."""
+    """Remove a file or a whole folder; nothing if it is not there. A link is removed
+    itself, never what it leads to."""
+    local = local_path(path)
+    if local is not None and os.path.islink(local):
+        os.unlink(local)
+        return
     fs, fs_path = filesystem(path)
     with contextlib.suppress(FileNotFoundError):
         fs.rm(fs_path, recursive=True)
