@@ -38,7 +38,7 @@ def test_switched_off_filters_need_no_column(tmp_path):
     (lambda f: f.assign(lat=[0.0, 95.0, 0.0]), "row 2: coordinates out of range"),
     (lambda f: f.assign(lon=[0.0, np.nan, 0.0]), "row 2: coordinates out of range or missing"),
     (lambda f: f.assign(label=[0, 2, 1]), "row 2: label must be 0 or 1"),
-    (lambda f: f.assign(confidence=[3, "high", 3]), "row 2: column 'confidence' must be numeric"),
+    (lambda f: f.assign(confidence=[3, "high", 3]), "row 2: column 'confidence' must be a finite number"),
     (lambda f: f.assign(label=[1, 1, 1]), "hold only class(es) [1]"),
 ])
 def test_bad_labels_name_the_file_and_the_problem(tmp_path, change, message):

@@ -150,12 +150,28 @@ def detect_layout(path: str, prefix: str | None = None) -> FeatureLayout:
     features = _feature_columns(path, names, prefix, exclude={image_id, lat, lon})
     if types is not None:
         for name in features:
-            if not (pa.types.is_floating(types[name]) or pa.types.is_integer(types[name])
-                    or pa.types.is_null(types[name])):
+            if not _numeric(types[name]):
                 raise InputError(f"{path}: feature column '{name}' is {types[name]}, not numeric")
+        if image_id and not _text(types[image_id]):
+            raise InputError(f"{path}: column '{image_id}' is {types[image_id]}, expected text like "
+                             "'lat_8--405__lon_-11--235'")
+        for name in () if image_id else (lat, lon):
+            if not (pa.types.is_floating(types[name]) or pa.types.is_integer(types[name])):
+                raise InputError(f"{path}: coordinate column '{name}' is {types[name]}, expected numbers of degrees")
     return FeatureLayout(path=path, format=fmt, feature_columns=tuple(features), columns=tuple(names),
                          image_id_column=image_id, lat_column=None if image_id else lat,
                          lon_column=None if image_id else lon)
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind)
+
+
+def _text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):  # a pandas categorical column
+        kind = kind.value_type
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind))
 
 
 def layout_notes(layout: FeatureLayout) -> list[str]:
@@ -175,9 +191,11 @@ def layout_notes(layout: FeatureLayout) -> list[str]:
                      f"coordinates: {coordinates}; features.prefix chooses other feature columns)")
     numbers = [int(re.fullmatch(r".*?(\d+)", name).group(1)) for name in layout.feature_columns]
     if numbers and numbers[-1] - numbers[0] + 1 != len(numbers):
-        missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
-        notes.append(f"{layout.path}: feature numbers have gaps: {len(missing)} missing between "
-                     f"{layout.feature_columns[0]} and {layout.feature_columns[-1]} (first: {missing[0]})")
+        # Counted, not listed: a column named feature_999999999 must not make a billion numbers.
+        n_missing = numbers[-1] - numbers[0] + 1 - len(numbers)
+        first = next(a + 1 for a, b in zip(numbers, numbers[1:]) if b > a + 1)
+        notes.append(f"{layout.path}: feature numbers have gaps: {n_missing} missing between "
+                     f"{layout.feature_columns[0]} and {layout.feature_columns[-1]} (first: {first})")
     return notes
 
 
@@ -333,7 +351,10 @@ def _float32_features(layout: FeatureLayout, batch: pa.RecordBatch,
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
                 or pa.types.is_null(column.type)):
             raise InputError(f"{layout.path}: feature column '{name}' is {column.type}, not numeric")
-        arrays.append(column.cast(pa.float32()) if column.type != pa.float32() else column)
+        # Not a checked cast: integers beyond float32's 24 bits of mantissa round, as any
+        # feature stored as float32 does; values beyond its range become infinite (and
+        # the cell is left out and counted, as a non-finite one).
+        arrays.append(column.cast(pa.float32(), safe=False) if column.type != pa.float32() else column)
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([(name, pa.float32()) for name in features]))
 
 

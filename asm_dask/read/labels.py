@@ -66,6 +66,8 @@ def read_labels(config: LabelsConfig) -> Labels:
         raise InputError(f"{path}: column {reserved[0]!r} has a name asm-dask gives a column of its own "
                          f"(reserved: {', '.join(RESERVED_COLUMNS)}); rename or drop it")
     frame["label_row"] = np.arange(1, len(frame) + 1)
+    if frame.empty:
+        raise InputError(f"{path}: no labels: the file holds its header only")
     for column in ["lon", "lat", "label", "proportion_inspected", "confidence"]:
         if column in required:
             _require_numeric(frame, column, path)
@@ -119,11 +121,17 @@ def _check_header(path: str) -> None:
 
 
 def _require_numeric(frame: pd.DataFrame, column: str, path: str) -> None:
+    """Numbers, finite where given; true/false is a number only as a label (1/0)."""
+    if frame[column].dtype == bool:
+        if column == "label":
+            frame[column] = frame[column].astype(np.int8)
+            return
+        raise InputError(f"{path}: column '{column}' holds true/false; expected numbers")
     values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() & frame[column].notna()
+    bad = (values.isna() & frame[column].notna()) | np.isinf(values.to_numpy(dtype=np.float64, na_value=np.nan))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{path}: row {row + 1}: column '{column}' must be numeric, "
+        raise InputError(f"{path}: row {row + 1}: column '{column}' must be a finite number, "
                          f"got {_as_python(frame[column].iloc[row])!r}")
     frame[column] = values
 
