@@ -331,6 +331,8 @@ def load_job(path: str | os.PathLike) -> Job:
 def read_yaml(path: Path, what: str, missing: type[Exception] = InputError,
               invalid: type[Exception] = InputError) -> Any:
     """A YAML file's content; ``missing`` or ``invalid`` raised with a one-line message."""
+    if path.is_dir():
+        raise invalid(f"{path}: is a folder, expected a {what}")
     if not path.is_file():
         raise missing(f"{path}: {what} not found")
     try:

@@ -192,7 +192,7 @@ def test_unreachable_scheduler(tmp_path):
          "unknown kind 'yarn'; expected one of local, scheduler, ssh, slurm, pbs, kubernetes"),
         ({"n_workers": 1}, "expected a mapping with a 'kind' key"),
         ({"kind": "local", "n_wrokers": 1}, r"unknown key\(s\) for kind 'local': n_wrokers"),
-        ({"kind": "local", "memory_limit": "lots"}, "memory_limit: expected a size such as '4GB', 'auto' or null, got 'lots'"),
+        ({"kind": "local", "memory_limit": "lots"}, "memory_limit: expected a size such as '4GB', a fraction of this machine's memory up to 1, 'auto' or null, got 'lots'"),
         ({"kind": "local", "jobs": 2}, "'jobs' only applies to kinds slurm and pbs"),
         ({"kind": "local", "scale": 1, "adapt": {"maximum": 2}}, "give only one of scale, adapt"),
         ({"kind": "scheduler", "address": "tcp://127.0.0.1:8786", "port": 1},

@@ -8,14 +8,18 @@ on Kubernetes.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dask
 import distributed
+from dask.utils import parse_timedelta
 
 from .cluster_file import (
     DEFAULT_WORKER_TIMEOUT,
@@ -109,12 +113,45 @@ def _connect(address: str, security: distributed.Security | None,
              stack: contextlib.ExitStack) -> distributed.Client:
     """Connect to a scheduler someone else runs; closing the client leaves it running."""
     try:
+        _ask_identity(address, security)
         return stack.enter_context(distributed.Client(address, security=security))
     except OSError as exc:
         # A TLS scheduler that refuses our certificate lands here too.
         raise ClusterTimeoutError(
             f"cannot reach the Dask scheduler at {address}: {one_line(exc)}"
         ) from exc
+
+
+def _ask_identity(address: str, security: distributed.Security | None) -> None:
+    """Ask what listens at ``address``, within the connect timeout: a client of another
+    service (a web server, the dashboard's port, SSH) would otherwise wait for ever, or
+    read a greeting as the length of a frame of exabytes. An ``OSError`` if no Dask
+    scheduler answers."""
+    from distributed.comm import connect
+
+    timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"))
+    arguments = security.get_connection_args("client") if security is not None else {}
+
+    async def identity() -> Any:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout, **arguments), timeout)
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+            return await asyncio.wait_for(comm.read(), timeout)
+        finally:
+            comm.abort()
+
+    # In a thread of its own: a notebook's event loop may be running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            answer = pool.submit(asyncio.run, identity()).result()
+        except (TimeoutError, asyncio.TimeoutError):
+            raise OSError(f"nothing answered as a Dask scheduler within {timeout:g} s") from None
+        except OSError:
+            raise
+        except Exception as exc:  # what a service that is not Dask sends cannot be read as Dask's
+            raise OSError(f"it does not answer as a Dask scheduler ({type(exc).__name__})") from exc
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        raise OSError(f"it does not answer as a Dask scheduler (it says {str(answer)[:60]!r})")
 
 
 def _open_from_file(path: Path, stack: contextlib.ExitStack) -> tuple[distributed.Client, float]:

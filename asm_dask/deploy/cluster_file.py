@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,7 @@ class ClusterPlan:
 
 
 #: address schemes of a Dask scheduler that a client can reach over a network
-SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss")
 
 
 def check_scheduler_address(address: Any, where: str) -> None:
@@ -93,6 +94,14 @@ def check_scheduler_address(address: Any, where: str) -> None:
     host, _, port = location.rpartition(":")
     if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClusterFileError(f"{where}: {address}: no host and port number (1 to 65535); {example}")
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        parse_host_port(location)
+    except ValueError:
+        raise ClusterFileError(f"{where}: {address}: {host!r} is not a host name or address; {example}") from None
+    if any(char in host for char in "/@") or (":" in host.strip("[]") and not host.startswith("[")):
+        raise ClusterFileError(f"{where}: {address}: {host!r} is not a host name or address; {example}")
 
 
 def plan_cluster(path: str | os.PathLike[str], stack: contextlib.ExitStack) -> ClusterPlan:
@@ -211,7 +220,7 @@ def _check_values(path: Path, kind: str, settings: dict[str, Any]) -> None:
         raise ClusterFileError(f"{path}: {key}: expected {expected}, got {settings[key]!r}")
 
     def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
     if "worker_timeout" in settings and not (number(settings["worker_timeout"]) and settings["worker_timeout"] > 0):
         refuse("worker_timeout", "a number of seconds > 0")
@@ -229,11 +238,19 @@ def _check_values(path: Path, kind: str, settings: dict[str, Any]) -> None:
         if not all(number(b) and b == int(b) >= 0 for b in bounds) or \
                 ("maximum" in adapt and adapt.get("minimum", 0) > adapt["maximum"]):
             refuse("adapt", "a mapping with whole numbers minimum <= maximum")
+        unknown = sorted(set(adapt) - _ADAPT_KEYS)
+        if unknown:
+            raise ClusterFileError(f"{path}: adapt: unknown key(s) {', '.join(map(str, unknown))}; known keys: "
+                                   f"{', '.join(sorted(_ADAPT_KEYS))}")
     if kind == "local":
         if "processes" in settings and not isinstance(settings["processes"], bool):
             refuse("processes", "true or false")
-        if "memory_limit" in settings:
-            _check_memory_limit(path, settings["memory_limit"])
+        _check_memory_limit(path, settings)
+
+
+#: what ``adapt`` takes (distributed's Adaptive)
+_ADAPT_KEYS = frozenset({"minimum", "maximum", "minimum_memory", "maximum_memory", "interval", "wait_count",
+                         "target_duration", "target_interval"})
 
 
 #: a worker memory limit below this cannot run a task: a worker holds its libraries
@@ -242,22 +259,34 @@ def _check_values(path: Path, kind: str, settings: dict[str, Any]) -> None:
 MIN_WORKER_MEMORY = 512 << 20
 
 
-def _check_memory_limit(path: Path, value: Any) -> None:
-    """``memory_limit`` as Dask reads it (``"4GB"``, a number of bytes, ``"auto"``; 0 or
-    null for none), and not below :data:`MIN_WORKER_MEMORY`."""
+def _check_memory_limit(path: Path, settings: dict[str, Any]) -> None:
+    """A local cluster's ``memory_limit`` as Dask reads it (``"4GB"``, a number of bytes, a
+    fraction of the machine's memory up to 1, ``"auto"``; 0 or null for none), and what each
+    worker gets when it is not given (the machine's memory shared among ``n_workers``): at
+    least :data:`MIN_WORKER_MEMORY`."""
     from dask.utils import format_bytes, parse_bytes
 
-    if value is None or value == "auto" or (type(value) is int and value == 0):
+    value = settings.get("memory_limit", "auto")
+    if value is None or (type(value) is int and value == 0):
         return
+    workers = max(int(settings.get("n_workers", dask.system.CPU_COUNT if settings.get("processes") else 1)), 1)
     try:
-        limit = parse_bytes(value) if isinstance(value, str) else value
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
+        if value == "auto":
+            limit = MEMORY_LIMIT / workers
+        elif isinstance(value, str):
+            limit = parse_bytes(value)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < 0:
             raise ValueError
+        else:
+            limit = value * MEMORY_LIMIT if isinstance(value, float) and value <= 1 else value
     except (ValueError, TypeError):
-        raise ClusterFileError(f"{path}: memory_limit: expected a size such as '4GB', 'auto' or null, "
-                               f"got {value!r}") from None
+        raise ClusterFileError(f"{path}: memory_limit: expected a size such as '4GB', a fraction of this "
+                               f"machine's memory up to 1, 'auto' or null, got {value!r}") from None
     if limit < MIN_WORKER_MEMORY:
-        raise ClusterFileError(f"{path}: memory_limit: {value!r} is too little for a Dask worker to run a task "
+        given = f"{value!r} is" if "memory_limit" in settings else \
+            f"this machine's {format_bytes(MEMORY_LIMIT)} shared by n_workers: {workers} is {format_bytes(limit)} each,"
+        raise ClusterFileError(f"{path}: memory_limit: {given} too little for a Dask worker to run a task "
                                f"(at least {format_bytes(MIN_WORKER_MEMORY)}; a worker with its libraries "
                                "loaded holds about 300 MB, and Dask pauses it at 80% of its limit)")
 
