@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -115,13 +116,78 @@ def test_an_output_folder_of_someone_elses_files_is_refused(inputs):
     assert sorted(os.listdir(folder / "out")) == [".DS_Store", "notes.txt"]
 
 
-def test_a_log_that_is_a_link_to_an_input_is_refused(inputs):
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_log_that_is_a_link_to_an_input_is_refused(inputs, link):
     folder, _ = inputs
     (folder / "out").mkdir()
-    (folder / "out" / "asm-dask.log").symlink_to(folder / "labels.csv")
+    if link == "symbolic":
+        (folder / "out" / "asm-dask.log").symlink_to(folder / "labels.csv")
+        expected = f"asm-dask.log: is a link (to {folder / 'labels.csv'}); asm-dask writes and clears its own files"
+    else:
+        os.link(folder / "labels.csv", folder / "out" / "asm-dask.log")
+        expected = "asm-dask.log: is the labels.path input"
     before = _digests(folder)
-    assert "asm-dask.log: is the labels.path input" in _one_line(cli("run", folder / "job.yaml", timeout=60))
+    assert expected in _one_line(cli("run", folder / "job.yaml", timeout=60))
     assert _digests(folder) == before
+
+
+@pytest.mark.parametrize("name", ["predictions", "figures"])
+def test_a_folder_of_the_runs_own_name_that_is_a_link_is_refused_and_what_it_leads_to_is_untouched(inputs, name):
+    """A link named predictions/ once let a run clear the folder it led to: the inputs."""
+    folder, job = inputs
+    (folder / "data").mkdir()
+    for source in ("labels.csv", "features.feather"):
+        shutil.move(folder / source, folder / "data" / source)
+    job.update(labels={"path": "data/labels.csv"}, features={"path": "data/features.feather"})
+    (folder / "job.yaml").write_text(yaml.safe_dump(job))
+    (folder / "out").mkdir()
+    (folder / "out" / name).symlink_to(folder / "data")
+    before = _digests(folder / "data")
+    line = _one_line(cli("run", folder / "job.yaml", timeout=60))
+    assert f"{folder / 'out' / name}: is a link (to {folder / 'data'})" in line
+    assert _digests(folder / "data") == before
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda out: (out / "predictions").write_text("x"), "predictions: is a file where asm-dask writes a folder"),
+    (lambda out: (out / "metrics.json").mkdir(), "metrics.json: is a folder where asm-dask writes a file"),
+    (lambda out: (out / "manifest.json").write_text("[1, 2]"), "manifest.json: not a manifest of asm-dask"),
+    (lambda out: (out / ".asm-dask.lock").mkdir(), ".asm-dask.lock: is a folder where asm-dask writes a file"),
+    (lambda out: (out / ".asm-dask.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": "abc"})),
+     ".asm-dask.lock: not a lock asm-dask can read"),
+])
+def test_a_damaged_output_folder_is_one_line(inputs, make, message):
+    folder, _ = inputs
+    (folder / "out").mkdir()
+    make(folder / "out")
+    assert message in _one_line(cli("run", folder / "job.yaml", timeout=120))
+    assert not (folder / "out" / "model.json").exists()
+
+
+@pytest.mark.parametrize("where", ["store", "inside the store"])
+def test_an_output_folder_in_the_feature_store_is_refused(inputs, where):
+    """The default store lies beside the features; a run's outputs never mix with it."""
+    folder, job = inputs
+    store = folder / "features.feather.asm_dask_store"
+    job.update(features={"path": "features.feather", "store": "always"},
+               output=str(store if where == "store" else store / "0123456789abcdef"))
+    (folder / "job.yaml").write_text(yaml.safe_dump(job))
+    line = _one_line(cli("run", folder / "job.yaml", timeout=60))
+    if where == "store":
+        assert f"{store}: lies in the output folder {store} (the feature store beside features.path, output)" in line
+    else:
+        assert f"the output folder lies inside {store} (output, the feature store beside features.path)" in line
+
+
+def test_a_demo_into_a_folder_holding_a_users_data_is_refused(tmp_path, country):
+    """data/ with the demo's file names once got written over."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(country.labels, tmp_path / "data" / "SLE_mines.csv")
+    before = _digests(tmp_path)
+    line = _one_line(cli("demo", "--out", tmp_path, timeout=60))
+    assert line == (f"asm-dask: error: {tmp_path}: holds files that no asm-dask demo made; the demo's folder (--out) "
+                    "must be new, empty, or an earlier demo's")
+    assert _digests(tmp_path) == before
 
 
 def test_a_prediction_into_the_folder_of_its_features_is_refused(local_run, country, tmp_path):
@@ -358,3 +424,139 @@ def test_output_piped_to_a_reader_that_stops_early_is_no_error(tmp_path):
     assert reader.stdout.read().decode().startswith("demo country: ")
     assert done.returncode == 128 + signal.SIGPIPE, done.stderr
     assert "error" not in done.stderr
+
+
+# -- more of the same classes, found by trying inputs as a new user -------------------------
+
+def _rewrite_features(folder: Path, change) -> None:
+    table = feather.read_table(folder / "features.feather").to_pandas()
+    feather.write_feather(change(table), folder / "features.feather")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t.assign(image_id=np.arange(len(t))), "column 'image_id' is int64, expected text like"),
+    (lambda t: t.drop(columns="image_id").assign(lat="north", lon=0.0),
+     "coordinate column 'lat' is large_string, expected numbers of degrees"),
+])
+def test_a_coordinate_column_of_the_wrong_type_is_named(inputs, change, message):
+    folder, _ = inputs
+    _rewrite_features(folder, change)
+    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
+    assert f"{folder / 'features.feather'}: {message}" in line
+
+
+def test_integer_features_beyond_float32s_precision_are_read(inputs):
+    """An int64 column with values past 2^24 once failed Arrow's checked cast to float32."""
+    folder, _ = inputs
+    _rewrite_features(folder, lambda t: t.assign(feature_3=(t["feature_3"] * 1e6).astype(np.int64) + 2**40))
+    done = cli("run", folder / "job.yaml", timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_feature_column_numbered_past_a_billion_costs_nothing(inputs):
+    """The gap note counted the missing numbers by listing them all: 30 digits took 23 GB."""
+    folder, _ = inputs
+    _rewrite_features(folder, lambda t: t.rename(columns={"feature_39": "feature_" + "9" * 30}))
+    done = cli("run", folder / "job.yaml", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"feature numbers have gaps: {10**30 - 1 - 39} missing between feature_0 and feature_{'9' * 30} " \
+           "(first: 39)" in done.stderr
+
+
+@pytest.mark.parametrize("service", ["web", "ssh"])
+def test_a_scheduler_address_where_another_service_listens_is_one_line(inputs, service):
+    """The dashboard's port with tcp://, or an SSH server: once a hang, or a frame of exabytes."""
+    import http.server
+    import threading
+
+    folder, _ = inputs
+    if service == "web":
+        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port, stop = server.server_address[1], server.shutdown
+    else:
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+
+        def greet():
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                connection.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+
+        threading.Thread(target=greet, daemon=True).start()
+        stop = listener.close
+    try:
+        done = cli("run", folder / "job.yaml", "--scheduler", f"tcp://127.0.0.1:{port}", timeout=120)
+    finally:
+        stop()
+    line = _one_line(done)
+    assert line.startswith(f"asm-dask: error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: ")
+    assert "Dask scheduler" in line
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("tcp://a:b@127.0.0.1:8786", "'a:b@127.0.0.1' is not a host name or address"),
+    ("tcp://tcp://127.0.0.1:1", "'tcp://127.0.0.1' is not a host name or address"),
+    ("ucx://127.0.0.1:8786", "unknown scheme 'ucx'"),
+])
+def test_more_addresses_that_cannot_be_a_schedulers(inputs, address, message):
+    folder, _ = inputs
+    assert message in _one_line(cli("run", folder / "job.yaml", "--scheduler", address, timeout=60))
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ("memory_limit: .inf", "memory_limit: expected a size such as '4GB', a fraction"),
+    ("worker_timeout: .inf", "worker_timeout: expected a number of seconds > 0, got inf"),
+    ("processes: true\nn_workers: 200", "shared by n_workers: 200 is "),
+    ("adapt: {minimum: 1, maximmum: 3}", "adapt: unknown key(s) maximmum"),
+])
+def test_more_cluster_settings_that_cannot_work(inputs, settings, message):
+    folder, _ = inputs
+    (folder / "cluster.yaml").write_text(f"kind: local\n{settings}\n")
+    assert message in _one_line(cli("run", folder / "job.yaml", "--cluster", folder / "cluster.yaml", timeout=60))
+
+
+def test_a_cluster_file_that_is_a_folder(inputs):
+    folder, _ = inputs
+    (folder / "cluster.yaml").mkdir()
+    line = _one_line(cli("run", folder / "job.yaml", "--cluster", folder / "cluster.yaml", timeout=60))
+    assert f"{folder / 'cluster.yaml'}: is a folder, expected a cluster file" in line
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda run: (run / "metrics.json").write_text("[]"), "metrics.json: missing, not JSON, or not a run's metrics"),
+    (lambda run: (run / "manifest.json").write_text("[]"), "manifest.json: not a manifest of asm-dask"),
+    (lambda run: (run / "manifest.json").write_text('{"status": "complete"}'),
+     "manifest.json: not a complete manifest of an asm-dask run (no run_key, model_hash, inputs, versions, settings)"),
+])
+def test_a_damaged_run_folder_is_one_line_for_predict(local_run, country, tmp_path, damage, message):
+    run_dir = tmp_path / "run"
+    shutil.copytree(local_run[0], run_dir)
+    damage(run_dir)
+    line = _one_line(cli("predict", run_dir, country.features, "--out", tmp_path / "applied", timeout=60))
+    assert message in line and not (tmp_path / "applied").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda f: f.iloc[:0], "no labels: the file holds its header only"),
+    (lambda f: f.assign(confidence=True), "column 'confidence' holds true/false; expected numbers"),
+    (lambda f: f.assign(proportion_inspected=True), "column 'proportion_inspected' holds true/false"),
+    (lambda f: f.assign(confidence=np.where(np.arange(len(f)) == 4, np.inf, 5.0)),
+     "row 5: column 'confidence' must be a finite number, got inf"),
+])
+def test_labels_that_are_clearly_wrong_are_named(inputs, change, message):
+    folder, _ = inputs
+    change(pd.read_csv(folder / "labels.csv")).to_csv(folder / "labels.csv", index=False)
+    assert message in _one_line(cli("run", folder / "job.yaml", timeout=120))
+
+
+def test_labels_written_as_true_and_false_are_ones_and_zeros(inputs, local_run):
+    folder, _ = inputs
+    labels = pd.read_csv(folder / "labels.csv")
+    labels.assign(label=labels["label"] == 1).to_csv(folder / "labels.csv", index=False)
+    done = cli("run", folder / "job.yaml", timeout=300)
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(_predictions(folder / "out"), _predictions(local_run[0]))

@@ -49,7 +49,7 @@ class OutputLock:
                     raise
                 return self
             other = storage.read_json(self.path)
-            if other is None:  # removed meanwhile, or being written: try again
+            if not _readable(other):  # removed meanwhile, being written, or damaged: look again
                 time.sleep(0.1)
                 continue
             if not self._is_stale(other):
@@ -59,18 +59,26 @@ class OutputLock:
                     f"{other.get('started')}); wait for it to finish, choose another output folder, or "
                     f"remove {self.path} if that run is dead")
             storage.remove(self.path)
+        if storage.exists(self.path):
+            raise InputError(f"{self.path}: not a lock asm-dask can read (a folder, or damaged); remove it if no "
+                             "asm-dask run is writing this folder")
         raise InputError(f"{self.output}: could not take the lock {self.path}; another run keeps taking it")
 
     def __exit__(self, *exc_info: Any) -> None:
         current = storage.read_json(self.path)
-        if current is not None and current.get("run") == self.holder["run"]:
+        if isinstance(current, dict) and current.get("run") == self.holder["run"]:
             storage.remove(self.path)
         # A run stopped by bad input leaves no output folder it made behind.
         if self._created_folder and storage.local_path(self.output) and not storage.list_names(self.output):
             storage.remove(self.output)
 
     def _is_stale(self, other: dict[str, Any]) -> bool:
-        return other.get("host") == self.holder["host"] and not process_alive(int(other.get("pid", 0)))
+        return other.get("host") == self.holder["host"] and not process_alive(other["pid"])
+
+
+def _readable(lock: Any) -> bool:
+    """Whether ``lock`` is what :class:`OutputLock` writes: a host and a process id."""
+    return isinstance(lock, dict) and isinstance(lock.get("host"), str) and type(lock.get("pid")) is int
 
 
 def _user() -> str:

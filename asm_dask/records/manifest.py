@@ -62,7 +62,7 @@ class RunManifest:
         previous = storage.read_json(self.path)
         present = set(storage.list_names(predictions_dir))
         keep: set[int] = set()
-        if previous and previous.get("run_key") == self.data["run_key"] \
+        if isinstance(previous, dict) and previous.get("run_key") == self.data["run_key"] \
                 and previous.get("model_hash") == model_digest:
             counts = previous.get("partition_counts", {})
             keep = {i for i in previous.get("completed_partitions", [])
