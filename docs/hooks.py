@@ -6,6 +6,9 @@
   comments into docstrings, adds what the setting expects (its ``Expect(...)``, the words
   an error message uses), and shows each field's type without pydantic's ``Annotated``
   machinery.
+* :func:`on_config`, an MkDocs hook: ``cluster/README.md`` and ``benchmarks/README.md`` are
+  pages of the site too (included whole by pymdownx.snippets); their links to
+  ``../docs/PAGE.md`` work on GitHub, and are made links to ``PAGE.md`` in the site.
 * :func:`on_page_content`, an MkDocs hook (``mkdocs.yml``: ``hooks``): docstrings use
   Sphinx roles (``:func:`open_client```); MkDocs shows them as ``:func:`` before the name.
   The role is dropped and the name kept as code (``~a.b.c`` as ``c``).
@@ -19,6 +22,27 @@ from pathlib import Path
 from typing import Any
 
 import griffe
+from markdown import Extension as MarkdownExtension
+from markdown.preprocessors import Preprocessor
+
+_REPO_LINK = re.compile(r"\]\(\.\./docs/([^)]*)\)")
+
+
+class _RepoLinks(Preprocessor):
+    def run(self, lines: list[str]) -> list[str]:
+        return [_REPO_LINK.sub(r"](\1)", line) for line in lines]
+
+
+class _RepoLinksExtension(MarkdownExtension):
+    def extendMarkdown(self, md: Any) -> None:
+        # after pymdownx.snippets (priority 32), which brings the READMEs in
+        md.preprocessors.register(_RepoLinks(md), "asm_dask_repo_links", 31)
+
+
+def on_config(config: Any, **kwargs: Any) -> Any:
+    config.markdown_extensions.append(_RepoLinksExtension())
+    return config
+
 
 _ROLE = re.compile(r":(?:py:)?(?:func|class|data|mod|meth|attr|exc|obj|const):<code>(~?)([^<]*)</code>")
 
@@ -50,7 +74,6 @@ class CommentDocs(griffe.Extension):
             comment.insert(0, lines[row].strip()[2:].strip())
             row -= 1
         text = " ".join(comment)
-        text = text[:1].upper() + text[1:]
         if expects:
             text += ("\n\n" if text else "") + f"Expects {expects}."
         if text:
