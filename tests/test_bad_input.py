@@ -345,14 +345,15 @@ def test_verbose_shows_the_details_on_the_console_too(valid, inputs):
 
 def test_a_csv_value_is_found_by_row_past_the_first_block(tmp_path, monkeypatch):
     # Arrow reads a CSV in blocks (64 MB); rows are counted on across them.
-    from asm_dask.read import features as features_module
+    from asm_dask.read import csv_chunks
+    from asm_dask.read.features import detect_layout
 
     frame = grid_features(LATS, LONS)
     frame["feature_4"] = frame["feature_4"].astype(object)
     frame.loc[350, "feature_4"] = "1,5"
     frame.to_csv(tmp_path / "f.csv", index=False)
-    monkeypatch.setattr(features_module, "CSV_BLOCK_BYTES", 4096)
-    layout = features_module.detect_layout(str(tmp_path / "f.csv"))
+    monkeypatch.setattr(csv_chunks, "CSV_BLOCK_BYTES", 4096)
+    layout = detect_layout(str(tmp_path / "f.csv"))
     with pytest.raises(InputError) as error:
-        list(features_module.iter_csv_chunks(layout))
+        list(csv_chunks.iter_csv_chunks(layout))
     assert str(error.value) == f"{tmp_path / 'f.csv'}: row 351, column 'feature_4': cannot read '1,5' as a number"

@@ -16,7 +16,7 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from asm_dask import demo
+from asm_dask.demo import country as demo_country
 from asm_dask.demo import DemoFiles, make_country
 
 LABEL_COLUMNS = ["lon", "lat", "unique_id", "country", "sample_type", "mine_type",
@@ -183,7 +183,7 @@ def test_failed_write_leaves_no_files(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(demo, "_write_features", fail)
+    monkeypatch.setattr(demo_country, "_write_features", fail)
     with pytest.raises(OSError, match="disk full"):
         make_country(tmp_path, n_cells=200, n_features=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["SLE_mines.csv", "truth_labels.csv"]

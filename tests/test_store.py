@@ -11,7 +11,8 @@ from asm_dask.config import FeaturesConfig
 from asm_dask.errors import InputError
 from asm_dask.read.features import detect_layout
 from asm_dask.read.grid import cell_ids
-from asm_dask.read.store import load_store, open_store, read_cells, read_features
+from asm_dask.read.store import open_store
+from asm_dask.read.store_format import load_store, read_cells, read_features
 
 LATS = np.round(np.arange(8.005, 8.1, 0.01), 3)
 LONS = np.round(np.arange(-11.995, -11.9, 0.01), 3)

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ESTIMATOR_NAMES, Job, problem
+from ..config import ESTIMATOR_NAMES, Job
+from ..config.problems import problem
 from ..errors import InputError
 
 #: estimators whose score is ``x @ coef + intercept`` once any scaler is folded in

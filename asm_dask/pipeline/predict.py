@@ -24,7 +24,8 @@ from ..config import FeaturesConfig
 from ..errors import InputError
 from ..model.classifier import CalibratedClassifier
 from ..model.persistence import load_model
-from ..read.features import FeatureLayout, chunk_sizes, detect_layout, iter_csv_chunks, read_chunk
+from ..read.csv_chunks import iter_csv_chunks
+from ..read.features import FeatureLayout, chunk_sizes, detect_layout, read_chunk
 from ..read.grid import grid_spacing
 from ..read.table import FeatureTable, open_table
 from ..records.fingerprint import fingerprint, versions

@@ -20,14 +20,13 @@ import functools
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -39,7 +38,6 @@ from .grid import cell_ids, check_coordinates, parse_image_ids
 COLUMN_GROUP_BYTES = 64 << 20
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "long", "lng", "longitude")
-CSV_BLOCK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -240,7 +238,7 @@ def read_chunk(layout: FeatureLayout, index: int, first_row: int,
     """Read chunk ``index`` of a Feather or Parquet file: its coordinates and ``features``
     (default: every feature column), and no other column."""
     features = layout.feature_columns if features is None else features
-    return _to_chunk(layout, _read_columns(layout, index, layout.coordinate_columns + list(features)),
+    return to_chunk(layout, _read_columns(layout, index, layout.coordinate_columns + list(features)),
                      first_row, features)
 
 
@@ -261,79 +259,9 @@ def _read_columns(layout: FeatureLayout, index: int, columns: list[str]) -> pa.R
                                           names=table.column_names)
 
 
-def iter_csv_chunks(layout: FeatureLayout) -> Iterator[FeatureChunk]:
-    """Stream a CSV feature file block by block, never holding the whole file."""
-    column_types = {c: pa.float32() for c in layout.feature_columns}
-    if layout.image_id_column:
-        column_types[layout.image_id_column] = pa.string()
-    else:
-        column_types[layout.lat_column] = column_types[layout.lon_column] = pa.float64()
-    first_row = 0
-    with open_input(layout.path) as f:
-        try:
-            reader = pacsv.open_csv(
-                f, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=column_types,
-                    include_columns=layout.coordinate_columns + list(layout.feature_columns)))
-            for batch in reader:
-                yield _to_chunk(layout, batch, first_row, layout.feature_columns)
-                first_row += batch.num_rows
-        except pa.ArrowInvalid as exc:
-            raise InputError(f"{layout.path}: {_csv_problem(layout, str(exc))}") from None
-
-
-def _csv_problem(layout: FeatureLayout, message: str) -> str:
-    """Arrow's CSV error in the user's terms: the column by its name, and the row.
-
-    Arrow names the column by its 0-based position in the file and gives the row only
-    sometimes (as a line number, which quoted line breaks would throw off), so the
-    column is read again, as text, up to its first value that is not a number.
-    """
-    match = re.search(r"column #(\d+): (?:Row #\d+: )?CSV conversion error to (float|double): "
-                      r"invalid value '(.*)'", message)
-    if not match or int(match.group(1)) >= len(layout.columns):
-        text = " ".join(message.split())
-        return text if len(text) <= 200 else text[:197] + "..."
-    column = layout.columns[int(match.group(1))]
-    number_type = pa.float32() if match.group(2) == "float" else pa.float64()
-    row = _first_row_not_a_number(layout.path, column, number_type)
-    return (f"{f'row {row}, ' if row else ''}column '{column}': cannot read '{match.group(3)}' "
-            "as a number")
-
-
-def _first_row_not_a_number(path: str, column: str, number_type: pa.DataType) -> int | None:
-    """The row (from 1 after the header) of ``column``'s first value that does not
-    convert to ``number_type`` as the CSV reader converts it; ``None`` if none is found."""
-    options = pacsv.ConvertOptions(column_types={column: pa.string()}, include_columns=[column],
-                                   strings_can_be_null=True)
-    rows_before = 0
-    with open_input(path) as f:
-        reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                                convert_options=options)
-        for batch in reader:
-            values = batch.column(0)
-            if not _converts(values, number_type):
-                # Bisect for the first prefix that fails: a few casts, not one per value.
-                good, bad = 0, len(values)
-                while bad - good > 1:
-                    middle = (good + bad) // 2
-                    good, bad = (middle, bad) if _converts(values[:middle], number_type) else (good, middle)
-                return rows_before + bad
-            rows_before += batch.num_rows
-    return None
-
-
-def _converts(values: pa.Array, number_type: pa.DataType) -> bool:
-    try:
-        values.cast(number_type)
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-def _to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int,
-              features: tuple[str, ...]) -> FeatureChunk:
+def to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int,
+             features: tuple[str, ...]) -> FeatureChunk:
+    """A batch of rows as a :class:`FeatureChunk`: coordinates checked, features float32."""
     if layout.image_id_column:
         lat, lon = parse_image_ids(batch.column(layout.image_id_column), layout.path, first_row)
     else:

@@ -32,7 +32,8 @@ from ..records.outputs import store_root
 from ..runtime.progress import wait_with_progress
 from .features import FilePartition, chunk_sizes, detect_layout, input_fingerprint, layout_notes
 from .grid import check_unique_cells
-from .store import STORE_VERSION, find_store, open_store
+from .store import find_store, open_store
+from .store_format import STORE_VERSION
 
 #: Version of the in-place reading; part of a table's key, so of the run key.
 FILE_TABLE_VERSION = 1

@@ -7,7 +7,7 @@ file's folder, so a job file can travel with its data.
 The schema is a set of frozen pydantic dataclasses, checked by pydantic's own types and
 constraints (strict: ``five`` is not a number, nor is ``true``); pydantic walks the whole
 file, rejects unknown and missing keys and collects every problem with its key path.
-Each setting says once, in an :class:`Expect`, what it takes, and :func:`_one_line`
+Each setting says once, in an :class:`Expect`, what it takes, and :func:`~asm_dask.config.problems.one_line`
 words every problem from it: ``job.yaml: model.cv_folds: expected an integer >= 2, got
 'five'``. Dataclasses rather than ``BaseModel``, because the stages and their tests build
 sections positionally and use :func:`dataclasses.asdict` and ``replace``.
@@ -22,10 +22,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -46,7 +45,8 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
-from .errors import InputError
+from ..errors import InputError
+from .problems import Expect, one_line
 
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
 STORE_CHOICES = ("auto", "always", "never")
@@ -59,13 +59,6 @@ DEFAULT_ESTIMATORS = {"ridge": None}
 #: a number in exponent notation: YAML 1.1 reads ``1e12`` and ``1.0e12`` (no decimal
 #: point, or no sign in the exponent) as text, YAML 1.2 and every reader as a number
 EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-@dataclasses.dataclass(frozen=True)
-class Expect:
-    """What a setting takes, as an error message says it (``an integer >= 2``)."""
-
-    text: str
 
 
 def _spelled(value: Any) -> Any:
@@ -132,7 +125,7 @@ def _mine_types(value: Any) -> Any:
 
 def _expected_at(path: tuple[str, ...], value: Any, expected: str) -> PydanticCustomError:
     """A problem below a setting's key, at ``path`` (``model.estimators.random_forest``),
-    for a setting whose structure is its own; :func:`_one_line` words it as the others."""
+    for a setting whose structure is its own; :func:`~asm_dask.config.problems.one_line` words it as the others."""
     return PydanticCustomError("expected", "expected {expected}", {"expected": expected, "path": list(path),
                                                                   "value": value})
 
@@ -204,12 +197,18 @@ class LabelFilters:
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class LabelsConfig:
+    """The labelled points: a CSV with ``lon``, ``lat`` and ``label`` (1 mine, 0 not), and
+    the notebook's filters on them."""
+
     path: InputPath
     filters: Annotated[LabelFilters, BeforeValidator(_or_defaults)] = field(default_factory=LabelFilters)
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class FeaturesConfig:
+    """The feature table: one row per grid cell (its centroid in ``lon``/``lat``) with
+    the MOSAIKS features, and how it is read (in place, or through the feature store)."""
+
     path: InputPath
     #: side of a grid cell in degrees; each cell is the square of this size on its centroid
     cell_size: Annotated[Number, Field(gt=0), Expect("a number > 0")] = 0.01
@@ -228,6 +227,9 @@ class FeaturesConfig:
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class SplitConfig:
+    """The held-out test set: its share of the labelled cells, its seed, and what must not
+    straddle train and test."""
+
     test_size: Annotated[Number, Field(gt=0, lt=1), Expect("a number between 0 and 1, exclusive")] = 0.2
     #: numpy's seeds are 32-bit
     seed: Annotated[Whole, Field(ge=0, lt=2**32), Expect("an integer from 0 to 4294967295")] = 1991
@@ -239,6 +241,9 @@ class SplitConfig:
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class ModelConfig:
+    """The model search: ridge penalties, folds, scaling, the calibration method and the
+    estimators compared on the same folds."""
+
     #: ``auto`` (a wide logarithmic grid, extended until the best alpha is interior) or a
     #: list of penalties searched exactly as given (the notebook's: [0.01, 0.1, 1, 10])
     alphas: Annotated[Literal["auto"] | Annotated[tuple[Annotated[Number, Field(gt=0)], ...], Field(min_length=1),
@@ -281,6 +286,8 @@ class BoundariesConfig:
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class ReportConfig:
+    """What the report adds to the map: hotspots above a threshold, district totals."""
+
     #: cells at or above this calibrated probability form hotspots (see the README)
     hotspot_threshold: Annotated[Number, Field(gt=0, le=1), Expect("a probability in (0, 1]")] = 0.5
     #: district boundaries for ``admin_summary.csv``; ``None``: no district totals
@@ -289,6 +296,13 @@ class ReportConfig:
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
 class Job:
+    """A validated job: what to read, how to fit, where to write.
+
+    Build one with :func:`asm_dask.load_job` (a YAML file) or in code
+    (``Job(labels=LabelsConfig("labels.csv"), ...)``); :meth:`replace` changes settings
+    with the same checks as a file. Each section's defaults are the notebook's.
+    """
+
     labels: Annotated[LabelsConfig, BeforeValidator(_path_shorthand)]
     features: Annotated[FeaturesConfig, BeforeValidator(_path_shorthand)]
     output: Annotated[Text, AfterValidator(_folder_path),
@@ -309,9 +323,10 @@ class Job:
         try:
             return dataclasses.replace(self, **changes)
         except ValidationError as error:
-            raise InputError(_one_line(error, changes)) from None
+            raise InputError(one_line(error, Job, changes)) from None
 
     def as_dict(self) -> dict[str, Any]:
+        """The job as plain data, every setting included (the run key is its fingerprint)."""
         return dataclasses.asdict(self)
 
 
@@ -351,7 +366,7 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
     try:
         return _JOB.validate_python(raw, context={"base": Path(base)})
     except ValidationError as error:
-        raise InputError(f"{source}: {_one_line(error, raw)}") from None
+        raise InputError(f"{source}: {one_line(error, Job, raw)}") from None
 
 
 def resolve_path(value: Any, base: Path) -> str:
@@ -364,101 +379,6 @@ def resolve_path(value: Any, base: Path) -> str:
         return str(path.resolve())
     except (RuntimeError, OSError):  # a symbolic link loop: check_paths names it
         return os.path.abspath(path)
-
-
-def problem(key: str, expected: str, value: Any) -> str:
-    """A setting's problem as every message says it: ``key: expected ..., got VALUE``."""
-    return f"{key}: expected {expected}, got {_shown(value)}"
-
-
-def _one_line(error: ValidationError, raw: Any = None) -> str:
-    """Every problem pydantic found, on one line: each setting once, with what it expects
-    (its :class:`Expect`, or the words of a validator of its own) and its value as ``raw``
-    (the job file's content) holds it; unknown keys grouped by section."""
-    problems: dict[tuple[str, ...], str | list[str]] = {}
-    for item in error.errors(include_url=False):
-        loc = tuple(str(part) for part in item["loc"])
-        if item["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-            unknown = problems.setdefault(("unknown",) + loc[:-1], [])
-            unknown.append(loc[-1])
-        elif item["type"] == "missing":
-            problems.setdefault(loc, f"{_where(loc[:-1])}missing required key '{loc[-1]}'")
-        elif item["type"] == "expected":  # a validator's own words, at a path below its key
-            key = loc + tuple(item["ctx"]["path"])
-            problems.setdefault(key, problem(".".join(key), item["ctx"]["expected"], item["ctx"]["value"]))
-        else:
-            key, expected = _setting(loc, item)
-            if item["type"] == "value_error":  # a validator's reason: what it expects, or why not
-                reason = str(item["ctx"]["error"])
-                expected = reason.removeprefix("expected ") if reason.startswith("expected ") else \
-                    f"{expected} ({reason})"
-            value = _lookup(raw, key, item["input"])
-            text = problem(".".join(key), expected, value) if key else f"expected {expected}, got {_shown(value)}"
-            # Of a union's errors (one per member), a validator's reason says the most.
-            if key not in problems or item["type"] == "value_error":
-                problems[key] = text
-    return "; ".join(_unknown_keys(key[1:], names) if isinstance(names, list) else names
-                     for key, names in problems.items())
-
-
-def _setting(loc: tuple[str, ...], item: dict[str, Any]) -> tuple[tuple[str, ...], str]:
-    """The setting an error is about (its key path) and what it expects: the error's own
-    location may go deeper (a member of a union, an item of a list)."""
-    section: Any = Job
-    for depth, name in enumerate(loc):
-        hints = get_type_hints(section, include_extras=True)
-        if name not in hints:
-            break
-        expect = next((m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, Expect)), None)
-        if expect is not None:
-            return loc[:depth + 1], expect.text
-        section = _section_type(hints[name])
-        if section is None:
-            break
-    if item["type"] == "dataclass_type":  # a section itself
-        return loc, "a mapping" + (" or a path" if loc in (("labels",), ("features",)) else "")
-    return loc, item["msg"].strip().splitlines()[0]  # pydantic's own words, still on one line
-
-
-def _lookup(raw: Any, key: tuple[str, ...], default: Any) -> Any:
-    """The value at ``key`` in the job file's content (``labels: path`` read as
-    ``labels: {path: path}``); ``default`` where there is none."""
-    value = raw
-    for name in key:
-        if isinstance(value, str) and name == "path":
-            continue
-        if not isinstance(value, dict) or name not in value:
-            return default
-        value = value[name]
-    return value
-
-
-def _section_type(hint: Any) -> type | None:
-    """The dataclass a field holds (through ``Annotated`` and ``Optional``), if any."""
-    while get_origin(hint) is Annotated:
-        hint = get_args(hint)[0]
-    candidates = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
-    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
-
-
-def _unknown_keys(section: tuple[str, ...], keys: list[str]) -> str:
-    cls: Any = Job
-    for name in section:
-        cls = _section_type(get_type_hints(cls, include_extras=True)[name])
-    known = sorted(f.name for f in dataclasses.fields(cls))
-    return f"{_where(section)}unknown key(s) {sorted(keys)}; known keys: {known}"
-
-
-def _where(loc: tuple[str, ...]) -> str:
-    return ".".join(loc) + ": " if loc else ""
-
-
-def _shown(value: Any) -> str:
-    """A value as the job file wrote it, shortened to fit one line."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _first_line(exc: Exception) -> str:
