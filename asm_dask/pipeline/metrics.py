@@ -37,7 +37,7 @@ class _Record:
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         """Read back what :meth:`as_dict` wrote; keys it does not know are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {}
+        values: dict[str, Any] = dict.fromkeys(cls.OPTIONAL)  # left out of the file: None
         for name, value in data.items():
             if name not in known:
                 continue

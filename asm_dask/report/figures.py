@@ -36,7 +36,7 @@ def plot_roc(path: str, y_test: np.ndarray, uncalibrated: np.ndarray, calibrated
     """Test-set ROC curves before and after calibration."""
     from sklearn.metrics import roc_curve
 
-    fig, ax = _pyplot().subplots(figsize=(5, 5))
+    fig, ax = _subplots(figsize=(5, 5))
     for scores, auc, style, name in ((uncalibrated, auc_uncalibrated, "b-", "Uncalibrated"),
                                      (calibrated, auc_calibrated, "r--", "Calibrated")):
         fpr, tpr, _ = roc_curve(y_test, scores)
@@ -56,7 +56,7 @@ def plot_cv_curve(path: str, curves: dict[str, tuple[np.ndarray, np.ndarray, np.
     ``curves`` maps a grouping (``cell``, ``block``) to (alphas, mean AUC, standard
     deviation over folds); the band is one standard deviation. The chosen alpha is marked.
     """
-    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     for (name, (alphas, mean, sd)), colour in zip(curves.items(), ("#1f77b4", "#d95f02")):
         order = np.argsort(alphas)
         alphas, mean, sd = np.asarray(alphas)[order], np.asarray(mean)[order], np.asarray(sd)[order]
@@ -79,7 +79,7 @@ def plot_reliability(path: str, table: pd.DataFrame, brier: float) -> None:
     """Reliability diagram: observed ASM frequency against mean predicted probability per
     bin of the test set, with each bin's count and a Wilson 95% interval (a bin of three
     labels says little; its interval shows how little)."""
-    fig, ax = _pyplot().subplots(figsize=(5, 5))
+    fig, ax = _subplots(figsize=(5, 5))
     filled = table[table["n"] > 0]
     n, observed = filled["n"].to_numpy(float), filled["observed_frequency"].to_numpy()
     z = 1.96
@@ -108,7 +108,7 @@ def plot_label_counts(path: str, counts: pd.DataFrame) -> None:
 
     ``counts`` has one row per step and the columns ``0`` and ``1``.
     """
-    fig, ax = _pyplot().subplots(figsize=(7, 3.5))
+    fig, ax = _subplots(figsize=(7, 3.5))
     steps = list(counts.index)
     y = np.arange(len(steps))
     ax.barh(y - 0.2, counts[0], height=0.4, color="#1b9e77", label="0: not ASM")
@@ -131,7 +131,7 @@ def plot_probability_map(path: str, raster: CellRaster, title: str,
     aspect = _aspect(south, north)
     width = 9.0
     height = min(14.0, max(4.0, width * raster.shape[0] / raster.shape[1] * aspect))
-    fig, ax = _pyplot().subplots(figsize=(width, height))
+    fig, ax = _subplots(figsize=(width, height))
     shown = ax.imshow(raster.values, extent=(west, east, south, north), cmap="viridis", vmin=0, vmax=1,
                       interpolation="nearest", aspect=aspect)
     if positives is not None and len(positives):
@@ -149,35 +149,31 @@ def _aspect(south: float, north: float) -> float:
     return 1 / np.cos(np.deg2rad(np.clip((south + north) / 2, -80, 80)))
 
 
-def _pyplot():
-    """matplotlib's pyplot, drawing without a display; imported when a figure is drawn,
-    as it takes a noticeable part of a second."""
-    import matplotlib
+def _subplots(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A figure and its axes, made without pyplot: no backend is chosen for the process (a
+    notebook that runs asm_dask keeps its own), and no figure is kept open in a registry."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _save(fig: Figure, path: str) -> None:
     fig.tight_layout()
     with writing(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
-    _pyplot().close(fig)
 
 
 def plot_feature_maps(path: str, rasters: dict[str, CellRaster]) -> None:
     """Small maps of features across the country, each on its own colour scale (2nd to
     98th percentile: a few extreme cells do not wash the map out)."""
-    plt = _pyplot()
     n = len(rasters)
     columns = min(n, 2)
     first = next(iter(rasters.values()))
     west, south, east, north = first.bounds
     aspect = _aspect(south, north)
     height = 4.5 * first.shape[0] / first.shape[1] * aspect
-    fig, axes = plt.subplots(-(-n // columns), columns, figsize=(9, min(16, max(3, height) * -(-n // columns))),
+    fig, axes = _subplots(-(-n // columns), columns, figsize=(9, min(16, max(3, height) * -(-n // columns))),
                              squeeze=False)
     for ax, (name, raster) in zip(axes.flat, rasters.items()):
         values = raster.values
