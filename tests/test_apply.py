@@ -16,20 +16,23 @@ import pyarrow.feather as feather
 import pytest
 from builders import cli, write_job
 
+import asm_dask
+from asm_dask.errors import InputError
+
 N_FEATURES = 40
 FEATURIZATION = 7  # both countries are seen through the same features
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, client):
     """A run on one synthetic country: (its output folder, the country)."""
     from asm_dask.demo import make_country
 
     folder = tmp_path_factory.mktemp("trained")
     country = make_country(folder / "data", n_cells=1500, n_features=N_FEATURES, n_labels=700, seed=21,
                            featurization_seed=FEATURIZATION)
-    done = cli("run", write_job(folder, country.labels, country.features), "--out", folder / "run")
-    assert done.returncode == 0, done.stderr
+    asm_dask.run({"labels": str(country.labels), "features": str(country.features), "output": str(folder / "run")},
+                 client)
     return folder / "run", country
 
 
@@ -135,9 +138,9 @@ def test_predict_needs_a_finished_run(trained, second_country, tmp_path):
     unfinished.mkdir()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     (unfinished / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
-    done = cli("predict", unfinished, second_country.features, "--out", tmp_path / "y")
-    assert done.returncode == 2
-    assert "the run is not finished (status 'running')" in done.stderr.strip().splitlines()[-1]
+    with pytest.raises(InputError, match=r"the run is not finished \(status 'running'\)"):
+        asm_dask.predict(unfinished, second_country.features, out=tmp_path / "y")
+    assert not (tmp_path / "y").exists()
     done = cli("predict", run_dir, second_country.features, "--hotspot-threshold", "2")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == \
@@ -208,26 +211,28 @@ def test_a_saved_tree_ensemble_predicts_another_country(trained, second_country,
     assert card["training_metrics"]["selected_estimator"] == "random_forest"
 
 
-def test_a_prediction_never_writes_over_a_run(trained, second_country, tmp_path):
+def test_a_prediction_never_writes_over_a_run(trained, second_country, tmp_path, client):
     run_dir, country = trained
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
-    for out, says in [(run_dir, "is the run folder"), (run_dir / "predictions", "is inside the run folder"),
-                      (run_dir / "new", "is inside the run folder")]:
-        done = cli("predict", run_dir, second_country.features, "--out", out)
-        assert done.returncode == 2
-        assert done.stderr.strip().splitlines()[-1].startswith(f"asm-dask: error: {out}: {says} {run_dir}")
+    done = cli("predict", run_dir, second_country.features, "--out", run_dir)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"asm-dask: error: {run_dir}: is the run folder {run_dir}")
+    for out in (run_dir / "predictions", run_dir / "new"):
+        with pytest.raises(InputError) as error:
+            asm_dask.predict(run_dir, second_country.features, out=out)
+        assert str(error.value).startswith(f"{out}: is inside the run folder {run_dir}")
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
 
     other_run = tmp_path / "other_run"
     (other_run).mkdir()
     (other_run / "manifest.json").write_text((run_dir / "manifest.json").read_text())
-    done = cli("predict", run_dir, second_country.features, "--out", other_run)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == \
-        f"asm-dask: error: {other_run}: holds the output of asm-dask run; choose another folder for asm-dask predict"
+    with pytest.raises(InputError) as error:
+        asm_dask.predict(run_dir, second_country.features, out=other_run)
+    assert str(error.value) == \
+        f"{other_run}: holds the output of asm-dask run; choose another folder for asm-dask predict"
 
     applied = tmp_path / "applied"
-    assert cli("predict", run_dir, second_country.features, "--out", applied).returncode == 0
+    asm_dask.predict(run_dir, second_country.features, out=applied, client=client)
     done = cli("run", write_job(tmp_path, country.labels, country.features), "--out", applied)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(

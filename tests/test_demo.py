@@ -16,8 +16,8 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from asm_dask.demo import country as demo_country
 from asm_dask.demo import DemoFiles, make_country
+from asm_dask.demo import country as demo_country
 
 LABEL_COLUMNS = ["lon", "lat", "unique_id", "country", "sample_type", "mine_type",
                  "confidence", "label", "proportion_inspected"]

@@ -99,3 +99,21 @@ def test_the_folds_run_on_the_current_client(client):
     np.testing.assert_array_equal(on_cluster.coef_, alone.coef_)
     np.testing.assert_array_equal(on_cluster.cv_auc_, alone.cv_auc_)
     assert "client" not in RidgeGridClassifier().get_params()
+
+
+def test_a_fit_in_this_process_gives_blas_its_threads_back():
+    """BLAS runs on one thread inside the folds (the same bits on any cluster), but a
+    notebook's own NumPy keeps its threads once the fit is done."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from asm_dask.model.numerics import single_threaded
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    X, y = _problem(n=200, k=30, seed=4)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert set(blas_threads()) == {2}
+        assert set(single_threaded(blas_threads)) == {1}
+        RidgeGridClassifier(cv=3).fit(X, y)
+        assert set(blas_threads()) == {2}

@@ -1,9 +1,12 @@
 """No user mistake is a bug: the mistakes that once crashed, hung, passed in silence or
-destroyed an input, each as a user makes it, on the command line.
+destroyed an input, each as a user makes it.
 
-Each ends with exit status 2 (130 and 143 for Ctrl-C and ``kill``), one line naming the
-culprit, and nothing written but the log; where an input was at risk, the inputs are
-byte for byte what they were.
+On the command line each ends with exit status 2 (130 and 143 for Ctrl-C and ``kill``),
+one line naming the culprit, and nothing written but the log; where an input was at risk,
+the inputs are byte for byte what they were. Mistakes in the data a run reads are made
+through the Python API, on the session's cluster: the same :class:`InputError`, whose
+message the command line prints as ``asm-dask: error: MESSAGE`` (held to that by the
+command line tests here and in ``test_bad_input.py``), without starting a process each.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import pytest
 import yaml
 from builders import OWN_LINE, cli
 
+import asm_dask
+from asm_dask.errors import AsmDaskWarning, InputError
+
 
 def _digests(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` by its path, with the SHA-256 of its bytes."""
@@ -40,6 +46,14 @@ def _one_line(done: subprocess.CompletedProcess, status: int = 2) -> str:
     assert "Traceback" not in done.stderr and all(OWN_LINE.match(line) for line in own), done.stderr
     assert last.startswith("asm-dask: "), done.stderr
     return last
+
+
+def _refused(folder: Path, client) -> str:
+    """The one-line message with which the run of ``folder/job.yaml`` refuses its input."""
+    with pytest.raises(InputError) as error:
+        asm_dask.run(folder / "job.yaml", client)
+    assert "\n" not in str(error.value)
+    return str(error.value)
 
 
 @pytest.fixture
@@ -81,7 +95,7 @@ def test_a_run_into_its_inputs_folder_is_refused_and_the_inputs_are_untouched(co
     # a feature store of the run's among its outputs
     ({"store_path": "out/store"}, "lies in the output folder"),
 ])
-def test_no_input_lies_where_the_run_writes(inputs, where, message):
+def test_no_input_lies_where_the_run_writes(inputs, where, message, client):
     folder, job = inputs
     (folder / "out" / "predictions").mkdir(parents=True)
     (folder / "out" / "figures").mkdir()
@@ -99,19 +113,18 @@ def test_no_input_lies_where_the_run_writes(inputs, where, message):
         job["features"]["store_path"] = where["store_path"]
     (folder / "job.yaml").write_text(yaml.safe_dump(job))
     before = _digests(folder)
-    assert message in _one_line(cli("run", folder / "job.yaml", timeout=60))
+    assert message in _refused(folder, client)
     assert _digests(folder) == before
 
 
-def test_an_output_folder_of_someone_elses_files_is_refused(inputs):
+def test_an_output_folder_of_someone_elses_files_is_refused(inputs, client):
     """A folder that holds anything but an earlier asm-dask output is a user's: a run never
     writes among a user's files (hidden ones, such as a file manager's, do not count)."""
     folder, job = inputs
     (folder / "out").mkdir()
     (folder / "out" / "notes.txt").write_text("mine")
     (folder / "out" / ".DS_Store").write_text("")
-    line = _one_line(cli("run", folder / "job.yaml", timeout=60))
-    assert line == (f"asm-dask: error: {folder / 'out'}: holds files that are not asm-dask's (notes.txt); "
+    assert _refused(folder, client) == (f"{folder / 'out'}: holds files that are not asm-dask's (notes.txt); "
                     "the output folder (output) must be new, empty, or an earlier asm-dask output")
     assert sorted(os.listdir(folder / "out")) == [".DS_Store", "notes.txt"]
 
@@ -132,7 +145,8 @@ def test_a_log_that_is_a_link_to_an_input_is_refused(inputs, link):
 
 
 @pytest.mark.parametrize("name", ["predictions", "figures"])
-def test_a_folder_of_the_runs_own_name_that_is_a_link_is_refused_and_what_it_leads_to_is_untouched(inputs, name):
+def test_a_folder_of_the_runs_own_name_that_is_a_link_is_refused_and_what_it_leads_to_is_untouched(inputs, name,
+                                                                                                     client):
     """A link named predictions/ once let a run clear the folder it led to: the inputs."""
     folder, job = inputs
     (folder / "data").mkdir()
@@ -143,7 +157,7 @@ def test_a_folder_of_the_runs_own_name_that_is_a_link_is_refused_and_what_it_lea
     (folder / "out").mkdir()
     (folder / "out" / name).symlink_to(folder / "data")
     before = _digests(folder / "data")
-    line = _one_line(cli("run", folder / "job.yaml", timeout=60))
+    line = _refused(folder, client)
     assert f"{folder / 'out' / name}: is a link (to {folder / 'data'})" in line
     assert _digests(folder / "data") == before
 
@@ -156,23 +170,23 @@ def test_a_folder_of_the_runs_own_name_that_is_a_link_is_refused_and_what_it_lea
     (lambda out: (out / ".asm-dask.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": "abc"})),
      ".asm-dask.lock: not a lock asm-dask can read"),
 ])
-def test_a_damaged_output_folder_is_one_line(inputs, make, message):
+def test_a_damaged_output_folder_is_one_line(inputs, make, message, client):
     folder, _ = inputs
     (folder / "out").mkdir()
     make(folder / "out")
-    assert message in _one_line(cli("run", folder / "job.yaml", timeout=120))
+    assert message in _refused(folder, client)
     assert not (folder / "out" / "model.json").exists()
 
 
 @pytest.mark.parametrize("where", ["store", "inside the store"])
-def test_an_output_folder_in_the_feature_store_is_refused(inputs, where):
+def test_an_output_folder_in_the_feature_store_is_refused(inputs, where, client):
     """The default store lies beside the features; a run's outputs never mix with it."""
     folder, job = inputs
     store = folder / "features.feather.asm_dask_store"
     job.update(features={"path": "features.feather", "store": "always"},
                output=str(store if where == "store" else store / "0123456789abcdef"))
     (folder / "job.yaml").write_text(yaml.safe_dump(job))
-    line = _one_line(cli("run", folder / "job.yaml", timeout=60))
+    line = _refused(folder, client)
     if where == "store":
         assert f"{store}: lies in the output folder {store} (the feature store beside features.path, output)" in line
     else:
@@ -274,33 +288,33 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(inputs, 
 # -- user mistakes are not internal errors -----------------------------------------------
 
 @pytest.mark.parametrize("column", ["cell_lat", "cell_id", "index_right", "geometry", "split"])
-def test_a_label_column_named_as_one_of_the_runs_own_is_refused_by_name(inputs, column):
+def test_a_label_column_named_as_one_of_the_runs_own_is_refused_by_name(inputs, column, client):
     folder, _ = inputs
     labels = pd.read_csv(folder / "labels.csv").assign(**{column: 1})
     labels.to_csv(folder / "labels.csv", index=False)
-    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
-    assert line.startswith(f"asm-dask: error: {folder / 'labels.csv'}: column {column!r} has a name asm-dask gives "
+    line = _refused(folder, client)
+    assert line.startswith(f"{folder / 'labels.csv'}: column {column!r} has a name asm-dask gives "
                            "a column of its own (reserved: label_row, geometry, cell_id, ")
-    assert os.listdir(folder / "out") == ["asm-dask.log"]
+    assert not (folder / "out").exists()
 
 
-def test_a_label_column_named_twice_is_refused(inputs):
+def test_a_label_column_named_twice_is_refused(inputs, client):
     folder, _ = inputs
     text = (folder / "labels.csv").read_text().splitlines()
     (folder / "labels.csv").write_text("\n".join([text[0] + ",label"] + [row + ",0" for row in text[1:]]) + "\n")
     position = text[0].split(",").index("label") + 1
-    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
-    assert line.startswith(f"asm-dask: error: {folder / 'labels.csv'}: column 'label' appears 2 times in the header "
+    line = _refused(folder, client)
+    assert line.startswith(f"{folder / 'labels.csv'}: column 'label' appears 2 times in the header "
                            f"(columns {position}, {len(text[0].split(',')) + 1}); keep one")
 
 
 @pytest.mark.parametrize("value", [1000, 1e300, -0.5])
-def test_a_proportion_inspected_outside_0_to_1_is_refused(inputs, value):
+def test_a_proportion_inspected_outside_0_to_1_is_refused(inputs, value, client):
     folder, _ = inputs
     labels = pd.read_csv(folder / "labels.csv")
     labels.loc[6, "proportion_inspected"] = value
     labels.to_csv(folder / "labels.csv", index=False)
-    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
+    line = _refused(folder, client)
     assert f"{folder / 'labels.csv'}: row 7: proportion_inspected must be a proportion from 0 to 1, got " in line
 
 
@@ -344,28 +358,27 @@ def test_demo_arguments_out_of_range(tmp_path, arguments, message):
     assert not (tmp_path / "demo").exists()
 
 
-def test_a_feature_column_without_a_finite_value_is_named(inputs):
+def test_a_feature_column_without_a_finite_value_is_named(inputs, client):
     """Every labelled cell non-finite once blamed the labels' coordinates."""
     folder, _ = inputs
     table = feather.read_table(folder / "features.feather").to_pandas()
     table["feature_7"] = np.nan
     feather.write_feather(table, folder / "features.feather")
-    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
-    assert line.startswith(f"asm-dask: error: {folder / 'features.feather'}: no labelled cell has complete "
+    line = _refused(folder, client)
+    assert line.startswith(f"{folder / 'features.feather'}: no labelled cell has complete "
                            "features: column(s) feature_7 hold no finite value in the ")
 
 
-def test_a_feature_far_wider_than_the_rest_is_said_and_the_edge_flagged(inputs):
+def test_a_feature_far_wider_than_the_rest_is_said_and_the_edge_flagged(inputs, client):
     """Values near float32's limit in every tenth row of one column once gave a chance-level
     model with its alpha at the grid's end, and not a word."""
     folder, job = inputs
     table = feather.read_table(folder / "features.feather").to_pandas()
     table.loc[::10, "feature_3"] = 3e38
     feather.write_feather(table, folder / "features.feather")
-    done = cli("run", folder / "job.yaml", timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert ("[asm-dask] warning: feature(s) feature_3 spread over 1e+06 times wider than the typical feature "
-            "over the training labels") in done.stderr
+    with pytest.warns(AsmDaskWarning, match=r"feature\(s\) feature_3 spread over 1e\+06 times wider than the "
+                      "typical feature over the training labels"):
+        asm_dask.run(folder / "job.yaml", client)
     metrics = json.loads((folder / "out" / "metrics.json").read_text())
     at_end = metrics["best_alpha"] in (min(metrics["alphas_searched"]), max(metrics["alphas_searched"]))
     assert metrics["alpha_at_grid_edge"] == at_end
@@ -438,29 +451,27 @@ def _rewrite_features(folder: Path, change) -> None:
     (lambda t: t.drop(columns="image_id").assign(lat="north", lon=0.0),
      "coordinate column 'lat' is large_string, expected numbers of degrees"),
 ])
-def test_a_coordinate_column_of_the_wrong_type_is_named(inputs, change, message):
+def test_a_coordinate_column_of_the_wrong_type_is_named(inputs, change, message, client):
     folder, _ = inputs
     _rewrite_features(folder, change)
-    line = _one_line(cli("run", folder / "job.yaml", timeout=120))
-    assert f"{folder / 'features.feather'}: {message}" in line
+    assert f"{folder / 'features.feather'}: {message}" in _refused(folder, client)
 
 
-def test_integer_features_beyond_float32s_precision_are_read(inputs):
+def test_integer_features_beyond_float32s_precision_are_read(inputs, country, client):
     """An int64 column with values past 2^24 once failed Arrow's checked cast to float32."""
     folder, _ = inputs
     _rewrite_features(folder, lambda t: t.assign(feature_3=(t["feature_3"] * 1e6).astype(np.int64) + 2**40))
-    done = cli("run", folder / "job.yaml", timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert asm_dask.run(folder / "job.yaml", client).metrics.n_cells == country.n_cells
 
 
-def test_a_feature_column_numbered_past_a_billion_costs_nothing(inputs):
+def test_a_feature_column_numbered_past_a_billion_costs_nothing(inputs, client):
     """The gap note counted the missing numbers by listing them all: 30 digits took 23 GB."""
     folder, _ = inputs
     _rewrite_features(folder, lambda t: t.rename(columns={"feature_39": "feature_" + "9" * 30}))
-    done = cli("run", folder / "job.yaml", timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert f"feature numbers have gaps: {10**30 - 1 - 39} missing between feature_0 and feature_{'9' * 30} " \
-           "(first: 39)" in done.stderr
+    with pytest.warns(AsmDaskWarning) as said:
+        asm_dask.run(folder / "job.yaml", client)
+    assert any(f"feature numbers have gaps: {10**30 - 1 - 39} missing between feature_0 and feature_{'9' * 30} "
+               "(first: 39)" in str(w.message) for w in said)
 
 
 @pytest.mark.parametrize("service", ["web", "ssh"])
@@ -489,12 +500,16 @@ def test_a_scheduler_address_where_another_service_listens_is_one_line(inputs, s
         threading.Thread(target=greet, daemon=True).start()
         stop = listener.close
     try:
-        done = cli("run", folder / "job.yaml", "--scheduler", f"tcp://127.0.0.1:{port}", timeout=120)
+        # A web server waits for a whole request: the answer comes at the connect timeout.
+        done = cli("run", folder / "job.yaml", "--scheduler", f"tcp://127.0.0.1:{port}", timeout=120,
+                   env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
     finally:
         stop()
     line = _one_line(done)
     assert line.startswith(f"asm-dask: error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: ")
-    assert "Dask scheduler" in line
+    said = line.split(f"tcp://127.0.0.1:{port}: ", 1)[1].split(" (details: ")[0]
+    assert said == ("nothing answered as a Dask scheduler within 3 s" if service == "web" else
+                    "it does not answer as a Dask scheduler (MemoryError)")
 
 
 @pytest.mark.parametrize(("address", "message"), [
@@ -547,16 +562,15 @@ def test_a_damaged_run_folder_is_one_line_for_predict(local_run, country, tmp_pa
     (lambda f: f.assign(confidence=np.where(np.arange(len(f)) == 4, np.inf, 5.0)),
      "row 5: column 'confidence' must be a finite number, got inf"),
 ])
-def test_labels_that_are_clearly_wrong_are_named(inputs, change, message):
+def test_labels_that_are_clearly_wrong_are_named(inputs, change, message, client):
     folder, _ = inputs
     change(pd.read_csv(folder / "labels.csv")).to_csv(folder / "labels.csv", index=False)
-    assert message in _one_line(cli("run", folder / "job.yaml", timeout=120))
+    assert message in _refused(folder, client)
 
 
-def test_labels_written_as_true_and_false_are_ones_and_zeros(inputs, local_run):
+def test_labels_written_as_true_and_false_are_ones_and_zeros(inputs, local_run, client):
     folder, _ = inputs
     labels = pd.read_csv(folder / "labels.csv")
     labels.assign(label=labels["label"] == 1).to_csv(folder / "labels.csv", index=False)
-    done = cli("run", folder / "job.yaml", timeout=300)
-    assert done.returncode == 0, done.stderr
+    asm_dask.run(folder / "job.yaml", client)
     pd.testing.assert_frame_equal(_predictions(folder / "out"), _predictions(local_run[0]))

@@ -8,8 +8,10 @@ threads). A model fitted on a laptop and on a cluster is the same model, bit for
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,8 +64,8 @@ def gram(Z: np.ndarray, block: int = 512) -> np.ndarray:
         if i != j:
             K[j:j + block, i:i + block] = K[i:i + block, j:j + block].T
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        list(pool.map(lambda ij: single_threaded(fill, *ij), [(i, j) for i in starts for j in starts if j >= i]))
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(lambda ij: fill(*ij), [(i, j) for i in starts for j in starts if j >= i]))
     return K
 
 
@@ -73,17 +75,35 @@ def single_threaded(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     Multithreaded BLAS may split a sum differently with another thread count, which
     changes the last bits of a result. With one thread everywhere, the job's results
     are the same bit for bit on any cluster, run after run; parallelism comes from
-    Dask's tasks instead. The limit stays for the life of the process: restoring it
-    when one task ends would change it under a task still running in another thread.
+    Dask's tasks instead. The limit is process-wide, so it holds while any such call
+    runs and is lifted when the last one ends: a notebook's own NumPy gets its threads
+    back after a fit or a run in its process.
     """
-    global _blas_limited
-    if not _blas_limited:
-        threadpool_limits(limits=1)
-        _blas_limited = True
-    return func(*args, **kwargs)
+    with one_blas_thread():
+        return func(*args, **kwargs)
 
 
-_blas_limited = False
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS and LAPACK on one thread in this process while any caller is inside."""
+    global _blas_callers, _blas_limits
+    with _blas_lock:
+        if _blas_callers == 0:
+            _blas_limits = threadpool_limits(limits=1)
+        _blas_callers += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_callers -= 1
+            if _blas_callers == 0:
+                _blas_limits.restore_original_limits()
+                _blas_limits = None
+
+
+_blas_lock = threading.Lock()
+_blas_callers = 0
+_blas_limits: threadpool_limits | None = None
 
 
 def share(client: Client | None, values: dict) -> dict:

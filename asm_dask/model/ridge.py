@@ -24,7 +24,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .numerics import current_client, linear_scores
+from .numerics import current_client, linear_scores, one_blas_thread
 from .ridge_cv import RidgeProblem
 
 #: the auto grid: decades below and above the features' total variance, points per decade.
@@ -103,9 +103,9 @@ class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
     Notes
     -----
     The folds run as tasks on the cluster of the current ``distributed`` client, or in
-    this process if there is none. BLAS runs on one thread inside every task, for the
-    process's life (:func:`asm_dask.model.numerics.single_threaded`), so that the model
-    is the same bit for bit on any cluster.
+    this process if there is none. BLAS runs on one thread inside every task
+    (:func:`asm_dask.model.numerics.single_threaded`), so that the model is the same bit
+    for bit on any cluster; the calling process gets its BLAS threads back afterwards.
     """
 
     def __init__(self, alphas: str | Sequence[float] = "auto", cv: Any = 5, standardize: bool = False):
@@ -134,6 +134,12 @@ class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
         RidgeGridClassifier
             This estimator, fitted.
         """
+        # BLAS on one thread here too (the centring, the refit's product): the same bits
+        # whatever this machine's core count.
+        with one_blas_thread():
+            return self._fit(X, y, groups)
+
+    def _fit(self, X: Any, y: Any, groups: Any) -> RidgeGridClassifier:
         X, y = validate_data(self, X, y, y_numeric=False)
         y01 = binary_targets(self, y)
         given = _check_alphas(self.alphas)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .evaluation import roc_auc
-from .numerics import gram, run_tasks, share
+from .numerics import gram, one_blas_thread, run_tasks, share
 from .penalty_path import PenaltyPath, penalty_path
 
 if TYPE_CHECKING:
@@ -34,9 +34,10 @@ def cross_validated_auc(X: np.ndarray, y: np.ndarray, folds: Folds, alphas: Sequ
     grouping (spatial blocks, when cells chose the penalty). Small alphas cost the most,
     so pass only those worth seeing.
     """
-    problem = RidgeProblem(X, y, standardize, client)
-    alphas = np.asarray(alphas, dtype=np.float64)
-    return problem.fold_auc(folds, problem.solve(folds, alphas), alphas)
+    with one_blas_thread():
+        problem = RidgeProblem(X, y, standardize, client)
+        alphas = np.asarray(alphas, dtype=np.float64)
+        return problem.fold_auc(folds, problem.solve(folds, alphas), alphas)
 
 
 class RidgeProblem:
