@@ -6,7 +6,7 @@ The Python API::
 
     run = asm_dask.run("jobs/sierra_leone.yaml")        # or a mapping of the same settings
     run.metrics.test_auc_calibrated                      # typed metrics
-    run.model.predict_proba(X)                           # the fitted, calibrated model
+    run.model.predict_proba(X)[:, 1]                     # P(ASM) of features X: the fitted, calibrated model
     run.predictions()                                    # every cell, a lazy dask-geopandas frame
     other = asm_dask.predict(run, "neighbour_features.feather", out="neighbour")
     again = asm_dask.open_run("out/sierra_leone")        # a finished run, local or on object storage
@@ -24,7 +24,7 @@ from typing import Any
 
 from .api import load_job, open_run, predict, run
 from .config import Job
-from .errors import AsmDaskWarning, InputError
+from .errors import AlphaAtGridEdgeWarning, AsmDaskWarning, FeatureScaleWarning, InputError
 from .results import Run
 
 __version__ = _version("asm_dask")
@@ -33,8 +33,8 @@ __version__ = _version("asm_dask")
 #: ``import asm_dask`` stays quick
 _LAZY = {"RidgeGridClassifier": "asm_dask.model.ridge", "CalibratedClassifier": "asm_dask.model.classifier"}
 
-__all__ = ["AsmDaskWarning", "CalibratedClassifier", "InputError", "Job", "RidgeGridClassifier", "Run",
-           "__version__", "load_job", "open_run", "predict", "run"]
+__all__ = ["AlphaAtGridEdgeWarning", "AsmDaskWarning", "CalibratedClassifier", "FeatureScaleWarning", "InputError",
+           "Job", "RidgeGridClassifier", "Run", "__version__", "load_job", "open_run", "predict", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,9 @@
-"""The one exception users see, bad input reported on one line, and the one warning:
-a caveat of a run's results."""
+"""The one exception users see, bad input reported on one line, and the one warning,
+a caveat of a run's results, with the kinds the estimators raise."""
+
+import os
+import sys
+import warnings
 
 
 class InputError(Exception):
@@ -16,3 +20,26 @@ class AsmDaskWarning(UserWarning):
 
     Each is also listed in ``metrics.json``'s ``warnings`` and in the report.
     """
+
+
+class AlphaAtGridEdgeWarning(AsmDaskWarning):
+    """:class:`~asm_dask.RidgeGridClassifier`'s best penalty is the smallest or largest one
+    searched: a wider grid may find a better one."""
+
+
+class FeatureScaleWarning(AsmDaskWarning):
+    """Some features spread so much wider than the rest that ridge sees only them:
+    standardize the features, or check those columns."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = AsmDaskWarning) -> None:
+    """Warn at the first line outside asm_dask that led here: the notebook's call of
+    ``asm_dask.run``, a script's ``fit``, not a line deep in the pipeline (as pandas
+    finds its stack level)."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

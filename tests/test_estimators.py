@@ -23,10 +23,10 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("estimator", [RidgeGridClassifier(alphas=[0.1, 1.0, 10.0], cv=3),
-                                       RidgeGridClassifier(cv=3),
-                                       CalibratedClassifier(RidgeGridClassifier(alphas=[0.1, 1.0, 10.0], cv=3), cv=3),
+                                       RidgeGridClassifier(),
+                                       CalibratedClassifier(),
                                        CalibratedClassifier(LogisticRegression(), method="sigmoid", cv=3)],
-                         ids=["ridge-given-alphas", "ridge-auto", "calibrated-ridge", "calibrated-logistic"])
+                         ids=["ridge-given-alphas", "ridge-defaults", "calibrated-defaults", "calibrated-logistic"])
 def test_scikit_learn_estimator_checks(estimator):
     results = check_estimator(estimator, expected_failed_checks=EXPECTED_FAILED_CHECKS, on_skip=None)
     assert {r["check_name"] for r in results if r["status"] == "skipped"} <= {"check_array_api_input"}
@@ -117,3 +117,20 @@ def test_a_fit_in_this_process_gives_blas_its_threads_back():
         assert set(single_threaded(blas_threads)) == {1}
         RidgeGridClassifier(cv=3).fit(X, y)
         assert set(blas_threads()) == {2}
+
+
+def test_folds_of_one_class_are_left_out_of_the_mean_and_said():
+    """Rare positives (ASM is rare) leave some validation folds without one: scikit-learn's
+    search scores them NaN; so do these estimators, and choose alpha on the others."""
+    from asm_dask import AsmDaskWarning
+
+    X, y = _problem(n=300, k=20, seed=5)
+    y = np.zeros_like(y)
+    y[:4] = 1
+    with pytest.warns(AsmDaskWarning, match=r"fold\(s\) \[4\] of 5 hold one class only"):
+        model = RidgeGridClassifier(alphas=[0.1, 10.0, 1000.0]).fit(X, y)
+    assert np.isnan(model.cv_auc_[:, 4]).all() and np.isfinite(model.cv_auc_[:, :4]).all()
+    assert model.best_alpha_ == [0.1, 10.0, 1000.0][int(np.argmax(model.cv_auc_[:, :4].mean(axis=1)))]
+    with pytest.raises(ValueError, match="no fold of cv=2 holds both classes"):
+        RidgeGridClassifier(cv=[(np.arange(150, 300), np.arange(150)), (np.arange(150), np.arange(150, 300))]).fit(
+            X, np.r_[np.ones(150), np.zeros(150)])

@@ -18,18 +18,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import clone
 from sklearn.model_selection import check_cv
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..records.fingerprint import FINGERPRINT_DIGITS
+from .binary import BinaryClassifier
 from .calibration import Calibrator, fit_calibrator
 from .estimators import LINEAR, estimator_name, fold_linear, raw_scores
 from .numerics import linear_scores
-from .ridge import RidgeGridClassifier, binary_targets
+from .ridge import RidgeGridClassifier
 
 
-class CalibratedClassifier(ClassifierMixin, BaseEstimator):
+class CalibratedClassifier(BinaryClassifier):
     """A binary classifier whose score is calibrated, out of fold, into a probability.
 
     A scikit-learn estimator: it goes into a ``Pipeline``, ``cross_val_score`` or
@@ -77,11 +78,6 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
         self.method = method
         self.cv = cv
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
-
     def fit(self, X: Any, y: Any, groups: Any = None) -> CalibratedClassifier:
         """Fit the estimator on every row and the calibration on out-of-fold scores.
 
@@ -99,7 +95,7 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
             This estimator, fitted.
         """
         X, y = validate_data(self, X, y)
-        y01 = binary_targets(self, y)
+        y01 = self._binary_targets(y)
         if self.estimator is None or isinstance(self.estimator, RidgeGridClassifier):
             base = RidgeGridClassifier(cv=self.cv) if self.estimator is None else clone(self.estimator)
             base.fit(X, y01, groups)

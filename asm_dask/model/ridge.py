@@ -14,18 +14,17 @@ one (a notebook's ``Client()``, or the one :func:`asm_dask.run` starts).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import check_cv
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..errors import AlphaAtGridEdgeWarning, FeatureScaleWarning, warn
+from .binary import BinaryClassifier
 from .numerics import current_client, linear_scores, one_blas_thread
-from .ridge_cv import RidgeProblem
+from .ridge_cv import RidgeProblem, both_classes
 
 #: the auto grid: decades below and above the features' total variance, points per decade.
 #: Best alphas seen sit near the total variance; small ones cost the most Lanczos steps.
@@ -41,15 +40,7 @@ _HEADROOM_DECADES = 2
 DOMINANT_SCALE_RATIO = 1e6
 
 
-class AlphaAtGridEdgeWarning(UserWarning):
-    """The best penalty is the smallest or largest one searched."""
-
-
-class FeatureScaleWarning(UserWarning):
-    """Some features spread so much wider than the rest that ridge sees only them."""
-
-
-class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
+class RidgeGridClassifier(BinaryClassifier):
     """Ridge classifier whose penalty is chosen by cross-validated ROC AUC.
 
     A scikit-learn estimator for binary labels: it goes into a ``Pipeline``,
@@ -71,12 +62,14 @@ class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (2,)
-        The two labels; ``classes_[1]`` is the positive one (ASM).
+        The two labels, sorted; ``classes_[1]``, the larger, is the positive one (ASM, with
+        labels 0 and 1; with text labels, the later in sort order).
     alphas_ : ndarray
         The alphas searched, in the order searched (ascending for ``"auto"``); on a tie
         the first wins.
     cv_auc_ : ndarray of shape (n_alphas, n_folds)
-        Validation ROC AUC of every alpha on every fold.
+        Validation ROC AUC of every alpha on every fold; NaN for a fold whose validation
+        rows hold one class (left out of the mean, with a warning).
     best_alpha_ : float
         The alpha with the highest mean validation ROC AUC (the first, on ties).
     alpha_at_grid_edge_ : bool
@@ -113,11 +106,6 @@ class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.standardize = standardize
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
-
     def fit(self, X: Any, y: Any, groups: Any = None) -> RidgeGridClassifier:
         """Choose alpha on the folds of ``cv`` by ROC AUC, and refit on all rows.
 
@@ -141,9 +129,10 @@ class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit(self, X: Any, y: Any, groups: Any) -> RidgeGridClassifier:
         X, y = validate_data(self, X, y, y_numeric=False)
-        y01 = binary_targets(self, y)
+        y01 = self._binary_targets(y)
         given = _check_alphas(self.alphas)
         folds = list(check_cv(self.cv, y01, classifier=True).split(X, y01, groups))
+        scored = _scored_folds(folds, y01)
         problem = RidgeProblem(X, y01, self.standardize, current_client())
         grid = given if given is not None else auto_grid(problem.total_variance)
         self.n_grid_extensions_ = 0
@@ -156,7 +145,7 @@ class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
             # model, but on a curve flat up to huge penalties it shrinks the scores until
             # the folds' intercepts dominate the pooled out-of-fold scores, and the
             # calibration fitted on them collapses to one value.)
-            mean_auc = cv_auc.mean(axis=1)
+            mean_auc = cv_auc[:, scored].mean(axis=1)
             best = int(np.argmax(mean_auc))
             edge = _edge(grid, mean_auc, best)
             if given is not None or edge is None or self.n_grid_extensions_ >= MAX_EXTENSIONS:
@@ -180,14 +169,14 @@ class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
             ties = int((mean_auc == mean_auc[best]).sum()) - 1
             how = f" and ties {ties} other(s): the CV AUC does not change there" if ties else \
                 "; a wider grid may find a better one"
-            warnings.warn(f"the best ridge alpha, {self.best_alpha_:g}, is the {end} one searched "
-                          f"({grid.min():g} to {grid.max():g}){how}", AlphaAtGridEdgeWarning, stacklevel=2)
+            warn(f"the best ridge alpha, {self.best_alpha_:g}, is the {end} one searched "
+                          f"({grid.min():g} to {grid.max():g}){how}", AlphaAtGridEdgeWarning)
         self.dominant_features_ = np.array([], dtype=int) if self.standardize else _dominant(problem.spread)
         if len(self.dominant_features_):
-            warnings.warn(f"feature(s) at column(s) {self.dominant_features_[:5].tolist()} spread over "
+            warn(f"feature(s) at column(s) {self.dominant_features_[:5].tolist()} spread over "
                           f"{DOMINANT_SCALE_RATIO:g} times wider than the typical feature: ridge's penalty "
                           "shrinks every other feature to nothing; standardize the features, or check those "
-                          "columns", FeatureScaleWarning, stacklevel=2)
+                          "columns", FeatureScaleWarning)
         self.oof_decision_ = problem.out_of_fold(folds, paths, self.best_alpha_)
         coef = problem.refit(self.best_alpha_)
         self.scale_ = problem.scale
@@ -226,21 +215,6 @@ class RidgeGridClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[positive.astype(int)]
 
 
-def binary_targets(estimator: BaseEstimator, y: np.ndarray) -> np.ndarray:
-    """Set ``estimator.classes_`` from ``y``, which must hold exactly two classes; return
-    ``y`` as 0 and 1 (1 for ``classes_[1]``)."""
-    check_classification_targets(y)
-    kind = type_of_target(y, input_name="y", raise_unknown=True)
-    if kind != "binary":
-        raise ValueError(f"Only binary classification is supported (ASM or not). The type of the target is {kind}: "
-                         f"{np.unique(y).tolist()[:5]}")
-    classes = np.unique(y)
-    if len(classes) < 2:
-        raise ValueError(f"y holds one class only ({classes.tolist()}); a classifier needs both (ASM and not)")
-    estimator.classes_ = classes
-    return (y == classes[1]).astype(int)
-
-
 def auto_grid(total_variance: float) -> np.ndarray:
     """Eight decades around the features' total variance, four points per decade.
 
@@ -274,6 +248,21 @@ def _dominant(spread: np.ndarray) -> np.ndarray:
     if not varying.size:
         return np.array([], dtype=int)
     return np.flatnonzero(spread > DOMINANT_SCALE_RATIO * np.median(varying))
+
+
+def _scored_folds(folds: list[tuple[np.ndarray, np.ndarray]], y01: np.ndarray) -> np.ndarray:
+    """Which folds can score alpha: those whose validation rows hold both classes. The
+    others are left out of the mean, with a warning; none is an error."""
+    scored = np.array([both_classes(y01[valid]) for _, valid in folds])
+    if not scored.any():
+        raise ValueError(f"no fold of cv={len(folds)} holds both classes among its validation rows "
+                         f"({int(y01.sum())} of {len(y01)} rows are classes_[1]): ROC AUC cannot choose alpha; "
+                         "use fewer folds")
+    if not scored.all():
+        warn(f"fold(s) {np.flatnonzero(~scored).tolist()} of {len(folds)} hold one class only among their "
+             "validation rows: left out of the mean CV AUC (cv_auc_ is NaN there); fewer folds give each fold "
+             "both classes")
+    return scored
 
 
 def _edge(grid: np.ndarray, mean_auc: np.ndarray, best: int) -> str | None:

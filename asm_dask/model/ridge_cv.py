@@ -95,8 +95,10 @@ class RidgeProblem:
         return self.Z.T @ np.bincount(self.row_ids, weights=dual, minlength=len(self.Z))
 
     def fold_auc(self, folds: Folds, paths: list[PenaltyPath], alphas: np.ndarray) -> np.ndarray:
-        """ROC AUC of every alpha (rows) on every fold (columns)."""
+        """ROC AUC of every alpha (rows) on every fold (columns); NaN for a fold whose
+        validation rows hold one class, where there is no ROC curve."""
         return np.column_stack([roc_auc(self.y[valid], self._valid_scores(valid, path, alphas))
+                                if both_classes(self.y[valid]) else np.full(len(alphas), np.nan)
                                 for (_, valid), path in zip(folds, paths)])
 
     def out_of_fold(self, folds: Folds, paths: list[PenaltyPath], alpha: float) -> np.ndarray:
@@ -109,6 +111,11 @@ class RidgeProblem:
         """Scores of the validation rows, one row per alpha, duplicates copied."""
         _, copies = _distinct_validation(self.row_ids, valid)
         return path.scores(alphas)[:, copies]
+
+
+def both_classes(y: np.ndarray) -> bool:
+    """Whether ``y`` (0 and 1) holds both classes: what a ROC AUC needs."""
+    return bool(y.any() and not y.all())
 
 
 def _distinct_validation(row_ids: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Job
-from ..errors import AsmDaskWarning, InputError
+from ..errors import InputError, warn
 from ..model.classifier import CalibratedClassifier
 from ..model.evaluation import HeldOutMetrics, held_out_metrics, roc_auc
 from ..model.ridge import DOMINANT_SCALE_RATIO, AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
@@ -154,7 +154,7 @@ def fit_labelled_cells(X: np.ndarray, y: np.ndarray, groups: np.ndarray, rows: p
                          explained=explained, importance=importance)
     for caveat in caveats(fitted, job, feature_names):
         fitted.caveats.append(caveat)
-        warnings.warn(caveat, AsmDaskWarning, stacklevel=2)
+        warn(caveat)
     return fitted
 
 
