@@ -574,3 +574,33 @@ def test_labels_written_as_true_and_false_are_ones_and_zeros(inputs, local_run, 
     labels.assign(label=labels["label"] == 1).to_csv(folder / "labels.csv", index=False)
     asm_dask.run(folder / "job.yaml", client)
     pd.testing.assert_frame_equal(_predictions(folder / "out"), _predictions(local_run[0]))
+
+
+@pytest.mark.parametrize("store", ["never", "always"])
+def test_a_cell_size_larger_than_the_grids_is_named_not_a_duplicate_cell(inputs, client, store):
+    """Cells of 0.02 degrees on centroids 0.01 apart once read as two rows for one cell."""
+    folder, job = inputs
+    job["features"].update(cell_size=0.02, store=store)
+    (folder / "job.yaml").write_text(yaml.safe_dump(job))
+    assert _refused(folder, client) == (
+        f"{folder / 'features.feather'}: cell centroids are 0.01 degrees apart, where cells of "
+        "features.cell_size=0.02 degrees would overlap; set features.cell_size to the side of the grid's cells")
+    assert not (folder / "out").exists()
+
+
+def test_a_cell_size_smaller_than_the_grids_is_said_and_so_are_the_labels_on_no_cell(inputs, client):
+    """Cells of 0.005 degrees on centroids 0.01 apart once mapped a quarter of each cell and
+    left most labels out, with no word but a count."""
+    folder, job = inputs
+    job["features"]["cell_size"] = 0.005
+    (folder / "job.yaml").write_text(yaml.safe_dump(job))
+    with pytest.warns(AsmDaskWarning) as said:
+        run = asm_dask.run(folder / "job.yaml", client)
+    messages = [str(w.message) for w in said if issubclass(w.category, AsmDaskWarning)]
+    assert f"{folder / 'features.feather'}: no two cells touch: the nearest centroids are 0.01 degrees apart, " \
+           "2 cells of 0.005 degrees; if the grid's cells are 0.01 degrees wide, set features.cell_size: 0.01" \
+           in messages
+    unmatched = run.metrics.n_labels_unmatched
+    assert unmatched > 0.5 * run.metrics.n_labels_kept
+    assert any(m.startswith(f"{unmatched} of the {run.metrics.n_labels_kept} labels kept") for m in messages)
+    assert set(messages) == set(run.warnings)  # in metrics.json and the report too

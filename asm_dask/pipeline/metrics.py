@@ -129,9 +129,10 @@ class SubsetAUC(_Record):
     auc_uncalibrated: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MapCounts(_Record):
-    """What a probability map holds: cells, hotspots, districts."""
+    """What a probability map holds: cells, hotspots, districts; the first keys of a run's
+    and a prediction's ``metrics.json``."""
 
     n_cells: int
     n_cells_dropped_nonfinite: int
@@ -143,10 +144,13 @@ class MapCounts(_Record):
     n_districts: int | None = None
     n_cells_outside_districts: int | None = None
 
+    OPTIONAL = frozenset({"n_districts", "n_cells_outside_districts"})
 
-@dataclass(frozen=True)
-class RunMetrics(_Record):
-    """``metrics.json`` of a run: the labels, the features, the fit, the held-out test, the map.
+
+@dataclass(frozen=True, kw_only=True)
+class RunMetrics(MapCounts):
+    """``metrics.json`` of a run: the map (the fields of :class:`MapCounts`, first), the labels, the
+    features, the fit, the held-out test.
 
     AUCs are ROC AUCs; "cell" and "blocked" cross-validation keep rows of one cell, or of
     one square block of ``block_size_deg``, in one fold.
@@ -215,34 +219,20 @@ class RunMetrics(_Record):
     test_auc_by_sample_type: dict[str, SubsetAUC] | None
     #: what a reader of the numbers must know first
     warnings: list[str]
-    n_cells: int
-    n_cells_dropped_nonfinite: int
-    mean_probability: float
-    hotspot_threshold: float
-    n_hotspots: int
-    n_hotspots_without_asm_label: int
-    n_districts: int | None = None
-    n_cells_outside_districts: int | None = None
 
-    OPTIONAL = frozenset({"blocked_cv_block_size_deg", "cell_cv_auc", "cell_cv_auc_by_fold", "cv_auc_cell_by_alpha",
-                          "cv_auc_sd_cell_by_alpha", "cell_cv_auc_unavailable", "blocked_cv_auc",
-                          "blocked_cv_auc_by_fold", "cv_auc_blocked_by_alpha", "cv_auc_sd_blocked_by_alpha",
-                          "blocked_cv_auc_unavailable", "test_auc_by_sample_type", "n_districts",
-                          "n_cells_outside_districts"})
+    OPTIONAL = MapCounts.OPTIONAL | frozenset({
+        "blocked_cv_block_size_deg", "cell_cv_auc", "cell_cv_auc_by_fold", "cv_auc_cell_by_alpha",
+        "cv_auc_sd_cell_by_alpha", "cell_cv_auc_unavailable", "blocked_cv_auc", "blocked_cv_auc_by_fold",
+        "cv_auc_blocked_by_alpha", "cv_auc_sd_blocked_by_alpha", "blocked_cv_auc_unavailable",
+        "test_auc_by_sample_type"})
     NESTED = {"model_comparison": EstimatorComparison, "bootstrap": Bootstrap,
               "reliability_test": ReliabilityBin, "test_auc_by_sample_type": SubsetAUC}
 
 
-@dataclass(frozen=True)
-class PredictionMetrics(_Record):
-    """``metrics.json`` of a prediction: the features read and the map (no labels, so no AUC)."""
+@dataclass(frozen=True, kw_only=True)
+class PredictionMetrics(MapCounts):
+    """``metrics.json`` of a prediction: the map and the features read (no labels, so no AUC)."""
 
-    n_cells: int
-    n_cells_dropped_nonfinite: int
-    mean_probability: float
-    hotspot_threshold: float
-    n_hotspots: int
-    n_hotspots_without_asm_label: int
     n_features: int
     cell_size: float
     features_read: str

@@ -26,7 +26,7 @@ from ..model.classifier import CalibratedClassifier
 from ..model.persistence import load_model
 from ..read.csv_chunks import iter_csv_chunks
 from ..read.features import FeatureLayout, chunk_sizes, detect_layout, read_chunk
-from ..read.grid import grid_spacing
+from ..read.grid import cells_apart, grid_spacing
 from ..read.table import FeatureTable, open_table
 from ..records.fingerprint import fingerprint, versions
 from ..records.lock import OutputLock
@@ -152,12 +152,8 @@ def predict_with_run(plan: Prediction, client: Any, hotspot_threshold: float | N
         mapped = predict_and_map(output, table, run.model, _predict_key(run, table), _describe(run, table, client),
                                  client, hotspot_threshold=threshold, labels=NO_LABELS, boundaries=None,
                                  timings=timings, report_timings=report_timings)
-        cells = mapped.counts
         metrics = PredictionMetrics(
-            n_cells=cells.n_cells, n_cells_dropped_nonfinite=cells.n_cells_dropped_nonfinite,
-            mean_probability=cells.mean_probability, hotspot_threshold=cells.hotspot_threshold,
-            n_hotspots=cells.n_hotspots, n_hotspots_without_asm_label=cells.n_hotspots_without_asm_label,
-            n_features=table.n_features, cell_size=table.cell_size,
+            **mapped.counts.as_dict(), n_features=table.n_features, cell_size=table.cell_size,
             features_read="in place" if table.kind == "file" else "feature store", warnings=list(table.notes))
         write_metrics(storage.join(output, "metrics.json"), metrics)
         card = model_card(run, table, metrics)
@@ -195,8 +191,7 @@ def check_grid(layout: FeatureLayout, cell_size: float) -> None:
     spacing = None if chunk is None else grid_spacing(chunk.lat, chunk.lon)
     if spacing is None:
         return
-    steps = spacing / cell_size
-    if steps < 1 - 1e-6 or abs(steps - round(steps)) > 1e-6:
+    if cells_apart(spacing, cell_size) is None:
         raise InputError(f"{layout.path}: cell centroids are {spacing:g} degrees apart; the model "
                          f"was trained on cells of {cell_size:g} degrees")
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import storage
 from ..config import Job
-from ..errors import InputError
+from ..errors import InputError, warn
 from ..model.persistence import save_model
 from ..model.split import split_groups
 from ..read.labels import Labels, read_labels
@@ -35,6 +35,9 @@ from .mapping import predict_and_map
 from .metrics import Bootstrap, MapCounts, ReliabilityBin, RunMetrics, SubsetAUC, write_metrics
 
 log = logging.getLogger(__name__)
+
+#: labels on no cell beyond this share of those kept are a caveat, not only a count
+MAX_UNMATCHED_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ def run_job(job: Job, client: Any) -> RunResult:
                 read_boundaries(job.report.boundaries, [b for b in table.bounds if b is not None])
         with stage(timings, "join"):
             joined, X = _labelled_rows(labels, table, job, client)
+            join_notes = _join_notes(labels, joined, job)
             rows = joined.rows
             y = rows["label"].to_numpy().astype(int)
             groups = split_groups(rows["cell_id"].to_numpy(), rows["cell_lat"].to_numpy(),
@@ -76,7 +80,7 @@ def run_job(job: Job, client: Any) -> RunResult:
                                  hotspot_threshold=job.report.hotspot_threshold, labels=label_points,
                                  boundaries=boundaries, timings=timings, report_timings=report_timings)
         with timed(timings, "report"):
-            metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts)
+            metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, join_notes)
             _write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
             _write_csv(storage.join(out, "labelled_cells.csv"), _labelled_cells(rows, fitted))
             top = [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
@@ -118,7 +122,7 @@ def _labelled_rows(labels: Labels, table: FeatureTable, job: Job, client: Any) -
 
 
 def run_metrics(labels: Labels, joined: JoinedLabels, table: FeatureTable, fitted: FittedModel, job: Job,
-                cells: MapCounts) -> RunMetrics:
+                cells: MapCounts, join_notes: list[str]) -> RunMetrics:
     """``metrics.json`` of a run, from what each stage made."""
     ridge = fitted.ridge
     chosen = fitted.cross_validation[job.split.group_by]
@@ -149,8 +153,21 @@ def run_metrics(labels: Labels, joined: JoinedLabels, table: FeatureTable, fitte
         cv_auc_by_fold={str(a): [float(v) for v in row] for a, row in zip(ridge.alphas_, ridge.cv_auc_)},
         oof_auc_calibration_set=fitted.oof_auc,
         **_held_out(fitted),
-        warnings=list(table.notes) + fitted.caveats,
+        warnings=list(table.notes) + join_notes + fitted.caveats,
         **cells.as_dict())
+
+
+def _join_notes(labels: Labels, joined: JoinedLabels, job: Job) -> list[str]:
+    """A caveat when many labels fall on no cell: the features may not cover the labels,
+    or features.cell_size may be smaller than the grid's cells."""
+    unmatched = len(joined.unmatched)
+    if unmatched <= MAX_UNMATCHED_SHARE * labels.n_kept:
+        return []
+    note = (f"{unmatched} of the {labels.n_kept} labels kept ({unmatched / labels.n_kept:.0%}) fall on no cell "
+            f"with features (unmatched_labels.csv): check that {job.features.path} covers the labels, and "
+            f"features.cell_size ({job.features.cell_size:g}) against its grid")
+    warn(note)
+    return [note]
 
 
 class _CVSummary(NamedTuple):

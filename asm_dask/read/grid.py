@@ -93,3 +93,37 @@ def grid_spacing(lat: np.ndarray, lon: np.ndarray) -> float | None:
             for values in (lat, lon)]
     gaps = np.concatenate(gaps)
     return float(np.round(gaps.min(), EDGE_DECIMALS)) if gaps.size else None
+
+
+def cells_apart(spacing: float, cell_size: float) -> int | None:
+    """How many cells of ``cell_size`` the nearest centroids, ``spacing`` degrees apart
+    (:func:`grid_spacing`), are apart: a whole number >= 1 on a grid of such cells (more
+    than 1 where cells are missing); ``None`` where they are not: closer than a cell
+    (cells that overlap) or not a whole number of cells (cells that do not tile)."""
+    steps = spacing / cell_size
+    if steps < 1 - 1e-6 or abs(steps - round(steps)) > 1e-6:
+        return None
+    return round(steps)
+
+
+def check_cell_size(source: str, spacing: float | None, cell_size: float) -> str | None:
+    """Refuse a cell size its centroids cannot hold; a note if no two cells touch.
+
+    Cells that would overlap, or would not tile, are an :class:`InputError` naming
+    ``features.cell_size``: labels would join to the wrong squares. Centroids never closer
+    than two cells may be a sparse grid, or a cell size set too small (most labels then
+    fall between cells): the note returned says so.
+    """
+    if spacing is None:
+        return None
+    apart = cells_apart(spacing, cell_size)
+    if apart is None:
+        how = "overlap" if spacing < cell_size else "not tile"
+        raise InputError(f"{source}: cell centroids are {spacing:g} degrees apart, where cells of "
+                         f"features.cell_size={cell_size:g} degrees would {how}; set features.cell_size to the "
+                         "side of the grid's cells")
+    if apart == 1:
+        return None
+    return (f"{source}: no two cells touch: the nearest centroids are {spacing:g} degrees apart, {apart} cells of "
+            f"{cell_size:g} degrees; if the grid's cells are {spacing:g} degrees wide, set features.cell_size: "
+            f"{spacing:g}")

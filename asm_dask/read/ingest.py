@@ -31,7 +31,7 @@ from .features import (
     releases_arrow_memory,
     to_matrix,
 )
-from .grid import cell_ids, check_unique_cells
+from .grid import cell_ids, check_cell_size, check_unique_cells, grid_spacing
 from .store_format import MANIFEST, FeatureStore, PartitionFile, read_batch, write_batch
 
 #: bytes of features in a store partition
@@ -78,6 +78,9 @@ def ingest(layout: FeatureLayout, partial: str, final: str, rows: int, cell_size
     parts = [p for r in results for p in r["partitions"]]
     if not parts:
         raise InputError(f"{layout.path}: no rows with complete features")
+    # Overlapping cells first: their ids repeat, and a cell size too large is the cause to name.
+    check_cell_size(layout.path, min((r["spacing"] for r in results if r["spacing"] is not None), default=None),
+                    cell_size)
     check_unique_cells(layout.path, np.concatenate([r["cell_ids"] for r in results]),
                        np.concatenate([r["input_rows"] for r in results]))
     dropped = [x for r in results for x in r["dropped_examples"]]
@@ -163,7 +166,8 @@ def _ingest_csv(layout: FeatureLayout, out_dir: str, rows: int, cell_size: float
             "cell_ids": np.concatenate([r["cell_ids"] for r in results] or [np.empty(0, np.int64)]),
             "input_rows": np.concatenate([r["input_rows"] for r in results] or [np.empty(0, np.int64)]),
             "n_dropped": sum(r["n_dropped"] for r in results),
-            "dropped_examples": [x for r in results for x in r["dropped_examples"]][:10]}
+            "dropped_examples": [x for r in results for x in r["dropped_examples"]][:10],
+            "spacing": min((r["spacing"] for r in results if r["spacing"] is not None), default=None)}
 
 
 def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_size: float,
@@ -191,6 +195,7 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_
         write_batch(storage.join(out_dir, name), batch)
         partitions.append(PartitionFile(name, stop - start))
     return {"partitions": partitions, "cell_ids": ids, "input_rows": input_rows,
-            "n_dropped": len(dropped_at), "dropped_examples": dropped}
+            "n_dropped": len(dropped_at), "dropped_examples": dropped,
+            "spacing": grid_spacing(lat, lon) if len(lat) else None}
 
 

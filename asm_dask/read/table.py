@@ -17,7 +17,6 @@ three things of a partition, in tasks on the cluster:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,12 +25,12 @@ import pandas as pd
 from distributed import Client
 
 from ..config import FeaturesConfig
-from ..errors import AsmDaskWarning, InputError
+from ..errors import InputError, warn
 from ..records.fingerprint import fingerprint
 from ..records.outputs import store_root
 from ..runtime.progress import wait_with_progress
 from .features import FilePartition, chunk_sizes, detect_layout, input_fingerprint, layout_notes
-from .grid import check_unique_cells
+from .grid import check_cell_size, check_unique_cells, grid_spacing
 from .store import find_store, open_store
 from .store_format import STORE_VERSION
 
@@ -110,10 +109,10 @@ def open_table(config: FeaturesConfig, output: str, client: Client) -> FeatureTa
         kind, location, dropped = "file", config.path, 0
         if not sum(sizes):
             raise InputError(f"{config.path}: no rows of features")
-    bounds = _scan(partitions, config, kind == "file", client)
-    notes = tuple(layout_notes(layout))
+    bounds, grid_note = _scan(partitions, config, kind == "file", client)
+    notes = tuple(layout_notes(layout)) + ((grid_note,) if grid_note else ())
     for note in notes:
-        warnings.warn(note, AsmDaskWarning, stacklevel=2)
+        warn(note)
     return FeatureTable(kind=kind, location=location, key=key, source=source, cell_size=config.cell_size,
                         feature_names=layout.feature_columns, partitions=partitions, bounds=bounds,
                         n_dropped_on_ingest=dropped, notes=notes)
@@ -151,27 +150,34 @@ def nonfinite_columns(feature_names: tuple[str, ...], X: np.ndarray) -> str:
 
 
 def _scan(partitions: tuple[Partition, ...], config: FeaturesConfig, check_unique: bool,
-          client: Client) -> tuple[tuple[float, float, float, float] | None, ...]:
-    """Each partition's extent, reading its coordinates; with ``check_unique``, also that
-    no two rows describe one cell (the store checked that when it was built)."""
+          client: Client) -> tuple[tuple[tuple[float, float, float, float] | None, ...], str | None]:
+    """Each partition's extent, reading its coordinates, and a note if no two cells touch;
+    the cell size checked against the grid's spacing; with ``check_unique``, also that no
+    two rows describe one cell (the store checked that when it was built)."""
     half = config.cell_size / 2
     summaries = wait_with_progress(client, [client.submit(_cell_summary, p, check_unique, pure=False)
                                             for p in partitions], "read cell coordinates")
+    spacings = [spacing for _, _, spacing in summaries if spacing is not None]
+    note = check_cell_size(config.path, min(spacings, default=None), config.cell_size)
     if check_unique:
         ids = [s[1] for s in summaries]
         check_unique_cells(config.path, np.concatenate(ids),
                            np.concatenate([p.first_row + np.arange(len(i)) for p, i in zip(partitions, ids)]))
-    return tuple(None if b is None else (b[0] - half, b[1] - half, b[2] + half, b[3] + half)
-                 for b, _ in summaries)
+    bounds = tuple(None if b is None else (b[0] - half, b[1] - half, b[2] + half, b[3] + half)
+                   for b, _, _ in summaries)
+    return bounds, note
 
 
-def _cell_summary(partition: Partition, with_ids: bool) -> tuple[tuple[float, ...] | None, np.ndarray | None]:
+def _cell_summary(partition: Partition, with_ids: bool) -> tuple[tuple[float, ...] | None, np.ndarray | None,
+                                                                 float | None]:
+    """A partition's extent, cell ids (``with_ids``) and the spacing of its centroids."""
     cells = partition.cells()
+    ids = cells["cell_id"].to_numpy() if with_ids else None
     if cells.empty:
-        return None, cells["cell_id"].to_numpy() if with_ids else None
+        return None, ids, None
     lat, lon = cells["lat"].to_numpy(), cells["lon"].to_numpy()
     bounds = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
-    return bounds, cells["cell_id"].to_numpy() if with_ids else None
+    return bounds, ids, grid_spacing(lat, lon)
 
 
 def read_columns(table: FeatureTable, features: list[int], client: Client) -> pd.DataFrame:
