@@ -10,6 +10,7 @@ from typing import Any
 
 from . import config, storage
 from .config import Job
+from .config.problems import shown
 from .errors import InputError
 from .results import Run
 
@@ -41,12 +42,16 @@ def load_job(job: str | os.PathLike | Mapping[str, Any] | Job, base: str | os.Pa
     """
     from .model.estimators import check_grids
 
+    if base is not None:
+        base = _path(base, "base")
     if isinstance(job, Job):
         loaded, source = job, "job"
     elif isinstance(job, Mapping):
         loaded, source = config.job_from_dict(dict(job), base=Path.cwd() if base is None else base), "job"
+    elif isinstance(job, (str, os.PathLike)):
+        loaded, source = config.load_job(job), os.fspath(job)
     else:
-        loaded, source = config.load_job(job), str(job)
+        raise InputError(f"job: expected a job file's path, a mapping of its settings or a Job, got {shown(job)}")
     if any(grid for grid in loaded.model.estimators.values()):
         check_grids(loaded, source)
     return loaded
@@ -59,9 +64,10 @@ def run(job: str | os.PathLike | Mapping[str, Any] | Job, client: Any = None) ->
     ----------
     job : str, os.PathLike, mapping or Job
         A job file, its settings as a mapping, or a loaded job (see :func:`load_job`).
-    client : distributed.Client, optional
-        The cluster to run on. Default: the current ``distributed`` client if there is
-        one (a notebook's ``Client()``), else a local cluster started for this call.
+    client : distributed.Client or str, optional
+        The cluster to run on, or the address of a running scheduler
+        (``tcp://host:8786``). Default: the current ``distributed`` client if there is one
+        (a notebook's ``Client()``), else a local cluster started for this call.
 
     Returns
     -------
@@ -72,23 +78,29 @@ def run(job: str | os.PathLike | Mapping[str, Any] | Job, client: Any = None) ->
     ------
     InputError
         Bad input (a missing file, a bad value, an output folder that would touch an
-        input...): one line naming the culprit; at most ``asm-dask.log`` is written.
+        input...): one line naming the culprit; nothing is written.
+
+    Notes
+    -----
+    The job's ``storage_options`` apply to this call (and to the returned :class:`Run`),
+    on this process and on the workers, and are taken off again when it returns: what
+    the notebook reads later never sees them.
     """
-    from .deploy import share_storage_options
+    from .deploy import storage_options_shared
     from .pipeline.run import run_job
     from .records.outputs import check_run_paths
 
     job = load_job(job)
-    storage.configure(job.storage_options)
-    check_run_paths(job)  # before a cluster starts, not minutes into the run
-    with _client(client) as active:
-        share_storage_options(active, job.storage_options)
-        result = run_job(job, active)
-    return Run(result.output, result.metrics)
+    with storage.configured(job.storage_options):
+        check_run_paths(job)  # before a cluster starts, not minutes into the run
+        with _client(client) as active, storage_options_shared(active, job.storage_options):
+            result = run_job(job, active)
+        return Run(result.output, result.metrics, storage_options=job.storage_options)
 
 
 def predict(run_dir: str | os.PathLike | Run, features: str | os.PathLike, out: str | os.PathLike | None = None,
-            client: Any = None, hotspot_threshold: float | None = None) -> Run:
+            client: Any = None, hotspot_threshold: float | None = None,
+            storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> Run:
     """Apply a finished run's model to other features: a neighbouring country, another year.
 
     Parameters
@@ -99,10 +111,14 @@ def predict(run_dir: str | os.PathLike | Run, features: str | os.PathLike, out: 
         A features file on the model's grid, with the model's feature columns.
     out : str or os.PathLike, optional
         The output folder; default ``predict_<features' name>`` in the working folder.
-    client : distributed.Client, optional
+    client : distributed.Client or str, optional
         As for :func:`run`.
     hotspot_threshold : float, optional
         The probability at which cells form hotspots; default: the run's.
+    storage_options : mapping, optional
+        fsspec options by protocol for the URLs here, as a job file's
+        ``storage_options`` (``{"s3": {"endpoint_url": ...}}``); default: a :class:`Run`'s
+        own, else none (each backend looks where it always does).
 
     Returns
     -------
@@ -115,44 +131,82 @@ def predict(run_dir: str | os.PathLike | Run, features: str | os.PathLike, out: 
         Not a finished run, features that are not the model's, an output folder that is
         the run's or would touch an input...: one line naming the culprit.
     """
+    from .deploy import storage_options_shared
     from .pipeline.predict import load_run, plan_prediction, predict_with_run
     from .records.outputs import check_prediction_paths
 
-    if hotspot_threshold is not None and not 0 < hotspot_threshold <= 1:
-        raise InputError(f"--hotspot-threshold: expected a probability in (0, 1], got {hotspot_threshold:g}")
+    if hotspot_threshold is not None and (isinstance(hotspot_threshold, bool) or
+                                          not isinstance(hotspot_threshold, (int, float))
+                                          or not 0 < hotspot_threshold <= 1):
+        raise InputError(f"hotspot_threshold: expected a probability in (0, 1], got {shown(hotspot_threshold)}")
+    if storage_options is None:
+        storage_options = run_dir.storage_options if isinstance(run_dir, Run) else {}
+    storage_options = _storage_options(storage_options)
     here = Path.cwd()
-    run_dir = config.resolve_path(run_dir.folder if isinstance(run_dir, Run) else run_dir, here)
-    features = config.resolve_path(features, here)
-    out = config.resolve_path(out if out is not None else f"predict_{Path(features.rstrip('/')).stem}", here)
-    check_prediction_paths(run_dir, features, out)
-    plan = plan_prediction(load_run(run_dir), features, out)  # before anything is written
-    with _client(client) as active:
-        result = predict_with_run(plan, active, hotspot_threshold)
-    return Run(result.output, result.metrics)
+    run_dir = config.resolve_path(run_dir.folder if isinstance(run_dir, Run) else _path(run_dir, "run_dir"), here)
+    features = config.resolve_path(_path(features, "features"), here)
+    out = config.resolve_path(_path(out, "out") if out is not None else f"predict_{Path(features.rstrip('/')).stem}",
+                              here)
+    with storage.configured(storage_options):
+        check_prediction_paths(run_dir, features, out)
+        plan = plan_prediction(load_run(run_dir), features, out)  # before anything is written
+        with _client(client) as active, storage_options_shared(active, storage_options):
+            result = predict_with_run(plan, active, hotspot_threshold)
+        return Run(result.output, result.metrics, storage_options=storage_options)
 
 
-def open_run(path: str | os.PathLike) -> Run:
+def open_run(path: str | os.PathLike, storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> Run:
     """A finished run or prediction, from its output folder (local or a URL).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output folder.
+    storage_options : mapping, optional
+        fsspec options by protocol for reading it, as a job file's ``storage_options``.
 
     Raises
     ------
     InputError
         No finished run or prediction there.
     """
-    return Run(config.resolve_path(path, Path.cwd()))
+    return Run(config.resolve_path(_path(path, "path"), Path.cwd()),
+               storage_options=_storage_options(storage_options or {}))
+
+
+def _path(value: Any, name: str) -> str:
+    """An argument that names a file or folder, as text; anything else is one line."""
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise InputError(f"{name}: expected a path or URL, got {shown(value)}")
+
+
+def _storage_options(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, Mapping)
+                                                 for k, v in value.items()):
+        raise InputError(f"storage_options: expected a mapping of protocol to options, e.g. "
+                         f"{{'s3': {{'endpoint_url': 'http://host:9000'}}}}, got {shown(value)}")
+    return {protocol: dict(options) for protocol, options in value.items()}
 
 
 @contextlib.contextmanager
 def _client(client: Any) -> Iterator[Any]:
-    """``client``; else the current one; else a local cluster for the time of the call."""
+    """``client``; a client of the scheduler at that address; else the current one; else a
+    local cluster for the time of the call."""
+    from .deploy import open_client
+
+    if isinstance(client, str):
+        with open_client(scheduler=client) as connected:
+            yield connected
+        return
     if client is None:
         from .model.numerics import current_client
 
         client = current_client()
-    if client is not None:
-        yield client
+    if client is None:
+        with open_client() as started:
+            yield started
         return
-    from .deploy import open_client
-
-    with open_client() as started:
-        yield started
+    if not hasattr(client, "submit") or not hasattr(client, "as_current"):
+        raise InputError(f"client: expected a distributed.Client or a scheduler's address, got {shown(client)}")
+    yield client

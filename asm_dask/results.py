@@ -7,9 +7,11 @@ reads the same as one just made.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import io
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +43,8 @@ class RunFiles:
     metrics: str
     manifest: str
     figures: str
-    log: str
+    #: the command line's log; a run made from Python keeps none
+    log: str | None
     model: str | None
     model_skops: str | None
     model_card: str | None
@@ -60,26 +63,49 @@ class Run:
     ----------
     folder : str
         The output folder, a local path or an fsspec URL.
+    metrics : RunMetrics or PredictionMetrics, optional
+        What it measured, if known already; else read from ``metrics.json`` when asked for.
+    storage_options : mapping, optional
+        fsspec options by protocol to read the folder with (a job's ``storage_options``).
 
     Attributes
     ----------
     folder : str
     kind : {"run", "predict"}
         The command that made it.
+    storage_options : dict
     """
 
-    def __init__(self, folder: str, metrics: RunMetrics | PredictionMetrics | None = None):
+    def __init__(self, folder: str, metrics: RunMetrics | PredictionMetrics | None = None,
+                 storage_options: Mapping[str, Mapping[str, Any]] | None = None):
         self.folder = str(folder)
-        manifest = storage.read_json(storage.join(self.folder, "manifest.json"))
+        self.storage_options = {protocol: dict(options) for protocol, options in (storage_options or {}).items()}
+        self.manifest: dict[str, Any] = self._finished_manifest()
+        self.kind: str = self.manifest.get("command", "run")
+        if metrics is not None:
+            self.__dict__["metrics"] = metrics
+
+    def _finished_manifest(self) -> dict[str, Any]:
+        with storage.configured(self.storage_options):
+            manifest = storage.read_json(storage.join(self.folder, "manifest.json"))
         if not isinstance(manifest, dict):
             raise InputError(f"{self.folder}: no asm-dask run or prediction here (no readable manifest.json)")
         if manifest.get("status") != "complete":
             raise InputError(f"{self.folder}: not finished (status {manifest.get('status')!r}); run the same "
                              "command again to complete it")
-        self.manifest: dict[str, Any] = manifest
-        self.kind: str = manifest.get("command", "run")
-        if metrics is not None:
-            self.__dict__["metrics"] = metrics
+        return manifest
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Read its files with its storage options, as long as the folder still holds this
+        run: another run into the same folder since makes this object stale."""
+        with storage.configured(self.storage_options):
+            now = storage.read_json(storage.join(self.folder, "manifest.json"))
+            if not isinstance(now, dict) or any(now.get(key) != self.manifest.get(key)
+                                                for key in ("run_key", "model_hash", "status")):
+                raise InputError(f"{self.folder}: holds another run now (or one in progress): this Run is stale; "
+                                 "open the folder again with asm_dask.open_run")
+            yield
 
     def __repr__(self) -> str:
         return f"<asm_dask.Run {self.kind} in {self.folder}>"
@@ -91,7 +117,8 @@ class Run:
         :class:`~asm_dask.pipeline.metrics.PredictionMetrics`."""
         from .pipeline.metrics import PredictionMetrics, RunMetrics
 
-        data = storage.read_json(self.files.metrics)
+        with self._reading():
+            data = storage.read_json(self.files.metrics)
         if not isinstance(data, dict):
             raise InputError(f"{self.files.metrics}: missing or not JSON")
         return (RunMetrics if self.kind == "run" else PredictionMetrics).from_dict(data)
@@ -108,17 +135,22 @@ class Run:
         from .model.persistence import load_model
 
         source = self.folder if self.kind == "run" else self.manifest["model_from"]
-        return load_model(source)
+        with self._reading():
+            return load_model(source)
 
     @functools.cached_property
     def model_card(self) -> dict[str, Any] | None:
         """A prediction's ``model_card.json``: where its model came from; ``None`` for a run."""
-        return storage.read_json(self.files.model_card) if self.files.model_card else None
+        if not self.files.model_card:
+            return None
+        with self._reading():
+            return storage.read_json(self.files.model_card)
 
     @functools.cached_property
     def files(self) -> RunFiles:
         """The paths of its files."""
-        names = set(storage.list_names(self.folder))
+        with storage.configured(self.storage_options):
+            names = set(storage.list_names(self.folder))
 
         def path(name: str) -> str:
             return storage.join(self.folder, name)
@@ -130,7 +162,7 @@ class Run:
             folder=self.folder, report=optional("report.html"), map=path("map.html"),
             probability_tif=path("probability.tif"), hotspots_geojson=path("hotspots.geojson"),
             hotspots_csv=path("hotspots.csv"), predictions=path("predictions"), metrics=path("metrics.json"),
-            manifest=path("manifest.json"), figures=path("figures"), log=path("asm-dask.log"),
+            manifest=path("manifest.json"), figures=path("figures"), log=optional("asm-dask.log"),
             model=optional("model.json"), model_skops=optional("model.skops"), model_card=optional("model_card.json"),
             feature_importance=optional("feature_importance.csv"), admin_summary_csv=optional("admin_summary.csv"),
             admin_summary_geojson=optional("admin_summary.geojson"), labelled_cells=optional("labelled_cells.csv"),
@@ -139,16 +171,30 @@ class Run:
     def predictions(self, columns: list[str] | None = None) -> dask_geopandas.GeoDataFrame:
         """Every cell's prediction, lazily: a dask-geopandas GeoDataFrame of the partitioned
         GeoParquet, a partition per file (``cell_id``, ``lat``, ``lon``, ``score``,
-        ``probability`` and the cell's square); ``columns`` reads only those."""
+        ``probability``, the cell's square as ``geometry``, and ``bbox``, GeoParquet's
+        covering box of each square, which lets readers skip row groups by area);
+        ``columns`` reads only those."""
         import dask_geopandas
 
-        return dask_geopandas.read_parquet(self.files.predictions, columns=columns)
+        protocol = storage.filesystem(self.files.predictions)[0].protocol
+        protocol = protocol if isinstance(protocol, str) else protocol[0]
+        with self._reading():
+            return dask_geopandas.read_parquet(self.files.predictions, columns=columns,
+                                               storage_options=self.storage_options.get(protocol))
 
     def hotspots(self) -> geopandas.GeoDataFrame:
-        """The hotspots, ranked: connected cells at or above the hotspot threshold."""
+        """The hotspots, ranked: connected cells at or above the hotspot threshold (the
+        columns of ``hotspots.csv``, and each hotspot's outline); none, with the same columns."""
         import geopandas
+        import pandas as pd
 
-        return geopandas.read_file(io.BytesIO(storage.read_bytes(self.files.hotspots_geojson)))
+        with self._reading():
+            found = geopandas.read_file(io.BytesIO(storage.read_bytes(self.files.hotspots_geojson)))
+            if len(found):
+                return found
+            columns = pd.read_csv(io.BytesIO(storage.read_bytes(self.files.hotspots_csv)), nrows=0).columns
+        return geopandas.GeoDataFrame({name: pd.Series(dtype=object) for name in columns},
+                                      geometry=geopandas.GeoSeries([], crs=found.crs or "EPSG:4326"))
 
     def summary(self) -> str:
         """Its headline numbers, as a person reads them (what the command line prints)."""
@@ -184,7 +230,8 @@ class Run:
 
     def map(self) -> MapView:
         """The interactive map (``map.html``, which works offline), to show in a notebook."""
-        return MapView(storage.read_bytes(self.files.map).decode())
+        with self._reading():
+            return MapView(storage.read_bytes(self.files.map).decode())
 
     def _repr_html_(self) -> str:
         """A notebook's view: the headline numbers and the interactive map."""

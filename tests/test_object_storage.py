@@ -19,8 +19,7 @@ import pytest
 import yaml
 from builders import cli
 
-pytest.importorskip("s3fs")
-pytest.importorskip("moto")
+import asm_dask
 
 ACCESS = {"AWS_ACCESS_KEY_ID": "asm-dask-test", "AWS_SECRET_ACCESS_KEY": "asm-dask-test-secret",
           "AWS_DEFAULT_REGION": "us-east-1"}
@@ -184,13 +183,37 @@ def test_the_lock_on_s3_lets_one_run_in(s3):
 
     fs = s3.filesystem()
     fs.mkdir("asm-lock")
-    storage.configure(s3.storage_options())
-    with OutputLock("s3://asm-lock/out") as first:
-        assert fs.exists("asm-lock/out/.asm-dask.lock")
-        with pytest.raises(InputError, match=rf"^s3://asm-lock/out: in use by another asm-dask run "
-                                             rf"\({first.holder['run']}, "):
-            with OutputLock("s3://asm-lock/out"):
-                pass
-    assert not fs.exists("asm-lock/out/.asm-dask.lock")
-    with OutputLock("s3://asm-lock/out"):  # free again
-        pass
+    with storage.configured(s3.storage_options()):
+        with OutputLock("s3://asm-lock/out") as first:
+            assert fs.exists("asm-lock/out/.asm-dask.lock")
+            with pytest.raises(InputError, match=rf"^s3://asm-lock/out: in use by another asm-dask run "
+                                                 rf"\({first.holder['run']}, "):
+                with OutputLock("s3://asm-lock/out"):
+                    pass
+        assert not fs.exists("asm-lock/out/.asm-dask.lock")
+        with OutputLock("s3://asm-lock/out"):  # free again
+            pass
+
+
+def test_a_jobs_storage_options_serve_its_call_and_its_run_and_nothing_after(s3, country, client):
+    """A notebook's later reads (and later jobs) never meet a job's endpoint and keys: not
+    in this process, not on the workers of the client it passed; the Run keeps them."""
+    import fsspec
+
+    fs = s3.filesystem()
+    labels, features = _upload_country(fs, country, "asm-api")
+    job = {"labels": labels, "features": features, "output": "s3://asm-api/out",
+           "storage_options": s3.storage_options()}
+    before = {protocol: dict(options) for protocol, options in fsspec.config.conf.items()}
+    run = asm_dask.run(job, client)
+    assert fsspec.config.conf == before
+    assert set(client.run(lambda: repr(__import__("fsspec").config.conf.get("s3"))).values()) == {"None"}
+    # The Run reads its folder with them: here, and on the workers for the predictions.
+    assert run.metrics.n_cells == country.n_cells
+    assert len(run.predictions(columns=["cell_id"]).compute()) == country.n_cells
+    assert len(run.hotspots()) == run.metrics.n_hotspots
+    assert run.model.n_features_in_ == 40 and fsspec.config.conf == before
+    again = asm_dask.open_run("s3://asm-api/out", storage_options=s3.storage_options())
+    assert again.metrics == run.metrics
+    applied = asm_dask.predict(again, features, out="s3://asm-api/applied", client=client)
+    assert applied.metrics.n_cells == country.n_cells and fsspec.config.conf == before

@@ -320,6 +320,7 @@ class Job:
 
     def replace(self, **changes: Any) -> Job:
         """A copy with ``changes``, checked as the job file's settings are."""
+        changes = _plain(changes)
         try:
             return dataclasses.replace(self, **changes)
         except ValidationError as error:
@@ -363,10 +364,24 @@ def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") 
     reported on one line of :class:`InputError`, each with its key path."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping with labels, features and output")
+    raw = _plain(raw)
     try:
         return _JOB.validate_python(raw, context={"base": Path(base)})
     except ValidationError as error:
         raise InputError(f"{source}: {one_line(error, Job, raw)}") from None
+
+
+def _plain(value: Any) -> Any:
+    """Settings given in code as YAML holds them: paths as text, NumPy values as Python's."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    return value
 
 
 def resolve_path(value: Any, base: Path) -> str:

@@ -19,7 +19,7 @@ class Expect:
 
 def problem(key: str, expected: str, value: Any) -> str:
     """A setting's problem as every message says it: ``key: expected ..., got VALUE``."""
-    return f"{key}: expected {expected}, got {_shown(value)}"
+    return f"{key}: expected {expected}, got {shown(value)}"
 
 
 def one_line(error: ValidationError, root: type, raw: Any = None) -> str:
@@ -45,7 +45,7 @@ def one_line(error: ValidationError, root: type, raw: Any = None) -> str:
                 expected = reason.removeprefix("expected ") if reason.startswith("expected ") else \
                     f"{expected} ({reason})"
             value = _lookup(raw, key, item["input"])
-            text = problem(".".join(key), expected, value) if key else f"expected {expected}, got {_shown(value)}"
+            text = problem(".".join(key), expected, value) if key else f"expected {expected}, got {shown(value)}"
             # Of a union's errors (one per member), a validator's reason says the most.
             if key not in problems or item["type"] == "value_error":
                 problems[key] = text
@@ -105,9 +105,13 @@ def _where(loc: tuple[str, ...]) -> str:
     return ".".join(loc) + ": " if loc else ""
 
 
-def _shown(value: Any) -> str:
-    """A value as the job file wrote it, shortened to fit one line."""
+def shown(value: Any) -> str:
+    """A value as the job file wrote it, shortened to fit one line; an object no file
+    could hold (a DataFrame given in code) by its type."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    text = repr(value)
+    if not isinstance(value, (str, int, float, list, tuple, dict)):
+        kind = type(value)
+        return f"a {kind.__module__.split('.')[0]}.{kind.__qualname__}"
+    text = " ".join(repr(value).split())
     return text if len(text) <= 80 else text[:77] + "..."

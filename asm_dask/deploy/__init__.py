@@ -10,7 +10,7 @@
 from .client import open_client
 from .cluster_file import KINDS, ClusterPlan, plan_cluster
 from .errors import ClusterFileError, ClusterFileNotFoundError, ClusterTimeoutError, MissingExtraError
-from .plugins import import_on_workers, share_storage_options
+from .plugins import import_on_workers, storage_options_shared
 
 __all__ = ["KINDS", "ClusterFileError", "ClusterFileNotFoundError", "ClusterPlan", "ClusterTimeoutError",
-           "MissingExtraError", "import_on_workers", "open_client", "plan_cluster", "share_storage_options"]
+           "MissingExtraError", "import_on_workers", "open_client", "plan_cluster", "storage_options_shared"]

@@ -3,16 +3,18 @@ logs (their records sent to the ``asm-dask`` process), and imports started early
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..runtime.logs import distributed_loggers, writes_to_console
-from ..storage import configure
+from ..storage import configured
 
 
 def quiet_worker_logs(client: distributed.Client) -> None:
@@ -45,27 +47,43 @@ class _QuietWorker(WorkerPlugin):
             signal.signal(signal.SIGINT, self.sigint)
 
 
-def share_storage_options(client: distributed.Client, storage_options: dict[str, dict[str, Any]]) -> None:
-    """:func:`asm_dask.storage.configure` on this process and on every worker of
-    ``client``'s cluster, present and joining later.
+@contextlib.contextmanager
+def storage_options_shared(client: distributed.Client, storage_options: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """:func:`asm_dask.storage.configured` on this process and on every worker of
+    ``client``'s cluster, present and joining later, for the time inside: the workers of
+    a client a notebook passed are left as they were.
 
     The options travel to the workers as any task does: over TLS on clusters asm-dask
     starts across machines; on a plain-TCP cluster prefer credentials the workers find
     themselves (environment variables, instance roles).
     """
-    configure(storage_options)
-    if storage_options:
-        client.register_plugin(_StorageOptions(storage_options), name="asm-dask-storage-options")
+    with configured(storage_options):
+        if not storage_options:
+            yield
+            return
+        client.register_plugin(_StorageOptions(storage_options), name=_STORAGE_PLUGIN)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # a cluster already gone keeps nothing
+                client.unregister_worker_plugin(_STORAGE_PLUGIN)
+
+
+_STORAGE_PLUGIN = "asm-dask-storage-options"
 
 
 class _StorageOptions(WorkerPlugin):
-    """In a worker: the job's ``storage_options`` as fsspec's defaults."""
+    """In a worker: the job's ``storage_options`` as fsspec's defaults, until removed."""
 
     def __init__(self, storage_options: dict[str, dict[str, Any]]):
         self.storage_options = storage_options
 
     def setup(self, worker: distributed.Worker) -> None:
-        configure(self.storage_options)
+        self.configured = configured(self.storage_options)
+        self.configured.__enter__()
+
+    def teardown(self, worker: distributed.Worker) -> None:
+        self.configured.__exit__(None, None, None)
 
 
 def import_on_workers(client: distributed.Client, module: str) -> None:

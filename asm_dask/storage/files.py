@@ -77,12 +77,34 @@ def configure(storage_options: Mapping[str, Mapping[str, Any]]) -> None:
     """Make ``storage_options`` (protocol -> keyword arguments, as in a job file's
     ``storage_options: {s3: {endpoint_url: ...}}``) the defaults of every filesystem of
     that protocol this process opens: fsspec's own configuration, which every reader
-    (pyarrow, geopandas, rasterio's uploads here) goes through."""
+    (pyarrow, geopandas, rasterio's uploads here) goes through. For the life of the
+    process (a command's, a worker's); :func:`configured` for the time of a call."""
     for protocol, options in storage_options.items():
         fsspec.config.conf[protocol] = {**fsspec.config.conf.get(protocol, {}), **options}
-        # A filesystem already opened keeps the options it was made with.
-        with contextlib.suppress(ImportError, ValueError):
-            fsspec.get_filesystem_class(protocol).clear_instance_cache()
+        _forget_filesystems(protocol)
+
+
+@contextlib.contextmanager
+def configured(storage_options: Mapping[str, Mapping[str, Any]]) -> Iterator[None]:
+    """:func:`configure` while inside, and fsspec's configuration as it was afterwards:
+    a job's endpoint and credentials never reach what a notebook reads later."""
+    saved = {protocol: fsspec.config.conf.get(protocol) for protocol in storage_options}
+    configure(storage_options)
+    try:
+        yield
+    finally:
+        for protocol, options in saved.items():
+            if options is None:
+                fsspec.config.conf.pop(protocol, None)
+            else:
+                fsspec.config.conf[protocol] = options
+            _forget_filesystems(protocol)
+
+
+def _forget_filesystems(protocol: str) -> None:
+    # A filesystem already opened keeps the options it was made with.
+    with contextlib.suppress(ImportError, ValueError):
+        fsspec.get_filesystem_class(protocol).clear_instance_cache()
 
 
 def exists(path: str | os.PathLike) -> bool:
