@@ -110,22 +110,23 @@ def test_features_that_are_not_the_models_stop_before_any_work(trained, tmp_path
         f"feature_0..feature_{N_FEATURES - 1}; the file has 30 (feature_0..feature_29)")
     assert not (tmp_path / "a").exists()
 
+    # the other kinds of mismatch, in this process (the command line's wording is above)
     renamed = tmp_path / "renamed.feather"
     table = feather.read_table(make_country(tmp_path / "b", n_cells=200, n_features=N_FEATURES, seed=5).features)
     feather.write_feather(table.rename_columns([n.replace("feature_", "X_") for n in table.column_names]), renamed)
-    done = cli("predict", run_dir, renamed, "--out", tmp_path / "b_out")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"asm-dask: error: {renamed}: the model expects features feature_0..feature_{N_FEATURES - 1}; the file "
+    with pytest.raises(InputError) as refused:
+        asm_dask.predict(run_dir, renamed, out=tmp_path / "b_out")
+    assert str(refused.value) == (
+        f"{renamed}: the model expects features feature_0..feature_{N_FEATURES - 1}; the file "
         f"has X_0..X_{N_FEATURES - 1} (feature 1 is 'X_0', expected 'feature_0')")
+    assert not (tmp_path / "b_out").exists()
 
     finer = make_country(tmp_path / "finer", n_cells=400, n_features=N_FEATURES, seed=5, cell_size=0.005)
-    done = cli("predict", run_dir, finer.features, "--out", tmp_path / "c")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"asm-dask: error: {finer.features}: cell centroids are 0.005 degrees apart; the model was trained "
-        "on cells of 0.01 degrees")
-    assert not (tmp_path / "c").exists() or not [p for p in (tmp_path / "c").iterdir() if p.name != "asm-dask.log"]
+    with pytest.raises(InputError) as refused:
+        asm_dask.predict(run_dir, finer.features, out=tmp_path / "c")
+    assert str(refused.value) == (
+        f"{finer.features}: cell centroids are 0.005 degrees apart; the model was trained on cells of 0.01 degrees")
+    assert not (tmp_path / "c").exists()
 
 
 def test_predict_needs_a_finished_run(trained, second_country, tmp_path):
@@ -273,8 +274,7 @@ def test_a_saved_model_edited_since_the_run_is_refused(trained, second_country, 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     (copy / "model.json").write_text(json.dumps(edit(json.loads((run_dir / "model.json").read_text()))))
-    done = cli("predict", copy, second_country.features, "--out", tmp_path / "out")
-    assert done.returncode == 2, done.stderr
-    line = done.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"asm-dask: error: {copy / 'model.json'}: {message}"), line
+    with pytest.raises(InputError) as refused:
+        asm_dask.predict(copy, second_country.features, out=tmp_path / "out")
+    assert str(refused.value).startswith(f"{copy / 'model.json'}: {message}"), refused.value
     assert not (tmp_path / "out").exists()

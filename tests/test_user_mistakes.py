@@ -551,8 +551,9 @@ def test_a_damaged_run_folder_is_one_line_for_predict(local_run, country, tmp_pa
     run_dir = tmp_path / "run"
     shutil.copytree(local_run[0], run_dir)
     damage(run_dir)
-    line = _one_line(cli("predict", run_dir, country.features, "--out", tmp_path / "applied", timeout=60))
-    assert message in line and not (tmp_path / "applied").exists()
+    with pytest.raises(InputError) as refused:
+        asm_dask.predict(run_dir, country.features, out=tmp_path / "applied")
+    assert message in str(refused.value) and not (tmp_path / "applied").exists()
 
 
 @pytest.mark.parametrize(("change", "message"), [
