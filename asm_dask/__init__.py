@@ -10,9 +10,11 @@ The Python API::
     run.predictions()                                    # every cell, a lazy dask-geopandas frame
     other = asm_dask.predict(run, "neighbour_features.feather", out="neighbour")
     again = asm_dask.open_run("out/sierra_leone")        # a finished run, local or on object storage
+    asm_dask.featurize("featurize.yaml")                 # a feature table made from imagery
 
-The package follows the data flow: ``read`` -> ``spatial`` (join) -> ``model`` (fit,
-calibrate, validate) -> ``prediction`` -> ``report``, wired by ``pipeline``; ``records``
+The package follows the data flow: (``featurize``: features from imagery) -> ``read`` ->
+``spatial`` (join) -> ``model`` (fit, calibrate, validate) -> ``prediction`` -> ``report``,
+wired by ``pipeline``; ``records``
 keeps a run's books, ``storage`` reaches every file, ``deploy`` provides the cluster, and
 ``cli`` is the command line. See the documentation's architecture page.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 from importlib.metadata import version as _version
 from typing import Any
 
-from .api import load_job, open_run, predict, run
+from .api import featurize, load_job, open_run, predict, run
 from .config import Job
 from .errors import AlphaAtGridEdgeWarning, AsmDaskWarning, FeatureScaleWarning, InputError
 from .results import Run
@@ -31,10 +33,12 @@ __version__ = _version("asm_dask")
 
 #: public names whose modules import scikit-learn: loaded when first used, so that
 #: ``import asm_dask`` stays quick
-_LAZY = {"RidgeGridClassifier": "asm_dask.model.ridge", "CalibratedClassifier": "asm_dask.model.classifier"}
+_LAZY = {"RidgeGridClassifier": "asm_dask.model.ridge", "CalibratedClassifier": "asm_dask.model.classifier",
+         "FeaturizeResult": "asm_dask.featurization", "FilterBank": "asm_dask.featurization"}
 
-__all__ = ["AlphaAtGridEdgeWarning", "AsmDaskWarning", "CalibratedClassifier", "FeatureScaleWarning", "InputError",
-           "Job", "RidgeGridClassifier", "Run", "__version__", "load_job", "open_run", "predict", "run"]
+__all__ = ["AlphaAtGridEdgeWarning", "AsmDaskWarning", "CalibratedClassifier", "FeatureScaleWarning",
+           "FeaturizeResult", "FilterBank", "InputError", "Job", "RidgeGridClassifier", "Run", "__version__",
+           "featurize", "load_job", "open_run", "predict", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -6,13 +6,17 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import config, storage
 from .config import Job
+from .config.featurize import FeaturizeJob
 from .config.problems import shown
 from .errors import InputError
 from .results import Run
+
+if TYPE_CHECKING:
+    from .featurization import FeaturizeResult, FilterBank
 
 
 def load_job(job: str | os.PathLike | Mapping[str, Any] | Job, base: str | os.PathLike | None = None) -> Job:
@@ -172,6 +176,50 @@ def open_run(path: str | os.PathLike, storage_options: Mapping[str, Mapping[str,
     """
     return Run(config.resolve_path(_path(path, "path"), Path.cwd()),
                storage_options=_storage_options(storage_options or {}))
+
+
+def featurize(job: str | os.PathLike | Mapping[str, Any] | FeaturizeJob, client: Any = None,
+              filters: str | os.PathLike | FilterBank | None = None) -> FeaturizeResult:
+    """Make a feature table from imagery: MOSAIKS random convolutional features, or each
+    band's statistics, for every cell of a grid.
+
+    Parameters
+    ----------
+    job : str, os.PathLike, mapping or FeaturizeJob
+        A featurize file, or its settings as a mapping (see the docs' featurize page).
+    client : distributed.Client or str, optional
+        As for :func:`run`.
+    filters : str, os.PathLike or FilterBank, optional
+        Reuse the filters of an earlier featurization (its feature table) instead of
+        drawing new ones: the features are then comparable with that table's.
+
+    Returns
+    -------
+    FeaturizeResult
+        What was written (``output``), and the cells left out, counted.
+
+    Raises
+    ------
+    InputError
+        Bad input (imagery not found or without a CRS, a band that is not there, imagery
+        that misses the grid, an output that is an input...): one line.
+    """
+    from .config.featurize import featurize_job_from_dict, load_featurize_job
+    from .deploy import storage_options_shared
+    from .featurization import FilterBank, featurize_job, read_filters
+
+    if isinstance(job, Mapping):
+        job = featurize_job_from_dict(dict(job), base=Path.cwd())
+    elif isinstance(job, (str, os.PathLike)):
+        job = load_featurize_job(job)
+    elif not isinstance(job, FeaturizeJob):
+        raise InputError(f"job: expected a featurize file's path, a mapping of its settings or a FeaturizeJob, "
+                         f"got {shown(job)}")
+    if filters is not None and not isinstance(filters, FilterBank):
+        filters = read_filters(config.resolve_path(_path(filters, "filters"), Path.cwd()))
+    with storage.configured(job.storage_options), _client(client) as active, \
+            storage_options_shared(active, job.storage_options):
+        return featurize_job(job, active, filters)
 
 
 def _path(value: Any, name: str) -> str:

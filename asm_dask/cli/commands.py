@@ -1,4 +1,5 @@
-"""``asm-dask``: run a job file, ingest its features ahead of time, or run the demo."""
+"""``asm-dask``: run a job file, apply its model elsewhere, make features from imagery,
+ingest features ahead of time, or run the demo."""
 
 from __future__ import annotations
 
@@ -160,6 +161,26 @@ def _ingest(args: argparse.Namespace, log: RunLog) -> int:
     return 0
 
 
+def _featurize(args: argparse.Namespace, log: RunLog) -> int:
+    from .. import api, storage
+    from ..config.featurize import load_featurize_job
+    from ..deploy import open_client
+
+    job = load_featurize_job(args.featurize)
+    log.open(os.path.dirname(job.output) or ".", key="output")
+    with storage.configured(job.storage_options), \
+            open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
+        result = api.featurize(job, client, args.filters)
+    print(f"{result.n_featurized:,} cells x {result.n_features:,} features in {result.output}")
+    left_out = result.n_outside_imagery + result.n_under_covered
+    if left_out:
+        print(f"left out: {result.n_outside_imagery:,} cells outside the imagery, {result.n_under_covered:,} "
+              f"covered less than min_coverage ({job.min_coverage:g})")
+    if result.filters_fingerprint:
+        print(f"filters {result.filters_fingerprint}, saved in the table: --filters {result.output} reuses them")
+    return 0
+
+
 def _demo(args: argparse.Namespace, log: RunLog) -> int:
     from .. import storage
     from ..api import load_job
@@ -261,6 +282,13 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("job", help="job file (YAML)")
     with_cluster(ingest)
     ingest.set_defaults(command=_ingest)
+
+    featurize = commands.add_parser("featurize", help="make a feature table from imagery or embedding rasters")
+    featurize.add_argument("featurize", metavar="FEATURIZE", help="featurize file (YAML)")
+    featurize.add_argument("--filters", metavar="FROM",
+                           help="a feature table made by asm-dask featurize: reuse its filters")
+    with_cluster(featurize)
+    featurize.set_defaults(command=_featurize)
 
     demo = commands.add_parser("demo", help="make a synthetic country and run the job on it")
     demo.add_argument("--out", default="demo_out", help="folder for the data and results (default: demo_out)")

@@ -38,6 +38,9 @@ from .grid import cell_ids, check_coordinates, parse_image_ids
 COLUMN_GROUP_BYTES = 64 << 20
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "long", "lng", "longitude")
+#: columns ``asm-dask featurize`` writes beside the features (each cell's covered share of
+#: pixels): not read, and not worth a note
+FEATURIZE_COLUMNS = ("covered",)
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def layout_notes(layout: FeatureLayout) -> list[str]:
     (another prefix, coordinates beside an ``image_id``, anything else) and gaps in the
     features' numbering."""
     notes = []
-    read = set(layout.feature_columns) | set(layout.coordinate_columns)
+    read = set(layout.feature_columns) | set(layout.coordinate_columns) | set(FEATURIZE_COLUMNS)
     unread = [name for name in layout.columns if name not in read]
     if unread:
         shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")

@@ -1,0 +1,134 @@
+"""Featurize files: YAML in, a validated :class:`FeaturizeJob` out (``asm-dask featurize``).
+
+The same rules as job files (:mod:`asm_dask.config`): strict types, unknown keys refused,
+every problem on one line with its key path, relative paths resolved against the file's
+folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+
+from ..errors import InputError
+from . import (
+    _KNOWN_KEYS_ONLY,
+    InputPath,
+    Number,
+    Text,
+    Whole,
+    _folder_path,
+    _or_defaults,
+    _path_shorthand,
+    _plain,
+    read_yaml,
+)
+from .problems import Expect, one_line
+
+
+def _bbox(value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    if value is not None and not (-180 <= value[0] < value[2] <= 180 and -90 <= value[1] < value[3] <= 90):
+        raise ValueError("expected [west, south, east, north] in degrees, west < east and south < north")
+    return value
+
+
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+class ImageryConfig:
+    """The imagery: raster files in any CRS, the bands read and how values are scaled."""
+
+    #: a file, a folder of them, or a glob pattern (``s2/*.tif``); local or fsspec URLs
+    path: InputPath
+    #: 1-based band numbers, in the order the features see them; ``None``: every band
+    bands: Annotated[tuple[Annotated[Whole, Field(ge=1)], ...] | None, Field(min_length=1),
+                     Expect("a non-empty list of band numbers >= 1, or null")] = None
+    #: values are ``value * scale + offset``; ``None``: 0.0001 for integer imagery
+    #: (Sentinel-2 digital numbers to reflectance), 1 for floating-point imagery
+    scale: Annotated[Number | None, Field(gt=0), Expect("a number > 0, or null")] = None
+    offset: Annotated[Number, Expect("a number")] = 0
+    #: a value that marks a missing pixel, beside each file's own nodata value
+    nodata: Annotated[Number | None, Expect("a number, or null")] = None
+
+
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+class GridConfig:
+    """The cells to featurize: those of a box, or those of an existing feature table."""
+
+    #: side of a cell in degrees; ``None`` with ``like``: the table's
+    cell_size: Annotated[Number | None, Field(gt=0), Expect("a number > 0, or null")] = None
+    #: ``[west, south, east, north]`` (EPSG:4326): the cells of the grid of whole cells that overlap it
+    bbox: Annotated[tuple[Number, Number, Number, Number] | None, AfterValidator(_bbox),
+                    Expect("[west, south, east, north] in degrees, or null")] = None
+    #: a feature table whose cells are featurized, with its centroids exactly
+    like: Annotated[InputPath | None, Expect("a path or URL, or null")] = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GridConfig:
+        if (self.bbox is None) == (self.like is None):
+            raise ValueError("grid: expected either bbox or like")
+        if self.bbox is not None and self.cell_size is None:
+            raise ValueError("grid.cell_size: expected a number > 0 with grid.bbox")
+        return self
+
+
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+class MethodConfig:
+    """How pixels become features: ``rcf`` (MOSAIKS random convolutional features) or
+    ``pool`` (each band's statistics, for embedding rasters)."""
+
+    name: Annotated[Literal["rcf", "pool"], Expect("'rcf' or 'pool'")] = "rcf"
+    #: rcf: features made (half of them filters, half the ReLU of their negatives)
+    n_features: Annotated[Whole, Field(ge=2, multiple_of=2), Expect("an even integer >= 2")] = 4000
+    #: rcf: the filters' side, in pixels
+    kernel_size: Annotated[Whole, Field(ge=1), Expect("an integer >= 1")] = 3
+    #: rcf: ``empirical`` (whitened patches of the imagery, as the paper) or ``gaussian``
+    mode: Annotated[Literal["empirical", "gaussian"], Expect("'empirical' or 'gaussian'")] = "empirical"
+    #: rcf: the ReLUs' threshold: mean(ReLU(conv - bias)) and mean(ReLU(-conv - bias))
+    bias: Annotated[Number, Expect("a number")] = 0
+    #: rcf: the seed the filters are drawn with
+    seed: Annotated[Whole, Field(ge=0, lt=2**32), Expect("an integer from 0 to 4294967295")] = 0
+    #: pool: statistics of each band
+    stats: Annotated[tuple[Literal["mean", "std", "min", "max"], ...], Field(min_length=1),
+                     Expect("a non-empty list of mean, std, min, max")] = ("mean",)
+
+
+@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+class FeaturizeJob:
+    """A validated featurization: imagery in, a feature table out."""
+
+    imagery: Annotated[ImageryConfig, BeforeValidator(_path_shorthand)]
+    grid: GridConfig
+    #: the feature table written: Parquet, a row group per block of cells
+    output: Annotated[Text, AfterValidator(_folder_path), Expect("a path or URL of a Parquet file")]
+    method: Annotated[MethodConfig, BeforeValidator(_or_defaults)] = field(default_factory=MethodConfig)
+    #: cells covered by less than this share of pixels are left out, and counted
+    min_coverage: Annotated[Number, Field(gt=0, le=1), Expect("a proportion in (0, 1]")] = 0.5
+    #: cells per side of the square blocks featurized by one task
+    block_cells: Annotated[Whole, Field(ge=1), Expect("an integer >= 1")] = 16
+    #: fsspec options by protocol, as a job file's
+    storage_options: Annotated[dict[str, dict[str, Any]], BeforeValidator(_or_defaults),
+                               Expect("a mapping of protocol to options")] = field(default_factory=dict)
+
+
+_FEATURIZE = TypeAdapter(FeaturizeJob)
+
+
+def load_featurize_job(path: str | os.PathLike) -> FeaturizeJob:
+    """Read and validate a featurize file; relative paths resolve against its folder."""
+    path = Path(path)
+    return featurize_job_from_dict(read_yaml(path, "featurize file"), base=path.parent, source=str(path))
+
+
+def featurize_job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "featurize") -> FeaturizeJob:
+    """Build a :class:`FeaturizeJob` from plain data; every problem on one line."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping with imagery, grid and output")
+    raw = _plain(raw)
+    try:
+        return _FEATURIZE.validate_python(raw, context={"base": Path(base)})
+    except ValidationError as error:
+        raise InputError(f"{source}: {one_line(error, FeaturizeJob, raw)}") from None

@@ -1,0 +1,166 @@
+"""Imagery in pieces: tiles in any CRS, read as pixels of grid cells in EPSG:4326.
+
+A strip of cells (cells of one latitude) is read through rasterio's ``WarpedVRT``, which
+reprojects each tile onto a pixel grid whose edges are the cells' edges: every cell gets
+the same whole number of pixels, at about the imagery's native ground resolution (the
+width of a pixel in degrees of longitude grows with the latitude, so that a pixel stays
+about as wide as it is tall on the ground). Nearest-neighbour resampling: no pixel value
+is invented. Where tiles overlap, the first tile (in path order) that holds a pixel gives
+it, so that a cell straddling two tiles gets all its pixels. Values are scaled
+(``value * scale + offset``, to reflectance for instance) as they are read; missing
+pixels are NaN.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import storage
+from ..errors import InputError
+
+#: file names taken from a folder of imagery
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+#: the scale of integer imagery when none is set: Sentinel-2 digital numbers to reflectance
+INTEGER_SCALE = 1e-4
+#: metres in a degree of latitude (and of longitude at the equator), for pixel sizes
+METRES_PER_DEGREE = 111_320.0
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One raster file of the imagery: where it lies and how fine its pixels are."""
+
+    path: str
+    bounds: tuple[float, float, float, float]  #: west, south, east, north in EPSG:4326
+    pixel_metres: float  #: the side of a pixel on the ground, about
+    count: int  #: bands in the file
+    integer: bool  #: whether its values are integers (digital numbers)
+
+
+@dataclass(frozen=True)
+class Imagery:
+    """The tiles of an imagery, the bands read from them and how values are scaled."""
+
+    tiles: tuple[Tile, ...]
+    bands: tuple[int, ...]  #: 1-based band numbers, in the order features see them
+    scale: float
+    offset: float
+    nodata: float | None  #: a value that marks a missing pixel, beside the files' own
+
+    @property
+    def pixel_metres(self) -> float:
+        """The finest tile's pixel size: the resolution cells are read at."""
+        return min(tile.pixel_metres for tile in self.tiles)
+
+    def cell_pixels(self, cell_size: float, lat: float) -> tuple[int, int]:
+        """Pixels per cell (rows, columns) for cells of ``cell_size`` degrees centred at
+        latitude ``lat``: the whole numbers nearest the native resolution."""
+        rows = cell_size * METRES_PER_DEGREE / self.pixel_metres
+        columns = rows * math.cos(math.radians(lat))
+        return max(1, round(rows)), max(1, round(columns))
+
+    def tiles_over(self, west: float, south: float, east: float, north: float) -> list[Tile]:
+        return [t for t in self.tiles
+                if t.bounds[0] < east and t.bounds[2] > west and t.bounds[1] < north and t.bounds[3] > south]
+
+
+def find_tiles(path: str) -> list[str]:
+    """The raster files ``path`` names: one file, a folder (its files ending in
+    :data:`RASTER_SUFFIXES`), or a glob pattern; local or fsspec URLs, sorted."""
+    fs, fs_path = storage.filesystem(path)
+    if glob.has_magic(fs_path):
+        found = sorted(fs.glob(fs_path))
+    elif fs.isdir(fs_path):
+        found = sorted(p for p in fs.ls(fs_path, detail=False) if p.lower().endswith(RASTER_SUFFIXES))
+    elif fs.exists(fs_path):
+        found = [fs_path]
+    else:
+        raise InputError(f"{path}: imagery not found")
+    if not found:
+        raise InputError(f"{path}: no imagery there (expected files ending in {', '.join(RASTER_SUFFIXES)})")
+    return [_as_given(path, fs, p) for p in found]
+
+
+def _as_given(path: str, fs, found: str) -> str:
+    """A found file named as the user named its folder: a URL stays a URL."""
+    return fs.unstrip_protocol(found) if storage.is_url(path) else found
+
+
+def open_imagery(paths: list[str], bands: tuple[int, ...] | None = None, scale: float | None = None,
+                 offset: float = 0.0, nodata: float | None = None) -> Imagery:
+    """Read every tile's extent and resolution, and check that each has a CRS and the
+    ``bands`` asked for (default: every band of the first tile). ``scale`` defaults to
+    :data:`INTEGER_SCALE` for integer imagery, 1 otherwise."""
+    from rasterio.errors import RasterioIOError
+    from rasterio.warp import transform_bounds
+
+    tiles = []
+    for path in paths:
+        try:
+            with _open(path) as src:
+                if src.crs is None:
+                    raise InputError(f"{path}: the tile has no CRS: its pixels cannot be placed on the grid")
+                west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
+                metres = src.crs.linear_units_factor[1] if src.crs.is_projected else METRES_PER_DEGREE
+                pixel = min(abs(src.res[0]), abs(src.res[1])) * metres
+                integer = all(np.issubdtype(np.dtype(kind), np.integer) for kind in src.dtypes)
+                tiles.append(Tile(path, (west, south, east, north), pixel, src.count, integer))
+        except RasterioIOError as exc:
+            raise InputError(f"{path}: cannot read the tile ({str(exc).splitlines()[0]})") from None
+    bands = tuple(bands) if bands else tuple(range(1, tiles[0].count + 1))
+    for tile in tiles:
+        missing = [b for b in bands if not 1 <= b <= tile.count]
+        if missing:
+            raise InputError(f"{tile.path}: no band {missing[0]}: the tile has bands 1..{tile.count}")
+    if scale is None:
+        scale = INTEGER_SCALE if all(tile.integer for tile in tiles) else 1.0
+    return Imagery(tuple(tiles), bands, float(scale), float(offset), nodata)
+
+
+@contextmanager
+def _open(path: str) -> Iterator:
+    import rasterio
+
+    if storage.is_url(path):
+        fs, fs_path = storage.filesystem(path)
+        with rasterio.open(fs_path, opener=fs.open) as src:
+            yield src
+    else:
+        with rasterio.open(path) as src:
+            yield src
+
+
+def read_strip(imagery: Imagery, west: float, south: float, east: float, north: float,
+               width: int, height: int) -> np.ndarray:
+    """The pixels of the box ``west..east`` x ``south..north`` (EPSG:4326) on a grid of
+    ``width`` x ``height`` pixels: ``(n_bands, height, width)`` float32, scaled, NaN where
+    no tile holds a value."""
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_bounds
+    from rasterio.vrt import WarpedVRT
+
+    pixels = np.full((len(imagery.bands), height, width), np.nan, dtype=np.float32)
+    transform = from_bounds(west, south, east, north, width, height)
+    with ExitStack() as stack:
+        for tile in imagery.tiles_over(west, south, east, north):
+            src = stack.enter_context(_open(tile.path))
+            vrt = stack.enter_context(WarpedVRT(
+                src, crs="EPSG:4326", transform=transform, width=width, height=height,
+                resampling=Resampling.nearest, dtype="float32", nodata=np.nan, src_nodata=src.nodata))
+            values = vrt.read(indexes=list(imagery.bands))
+            if imagery.nodata is not None:
+                values[values == imagery.nodata] = np.nan
+            missing = np.isnan(pixels)
+            pixels[missing] = values[missing]
+            if not np.isnan(pixels).any():
+                break
+    pixels *= imagery.scale
+    pixels += imagery.offset
+    return pixels
+
