@@ -28,7 +28,7 @@ from asm_dask.errors import InputError
 from asm_dask.featurization.convolve import rcf_features
 from asm_dask.featurization.filters import FilterBank, empirical_filters, gaussian_filters, zca_whitened
 from asm_dask.featurization.pool import pooled_features
-from asm_dask.featurization.run import METADATA_KEY
+from asm_dask.read.features import FEATURIZATION_KEY
 from asm_dask.read.grid import parse_image_ids
 
 # -- the arithmetic, against plain references ------------------------------------------------
@@ -263,7 +263,7 @@ def test_featurize_then_run_in_two_utm_zones_sees_the_mines(tmp_path, two_zones,
     assert table.column_names[:3] == ["lat", "lon", "covered"]
     assert table.column_names[3:] == [f"feature_{j}" for j in range(64)]
     assert pq.ParquetFile(out).metadata.num_row_groups > 1  # a row group per block of cells
-    description = json.loads(table.schema.metadata[METADATA_KEY])
+    description = json.loads(table.schema.metadata[FEATURIZATION_KEY])
     assert description["filters"]["fingerprint"] == result.filters_fingerprint
     assert description["counts"] == {"n_featurized": 400, "n_outside_imagery": 0, "n_under_covered": 0}
     # cells on both sides of 18 E, every one covered: a cell on the zones' edge gets all its pixels
@@ -279,6 +279,23 @@ def test_featurize_then_run_in_two_utm_zones_sees_the_mines(tmp_path, two_zones,
     assert run.metrics.n_cells == 400
     assert run.metrics.test_auc_calibrated > 0.95, run.metrics.test_auc_calibrated
     assert not [w for w in run.warnings if "not read" in w]  # the covered column needs no note
+    assert run.manifest["inputs"]["features_filters"] == result.filters_fingerprint
+
+    # the saved model on features of other filters: refused before any work, in one line
+    other = _featurize(client, {"path": str(two_zones)}, tmp_path / "other.parquet",
+                       {"name": "rcf", "n_features": 64, "kernel_size": 3, "mode": "empirical", "seed": 5})
+    with pytest.raises(InputError) as refused:
+        asm_dask.predict(run, other.output, out=tmp_path / "other_map", client=client)
+    assert str(refused.value) == (
+        f"{other.output}: made with the filters {other.filters_fingerprint}; the model was trained on features "
+        f"made with the filters {result.filters_fingerprint} ({tmp_path / 'run' / 'manifest.json'}): other "
+        f"filters make other features; featurize with --filters {out}")
+    assert not (tmp_path / "other_map").exists()
+    # ... and on features made with its own filters, mapped
+    same = asm_dask.featurize({"imagery": {"path": str(two_zones)}, "grid": {"like": str(out)},
+                               "output": str(tmp_path / "same.parquet")}, client, filters=out)
+    mapped = asm_dask.predict(run, same.output, out=tmp_path / "same_map", client=client)
+    assert mapped.metrics.n_cells == 400
 
 
 def test_reused_filters_give_identical_features(tmp_path, two_zones, client):

@@ -23,7 +23,7 @@ from distributed import Client
 from .. import storage
 from ..config.featurize import FeaturizeJob
 from ..errors import InputError
-from ..read.features import input_fingerprint, open_input
+from ..read.features import FEATURIZATION_KEY, featurization_of, input_fingerprint
 from ..read.grid import EDGE_DECIMALS
 from ..records.fingerprint import fingerprint, versions
 from ..runtime.progress import wait_with_progress
@@ -34,8 +34,6 @@ from .imagery import Imagery, find_tiles, open_imagery
 
 log = logging.getLogger(__name__)
 
-#: the Parquet metadata key that holds how a table was featurized, filters included
-METADATA_KEY = b"asm_dask.featurize"
 #: cells whose pixels empirical filters are drawn from, as the paper's 10 images
 SAMPLE_CELLS = 16
 
@@ -97,14 +95,12 @@ def read_filters(path: str) -> FilterBank:
     """The filters a featurization saved in its feature table."""
     if not storage.exists(path):
         raise InputError(f"{path}: not found (the filters to reuse: a feature table made by asm-dask featurize)")
-    with open_input(path) as f:
-        metadata = pq.read_schema(f).metadata or {}
-    if METADATA_KEY not in metadata:
+    made = featurization_of(path)
+    if made is None:
         raise InputError(f"{path}: holds no filters (not a feature table of asm-dask featurize)")
-    filters = json.loads(metadata[METADATA_KEY]).get("filters")
-    if filters is None:
+    if made.get("filters") is None:
         raise InputError(f"{path}: holds no filters (featurized by pooling band statistics)")
-    return FilterBank.from_metadata(filters, path)
+    return FilterBank.from_metadata(made["filters"], path)
 
 
 def _check_output(job: FeaturizeJob, imagery: Imagery) -> None:
@@ -116,8 +112,7 @@ def _check_output(job: FeaturizeJob, imagery: Imagery) -> None:
             raise InputError(f"{job.output}: the output is an input of the featurization; choose another output")
     if storage.exists(job.output):
         try:
-            with open_input(job.output) as f:
-                earlier = METADATA_KEY in (pq.read_schema(f).metadata or {})
+            earlier = featurization_of(job.output) is not None
         except (OSError, pa.ArrowException, InputError):
             earlier = False
         if not earlier:
@@ -217,7 +212,7 @@ def _combine(parts: str, n_blocks: int, output: str, description: dict[str, Any]
         raise InputError(f"{description['imagery'][0]}: the imagery covers none of the {len(covered):,} cells "
                          f"({counts['n_outside_imagery']:,} outside it, {counts['n_under_covered']:,} covered less "
                          f"than min_coverage {minimum:g})")
-    metadata = {METADATA_KEY: json.dumps({**description, "counts": counts}).encode()}
+    metadata = {FEATURIZATION_KEY: json.dumps({**description, "counts": counts}).encode()}
     with storage.writing(output) as tmp:
         writer = None
         try:

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..model.classifier import CalibratedClassifier
 from ..model.persistence import load_model
 from ..read.csv_chunks import iter_csv_chunks
-from ..read.features import FeatureLayout, chunk_sizes, detect_layout, read_chunk
+from ..read.features import FeatureLayout, chunk_sizes, detect_layout, filters_of, read_chunk
 from ..read.grid import cells_apart, grid_spacing
 from ..read.table import FeatureTable, open_table
 from ..records.fingerprint import fingerprint, versions
@@ -138,6 +138,19 @@ def _check_features(run: TrainedRun, features: str) -> None:
     layout = detect_layout(features)
     check_feature_names(tuple(run.model.feature_names_in_), layout)
     check_grid(layout, run.cell_size)
+    check_filters(run, features)
+
+
+def check_filters(run: TrainedRun, features: str) -> None:
+    """Features made with other random convolutional filters than the run's are other
+    features, whatever their names: refused."""
+    trained, given = run.manifest["inputs"].get("features_filters"), filters_of(features)
+    if trained != given:
+        made = f"with the filters {given}" if given else "without asm-dask featurize's filters"
+        were = f"with the filters {trained}" if trained else "without asm-dask featurize's filters"
+        raise InputError(f"{features}: made {made}; the model was trained on features made {were} "
+                         f"({storage.join(run.folder, 'manifest.json')}): other filters make other features"
+                         + (f"; featurize with --filters {run.manifest['inputs']['features']}" if trained else ""))
 
 
 def predict_with_run(plan: Prediction, client: Any, hotspot_threshold: float | None = None) -> PredictResult:

@@ -20,6 +20,7 @@ from ..config import Job
 from ..errors import InputError, warn
 from ..model.persistence import save_model
 from ..model.split import split_groups
+from ..read.features import filters_of
 from ..read.labels import Labels, read_labels
 from ..read.table import FeatureTable, gather_rows, nonfinite_columns, open_table, read_columns
 from ..records.fingerprint import run_key, versions
@@ -204,7 +205,8 @@ def describe_run(job: Job, table: FeatureTable, cluster: dict[str, Any]) -> dict
     settings["storage_options"] = {protocol: sorted(options) for protocol, options
                                    in settings["storage_options"].items()}  # names, never values
     return {"command": "run", "inputs": {"labels": job.labels.path, "features": job.features.path,
-                       "features_fingerprint": table.source["ukey"], "features_read_from": table.location},
+                       "features_fingerprint": table.source["ukey"], "features_read_from": table.location,
+                       "features_filters": filters_of(job.features.path)},
             "settings": settings, "versions": versions(), "python": platform.python_version(),
             "cluster": cluster, "n_partitions": len(table.partitions)}
 

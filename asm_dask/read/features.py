@@ -41,6 +41,8 @@ LON_NAMES = ("lon", "long", "lng", "longitude")
 #: columns ``asm-dask featurize`` writes beside the features (each cell's covered share of
 #: pixels): not read, and not worth a note
 FEATURIZE_COLUMNS = ("covered",)
+#: the Parquet metadata key under which ``asm-dask featurize`` says how a table was made
+FEATURIZATION_KEY = b"asm_dask.featurize"
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,31 @@ def chunk_sizes(layout: FeatureLayout) -> list[int]:
             return [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
         meta = pq.ParquetFile(f).metadata
         return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def featurization_of(path: str) -> dict | None:
+    """How ``asm-dask featurize`` made the table at ``path`` (its method and filters), from
+    the Parquet metadata; ``None`` for any other table."""
+    import json
+
+    if _detect_format(path) != "parquet":
+        return None
+    with open_input(path) as f:
+        metadata = pq.read_schema(f).metadata or {}
+    if FEATURIZATION_KEY not in metadata:
+        return None
+    try:
+        return json.loads(metadata[FEATURIZATION_KEY])
+    except ValueError:
+        raise InputError(f"{path}: the description asm-dask featurize left in the table is damaged") from None
+
+
+def filters_of(path: str) -> str | None:
+    """The fingerprint of the random convolutional filters that made the table at
+    ``path``; ``None`` for a table made otherwise."""
+    made = featurization_of(path)
+    filters = made.get("filters") if isinstance(made, dict) else None
+    return filters.get("fingerprint") if isinstance(filters, dict) else None
 
 
 def input_fingerprint(path: str) -> str:
