@@ -252,6 +252,11 @@ def test_tiles_give_the_features_of_the_whole_and_a_cell_across_tiles_gets_all_i
     from_tiles = pd.read_parquet(_featurize(client, {"path": str(tiles / "*.tif")}, tmp_path / "tiles.parquet",
                                             method).output)
     pd.testing.assert_frame_equal(from_tiles, from_whole)
+    # and in blocks of another size: the same pixels, the same features
+    other_blocks = pd.read_parquet(_featurize(client, {"path": str(tiles)}, tmp_path / "blocks.parquet", method,
+                                              block_cells=3).output)
+    pd.testing.assert_frame_equal(other_blocks.sort_values(["lat", "lon"], ignore_index=True),
+                                  from_whole.sort_values(["lat", "lon"], ignore_index=True))
 
 
 def test_featurize_then_run_in_two_utm_zones_sees_the_mines(tmp_path, two_zones, client):

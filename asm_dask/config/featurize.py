@@ -43,9 +43,11 @@ class ImageryConfig:
 
     #: a file, a folder of them, or a glob pattern (``s2/*.tif``); local or fsspec URLs
     path: InputPath
-    #: 1-based band numbers, in the order the features see them; ``None``: every band
-    bands: Annotated[tuple[Annotated[Whole, Field(ge=1)], ...] | None, Field(min_length=1),
-                     Expect("a non-empty list of band numbers >= 1, or null")] = None
+    #: the bands, in the order the features see them: 1-based band numbers in every file,
+    #: or, where ``path`` holds ``{band}`` (``IMG_DATA/*_{band}.jp2``), the names that fill
+    #: it, a band per file (``[B04, B03, B02, B08]``); ``None``: every band of the files
+    bands: Annotated[tuple[Annotated[Whole, Field(ge=1)], ...] | tuple[Text, ...] | None, Field(min_length=1),
+                     Expect("a non-empty list of band numbers >= 1 or of band names, or null")] = None
     #: values are ``value * scale + offset``; ``None``: 0.0001 for integer imagery
     #: (Sentinel-2 digital numbers to reflectance), 1 for floating-point imagery
     scale: Annotated[Number | None, Field(gt=0), Expect("a number > 0, or null")] = None

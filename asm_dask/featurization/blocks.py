@@ -11,7 +11,7 @@ import pandas as pd
 from ..model.numerics import one_blas_thread
 from .convolve import rcf_features
 from .filters import FilterBank
-from .imagery import Imagery, read_strip
+from .imagery import Imagery, read_box
 from .pool import covered_fraction, pooled_features
 
 
@@ -51,21 +51,25 @@ def featurize_block(imagery: Imagery, lat: np.ndarray, lon: np.ndarray, cell_siz
                     min_coverage: float) -> pd.DataFrame:
     """The features of the cells centred at ``lat``, ``lon``, in their order, with each
     cell's ``covered`` fraction; cells covered less than ``min_coverage`` keep NaN
-    features. BLAS runs on one thread: the same bits on any cluster."""
+    features. The pixels of cells of the same pixel shape are read at once; BLAS runs on
+    one thread: the same bits on any cluster."""
     half = cell_size / 2
     features = np.full((len(lat), method.n_features), np.nan, dtype=np.float32)
     covered = np.zeros(len(lat))
+    shapes = [imagery.cell_pixels(cell_size, float(row_lat)) for row_lat in lat]
     with one_blas_thread():
-        for row_lat in np.unique(lat):
-            in_row = np.flatnonzero(lat == row_lat)
-            west = float(lon[in_row].min()) - half
-            n_columns = round((float(lon[in_row].max()) + half - west) / cell_size)
-            rows, columns = imagery.cell_pixels(cell_size, float(row_lat))
-            strip = read_strip(imagery, west, row_lat - half, west + n_columns * cell_size, row_lat + half,
-                               n_columns * columns, rows)
-            for i in in_row:
-                first = round((lon[i] - half - west) / cell_size) * columns
-                pixels = strip[:, :, first:first + columns]
+        for shape in sorted(set(shapes)):
+            rows, columns = shape
+            group = np.flatnonzero([s == shape for s in shapes])
+            west, north = float(lon[group].min()) - half, float(lat[group].max()) + half
+            n_across = round((float(lon[group].max()) + half - west) / cell_size)
+            n_down = round((north - float(lat[group].min()) + half) / cell_size)
+            box = read_box(imagery, west, north - n_down * cell_size, west + n_across * cell_size, north,
+                           n_across * columns, n_down * rows)
+            for i in group:
+                top = round((north - lat[i] - half) / cell_size) * rows
+                left = round((lon[i] - half - west) / cell_size) * columns
+                pixels = box[:, top:top + rows, left:left + columns]
                 covered[i] = covered_fraction(pixels)
                 if covered[i] >= min_coverage and covered[i] > 0:
                     features[i] = method.features(pixels)
@@ -83,6 +87,6 @@ def sample_pixels(imagery: Imagery, lat: np.ndarray, lon: np.ndarray, cell_size:
     samples = []
     for cell_lat, cell_lon in zip(lat, lon):
         rows, columns = imagery.cell_pixels(cell_size, float(cell_lat))
-        samples.append(read_strip(imagery, cell_lon - half, cell_lat - half, cell_lon + half, cell_lat + half,
+        samples.append(read_box(imagery, cell_lon - half, cell_lat - half, cell_lon + half, cell_lat + half,
                                   columns, rows))
     return samples

@@ -1,7 +1,7 @@
 """Imagery in pieces: tiles in any CRS, read as pixels of grid cells in EPSG:4326.
 
-A strip of cells (cells of one latitude) is read through rasterio's ``WarpedVRT``, which
-reprojects each tile onto a pixel grid whose edges are the cells' edges: every cell gets
+The cells of a block are read through rasterio's ``WarpedVRT``, which reprojects each
+tile onto a pixel grid whose edges are the cells' edges: every cell gets
 the same whole number of pixels, at about the imagery's native ground resolution (the
 width of a pixel in degrees of longitude grows with the latitude, so that a pixel stays
 about as wide as it is tall on the ground). Nearest-neighbour resampling: no pixel value
@@ -39,8 +39,9 @@ class Tile:
     path: str
     bounds: tuple[float, float, float, float]  #: west, south, east, north in EPSG:4326
     pixel_metres: float  #: the side of a pixel on the ground, about
-    count: int  #: bands in the file
     integer: bool  #: whether its values are integers (digital numbers)
+    #: (band of the file, band of the imagery) for every band read from the file
+    band_map: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ class Imagery:
     """The tiles of an imagery, the bands read from them and how values are scaled."""
 
     tiles: tuple[Tile, ...]
-    bands: tuple[int, ...]  #: 1-based band numbers, in the order features see them
+    #: the bands, in the order features see them: 1-based numbers in each file, or the
+    #: names that fill ``{band}`` in the path where each band is a file of its own
+    bands: tuple[int | str, ...]
     scale: float
     offset: float
     nodata: float | None  #: a value that marks a missing pixel, beside the files' own
@@ -92,35 +95,66 @@ def _as_given(path: str, fs, found: str) -> str:
     return fs.unstrip_protocol(found) if storage.is_url(path) else found
 
 
-def open_imagery(paths: list[str], bands: tuple[int, ...] | None = None, scale: float | None = None,
+def open_imagery(path: str, bands: tuple[int, ...] | tuple[str, ...] | None = None, scale: float | None = None,
                  offset: float = 0.0, nodata: float | None = None) -> Imagery:
-    """Read every tile's extent and resolution, and check that each has a CRS and the
-    ``bands`` asked for (default: every band of the first tile). ``scale`` defaults to
-    :data:`INTEGER_SCALE` for integer imagery, 1 otherwise."""
+    """The imagery ``path`` names (:func:`find_tiles`), every tile's extent and resolution
+    read, each checked for a CRS and for the ``bands`` asked for.
+
+    Where ``path`` holds ``{band}`` (``IMG_DATA/*_{band}.jp2``), each band is a file (or
+    files) of its own, found by putting each of the ``bands``' names in its place, as
+    Sentinel-2 products are made; otherwise ``bands`` are numbers of bands in every file
+    (default: every band of the first). ``scale`` defaults to :data:`INTEGER_SCALE` for
+    integer imagery, 1 otherwise.
+    """
+    if BAND in path:
+        if not bands or not all(isinstance(band, str) for band in bands):
+            raise InputError(f"{path}: a path with {BAND} needs imagery.bands as the names that fill it "
+                             "(e.g. [B04, B03, B02, B08])")
+        tiles = [_tile(found, ((1, position),)) for position, band in enumerate(bands)
+                 for found in find_tiles(path.replace(BAND, band))]
+    else:
+        if bands and not all(isinstance(band, int) for band in bands):
+            raise InputError(f"{path}: band names need {BAND} in imagery.path, where each name fills it")
+        paths = find_tiles(path)
+        if not bands:
+            bands = tuple(range(1, _header(paths[0])[3] + 1))
+        tiles = [_tile(found, tuple((band, position) for position, band in enumerate(bands))) for found in paths]
+    if scale is None:
+        scale = INTEGER_SCALE if all(tile.integer for tile in tiles) else 1.0
+    return Imagery(tuple(tiles), tuple(bands), float(scale), float(offset), nodata)
+
+
+#: where a path names each band's files by the band's name
+BAND = "{band}"
+
+
+def _tile(path: str, band_map: tuple[tuple[int, int], ...]) -> Tile:
+    """A tile's extent and resolution, read from its header; :class:`InputError` if it
+    lacks a band of ``band_map``."""
+    bounds, pixel, integer, count = _header(path)
+    missing = [band for band, _ in band_map if not 1 <= band <= count]
+    if missing:
+        raise InputError(f"{path}: no band {missing[0]}: the tile has bands 1..{count}")
+    return Tile(path, bounds, pixel, integer, band_map)
+
+
+def _header(path: str) -> tuple[tuple[float, float, float, float], float, bool, int]:
+    """A tile's bounds in EPSG:4326, pixel size in metres, whether it holds integers, and
+    its band count; :class:`InputError` if it cannot be read or has no CRS."""
     from rasterio.errors import RasterioIOError
     from rasterio.warp import transform_bounds
 
-    tiles = []
-    for path in paths:
-        try:
-            with _open(path) as src:
-                if src.crs is None:
-                    raise InputError(f"{path}: the tile has no CRS: its pixels cannot be placed on the grid")
-                west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
-                metres = src.crs.linear_units_factor[1] if src.crs.is_projected else METRES_PER_DEGREE
-                pixel = min(abs(src.res[0]), abs(src.res[1])) * metres
-                integer = all(np.issubdtype(np.dtype(kind), np.integer) for kind in src.dtypes)
-                tiles.append(Tile(path, (west, south, east, north), pixel, src.count, integer))
-        except RasterioIOError as exc:
-            raise InputError(f"{path}: cannot read the tile ({str(exc).splitlines()[0]})") from None
-    bands = tuple(bands) if bands else tuple(range(1, tiles[0].count + 1))
-    for tile in tiles:
-        missing = [b for b in bands if not 1 <= b <= tile.count]
-        if missing:
-            raise InputError(f"{tile.path}: no band {missing[0]}: the tile has bands 1..{tile.count}")
-    if scale is None:
-        scale = INTEGER_SCALE if all(tile.integer for tile in tiles) else 1.0
-    return Imagery(tuple(tiles), bands, float(scale), float(offset), nodata)
+    try:
+        with _open(path) as src:
+            if src.crs is None:
+                raise InputError(f"{path}: the tile has no CRS: its pixels cannot be placed on the grid")
+            bounds = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
+            metres = src.crs.linear_units_factor[1] if src.crs.is_projected else METRES_PER_DEGREE
+            pixel = min(abs(src.res[0]), abs(src.res[1])) * metres
+            integer = all(np.issubdtype(np.dtype(kind), np.integer) for kind in src.dtypes)
+            return tuple(bounds), pixel, integer, src.count
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: cannot read the tile ({str(exc).splitlines()[0]})") from None
 
 
 @contextmanager
@@ -136,7 +170,7 @@ def _open(path: str) -> Iterator:
             yield src
 
 
-def read_strip(imagery: Imagery, west: float, south: float, east: float, north: float,
+def read_box(imagery: Imagery, west: float, south: float, east: float, north: float,
                width: int, height: int) -> np.ndarray:
     """The pixels of the box ``west..east`` x ``south..north`` (EPSG:4326) on a grid of
     ``width`` x ``height`` pixels: ``(n_bands, height, width)`` float32, scaled, NaN where
@@ -146,20 +180,26 @@ def read_strip(imagery: Imagery, west: float, south: float, east: float, north: 
     from rasterio.vrt import WarpedVRT
 
     pixels = np.full((len(imagery.bands), height, width), np.nan, dtype=np.float32)
+    complete = np.zeros(len(imagery.bands), dtype=bool)
     transform = from_bounds(west, south, east, north, width, height)
     with ExitStack() as stack:
         for tile in imagery.tiles_over(west, south, east, north):
+            positions = [position for _, position in tile.band_map]
+            if complete[positions].all():
+                continue
             src = stack.enter_context(_open(tile.path))
             vrt = stack.enter_context(WarpedVRT(
                 src, crs="EPSG:4326", transform=transform, width=width, height=height,
-                resampling=Resampling.nearest, dtype="float32", nodata=np.nan, src_nodata=src.nodata))
-            values = vrt.read(indexes=list(imagery.bands))
+                resampling=Resampling.nearest, dtype="float32", nodata=np.nan, src_nodata=src.nodata,
+                tolerance=1e-6))  # positions to a millionth of a pixel (0 is refused): the same pixels whatever the box
+            values = vrt.read(indexes=[band for band, _ in tile.band_map])
             if imagery.nodata is not None:
                 values[values == imagery.nodata] = np.nan
-            missing = np.isnan(pixels)
-            pixels[missing] = values[missing]
-            if not np.isnan(pixels).any():
-                break
+            held = pixels[positions]
+            missing = np.isnan(held)
+            held[missing] = values[missing]
+            pixels[positions] = held
+            complete[positions] = ~np.isnan(held).any(axis=(1, 2))
     pixels *= imagery.scale
     pixels += imagery.offset
     return pixels

@@ -30,7 +30,7 @@ from ..runtime.progress import wait_with_progress
 from .blocks import Method, PooledStatistics, RandomConvolution, featurize_block, sample_pixels
 from .cells import Cells, blocks_of, cells_in_box, cells_like
 from .filters import FilterBank, empirical_filters, gaussian_filters
-from .imagery import Imagery, find_tiles, open_imagery
+from .imagery import Imagery, open_imagery
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def featurize_job(job: FeaturizeJob, client: Client, filters: FilterBank | None 
     """Featurize ``job``'s cells from its imagery, on ``client``; ``filters`` reuses the
     filters of an earlier featurization (:func:`read_filters`) instead of drawing them."""
     settings = job.imagery
-    imagery = open_imagery(find_tiles(settings.path), settings.bands, settings.scale, settings.offset,
-                           settings.nodata)
+    imagery = open_imagery(settings.path, settings.bands, settings.scale, settings.offset, settings.nodata)
     cells = cells_like(job.grid.like, job.grid.cell_size) if job.grid.like else \
         cells_in_box(*job.grid.bbox, job.grid.cell_size)
     _check_output(job, imagery)
