@@ -34,14 +34,22 @@ def rcf_features(pixels: np.ndarray, bank: FilterBank) -> np.ndarray:
     rows = rows[np.isfinite(rows).all(axis=1)]
     if len(rows) == 0:
         return np.full(bank.n_features, np.nan, dtype=np.float32)
-    filters = bank.weights.reshape(bank.n_filters, -1).T.astype(np.float32)
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    filters = np.ascontiguousarray(bank.weights.reshape(bank.n_filters, -1).T, dtype=np.float32)
     positive = np.zeros(bank.n_filters)
     negative = np.zeros(bank.n_filters)
+    # Two buffers for every block of rows: a Dask worker's allocator (MALLOC_TRIM_THRESHOLD_
+    # set) maps and unmaps a fresh 4 MB array each time, and the page faults cost more than
+    # the products (measured: 168 ms a cell against 66 ms).
+    response = np.empty((min(ROWS_PER_PRODUCT, len(rows)), bank.n_filters), dtype=np.float32)
+    flipped = np.empty_like(response)
     for start in range(0, len(rows), ROWS_PER_PRODUCT):
-        response = np.ascontiguousarray(rows[start:start + ROWS_PER_PRODUCT], dtype=np.float32) @ filters
-        flipped = np.negative(response)
-        response -= bank.bias
-        flipped -= bank.bias
-        positive += np.maximum(response, 0, out=response).sum(axis=0, dtype=np.float64)
-        negative += np.maximum(flipped, 0, out=flipped).sum(axis=0, dtype=np.float64)
+        block = rows[start:start + ROWS_PER_PRODUCT]
+        product, negated = response[:len(block)], flipped[:len(block)]
+        np.matmul(block, filters, out=product)
+        np.negative(product, out=negated)
+        product -= bank.bias
+        negated -= bank.bias
+        positive += np.maximum(product, 0, out=product).sum(axis=0, dtype=np.float64)
+        negative += np.maximum(negated, 0, out=negated).sum(axis=0, dtype=np.float64)
     return (np.concatenate([positive, negative]) / len(rows)).astype(np.float32)
