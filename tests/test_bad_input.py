@@ -160,7 +160,7 @@ def valid(inputs):
     ("model", {"alphas": "abc"}, "model.alphas: expected 'auto' or a non-empty list of distinct positive numbers, got 'abc'"),
     ("model", {"alphas": 0.5}, "model.alphas: expected 'auto' or a non-empty list of distinct positive numbers, got 0.5"),
     ("model", {"cv_folds": "five"}, "model.cv_folds: expected an integer >= 2, got 'five'"),
-    ("model", {"standardize": "no"}, "model.standardize: expected true or false, got 'no'"),
+    ("model", {"standardize": "no"}, "model.standardize: expected true, false or 'auto', got 'no'"),
     ("split", {"test_size": "half"}, "split.test_size: expected a number between 0 and 1, exclusive, got 'half'"),
     ("split", {"seed": "abc"}, "split.seed: expected an integer from 0 to 4294967295, got 'abc'"),
     ("features", {"path": "features.feather", "rows_per_partition": "many"},

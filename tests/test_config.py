@@ -23,7 +23,7 @@ def test_minimal_job_gets_the_notebooks_settings(tmp_path):
     assert job.features.cell_size == 0.01
     assert job.split.test_size == 0.2 and job.split.seed == 1991
     assert job.model.alphas == "auto" and job.model.cv_folds == 5
-    assert job.model.standardize is False and job.model.calibration == "isotonic"
+    assert job.model.standardize == "auto" and job.model.calibration == "isotonic"
     assert job.features.store == "auto" and job.features.store_path is None
 
 
@@ -98,8 +98,8 @@ def test_filters_can_be_switched_off(tmp_path):
     ({"model": {"cv_folds": "five"}}, "model.cv_folds: expected an integer >= 2, got 'five'"),
     ({"model": {"cv_folds": 5.5}}, "model.cv_folds: expected an integer >= 2, got 5.5"),
     ({"model": {"cv_folds": True}}, "model.cv_folds: expected an integer >= 2, got true"),
-    ({"model": {"standardize": "yes"}}, "model.standardize: expected true or false, got 'yes'"),
-    ({"model": {"standardize": 1}}, "model.standardize: expected true or false, got 1"),
+    ({"model": {"standardize": "yes"}}, "model.standardize: expected true, false or 'auto', got 'yes'"),
+    ({"model": {"standardize": 1}}, "model.standardize: expected true, false or 'auto', got 1"),
     ({"model": {"calibration": None}}, "model.calibration: expected 'isotonic' or 'sigmoid', got null"),
     ({"split": {"test_size": "half"}}, "split.test_size: expected a number between 0 and 1, exclusive, got 'half'"),
     ({"split": {"seed": "abc"}}, "split.seed: expected an integer from 0 to 4294967295, got 'abc'"),
@@ -168,7 +168,7 @@ def test_settings_keep_the_number_type_written_so_the_run_key_does_not_change():
                      "store_path": None, "rows_per_partition": None},
         "output": "/b/o",
         "split": {"test_size": 0.2, "seed": 1991, "group_by": "cell", "block_size": 1},
-        "model": {"alphas": (1.0, 10.0), "cv_folds": 5, "standardize": False, "calibration": "isotonic",
+        "model": {"alphas": (1.0, 10.0), "cv_folds": 5, "standardize": "auto", "calibration": "isotonic",
                   "estimators": {"ridge": None}, "select": None},
         "report": {"hotspot_threshold": 0.5, "boundaries": None}, "storage_options": {}}
     assert type(job.as_dict()["split"]["block_size"]) is int

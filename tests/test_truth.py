@@ -8,9 +8,14 @@ held-out labels.
 
 import json
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.feather as feather
 import pytest
 from builders import cli, write_job
 
+import asm_dask
 from asm_dask.demo import make_country, score_against_truth
 
 
@@ -48,3 +53,30 @@ def test_the_penalty_search_does_not_depend_on_the_units_of_the_features(tmp_pat
     assert min(alphas) < metrics["best_alpha"] < max(alphas) and not metrics["alpha_at_grid_edge"]
     assert not 0.01 < metrics["best_alpha"] < 10  # outside the notebook's list
     assert truth["auc_gap"] <= 0.08, truth
+
+
+def test_features_spread_over_four_decades_of_scale_are_standardized_by_auto(tmp_path, client):
+    """Columns multiplied by 10^-2 .. 10^2: raw ridge sees only the widest ones. ``auto``
+    searches both ways on the same folds and keeps the standardized one, whose held-out AUC
+    comes close to what the truth scores."""
+    files = make_country(tmp_path / "country", n_cells=8000, n_features=400, n_labels=2500, seed=13)
+    table = feather.read_table(files.features)
+    names = [n for n in table.column_names if n.startswith("feature_")]
+    scales = np.logspace(-2, 2, len(names))
+    for name, scale in zip(names, np.random.default_rng(0).permutation(scales)):
+        index = table.column_names.index(name)
+        table = table.set_column(index, name, pc.multiply(table.column(name), pa.scalar(scale, pa.float32())))
+    feather.write_feather(table, files.features)
+    runs = {}
+    for setting in (False, True, "auto"):
+        runs[setting] = asm_dask.run({"labels": str(files.labels), "features": str(files.features),
+                                      "output": str(tmp_path / f"out_{setting}"), "model": {"standardize": setting}},
+                                     client)
+    auto = runs["auto"].metrics
+    assert auto.standardize is True and auto.standardize_setting == "auto"
+    assert set(auto.cv_auc_by_scaling) == {"raw", "standardized"}
+    assert auto.cv_auc_by_scaling["standardized"] > auto.cv_auc_by_scaling["raw"]
+    assert auto.test_auc_calibrated == runs[True].metrics.test_auc_calibrated
+    assert runs[True].metrics.test_auc_uncalibrated > runs[False].metrics.test_auc_uncalibrated + 0.01
+    truth = score_against_truth(runs["auto"].folder, files)
+    assert truth["auc_gap"] <= 0.05, truth

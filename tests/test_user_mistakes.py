@@ -376,13 +376,19 @@ def test_a_feature_far_wider_than_the_rest_is_said_and_the_edge_flagged(inputs, 
     table = feather.read_table(folder / "features.feather").to_pandas()
     table.loc[::10, "feature_3"] = 3e38
     feather.write_feather(table, folder / "features.feather")
+    settings = yaml.safe_load((folder / "job.yaml").read_text())
+    raw = asm_dask.load_job({**settings, "model": {"standardize": False}}, base=folder)
     with pytest.warns(AsmDaskWarning, match=r"feature\(s\) feature_3 spread over 1e\+06 times wider than the "
                       "typical feature over the training labels"):
-        asm_dask.run(folder / "job.yaml", client)
+        asm_dask.run(raw, client)
     metrics = json.loads((folder / "out" / "metrics.json").read_text())
     at_end = metrics["best_alpha"] in (min(metrics["alphas_searched"]), max(metrics["alphas_searched"]))
     assert metrics["alpha_at_grid_edge"] == at_end
     assert any("feature_3 spread over" in w for w in metrics["warnings"])
+    # by default the data choose: standardized, ridge sees every feature, and nothing to say
+    chosen = asm_dask.run(folder / "job.yaml", client).metrics
+    assert chosen.standardize is True and chosen.cv_auc_by_scaling["standardized"] > chosen.cv_auc_by_scaling["raw"]
+    assert not any("feature_3 spread over" in w for w in chosen.warnings)
 
 
 # -- signals ----------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -37,7 +36,6 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -47,6 +45,7 @@ from pydantic_core import PydanticCustomError
 
 from ..errors import InputError
 from .problems import Expect, one_line
+from .reading import plain, read_yaml, resolve_path, validated
 
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
 STORE_CHOICES = ("auto", "always", "never")
@@ -251,8 +250,8 @@ class ModelConfig:
                       AfterValidator(lambda a: a if a == "auto" else tuple(float(x) for x in a)),
                       Expect("'auto' or a non-empty list of distinct positive numbers")] = "auto"
     cv_folds: Annotated[Whole, Field(ge=2), Expect("an integer >= 2")] = 5
-    #: divide each feature by its standard deviation over the training rows
-    standardize: Annotated[StrictBool, Expect("true or false")] = False
+    #: divide features by their SD over the training rows: true, false, ``auto`` (the higher CV AUC)
+    standardize: Annotated[StrictBool | Literal["auto"], Expect("true, false or 'auto'")] = "auto"
     #: ``isotonic`` (the notebook's) or ``sigmoid`` (Platt scaling)
     calibration: Annotated[Literal["isotonic", "sigmoid"], Expect("'isotonic' or 'sigmoid'")] = "isotonic"
     #: estimators compared on the same folds: names (built-in grids), or a mapping of
@@ -320,7 +319,7 @@ class Job:
 
     def replace(self, **changes: Any) -> Job:
         """A copy with ``changes``, checked as the job file's settings are."""
-        changes = _plain(changes)
+        changes = plain(changes)
         try:
             return dataclasses.replace(self, **changes)
         except ValidationError as error:
@@ -329,9 +328,6 @@ class Job:
     def as_dict(self) -> dict[str, Any]:
         """The job as plain data, every setting included (the run key is its fingerprint)."""
         return dataclasses.asdict(self)
-
-
-_JOB = TypeAdapter(Job)
 
 
 def load_job(path: str | os.PathLike) -> Job:
@@ -344,57 +340,7 @@ def load_job(path: str | os.PathLike) -> Job:
     return job_from_dict(read_yaml(path, "job file"), base=path.parent, source=str(path))
 
 
-def read_yaml(path: Path, what: str, missing: type[Exception] = InputError,
-              invalid: type[Exception] = InputError) -> Any:
-    """A YAML file's content; ``missing`` or ``invalid`` raised with a one-line message."""
-    if path.is_dir():
-        raise invalid(f"{path}: is a folder, expected a {what}")
-    if not path.is_file():
-        raise missing(f"{path}: {what} not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise invalid(f"{path}: not valid YAML ({_first_line(exc)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise invalid(f"{path}: cannot read {what} ({_first_line(exc)})") from None
-
-
 def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") -> Job:
     """Build a :class:`Job` from plain data, as read from YAML; every problem in it is
     reported on one line of :class:`InputError`, each with its key path."""
-    if not isinstance(raw, dict):
-        raise InputError(f"{source}: expected a mapping with labels, features and output")
-    raw = _plain(raw)
-    try:
-        return _JOB.validate_python(raw, context={"base": Path(base)})
-    except ValidationError as error:
-        raise InputError(f"{source}: {one_line(error, Job, raw)}") from None
-
-
-def _plain(value: Any) -> Any:
-    """Settings given in code as YAML holds them: paths as text, NumPy values as Python's."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(item) for item in value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-
-
-def resolve_path(value: Any, base: Path) -> str:
-    """Resolve a local path against ``base``; URLs (``s3://...``) pass through unchanged."""
-    text = str(value)
-    if "://" in text:
-        return text
-    path = base / os.path.expanduser(text)
-    try:
-        return str(path.resolve())
-    except (RuntimeError, OSError):  # a symbolic link loop: check_paths names it
-        return os.path.abspath(path)
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
+    return validated(Job, raw, base, source, "labels, features and output")

@@ -12,10 +12,9 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic.dataclasses import dataclass
 
-from ..errors import InputError
 from . import (
     _KNOWN_KEYS_ONLY,
     InputPath,
@@ -25,10 +24,9 @@ from . import (
     _folder_path,
     _or_defaults,
     _path_shorthand,
-    _plain,
-    read_yaml,
 )
-from .problems import Expect, one_line
+from .problems import Expect
+from .reading import read_yaml, validated
 
 
 def _bbox(value: tuple[float, ...] | None) -> tuple[float, ...] | None:
@@ -116,9 +114,6 @@ class FeaturizeJob:
                                Expect("a mapping of protocol to options")] = field(default_factory=dict)
 
 
-_FEATURIZE = TypeAdapter(FeaturizeJob)
-
-
 def load_featurize_job(path: str | os.PathLike) -> FeaturizeJob:
     """Read and validate a featurize file; relative paths resolve against its folder."""
     path = Path(path)
@@ -127,10 +122,4 @@ def load_featurize_job(path: str | os.PathLike) -> FeaturizeJob:
 
 def featurize_job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "featurize") -> FeaturizeJob:
     """Build a :class:`FeaturizeJob` from plain data; every problem on one line."""
-    if not isinstance(raw, dict):
-        raise InputError(f"{source}: expected a mapping with imagery, grid and output")
-    raw = _plain(raw)
-    try:
-        return _FEATURIZE.validate_python(raw, context={"base": Path(base)})
-    except ValidationError as error:
-        raise InputError(f"{source}: {one_line(error, FeaturizeJob, raw)}") from None
+    return validated(FeaturizeJob, raw, base, source, "imagery, grid and output")

@@ -66,7 +66,9 @@ def save_model(model: CalibratedClassifier, folder: str | os.PathLike, cell_size
         "versions": {name: version(name) for name in MODEL_PACKAGES}}
     if model.linear:
         # a pipeline's scaler is folded into the weights: only ridge may be unscaled
-        standardize = bool(model.estimator.standardize) if model.name == "ridge" else True
+        # the fitted ridge says how ``auto`` chose; a model read from model.json, as it was saved
+        ridge = getattr(model, "estimator_", None) or model.estimator
+        standardize = bool(getattr(ridge, "standardize_", ridge.standardize)) if model.name == "ridge" else True
         data.update(kind="linear", coef=model.coef_.tolist(), intercept=model.intercept_,
                     alpha=model.best_params_.get("alpha"), standardize=standardize)
         storage.remove(skops_path)

@@ -15,7 +15,7 @@ one (a notebook's ``Client()``, or the one :func:`asm_dask.run` starts).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.model_selection import check_cv
@@ -55,9 +55,11 @@ class RidgeGridClassifier(BinaryClassifier):
         How the rows are split to choose alpha, as ``GridSearchCV`` takes it: an int is
         that many stratified folds; a splitter that uses groups (``GroupKFold``) takes
         them from :meth:`fit`.
-    standardize : bool, default False
+    standardize : bool or "auto", default False
         Divide each feature by its standard deviation over the training rows (features
         that do not vary are left as they are). The same scale serves every fold.
+        ``"auto"`` searches both ways on the same folds and keeps the one with the higher
+        best mean CV AUC (raw features on a tie).
 
     Attributes
     ----------
@@ -72,6 +74,10 @@ class RidgeGridClassifier(BinaryClassifier):
         rows hold one class (left out of the mean, with a warning).
     best_alpha_ : float
         The alpha with the highest mean validation ROC AUC (the first, on ties).
+    standardize_ : bool
+        Whether the features were standardized: ``standardize``, or what ``"auto"`` chose.
+    cv_auc_by_scaling_ : dict
+        The best mean CV AUC of each way searched (``raw``, ``standardized``).
     alpha_at_grid_edge_ : bool
         Whether the best alpha is the smallest or largest one searched (also when other
         alphas tie with it: the penalty then changes nothing there).
@@ -101,7 +107,7 @@ class RidgeGridClassifier(BinaryClassifier):
     for bit on any cluster; the calling process gets its BLAS threads back afterwards.
     """
 
-    def __init__(self, alphas: str | Sequence[float] = "auto", cv: Any = 5, standardize: bool = False):
+    def __init__(self, alphas: str | Sequence[float] = "auto", cv: Any = 5, standardize: bool | str = False):
         self.alphas = alphas
         self.cv = cv
         self.standardize = standardize
@@ -131,30 +137,20 @@ class RidgeGridClassifier(BinaryClassifier):
         X, y = validate_data(self, X, y, y_numeric=False)
         y01 = self._binary_targets(y)
         given = _check_alphas(self.alphas)
+        if self.standardize not in (True, False, "auto"):
+            raise ValueError(f"standardize must be true, false or 'auto'; got {self.standardize!r}")
         folds = list(check_cv(self.cv, y01, classifier=True).split(X, y01, groups))
         scored = _scored_folds(folds, y01)
-        problem = RidgeProblem(X, y01, self.standardize, current_client())
-        grid = given if given is not None else auto_grid(problem.total_variance)
-        self.n_grid_extensions_ = 0
-        solved = grid
-        paths = problem.solve(folds, solved)
-        while True:
-            cv_auc = problem.fold_auc(folds, paths, grid)
-            # The first best in search order, as GridSearchCV picks: on the ascending auto
-            # grid, ties go to the weakest penalty. (The strongest would be the simplest
-            # model, but on a curve flat up to huge penalties it shrinks the scores until
-            # the folds' intercepts dominate the pooled out-of-fold scores, and the
-            # calibration fitted on them collapses to one value.)
-            mean_auc = cv_auc[:, scored].mean(axis=1)
-            best = int(np.argmax(mean_auc))
-            edge = _edge(grid, mean_auc, best)
-            if given is not None or edge is None or self.n_grid_extensions_ >= MAX_EXTENSIONS:
-                break
-            grid = _extend(grid, downwards=edge == "smallest")
-            self.n_grid_extensions_ += 1
-            if not np.isin(grid, solved).all():
-                solved = _with_headroom(grid)
-                paths = problem.solve(folds, solved)
+        client = current_client()
+        ways = (False, True) if self.standardize == "auto" else (bool(self.standardize),)
+        searches = {way: _search(RidgeProblem(X, y01, way, client), folds, scored, given) for way in ways}
+        self.cv_auc_by_scaling_ = {"standardized" if way else "raw": float(found.mean_auc[found.best])
+                                   for way, found in searches.items()}
+        self.standardize_ = max(ways, key=lambda way: searches[way].mean_auc[searches[way].best])
+        found = searches[self.standardize_]
+        problem = found.problem
+        grid, cv_auc, best, mean_auc, paths = found.grid, found.cv_auc, found.best, found.mean_auc, found.paths
+        self.n_grid_extensions_ = found.n_extensions
 
         self.alphas_ = grid
         self.cv_auc_ = cv_auc
@@ -171,7 +167,7 @@ class RidgeGridClassifier(BinaryClassifier):
                 "; a wider grid may find a better one"
             warn(f"the best ridge alpha, {self.best_alpha_:g}, is the {end} one searched "
                           f"({grid.min():g} to {grid.max():g}){how}", AlphaAtGridEdgeWarning)
-        self.dominant_features_ = np.array([], dtype=int) if self.standardize else _dominant(problem.spread)
+        self.dominant_features_ = np.array([], dtype=int) if self.standardize_ else _dominant(problem.spread)
         if len(self.dominant_features_):
             warn(f"feature(s) at column(s) {self.dominant_features_[:5].tolist()} spread over "
                           f"{DOMINANT_SCALE_RATIO:g} times wider than the typical feature: ridge's penalty "
@@ -225,6 +221,44 @@ def auto_grid(total_variance: float) -> np.ndarray:
     exponents = np.arange((centre - AUTO_DECADES_BELOW) * POINTS_PER_DECADE,
                           (centre + AUTO_DECADES_ABOVE) * POINTS_PER_DECADE + 1) / POINTS_PER_DECADE
     return _round(10.0 ** exponents)
+
+
+class _Search(NamedTuple):
+    """One penalty search: the grid searched, every alpha's AUC on every fold, the best."""
+
+    problem: RidgeProblem
+    grid: np.ndarray
+    cv_auc: np.ndarray
+    mean_auc: np.ndarray
+    best: int
+    paths: Any
+    n_extensions: int
+
+
+def _search(problem: RidgeProblem, folds: list, scored: np.ndarray, given: np.ndarray | None) -> _Search:
+    """Every alpha of the grid on every fold; the auto grid extended while its best alpha
+    is at an end (up to :data:`MAX_EXTENSIONS` decades)."""
+    grid = given if given is not None else auto_grid(problem.total_variance)
+    extensions = 0
+    solved = grid
+    paths = problem.solve(folds, solved)
+    while True:
+        cv_auc = problem.fold_auc(folds, paths, grid)
+        # The first best in search order, as GridSearchCV picks: on the ascending auto
+        # grid, ties go to the weakest penalty. (The strongest would be the simplest
+        # model, but on a curve flat up to huge penalties it shrinks the scores until
+        # the folds' intercepts dominate the pooled out-of-fold scores, and the
+        # calibration fitted on them collapses to one value.)
+        mean_auc = cv_auc[:, scored].mean(axis=1)
+        best = int(np.argmax(mean_auc))
+        edge = _edge(grid, mean_auc, best)
+        if given is not None or edge is None or extensions >= MAX_EXTENSIONS:
+            return _Search(problem, grid, cv_auc, mean_auc, best, paths, extensions)
+        grid = _extend(grid, downwards=edge == "smallest")
+        extensions += 1
+        if not np.isin(grid, solved).all():
+            solved = _with_headroom(grid)
+            paths = problem.solve(folds, solved)
 
 
 def _check_alphas(alphas: Any) -> np.ndarray | None:

@@ -178,7 +178,7 @@ def _cross_validation(ridge: RidgeGridClassifier, X: np.ndarray, y: np.ndarray, 
     except InputError as exc:
         return found, {other: str(exc)}
     alphas = ridge.alphas_[ridge.alphas_ >= ridge.best_alpha_ / 100]
-    auc = cross_validated_auc(X, y, folds, alphas, job.model.standardize, client)
+    auc = cross_validated_auc(X, y, folds, alphas, ridge.standardize_, client)
     found[other] = CrossValidation(other, alphas, auc, ridge.best_alpha_, block_size if other == "block" else None)
     return found, {}
 

@@ -179,7 +179,12 @@ class RunMetrics(MapCounts):
     n_grid_extensions: int
     alpha_at_grid_edge: bool
     solver: str
+    #: whether the features were standardized: model.standardize, or what ``auto`` chose
     standardize: bool
+    #: model.standardize as set: true, false or ``auto``
+    standardize_setting: bool | str
+    #: the best mean CV AUC of raw and of standardized features (``auto``), or of the one searched
+    cv_auc_by_scaling: dict[str, float]
     calibration: str
     selected_estimator: str
     selected_by: str
