@@ -316,6 +316,51 @@ def test_reused_filters_give_identical_features(tmp_path, two_zones, client):
     assert drawn.filters_fingerprint != first.filters_fingerprint
 
 
+def test_a_stac_item_collection_of_cloud_optimized_band_files_gives_the_features_of_the_tiles(tmp_path, two_zones,
+                                                                                                client):
+    """Each zone's tile as three one-band COGs, listed as the assets of two STAC items."""
+    import rasterio.shutil
+
+    items = []
+    (tmp_path / "cogs").mkdir()
+    for tile in sorted(two_zones.glob("*.tif")):
+        assets = {}
+        with rasterio.open(tile) as src:
+            for band, name in enumerate(["red", "green", "blue"], start=1):
+                plain = tmp_path / f"{tile.stem}_{name}_plain.tif"
+                with rasterio.open(plain, "w", **{**src.profile, "count": 1}) as dst:
+                    dst.write(src.read(band), 1)
+                rasterio.shutil.copy(plain, tmp_path / "cogs" / f"{tile.stem}_{name}.tif", driver="COG")
+                assets[name] = {"href": f"cogs/{tile.stem}_{name}.tif", "type": "image/tiff; application=geotiff"}
+        items.append({"type": "Feature", "stac_version": "1.0.0", "id": tile.stem, "geometry": None,
+                      "properties": {}, "assets": assets})
+    (tmp_path / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    with rasterio.open(tmp_path / "cogs" / "a_zone33_red.tif") as cog:
+        assert cog.overviews(1) and cog.profile["tiled"]  # cloud-optimized: tiled, with overviews
+    method = {"name": "rcf", "n_features": 16, "mode": "gaussian"}
+    stac = _featurize(client, {"path": str(tmp_path / "items.json"), "bands": ["red", "green", "blue"]},
+                      tmp_path / "stac.parquet", method)
+    files = _featurize(client, {"path": str(two_zones), "bands": [1, 2, 3]}, tmp_path / "files.parquet", method)
+    pd.testing.assert_frame_equal(pd.read_parquet(stac.output), pd.read_parquet(files.output))
+    with pytest.raises(InputError, match=r"items.json: item 'a_zone33' has no asset 'nir' with an href \(its "
+                                         r"assets: blue, green, red\)"):
+        _featurize(client, {"path": str(tmp_path / "items.json"), "bands": ["red", "nir"]},
+                   tmp_path / "nir.parquet", method)
+
+
+def test_the_same_features_on_one_worker_as_on_two(tmp_path, two_zones, client):
+    import distributed
+
+    job = {"imagery": {"path": str(two_zones)}, "grid": {"cell_size": CELL, "bbox": [WEST, SOUTH, EAST, NORTH]},
+           "method": {"name": "rcf", "n_features": 64, "mode": "empirical", "seed": 2}, "block_cells": 4}
+    on_two = asm_dask.featurize({**job, "output": str(tmp_path / "two.parquet")}, client)
+    assert len(client.scheduler_info()["workers"]) == 2
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as one, \
+            distributed.Client(one) as single:
+        on_one = asm_dask.featurize({**job, "output": str(tmp_path / "one.parquet")}, single)
+    pd.testing.assert_frame_equal(pd.read_parquet(on_one.output), pd.read_parquet(on_two.output))
+
+
 def test_grid_like_keeps_an_existing_tables_cells_exactly(tmp_path, two_zones, client):
     """A table whose centroids are not those of the box grid (the demo's) keeps its own."""
     lats = np.round(np.arange(4.9525, 5.05, 0.005), 4)[:6]

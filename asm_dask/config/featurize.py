@@ -39,11 +39,13 @@ def _bbox(value: tuple[float, ...] | None) -> tuple[float, ...] | None:
 class ImageryConfig:
     """The imagery: raster files in any CRS, the bands read and how values are scaled."""
 
-    #: a file, a folder of them, or a glob pattern (``s2/*.tif``); local or fsspec URLs
+    #: a file, a folder of them, a glob pattern (``s2/*.tif``), or a STAC ItemCollection
+    #: saved as ``.json``; local or fsspec URLs
     path: InputPath
     #: the bands, in the order the features see them: 1-based band numbers in every file,
     #: or, where ``path`` holds ``{band}`` (``IMG_DATA/*_{band}.jp2``), the names that fill
-    #: it, a band per file (``[B04, B03, B02, B08]``); ``None``: every band of the files
+    #: it, a band per file (``[B04, B03, B02, B08]``), or a STAC ItemCollection's asset keys;
+    #: ``None``: every band of the files
     bands: Annotated[tuple[Annotated[Whole, Field(ge=1)], ...] | tuple[Text, ...] | None, Field(min_length=1),
                      Expect("a non-empty list of band numbers >= 1 or of band names, or null")] = None
     #: values are ``value * scale + offset``; ``None``: 0.0001 for integer imagery

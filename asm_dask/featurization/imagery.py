@@ -102,11 +102,18 @@ def open_imagery(path: str, bands: tuple[int, ...] | tuple[str, ...] | None = No
 
     Where ``path`` holds ``{band}`` (``IMG_DATA/*_{band}.jp2``), each band is a file (or
     files) of its own, found by putting each of the ``bands``' names in its place, as
-    Sentinel-2 products are made; otherwise ``bands`` are numbers of bands in every file
-    (default: every band of the first). ``scale`` defaults to :data:`INTEGER_SCALE` for
-    integer imagery, 1 otherwise.
+    Sentinel-2 products are made. A STAC ItemCollection (or Item) in a ``.json`` file names
+    its files by asset: ``bands`` are asset keys (``[red, green, blue, nir]``), each asset
+    a one-band file. Otherwise ``bands`` are numbers of bands in every file (default: every
+    band of the first). ``scale`` defaults to :data:`INTEGER_SCALE` for integer imagery, 1
+    otherwise.
     """
-    if BAND in path:
+    if path.lower().endswith(".json"):
+        if not bands or not all(isinstance(band, str) for band in bands):
+            raise InputError(f"{path}: a STAC ItemCollection needs imagery.bands as asset keys "
+                             "(e.g. [red, green, blue, nir])")
+        tiles = [_tile(href, ((1, position),)) for href, position in stac_assets(path, bands)]
+    elif BAND in path:
         if not bands or not all(isinstance(band, str) for band in bands):
             raise InputError(f"{path}: a path with {BAND} needs imagery.bands as the names that fill it "
                              "(e.g. [B04, B03, B02, B08])")
@@ -114,7 +121,8 @@ def open_imagery(path: str, bands: tuple[int, ...] | tuple[str, ...] | None = No
                  for found in find_tiles(path.replace(BAND, band))]
     else:
         if bands and not all(isinstance(band, int) for band in bands):
-            raise InputError(f"{path}: band names need {BAND} in imagery.path, where each name fills it")
+            raise InputError(f"{path}: band names need {BAND} in imagery.path, where each name fills it, or a "
+                             "STAC ItemCollection (.json), whose assets they name")
         paths = find_tiles(path)
         if not bands:
             bands = tuple(range(1, _header(paths[0])[3] + 1))
@@ -126,6 +134,37 @@ def open_imagery(path: str, bands: tuple[int, ...] | tuple[str, ...] | None = No
 
 #: where a path names each band's files by the band's name
 BAND = "{band}"
+
+
+def stac_assets(path: str, bands: tuple[str, ...]) -> list[tuple[str, int]]:
+    """(file, band position) of every asset ``bands`` names in every item of the STAC
+    ItemCollection (or single Item) at ``path``, in item order; relative hrefs resolve
+    against the file's folder."""
+    import json
+
+    try:
+        document = json.loads(storage.read_bytes(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: imagery not found") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: not JSON ({exc})") from None
+    items = document.get("features") if isinstance(document, dict) and document.get("type") == "FeatureCollection" \
+        else [document] if isinstance(document, dict) and document.get("type") == "Feature" else None
+    if not items:
+        raise InputError(f"{path}: not a STAC ItemCollection or Item with items (expected GeoJSON of type "
+                         "FeatureCollection or Feature, with assets)")
+    folder = path.rsplit("/", 1)[0] if "/" in path else "."
+    found = []
+    for number, item in enumerate(items, start=1):
+        assets = item.get("assets") if isinstance(item, dict) else None
+        name = item.get("id", f"item {number}") if isinstance(item, dict) else f"item {number}"
+        for position, band in enumerate(bands):
+            href = assets.get(band, {}).get("href") if isinstance(assets, dict) else None
+            if not isinstance(href, str):
+                keys = ", ".join(sorted(assets)) if isinstance(assets, dict) else "none"
+                raise InputError(f"{path}: item {name!r} has no asset {band!r} with an href (its assets: {keys})")
+            found.append((href if "://" in href or href.startswith("/") else storage.join(folder, href), position))
+    return found
 
 
 def _tile(path: str, band_map: tuple[tuple[int, int], ...]) -> Tile:
