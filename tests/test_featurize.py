@@ -390,6 +390,8 @@ def test_bad_featurize_input_is_one_line_and_writes_nothing(tmp_path, two_zones,
     refused({**base, "grid": {"cell_size": CELL, "bbox": [WEST, SOUTH, EAST, NORTH], "like": tile}},
             "grid: expected either bbox or like")
     refused({**base, "grid": {"bbox": [WEST, SOUTH, EAST, NORTH]}}, "grid.cell_size: expected a number > 0")
+    refused({**base, "method": {"name": "pool", "n_features": 8}},
+            "method.n_features: expected no n_features with method.name: pool \\(a setting of rcf\\), got 8")
     refused({**base, "grid": {"cell_size": CELL, "bbox": [EAST, SOUTH, WEST, NORTH]}}, "grid.bbox: expected")
     refused({**base, "imagery": {"path": tile, "bands": [2, 5]}},
             f"{tile}: no band 5: the tile has bands 1..3")

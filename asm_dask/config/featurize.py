@@ -21,6 +21,7 @@ from . import (
     Number,
     Text,
     Whole,
+    _expected_at,
     _folder_path,
     _or_defaults,
     _path_shorthand,
@@ -96,6 +97,19 @@ class MethodConfig:
     #: pool: statistics of each band
     stats: Annotated[tuple[Literal["mean", "std", "min", "max"], ...], Field(min_length=1),
                      Expect("a non-empty list of mean, std, min, max")] = ("mean",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_the_methods_own(cls, raw: Any) -> Any:
+        """A setting of the other method is a mistake, not something to ignore."""
+        if isinstance(raw, dict):
+            name = raw.get("name", "rcf")
+            others = ["stats"] if name == "rcf" else ["n_features", "kernel_size", "mode", "bias", "seed"]
+            given = [key for key in others if key in raw]
+            if given and name in ("rcf", "pool"):
+                raise _expected_at((given[0],), raw[given[0]], f"no {given[0]} with method.name: {name} (a setting "
+                                                                f"of {'pool' if name == 'rcf' else 'rcf'})")
+        return raw
 
 
 @dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
