@@ -17,7 +17,6 @@ features, whatever their column names.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..records.fingerprint import digest
 
 MODES = ("empirical", "gaussian")
 #: patches drawn from the imagery to whiten, as the paper (1e5 patches of 10 images)
@@ -76,9 +76,8 @@ class FilterBank:
     @property
     def fingerprint(self) -> str:
         """A short SHA-256 of the weights' bits, their shape and the bias."""
-        digest = hashlib.sha256(np.ascontiguousarray(self.weights, dtype="<f4").tobytes())
-        digest.update(json.dumps([list(self.weights.shape), float(self.bias)]).encode())
-        return digest.hexdigest()[:16]
+        return digest(np.ascontiguousarray(self.weights, dtype="<f4").tobytes(),
+                      json.dumps([list(self.weights.shape), float(self.bias)]).encode())
 
     def as_metadata(self) -> dict[str, Any]:
         """The bank as JSON-ready data (the weights as little-endian float32, base64)."""

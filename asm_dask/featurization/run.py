@@ -25,7 +25,7 @@ from ..config.featurize import FeaturizeJob
 from ..errors import InputError
 from ..read.features import FEATURIZATION_KEY, featurization_of, input_fingerprint
 from ..read.grid import EDGE_DECIMALS
-from ..records.fingerprint import fingerprint, versions
+from ..records.fingerprint import digest, fingerprint, versions
 from ..runtime.progress import wait_with_progress
 from .blocks import Method, PooledStatistics, RandomConvolution, featurize_block, sample_pixels
 from .cells import Cells, blocks_of, cells_in_box, cells_like
@@ -160,12 +160,8 @@ def _describe(method: Method) -> dict[str, Any]:
 
 
 def _digest(cells: Cells) -> str:
-    import hashlib
-
-    digest = hashlib.sha256(np.round(cells.lat, EDGE_DECIMALS).tobytes())
-    digest.update(np.round(cells.lon, EDGE_DECIMALS).tobytes())
-    digest.update(repr(cells.cell_size).encode())
-    return digest.hexdigest()[:16]
+    return digest(np.round(cells.lat, EDGE_DECIMALS).tobytes(), np.round(cells.lon, EDGE_DECIMALS).tobytes(),
+                  repr(cells.cell_size).encode())
 
 
 def _part(parts: str, index: int) -> str:

@@ -22,7 +22,7 @@ from sklearn.base import clone
 from sklearn.model_selection import check_cv
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..records.fingerprint import FINGERPRINT_DIGITS
+from ..records.fingerprint import digest
 from .binary import BinaryClassifier
 from .calibration import Calibrator, fit_calibrator
 from .estimators import LINEAR, estimator_name, fold_linear, raw_scores
@@ -237,13 +237,11 @@ def model_fingerprint(calibrator: Calibrator, *, weights: tuple[np.ndarray, floa
                       scores_digest: str | None = None) -> str:
     """A short digest of what a model predicts: its calibration and its linear weights, or
     the digest of its scores of its training rows (``model.json`` records it)."""
-    digest = hashlib.sha256(calibrator.method.encode())
+    parts = [calibrator.method.encode()]
     arrays: list[np.ndarray] = []
     if weights is not None:
         arrays += [weights[0], np.array([weights[1]])]
     else:
-        digest.update(scores_digest.encode())
+        parts.append(scores_digest.encode())
     arrays += [np.atleast_1d(np.asarray(v, dtype=np.float64)) for _, v in sorted(calibrator.params.items())]
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
-    return digest.hexdigest()[:FINGERPRINT_DIGITS]
+    return digest(*parts, *(np.ascontiguousarray(array, dtype=np.float64).tobytes() for array in arrays))

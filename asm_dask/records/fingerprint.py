@@ -25,8 +25,16 @@ FINGERPRINT_DIGITS = 16
 
 def fingerprint(value: Any) -> str:
     """A short SHA-256 of ``value``'s JSON (keys sorted; what JSON cannot hold, as text)."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_DIGITS]
+    return digest(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+def digest(*parts: bytes) -> str:
+    """A short SHA-256 of ``parts``, one after the other: of bits that JSON would not
+    keep exactly (arrays of floats)."""
+    hashed = hashlib.sha256()
+    for part in parts:
+        hashed.update(part)
+    return hashed.hexdigest()[:FINGERPRINT_DIGITS]
 
 
 def versions() -> dict[str, str]:
