@@ -68,6 +68,14 @@ class Imagery:
         columns = rows * math.cos(math.radians(lat))
         return max(1, round(rows)), max(1, round(columns))
 
+    def covers(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Whether each point lies inside some tile's extent (as :meth:`tiles_over` a point)."""
+        inside = np.zeros(len(lat), dtype=bool)
+        for tile in self.tiles:
+            west, south, east, north = tile.bounds
+            inside |= (west < lon) & (lon < east) & (south < lat) & (lat < north)
+        return inside
+
     def tiles_over(self, west: float, south: float, east: float, north: float) -> list[Tile]:
         return [t for t in self.tiles
                 if t.bounds[0] < east and t.bounds[2] > west and t.bounds[1] < north and t.bounds[3] > south]

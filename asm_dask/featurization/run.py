@@ -23,7 +23,7 @@ from distributed import Client
 from .. import storage
 from ..config.featurize import FeaturizeJob
 from ..errors import InputError
-from ..read.features import FEATURIZATION_KEY, featurization_of, input_fingerprint
+from ..read.features import FEATURIZATION_KEY, featurization_of, input_fingerprint, open_input
 from ..read.grid import EDGE_DECIMALS
 from ..records.fingerprint import digest, fingerprint, versions
 from ..runtime.progress import wait_with_progress
@@ -59,7 +59,7 @@ def featurize_job(job: FeaturizeJob, client: Client, filters: FilterBank | None 
     cells = cells_like(job.grid.like, job.grid.cell_size) if job.grid.like else \
         cells_in_box(*job.grid.bbox, job.grid.cell_size)
     _check_output(job, imagery)
-    under = np.flatnonzero([bool(imagery.tiles_over(lon, lat, lon, lat)) for lat, lon in zip(cells.lat, cells.lon)])
+    under = np.flatnonzero(imagery.covers(cells.lat, cells.lon))
     if not len(under):
         raise InputError(f"{job.imagery.path}: the imagery covers none of the grid's {len(cells):,} cells")
     kernel = filters.kernel_size if filters is not None else job.method.kernel_size
@@ -79,15 +79,15 @@ def featurize_job(job: FeaturizeJob, client: Client, filters: FilterBank | None 
                              cells.cell_size, method, job.min_coverage, _part(parts, i), pure=False)
                for i in todo]
     wait_with_progress(client, futures, "featurize cells")
+    bank = method.bank if isinstance(method, RandomConvolution) else None
     counts = _combine(parts, len(blocks), job.output, {
-        "method": _describe(method), "filters": method.bank.as_metadata() if isinstance(method, RandomConvolution)
-        else None, "imagery": [t.path for t in imagery.tiles], "bands": list(imagery.bands),
+        "method": _describe(method), "filters": bank.as_metadata() if bank else None,
+        "imagery": [t.path for t in imagery.tiles], "bands": list(imagery.bands),
         "scale": imagery.scale, "offset": imagery.offset, "cell_size": cells.cell_size,
         "min_coverage": job.min_coverage, "key": key})
     storage.remove(parts)
     return FeaturizeResult(output=job.output, n_cells=len(cells), n_features=method.n_features,
-                           filters_fingerprint=method.bank.fingerprint if isinstance(method, RandomConvolution)
-                           else None, **counts)
+                           filters_fingerprint=bank.fingerprint if bank else None, **counts)
 
 
 def read_filters(path: str) -> FilterBank:
@@ -165,7 +165,11 @@ def _digest(cells: Cells) -> str:
 
 
 def _part(parts: str, index: int) -> str:
-    return storage.join(parts, f"block-{index:06d}.parquet")
+    return storage.join(parts, _part_name(index))
+
+
+def _part_name(index: int) -> str:
+    return f"block-{index:06d}.parquet"
 
 
 def _resume(parts: str, key: str, n_blocks: int) -> set[int]:
@@ -175,7 +179,7 @@ def _resume(parts: str, key: str, n_blocks: int) -> set[int]:
     held = storage.read_json(manifest)
     if isinstance(held, dict) and held.get("key") == key:
         names = set(storage.list_names(parts))
-        return {i for i in range(n_blocks) if f"block-{i:06d}.parquet" in names}
+        return {i for i in range(n_blocks) if _part_name(i) in names}
     if storage.exists(parts):
         if held is None:
             raise InputError(f"{parts}: exists and is not the work folder of an asm-dask featurization; "
@@ -196,8 +200,11 @@ def _featurize_and_write(imagery: Imagery, lat: np.ndarray, lon: np.ndarray, cel
 def _combine(parts: str, n_blocks: int, output: str, description: dict[str, Any]) -> dict[str, int]:
     """The parts written into ``output``, a row group per block, without the cells left
     out; what was left out counted, and said in the file's metadata with ``description``."""
-    coverage = [pq.read_table(_read(_part(parts, i)), columns=["covered"]).column("covered").to_numpy()
-                for i in range(n_blocks)]
+    # the covered column alone: a part's footer and one column chunk, not the whole part
+    coverage = []
+    for i in range(n_blocks):
+        with open_input(_part(parts, i)) as f:
+            coverage.append(pq.read_table(f, columns=["covered"]).column("covered").to_numpy())
     covered = np.concatenate(coverage)
     minimum = description["min_coverage"]
     counts = {"n_featurized": int((covered >= minimum).sum()), "n_outside_imagery": int((covered == 0).sum()),
@@ -212,7 +219,8 @@ def _combine(parts: str, n_blocks: int, output: str, description: dict[str, Any]
         writer = None
         try:
             for i, block_coverage in enumerate(coverage):
-                table = pq.read_table(_read(_part(parts, i))).filter(pa.array(block_coverage >= minimum))
+                with open_input(_part(parts, i)) as f:
+                    table = pq.read_table(f).filter(pa.array(block_coverage >= minimum))
                 table = table.replace_schema_metadata(metadata)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
@@ -222,7 +230,3 @@ def _combine(parts: str, n_blocks: int, output: str, description: dict[str, Any]
             if writer is not None:
                 writer.close()
     return counts
-
-
-def _read(path: str) -> pa.BufferReader:
-    return pa.BufferReader(storage.read_bytes(path))
