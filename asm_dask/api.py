@@ -215,11 +215,11 @@ def featurize(job: str | os.PathLike | Mapping[str, Any] | FeaturizeJob, client:
     elif not isinstance(job, FeaturizeJob):
         raise InputError(f"job: expected a featurize file's path, a mapping of its settings or a FeaturizeJob, "
                          f"got {shown(job)}")
-    if filters is not None and not isinstance(filters, FilterBank):
-        filters = read_filters(config.resolve_path(_path(filters, "filters"), Path.cwd()))
-    with storage.configured(job.storage_options), _client(client) as active, \
-            storage_options_shared(active, job.storage_options):
-        return featurize_job(job, active, filters)
+    with storage.configured(job.storage_options):
+        if filters is not None and not isinstance(filters, FilterBank):  # read with the job's storage options
+            filters = read_filters(config.resolve_path(_path(filters, "filters"), Path.cwd()))
+        with _client(client) as active, storage_options_shared(active, job.storage_options):
+            return featurize_job(job, active, filters)
 
 
 def _path(value: Any, name: str) -> str:

@@ -167,9 +167,9 @@ def _featurize(args: argparse.Namespace, log: RunLog) -> int:
     from ..deploy import open_client
 
     job = load_featurize_job(args.featurize)
+    storage.configure(job.storage_options)  # the log may lie on object storage too, as a run's
     log.open(os.path.dirname(job.output) or ".", key="output")
-    with storage.configured(job.storage_options), \
-            open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
+    with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
         result = api.featurize(job, client, args.filters)
     print(f"{result.n_featurized:,} cells x {result.n_features:,} features in {result.output}")
     left_out = result.n_outside_imagery + result.n_under_covered
