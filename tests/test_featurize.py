@@ -401,6 +401,9 @@ def test_bad_featurize_input_is_one_line_and_writes_nothing(tmp_path, two_zones,
     refused({**base, "method": {"name": "rcf", "n_features": 8, "kernel_size": 9}, "grid": {
         "cell_size": 0.001, "bbox": [WEST, SOUTH, EAST, NORTH]}}, "fewer than the kernel's 9")
     refused({**base, "output": tile}, "the output is an input of the featurization")
+    refused({**base, "output": str(tmp_path / "features") + "/"},
+            "output: expected a path of a Parquet file, not of a folder")
+    assert not (tmp_path / "features").exists()
     no_crs = tmp_path / "no_crs.tif"
     with rasterio.open(no_crs, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as dst:
         dst.write(np.ones((1, 4, 4), dtype=np.uint8))

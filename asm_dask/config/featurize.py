@@ -30,6 +30,13 @@ from .problems import Expect
 from .reading import read_yaml, validated
 
 
+def _a_file(value: str) -> str:
+    """A path written as a folder's (``features/``) is not the file a table is written to."""
+    if value.endswith(("/", os.sep)):
+        raise ValueError("expected a path of a Parquet file, not of a folder (features/SLE_2024.parquet)")
+    return value
+
+
 def _bbox(value: tuple[float, ...] | None) -> tuple[float, ...] | None:
     if value is not None and not (-180 <= value[0] < value[2] <= 180 and -90 <= value[1] < value[3] <= 90):
         raise ValueError("expected [west, south, east, north] in degrees, west < east and south < north")
@@ -119,7 +126,8 @@ class FeaturizeJob:
     imagery: Annotated[ImageryConfig, BeforeValidator(_path_shorthand)]
     grid: GridConfig
     #: the feature table written: Parquet, a row group per block of cells
-    output: Annotated[Text, AfterValidator(_folder_path), Expect("a path or URL of a Parquet file")]
+    output: Annotated[Text, AfterValidator(_a_file), AfterValidator(_folder_path),
+                      Expect("a path or URL of a Parquet file")]
     method: Annotated[MethodConfig, BeforeValidator(_or_defaults)] = field(default_factory=MethodConfig)
     #: cells covered by less than this share of pixels are left out, and counted
     min_coverage: Annotated[Number, Field(gt=0, le=1), Expect("a proportion in (0, 1]")] = 0.5
