@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,7 @@ from . import config, storage
 from .config import Job
 from .config.featurize import FeaturizeJob
 from .config.problems import shown
+from .config.reading import resolve_path
 from .errors import InputError
 from .results import Run
 
@@ -102,7 +103,8 @@ def run(job: str | os.PathLike | Mapping[str, Any] | Job, client: Any = None) ->
         return Run(result.output, result.metrics, storage_options=job.storage_options)
 
 
-def predict(run_dir: str | os.PathLike | Run, features: str | os.PathLike, out: str | os.PathLike | None = None,
+def predict(run_dir: str | os.PathLike | Run, features: str | os.PathLike | Sequence[str | os.PathLike],
+            out: str | os.PathLike | None = None,
             client: Any = None, hotspot_threshold: float | None = None,
             storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> Run:
     """Apply a finished run's model to other features: a neighbouring country, another year.
@@ -111,10 +113,13 @@ def predict(run_dir: str | os.PathLike | Run, features: str | os.PathLike, out: 
     ----------
     run_dir : str, os.PathLike or Run
         The output folder of a finished run (local or a URL), or the run itself.
-    features : str or os.PathLike
-        A features file on the model's grid, with the model's feature columns.
+    features : str, os.PathLike or a list of them
+        A features file on the model's grid, with the model's feature columns; for a
+        model trained on several sources joined by cell, a file for each, in the run's
+        order (``["mosaiks_2024.parquet", "alphaearth_2024.parquet"]``).
     out : str or os.PathLike, optional
-        The output folder; default ``predict_<features' name>`` in the working folder.
+        The output folder; default ``predict_<first features file's name>`` in the
+        working folder.
     client : distributed.Client or str, optional
         As for :func:`run`.
     hotspot_threshold : float, optional
@@ -147,10 +152,11 @@ def predict(run_dir: str | os.PathLike | Run, features: str | os.PathLike, out: 
         storage_options = run_dir.storage_options if isinstance(run_dir, Run) else {}
     storage_options = _storage_options(storage_options)
     here = Path.cwd()
-    run_dir = config.resolve_path(run_dir.folder if isinstance(run_dir, Run) else _path(run_dir, "run_dir"), here)
-    features = config.resolve_path(_path(features, "features"), here)
-    out = config.resolve_path(_path(out, "out") if out is not None else f"predict_{Path(features.rstrip('/')).stem}",
-                              here)
+    run_dir = resolve_path(run_dir.folder if isinstance(run_dir, Run) else _path(run_dir, "run_dir"), here)
+    paths = list(features) if isinstance(features, (list, tuple)) and features else [features]
+    features = tuple(resolve_path(_path(path, "features"), here) for path in paths)
+    out = resolve_path(_path(out, "out") if out is not None else
+                              f"predict_{Path(features[0].rstrip('/')).stem}", here)
     with storage.configured(storage_options):
         check_prediction_paths(run_dir, features, out)
         plan = plan_prediction(load_run(run_dir), features, out)  # before anything is written
@@ -174,7 +180,7 @@ def open_run(path: str | os.PathLike, storage_options: Mapping[str, Mapping[str,
     InputError
         No finished run or prediction there.
     """
-    return Run(config.resolve_path(_path(path, "path"), Path.cwd()),
+    return Run(resolve_path(_path(path, "path"), Path.cwd()),
                storage_options=_storage_options(storage_options or {}))
 
 
@@ -217,7 +223,7 @@ def featurize(job: str | os.PathLike | Mapping[str, Any] | FeaturizeJob, client:
                          f"got {shown(job)}")
     with storage.configured(job.storage_options):
         if filters is not None and not isinstance(filters, FilterBank):  # read with the job's storage options
-            filters = read_filters(config.resolve_path(_path(filters, "filters"), Path.cwd()))
+            filters = read_filters(resolve_path(_path(filters, "filters"), Path.cwd()))
         with _client(client) as active, storage_options_shared(active, job.storage_options):
             return featurize_job(job, active, filters)
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from asm_dask.config import FeaturesConfig, LabelFilters, job_from_dict, load_job, resolve_path
+from asm_dask.config import FeaturesConfig, LabelFilters, job_from_dict, load_job
+from asm_dask.config.reading import resolve_path
 from asm_dask.errors import InputError
 from asm_dask.records.outputs import check_run_paths as check_paths
 
@@ -165,7 +166,7 @@ def test_settings_keep_the_number_type_written_so_the_run_key_does_not_change():
         "labels": {"path": "/b/a.csv", "filters": {"min_proportion_inspected": 0.2,
                                                    "exclude_mine_types": ("commercial",), "min_confidence": 3}},
         "features": {"path": "/b/f.feather", "cell_size": 0.01, "prefix": None, "store": "auto",
-                     "store_path": None, "rows_per_partition": None},
+                     "store_path": None, "rows_per_partition": None, "name": None, "join": ()},
         "output": "/b/o",
         "split": {"test_size": 0.2, "seed": 1991, "group_by": "cell", "block_size": 1},
         "model": {"alphas": (1.0, 10.0), "cv_folds": 5, "standardize": "auto", "calibration": "isotonic",

@@ -80,7 +80,7 @@ STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 def _run(args: argparse.Namespace, log: RunLog) -> int:
     from ..api import load_job
-    from ..config import resolve_path
+    from ..config.reading import resolve_path
     from ..records.outputs import check_run_paths
     from ..storage import configure
 
@@ -122,15 +122,16 @@ def _print_files(run: Any) -> None:
 
 def _predict(args: argparse.Namespace, log: RunLog) -> int:
     from .. import api
-    from ..config import resolve_path
+    from ..config.reading import resolve_path
     from ..deploy import import_on_workers, open_client
     from ..pipeline.predict import load_run, plan_prediction
     from ..records.outputs import check_prediction_paths
 
     if args.hotspot_threshold is not None and not 0 < args.hotspot_threshold <= 1:
         raise InputError(f"--hotspot-threshold: expected a probability in (0, 1], got {args.hotspot_threshold:g}")
-    run_dir, features = (resolve_path(p, Path.cwd()) for p in (args.run_dir, args.features))
-    out = resolve_path(args.out or f"predict_{Path(features.rstrip('/')).stem}", Path.cwd())
+    run_dir = resolve_path(args.run_dir, Path.cwd())
+    features = tuple(resolve_path(path, Path.cwd()) for path in args.features)
+    out = resolve_path(args.out or f"predict_{Path(features[0].rstrip('/')).stem}", Path.cwd())
     check_prediction_paths(run_dir, features, out)
     plan_prediction(load_run(run_dir), features, out)  # before the log opens: nothing is written
     log.open(out)
@@ -153,11 +154,15 @@ def _ingest(args: argparse.Namespace, log: RunLog) -> int:
     configure(job.storage_options)
     check_run_paths(job)
     log.open(job.output)
+    stores = {}
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
-        store = open_store(job.features, store_root(job.features, job.output), client)
-    print(json.dumps({"store": store.path, "n_cells": store.n_cells, "n_features": store.n_features,
-                      "n_partitions": len(store.partitions),
-                      "n_cells_dropped_nonfinite": store.n_dropped_nonfinite}, indent=1))
+        for name, table in job.features.tables():
+            stores[name] = open_store(table, store_root(table, job.output), client)
+    described = {name: {"store": store.path, "n_cells": store.n_cells, "n_features": store.n_features,
+                        "n_partitions": len(store.partitions),
+                        "n_cells_dropped_nonfinite": store.n_dropped_nonfinite} for name, store in stores.items()}
+    # one table: its store alone, as before tables were joined
+    print(json.dumps(described if job.features.join else next(iter(described.values())), indent=1))
     return 0
 
 
@@ -271,7 +276,9 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="apply a finished run's model to other features")
     predict.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a finished run")
-    predict.add_argument("features", metavar="FEATURES", help="features file (Feather, Parquet or CSV), path or URL")
+    predict.add_argument("features", metavar="FEATURES", nargs="+",
+                         help="features file (Feather, Parquet or CSV), path or URL; for a model trained on "
+                              "several sources joined by cell, one file for each, in the run's order")
     predict.add_argument("--out", help="output folder (default: predict_<FEATURES' name>)")
     predict.add_argument("--hotspot-threshold", type=float, metavar="P",
                          help="probability at which cells form hotspots (default: the run's)")

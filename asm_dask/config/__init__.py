@@ -29,23 +29,30 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainValidator,
     StrictBool,
-    StrictFloat,
-    StrictInt,
     StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
 from pydantic.dataclasses import dataclass
-from pydantic_core import PydanticCustomError
 
 from ..errors import InputError
 from .problems import Expect, one_line
-from .reading import plain, read_yaml, resolve_path, validated
+from .reading import plain, read_yaml, validated
+from .values import (
+    KNOWN_KEYS_ONLY,
+    InputPath,
+    Number,
+    Text,
+    Whole,
+    expected_at,
+    folder_path,
+    or_defaults,
+    path_shorthand,
+)
 
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
 STORE_CHOICES = ("auto", "always", "never")
@@ -54,60 +61,6 @@ STORE_CHOICES = ("auto", "always", "never")
 ESTIMATOR_NAMES = ("ridge", "logistic_regression", "linear_svm", "random_forest", "hist_gradient_boosting")
 #: ``model.estimators`` unless a job file names others: the notebook's ridge alone
 DEFAULT_ESTIMATORS = {"ridge": None}
-
-#: a number in exponent notation: YAML 1.1 reads ``1e12`` and ``1.0e12`` (no decimal
-#: point, or no sign in the exponent) as text, YAML 1.2 and every reader as a number
-EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _spelled(value: Any) -> Any:
-    """Exponent text is the number it spells; an integer beyond any float is not finite."""
-    if isinstance(value, str) and EXPONENT.fullmatch(value):
-        return float(value)
-    if type(value) is int and abs(value) > 2**1023:
-        return float("inf")
-    return value
-
-
-def _whole(value: Any) -> Any:
-    """A whole number written as a float (``5.0``) is that integer."""
-    value = _spelled(value)
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-#: a number kept as written (``1`` stays ``1``, not ``1.0``), so that the run key of a
-#: job file does not change; booleans are not numbers
-Number = Annotated[StrictInt | StrictFloat, BeforeValidator(_spelled), Field(allow_inf_nan=False)]
-Whole = Annotated[StrictInt, BeforeValidator(_whole)]
-Text = Annotated[StrictStr, Field(min_length=1)]
-
-
-def _input_path(value: str, info: ValidationInfo) -> str:
-    """A file to read: a local path, resolved against the job file's folder, or a URL."""
-    if "::" in value and "://" not in value:
-        # fsspec (which fingerprints and reads inputs) splits 'a::b' into a chain of URLs,
-        # as in 'simplecache::s3://...', so such a local file would not be found.
-        raise ValueError("expected a local path without '::' (fsspec reads 'a::b' as a chain of URLs; rename the "
-                         "file or its folder)")
-    return _resolved(value, info)
-
-
-def _folder_path(value: str | None, info: ValidationInfo) -> str | None:
-    """A folder to write: a local path, resolved against the job file's folder, or an
-    fsspec URL (``s3://bucket/run``). An empty ``store_path`` has always meant "beside the
-    features file", like null."""
-    if value and "::" in value:
-        raise ValueError("expected a folder path or URL without '::' (fsspec reads 'a::b' as a chain of URLs)")
-    return _resolved(value, info) if value else value
-
-
-def _resolved(value: str, info: ValidationInfo) -> str:
-    """Resolved against the job file's folder when a job file is read; as given when a
-    section is built in code."""
-    return resolve_path(value, info.context["base"]) if info.context else value
-
-
-InputPath = Annotated[Text, AfterValidator(_input_path), Expect("a path or URL")]
 
 
 def _distinct(values: tuple[float, ...]) -> tuple[float, ...]:
@@ -122,12 +75,6 @@ def _mine_types(value: Any) -> Any:
     return () if value is None else (value,) if isinstance(value, str) else value
 
 
-def _expected_at(path: tuple[str, ...], value: Any, expected: str) -> PydanticCustomError:
-    """A problem below a setting's key, at ``path`` (``model.estimators.random_forest``),
-    for a setting whose structure is its own; :func:`~asm_dask.config.problems.one_line` words it as the others."""
-    return PydanticCustomError("expected", "expected {expected}", {"expected": expected, "path": list(path),
-                                                                  "value": value})
-
 
 def _estimators(value: Any) -> dict[str, dict[str, tuple[Any, ...]] | None]:
     """Estimator names (their built-in grids), or a mapping name -> grid (parameter ->
@@ -137,50 +84,37 @@ def _estimators(value: Any) -> dict[str, dict[str, tuple[Any, ...]] | None]:
     names = f"names from {', '.join(ESTIMATOR_NAMES)}"
     if isinstance(value, (list, tuple)):
         if not value or not all(isinstance(name, str) for name in value):
-            raise _expected_at((), value, f"a non-empty list of {names}, or a mapping of them to grids")
+            raise expected_at((), value, f"a non-empty list of {names}, or a mapping of them to grids")
         if len(set(value)) < len(value):
-            raise _expected_at((), value, f"a list of {names} (a name is repeated)")
+            raise expected_at((), value, f"a list of {names} (a name is repeated)")
         value = {name: None for name in value}
     if not isinstance(value, dict) or not value:
-        raise _expected_at((), value, f"a non-empty list of {names}, or a mapping of them to grids")
+        raise expected_at((), value, f"a non-empty list of {names}, or a mapping of them to grids")
     estimators: dict[str, dict[str, tuple[Any, ...]] | None] = {}
     for name, grid in value.items():
         if name not in ESTIMATOR_NAMES:
-            raise _expected_at((str(name),), name, f"one of {', '.join(ESTIMATOR_NAMES)}")
+            raise expected_at((str(name),), name, f"one of {', '.join(ESTIMATOR_NAMES)}")
         if name == "ridge" or grid is None or grid == {}:
             if name == "ridge" and grid not in (None, {}):
-                raise _expected_at((name,), grid, "null: ridge's penalties are model.alphas")
+                raise expected_at((name,), grid, "null: ridge's penalties are model.alphas")
             estimators[name] = None
             continue
         if not isinstance(grid, dict):
-            raise _expected_at((name,), grid, "a grid (a mapping of parameter to a list of values), or null "
+            raise expected_at((name,), grid, "a grid (a mapping of parameter to a list of values), or null "
                                               "for the built-in grid")
         for param, values in grid.items():
             if not isinstance(values, (list, tuple)) or not values or len(set(map(repr, values))) < len(values) \
                     or not all(v is None or isinstance(v, (str, bool, int, float)) for v in values):
-                raise _expected_at((name, str(param)), values, "a non-empty list of distinct numbers, text, "
+                raise expected_at((name, str(param)), values, "a non-empty list of distinct numbers, text, "
                                                                 "booleans or nulls")
         estimators[name] = {param: tuple(values) for param, values in grid.items()}
     if "ridge" not in estimators:
-        raise _expected_at((), value, "ridge among the estimators (the baseline the others are compared with)")
+        raise expected_at((), value, "ridge among the estimators (the baseline the others are compared with)")
     return estimators
 
 
-def _or_defaults(value: Any) -> Any:
-    """A section written as ``null`` (or a key with nothing under it) takes its defaults."""
-    return {} if value is None else value
 
-
-def _path_shorthand(value: Any) -> Any:
-    """``labels: path.csv`` is short for ``labels: {path: path.csv}``."""
-    return {"path": value} if isinstance(value, str) else value
-
-
-#: an unknown key is an error, so a typo never goes unnoticed
-_KNOWN_KEYS_ONLY = ConfigDict(extra="forbid")
-
-
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class LabelFilters:
     """The notebook's label filters, applied in this order; ``None`` switches one off."""
 
@@ -194,19 +128,68 @@ class LabelFilters:
     min_confidence: Annotated[Number | None, Expect("a number, or null")] = 3
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class LabelsConfig:
     """The labelled points: a CSV with ``lon``, ``lat`` and ``label`` (1 mine, 0 not), and
     the notebook's filters on them."""
 
     path: InputPath
-    filters: Annotated[LabelFilters, BeforeValidator(_or_defaults)] = field(default_factory=LabelFilters)
+    filters: Annotated[LabelFilters, BeforeValidator(or_defaults)] = field(default_factory=LabelFilters)
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+def _source_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", value):
+        raise ValueError("expected a name of letters, digits, '_' and '-', starting with a letter")
+    return value
+
+
+#: a feature source's name: the prefix of its columns in a joined table (``alphaearth.feature_3``)
+SourceName = Annotated[Text, AfterValidator(_source_name),
+                       Expect("a name of letters, digits, '_' and '-', starting with a letter, or null")]
+
+
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
+class JoinedFeatures:
+    """Another feature table joined to the first by cell (see :class:`FeaturesConfig`):
+    read as the first is, on its grid."""
+
+    path: InputPath
+    #: prefix of the feature columns in the file; ``None`` detects it
+    prefix: Annotated[Text | None, Expect("text, or null")] = None
+    #: prefix of this source's columns in the joined table; ``None``: the file's name
+    name: SourceName | None = None
+
+
+def _joined_tables(value: Any) -> Any:
+    """One table to join may be written alone, not in a list."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, dict)):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise expected_at((), value, "a list of feature tables: paths, or mappings with path, prefix and name")
+    return value
+
+
+def _sources(value: Any) -> Any:
+    """``features: [A, B, C]`` is short for A with ``join: [B, C]``; each may be a path."""
+    if isinstance(value, (list, tuple)) and value:
+        first = path_shorthand(value[0])
+        if isinstance(first, dict) and "join" not in first:
+            return {**first, "join": [path_shorthand(item) for item in value[1:]]}
+    return path_shorthand(value)
+
+
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class FeaturesConfig:
     """The feature table: one row per grid cell (its centroid in ``lon``/``lat``) with
-    the MOSAIKS features, and how it is read (in place, or through the feature store)."""
+    the MOSAIKS features, and how it is read (in place, or through the feature store).
+
+    Other tables on the same grid (embedding means, elevation...) may be joined to it by
+    cell (``join``, or ``features`` written as a list): the model sees every source's
+    columns, each prefixed with its source's name; cells missing from a source are left
+    out and counted.
+    """
 
     path: InputPath
     #: side of a grid cell in degrees; each cell is the square of this size on its centroid
@@ -218,13 +201,43 @@ class FeaturesConfig:
     store: Annotated[Literal["auto", "always", "never"],
                      Expect("'auto', 'always' or 'never' (the store's folder is features.store_path)")] = "auto"
     #: folder of the feature store; ``None`` puts it beside the features file
-    store_path: Annotated[StrictStr | None, AfterValidator(_folder_path),
+    store_path: Annotated[StrictStr | None, AfterValidator(folder_path),
                           Expect("a path or URL of a folder, or null")] = None
     #: rows per store partition; ``None`` sizes partitions to about 128 MB
     rows_per_partition: Annotated[Whole | None, Field(ge=1), Expect("an integer >= 1, or null")] = None
+    #: prefix of this table's columns when others are joined to it; ``None``: the file's name
+    name: SourceName | None = None
+    #: tables joined to this one by cell, in order (read in place, or through stores as this one)
+    join: Annotated[tuple[Annotated[JoinedFeatures, BeforeValidator(path_shorthand)], ...],
+                    BeforeValidator(_joined_tables)] = ()
+
+    def tables(self) -> list[tuple[str, FeaturesConfig]]:
+        """Every table as (its name, how to read it alone), this one first: each on this
+        one's grid, read as this one is; a table without a name is called after its file."""
+        return [(name or _file_stem(path), dataclasses.replace(self, path=path, prefix=prefix, name=None, join=()))
+                for name, path, prefix in [(self.name, self.path, self.prefix)]
+                + [(j.name, j.path, j.prefix) for j in self.join]]
+
+    @field_validator("join", mode="after")
+    @classmethod
+    def _distinct_names(cls, join: tuple[JoinedFeatures, ...], info: ValidationInfo) -> tuple[JoinedFeatures, ...]:
+        if join and "path" in info.data:
+            names = [info.data.get("name") or _file_stem(info.data["path"])] + \
+                [j.name or _file_stem(j.path) for j in join]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise expected_at((), names, f"sources of distinct names ({', '.join(repeated)} is repeated; "
+                                             "name them with features.name and join[].name)")
+        return join
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+def _file_stem(path: str) -> str:
+    """A file's name without folders or extensions, as a source name."""
+    stem = re.split(r"[\\/]", path.rstrip("/"))[-1].split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stem) or "features"
+
+
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class SplitConfig:
     """The held-out test set: its share of the labelled cells, its seed, and what must not
     straddle train and test."""
@@ -238,7 +251,7 @@ class SplitConfig:
     block_size: Annotated[Number, Field(gt=0), Expect("a number > 0")] = 0.5
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class ModelConfig:
     """The model search: ridge penalties, folds, scaling, the calibration method and the
     estimators compared on the same folds."""
@@ -269,11 +282,11 @@ class ModelConfig:
         if value is None or estimators is None:  # none named, or model.estimators is wrong and said so
             return value
         if not isinstance(value, str) or value not in estimators:
-            raise _expected_at((), value, f"null or one of model.estimators ({', '.join(estimators)})")
+            raise expected_at((), value, f"null or one of model.estimators ({', '.join(estimators)})")
         return value
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class BoundariesConfig:
     """Districts (or chiefdoms, provinces...) to total the map over."""
 
@@ -283,7 +296,7 @@ class BoundariesConfig:
     name_column: Annotated[Text, Expect("text")]
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class ReportConfig:
     """What the report adds to the map: hotspots above a threshold, district totals."""
 
@@ -293,7 +306,7 @@ class ReportConfig:
     boundaries: BoundariesConfig | None = None
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class Job:
     """A validated job: what to read, how to fit, where to write.
 
@@ -302,18 +315,18 @@ class Job:
     with the same checks as a file. Each section's defaults are the notebook's.
     """
 
-    labels: Annotated[LabelsConfig, BeforeValidator(_path_shorthand)]
-    features: Annotated[FeaturesConfig, BeforeValidator(_path_shorthand)]
-    output: Annotated[Text, AfterValidator(_folder_path),
+    labels: Annotated[LabelsConfig, BeforeValidator(path_shorthand)]
+    features: Annotated[FeaturesConfig, BeforeValidator(_sources)]
+    output: Annotated[Text, AfterValidator(folder_path),
                       Expect("a path or URL of a folder")]
-    split: Annotated[SplitConfig, BeforeValidator(_or_defaults)] = field(default_factory=SplitConfig)
-    model: Annotated[ModelConfig, BeforeValidator(_or_defaults)] = field(default_factory=ModelConfig)
-    report: Annotated[ReportConfig, BeforeValidator(_or_defaults)] = field(default_factory=ReportConfig)
+    split: Annotated[SplitConfig, BeforeValidator(or_defaults)] = field(default_factory=SplitConfig)
+    model: Annotated[ModelConfig, BeforeValidator(or_defaults)] = field(default_factory=ModelConfig)
+    report: Annotated[ReportConfig, BeforeValidator(or_defaults)] = field(default_factory=ReportConfig)
     #: fsspec options by protocol, for every URL of the job (inputs, output, store):
     #: ``{s3: {endpoint_url: ..., key: ..., secret: ...}}``. Without them each backend
     #: looks where it always does (for S3 the AWS_* environment variables and ~/.aws).
     #: Never part of the run key, and only their names reach the manifest.
-    storage_options: Annotated[dict[StrictStr, dict[StrictStr, Any]], BeforeValidator(_or_defaults),
+    storage_options: Annotated[dict[StrictStr, dict[StrictStr, Any]], BeforeValidator(or_defaults),
                                Expect("a mapping of protocol to options, e.g. "
                                       "{s3: {endpoint_url: 'http://host:9000'}}")] = field(default_factory=dict)
 

@@ -15,19 +15,19 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic.dataclasses import dataclass
 
-from . import (
-    _KNOWN_KEYS_ONLY,
+from .problems import Expect
+from .reading import read_yaml, validated
+from .values import (
+    KNOWN_KEYS_ONLY,
     InputPath,
     Number,
     Text,
     Whole,
-    _expected_at,
-    _folder_path,
-    _or_defaults,
-    _path_shorthand,
+    expected_at,
+    folder_path,
+    or_defaults,
+    path_shorthand,
 )
-from .problems import Expect
-from .reading import read_yaml, validated
 
 
 def _a_file(value: str) -> str:
@@ -43,7 +43,7 @@ def _bbox(value: tuple[float, ...] | None) -> tuple[float, ...] | None:
     return value
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class ImageryConfig:
     """The imagery: raster files in any CRS, the bands read and how values are scaled."""
 
@@ -64,7 +64,7 @@ class ImageryConfig:
     nodata: Annotated[Number | None, Expect("a number, or null")] = None
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class GridConfig:
     """The cells to featurize: those of a box, or those of an existing feature table."""
 
@@ -85,7 +85,7 @@ class GridConfig:
         return self
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class MethodConfig:
     """How pixels become features: ``rcf`` (MOSAIKS random convolutional features) or
     ``pool`` (each band's statistics, for embedding rasters)."""
@@ -114,27 +114,27 @@ class MethodConfig:
             others = ["stats"] if name == "rcf" else ["n_features", "kernel_size", "mode", "bias", "seed"]
             given = [key for key in others if key in raw]
             if given and name in ("rcf", "pool"):
-                raise _expected_at((given[0],), raw[given[0]], f"no {given[0]} with method.name: {name} (a setting "
+                raise expected_at((given[0],), raw[given[0]], f"no {given[0]} with method.name: {name} (a setting "
                                                                 f"of {'pool' if name == 'rcf' else 'rcf'})")
         return raw
 
 
-@dataclass(frozen=True, config=_KNOWN_KEYS_ONLY)
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class FeaturizeJob:
     """A validated featurization: imagery in, a feature table out."""
 
-    imagery: Annotated[ImageryConfig, BeforeValidator(_path_shorthand)]
+    imagery: Annotated[ImageryConfig, BeforeValidator(path_shorthand)]
     grid: GridConfig
     #: the feature table written: Parquet, a row group per block of cells
-    output: Annotated[Text, AfterValidator(_a_file), AfterValidator(_folder_path),
+    output: Annotated[Text, AfterValidator(_a_file), AfterValidator(folder_path),
                       Expect("a path or URL of a Parquet file")]
-    method: Annotated[MethodConfig, BeforeValidator(_or_defaults)] = field(default_factory=MethodConfig)
+    method: Annotated[MethodConfig, BeforeValidator(or_defaults)] = field(default_factory=MethodConfig)
     #: cells covered by less than this share of pixels are left out, and counted
     min_coverage: Annotated[Number, Field(gt=0, le=1), Expect("a proportion in (0, 1]")] = 0.5
     #: cells per side of the square blocks featurized by one task
     block_cells: Annotated[Whole, Field(ge=1), Expect("an integer >= 1")] = 16
     #: fsspec options by protocol, as a job file's
-    storage_options: Annotated[dict[str, dict[str, Any]], BeforeValidator(_or_defaults),
+    storage_options: Annotated[dict[str, dict[str, Any]], BeforeValidator(or_defaults),
                                Expect("a mapping of protocol to options")] = field(default_factory=dict)
 
 

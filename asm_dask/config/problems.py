@@ -58,6 +58,8 @@ def _setting(root: type, loc: tuple[str, ...], item: dict[str, Any]) -> tuple[tu
     location may go deeper (a member of a union, an item of a list)."""
     section: Any = root
     for depth, name in enumerate(loc):
+        if name.isdigit():
+            continue
         hints = get_type_hints(section, include_extras=True)
         if name not in hints:
             break
@@ -68,7 +70,8 @@ def _setting(root: type, loc: tuple[str, ...], item: dict[str, Any]) -> tuple[tu
         if section is None:
             break
     if item["type"] == "dataclass_type":  # a section itself
-        return loc, "a mapping" + (" or a path" if loc in (("labels",), ("features",)) else "")
+        takes_path = loc in (("labels",), ("features",)) or loc[:2] == ("features", "join")
+        return loc, "a mapping" + (" or a path" if takes_path else "")
     return loc, item["msg"].strip().splitlines()[0]  # pydantic's own words, still on one line
 
 
@@ -86,9 +89,12 @@ def _lookup(raw: Any, key: tuple[str, ...], default: Any) -> Any:
 
 
 def _section_type(hint: Any) -> type | None:
-    """The dataclass a field holds (through ``Annotated`` and ``Optional``), if any."""
+    """The dataclass a field holds (through ``Annotated``, ``Optional`` and tuples of
+    them), if any."""
     while get_origin(hint) is Annotated:
         hint = get_args(hint)[0]
+    if get_origin(hint) is tuple:
+        return _section_type(get_args(hint)[0])
     candidates = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
     return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
 
@@ -96,7 +102,8 @@ def _section_type(hint: Any) -> type | None:
 def _unknown_keys(root: type, section: tuple[str, ...], keys: list[str]) -> str:
     cls: Any = root
     for name in section:
-        cls = _section_type(get_type_hints(cls, include_extras=True)[name])
+        if not name.isdigit():  # an item of a list of sections is of the list's type
+            cls = _section_type(get_type_hints(cls, include_extras=True)[name])
     known = sorted(f.name for f in dataclasses.fields(cls))
     return f"{_where(section)}unknown key(s) {sorted(keys)}; known keys: {known}"
 

@@ -22,7 +22,7 @@ import dask.system
 import distributed
 from distributed.system import MEMORY_LIMIT
 
-from ..config import read_yaml
+from ..config.reading import read_yaml
 from .errors import ClusterFileError, ClusterFileNotFoundError, MissingExtraError
 from .tls import scheduler_security, secure
 

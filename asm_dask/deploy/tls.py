@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import distributed
 
-from ..config import resolve_path
+from ..config.reading import resolve_path
 from .errors import ClusterFileError, MissingExtraError, one_line
 
 if TYPE_CHECKING:

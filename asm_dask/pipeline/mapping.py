@@ -82,4 +82,5 @@ def _predict_every_cell(table: FeatureTable, model: CalibratedClassifier, manife
                            f"of {table.n_rows}")
     return grid, {"n_cells": counts["n_cells"],
                   "n_cells_dropped_nonfinite": table.n_dropped_on_ingest + counts["n_dropped_nonfinite"],
+                  "n_cells_not_in_every_source": table.n_left_out_by_join,
                   "mean_probability": float(grid["probability"].mean())}

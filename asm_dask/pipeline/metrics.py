@@ -136,6 +136,8 @@ class MapCounts(_Record):
 
     n_cells: int
     n_cells_dropped_nonfinite: int
+    #: with several feature sources, cells of the first missing from another, or None
+    n_cells_not_in_every_source: int | None = None
     mean_probability: float
     hotspot_threshold: float
     n_hotspots: int
@@ -144,7 +146,7 @@ class MapCounts(_Record):
     n_districts: int | None = None
     n_cells_outside_districts: int | None = None
 
-    OPTIONAL = frozenset({"n_districts", "n_cells_outside_districts"})
+    OPTIONAL = frozenset({"n_cells_not_in_every_source", "n_districts", "n_cells_outside_districts"})
 
 
 @dataclass(frozen=True, kw_only=True)

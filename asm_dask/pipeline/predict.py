@@ -20,14 +20,15 @@ from typing import Any
 import pandas as pd
 
 from .. import storage
-from ..config import FeaturesConfig
+from ..config import FeaturesConfig, JoinedFeatures
 from ..errors import InputError
 from ..model.classifier import CalibratedClassifier
 from ..model.persistence import load_model
 from ..read.csv_chunks import iter_csv_chunks
 from ..read.features import FeatureLayout, chunk_sizes, detect_layout, filters_of, read_chunk
 from ..read.grid import cells_apart, grid_spacing
-from ..read.table import FeatureTable, open_table
+from ..read.sources import open_sources
+from ..read.table import FeatureTable
 from ..records.fingerprint import fingerprint, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
@@ -57,13 +58,42 @@ class TrainedRun:
     def cell_size(self) -> float:
         return float(self.manifest["settings"]["features"]["cell_size"])
 
+    @property
+    def sources(self) -> list[tuple[str | None, tuple[str, ...]]]:
+        """The feature sources the model was trained on, in order: each one's name (None
+        for a run of one table) and its columns as its file names them."""
+        names = tuple(self.model.feature_names_in_)
+        if not self.manifest["inputs"].get("features_joined"):
+            return [(None, names)]
+        sources: dict[str, list[str]] = {}
+        for name in names:  # a source's name holds no '.': its columns are '<name>.<column>'
+            source, column = name.split(".", 1)
+            sources.setdefault(source, []).append(column)
+        return [(source, tuple(columns)) for source, columns in sources.items()]
+
+    def filters(self) -> list[tuple[str | None, str]]:
+        """For each source, the fingerprint of the filters that made its features (None:
+        none) and the table they were trained on."""
+        inputs = self.manifest["inputs"]
+        return [(inputs.get("features_filters"), inputs["features"])] + \
+            [(j.get("filters"), j["path"]) for j in inputs.get("features_joined", ())]
+
+    def features_config(self, features: tuple[str, ...]) -> FeaturesConfig:
+        """How to read ``features`` (one file per source) as the model's feature table."""
+        names = [name for name, _ in self.sources]
+        if len(features) == 1:
+            return FeaturesConfig(path=features[0], cell_size=self.cell_size)
+        return FeaturesConfig(path=features[0], cell_size=self.cell_size, name=names[0],
+                              join=tuple(JoinedFeatures(path=path, name=name)
+                                         for path, name in zip(features[1:], names[1:])))
+
 
 @dataclass(frozen=True)
 class Prediction:
     """``run``'s model to apply to ``features`` into ``output``, checked by :func:`plan_prediction`."""
 
     run: TrainedRun
-    features: str
+    features: tuple[str, ...]  #: one file per source of the run
     output: str
 
 
@@ -110,17 +140,32 @@ def load_run(folder: str) -> TrainedRun:
     return TrainedRun(folder, model, manifest, metrics)
 
 
-def plan_prediction(run: TrainedRun, features: str, output: str) -> Prediction:
+def plan_prediction(run: TrainedRun, features: tuple[str, ...], output: str) -> Prediction:
     """A prediction whose output folder and features are checked, before any work: the
-    output is not the run's folder or inside it, and ``features`` hold the model's
-    features on the model's grid; a one-line :class:`InputError` if not."""
+    output is not the run's folder or inside it, and ``features`` (a file for each source
+    the model was trained on, in the run's order) hold the model's features on the
+    model's grid; a one-line :class:`InputError` if not."""
     _check_output(run.folder, output)
-    inputs = {"RUN_DIR": run.folder, "FEATURES": features}
-    if not storage.is_url(features):
-        inputs["the feature store beside FEATURES"] = store_root(FeaturesConfig(path=features), output)
+    sources = run.sources
+    if len(features) != len(sources):
+        names = ", ".join(str(name) for name, _ in sources)
+        raise InputError(f"{run.folder}: the model was trained on {len(sources)} feature "
+                         f"source{'s' if len(sources) > 1 else ''}{f' ({names})' if sources[0][0] else ''}; "
+                         f"{len(features)} FEATURES file{'s were' if len(features) > 1 else ' was'} given"
+                         + ("; give one for each, in this order" if len(sources) > 1 else ""))
+    inputs = {"RUN_DIR": run.folder}
+    for i, path in enumerate(features):
+        key = "FEATURES" if len(features) == 1 else f"FEATURES ({sources[i][0]})"
+        inputs[key] = path
+        if not storage.is_url(path):
+            inputs[f"the feature store beside {key}"] = store_root(FeaturesConfig(path=path), output)
     check_apart(inputs, output, "--out")
-    _check_features(run, features)
-    return Prediction(run, features, output)
+    for path, (_, columns), (filters, trained_on) in zip(features, sources, run.filters()):
+        layout = detect_layout(path)  # the schema and the first chunk's coordinates only
+        check_feature_names(columns, layout)
+        check_grid(layout, run.cell_size)
+        check_filters(path, filters, trained_on, storage.join(run.folder, "manifest.json"))
+    return Prediction(run, tuple(features), output)
 
 
 def _check_output(run_folder: str, output: str) -> None:
@@ -133,24 +178,17 @@ def _check_output(run_folder: str, output: str) -> None:
     check_output_kind(output, "predict")
 
 
-def _check_features(run: TrainedRun, features: str) -> None:
-    """Reads the file's schema and its first chunk's coordinates only."""
-    layout = detect_layout(features)
-    check_feature_names(tuple(run.model.feature_names_in_), layout)
-    check_grid(layout, run.cell_size)
-    check_filters(run, features)
-
-
-def check_filters(run: TrainedRun, features: str) -> None:
-    """Features made with other random convolutional filters than the run's are other
+def check_filters(features: str, trained: str | None, trained_on: str, manifest: str) -> None:
+    """Features made with other random convolutional filters than those of the table the
+    model was trained on (``trained``, of ``trained_on``, as ``manifest`` says) are other
     features, whatever their names: refused."""
-    trained, given = run.manifest["inputs"].get("features_filters"), filters_of(features)
+    given = filters_of(features)
     if trained != given:
         made = f"with the filters {given}" if given else "without asm-dask featurize's filters"
         were = f"with the filters {trained}" if trained else "without asm-dask featurize's filters"
         raise InputError(f"{features}: made {made}; the model was trained on features made {were} "
-                         f"({storage.join(run.folder, 'manifest.json')}): other filters make other features"
-                         + (f"; featurize with --filters {run.manifest['inputs']['features']}" if trained else ""))
+                         f"({manifest}): other filters make other features"
+                         + (f"; featurize with --filters {trained_on}" if trained else ""))
 
 
 def predict_with_run(plan: Prediction, client: Any, hotspot_threshold: float | None = None) -> PredictResult:
@@ -159,7 +197,7 @@ def predict_with_run(plan: Prediction, client: Any, hotspot_threshold: float | N
     with OutputLock(output, "predict"):
         timings: dict[str, float] = {}
         report_timings: dict[str, float] = {}
-        table = open_table(FeaturesConfig(path=features, cell_size=run.cell_size), output, client)
+        table = open_sources(run.features_config(features), output, client)
         threshold = hotspot_threshold if hotspot_threshold is not None else \
             run.manifest["settings"]["report"]["hotspot_threshold"]
         mapped = predict_and_map(output, table, run.model, _predict_key(run, table), _describe(run, table, client),
@@ -221,9 +259,11 @@ def model_card(run: TrainedRun, table: FeatureTable, metrics: PredictionMetrics)
                   "versions": run.manifest["versions"]},
         "trained_on": {"labels": inputs["labels"], "features": inputs["features"],
                        "features_fingerprint": inputs["features_fingerprint"],
+                       **({"features_joined": inputs["features_joined"]} if "features_joined" in inputs else {}),
                        "settings": {k: run.manifest["settings"][k] for k in ("labels", "split", "model")}},
         "training_metrics": {k: run.metrics[k] for k in TRAINING_METRICS if k in run.metrics},
         "applied_to": {"features": table.source["path"], "features_fingerprint": table.source["ukey"],
+                       **_joined(table),
                        "format": table.source["format"], "n_cells": metrics.n_cells,
                        "n_cells_dropped_nonfinite": metrics.n_cells_dropped_nonfinite,
                        "mean_probability": metrics.mean_probability,
@@ -243,5 +283,13 @@ def _predict_key(run: TrainedRun, table: FeatureTable) -> str:
 def _describe(run: TrainedRun, table: FeatureTable, client: Any) -> dict[str, Any]:
     return {"command": "predict", "model_from": run.folder,
             "inputs": {"features": table.source["path"], "features_fingerprint": table.source["ukey"],
-                       "features_read_from": table.location},
+                       "features_read_from": table.location, **_joined(table)},
             "versions": versions(), "cluster": describe_cluster(client), "n_partitions": len(table.partitions)}
+
+
+def _joined(table: FeatureTable) -> dict[str, Any]:
+    """The sources joined to the first, as a run's manifest lists them; nothing for one table."""
+    if "joined" not in table.source:
+        return {}
+    return {"features_joined": [{"name": source["name"], "path": source["path"], "fingerprint": source["ukey"]}
+                                for source in table.source["joined"]]}

@@ -22,7 +22,8 @@ from ..model.persistence import save_model
 from ..model.split import split_groups
 from ..read.features import filters_of
 from ..read.labels import Labels, read_labels
-from ..read.table import FeatureTable, gather_rows, nonfinite_columns, open_table, read_columns
+from ..read.sources import open_sources
+from ..read.table import FeatureTable, gather_rows, nonfinite_columns, read_columns
 from ..records.fingerprint import run_key, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
@@ -59,7 +60,7 @@ def run_job(job: Job, client: Any) -> RunResult:
         with stage(timings, "read labels"):
             labels = read_labels(job.labels)
         with stage(timings, "open features"):
-            table = open_table(job.features, job.output, client)
+            table = open_sources(job.features, job.output, client)
             boundaries = None if job.report.boundaries is None else \
                 read_boundaries(job.report.boundaries, [b for b in table.bounds if b is not None])
         with stage(timings, "join"):
@@ -205,9 +206,13 @@ def describe_run(job: Job, table: FeatureTable, cluster: dict[str, Any]) -> dict
     settings = job.as_dict()
     settings["storage_options"] = {protocol: sorted(options) for protocol, options
                                    in settings["storage_options"].items()}  # names, never values
-    return {"command": "run", "inputs": {"labels": job.labels.path, "features": job.features.path,
-                       "features_fingerprint": table.source["ukey"], "features_read_from": table.location,
-                       "features_filters": filters_of(job.features.path)},
+    inputs = {"labels": job.labels.path, "features": job.features.path, "features_fingerprint": table.source["ukey"],
+              "features_read_from": table.location, "features_filters": filters_of(job.features.path)}
+    if job.features.join:
+        inputs["features_joined"] = [{"name": source["name"], "path": source["path"],
+                                      "fingerprint": source["ukey"], "filters": filters_of(source["path"])}
+                                     for source in table.source["joined"]]
+    return {"command": "run", "inputs": inputs,
             "settings": settings, "versions": versions(), "python": platform.python_version(),
             "cluster": cluster, "n_partitions": len(table.partitions)}
 

@@ -66,6 +66,9 @@ class FeatureTable:
     n_dropped_on_ingest: int
     #: what a reader should know of the file that is not an error (columns not read...)
     notes: tuple[str, ...] = ()
+    #: cells of the first table left out for missing from another joined source; None:
+    #: one table (:mod:`asm_dask.read.sources`)
+    n_left_out_by_join: int | None = None
 
     @property
     def n_features(self) -> int:

@@ -51,6 +51,10 @@ def run_key(job: Job, table_key: str) -> str:
     settings["labels"].pop("path")
     for key in ("path", "store", "store_path"):
         settings["features"].pop(key)
+    if not settings["features"]["join"]:  # one table, as before tables were joined: the same key as then
+        del settings["features"]["join"], settings["features"]["name"]
+    for joined in settings["features"].get("join", ()):
+        joined.pop("path")
     packages = versions()
     if settings["model"]["estimators"] == DEFAULT_ESTIMATORS and settings["model"]["select"] is None:
         # ridge alone, as before these settings existed: the same key as then

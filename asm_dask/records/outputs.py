@@ -109,6 +109,12 @@ def check_run_paths(job: Job) -> None:
     check_input(job.labels.path, "labels.path", "labels file", "a CSV file")
     check_input(job.features.path, "features.path", "features file", "a Feather, Parquet or CSV file")
     inputs = {"labels.path": job.labels.path, "features.path": job.features.path}
+    for i, joined in enumerate(job.features.join):
+        key = f"features.join.{i}.path"
+        check_input(joined.path, key, "features file", "a Feather, Parquet or CSV file")
+        inputs[key] = joined.path
+        if not job.features.store_path and not storage.is_url(joined.path):
+            inputs[f"the feature store beside {key}"] = store_root(job.features.tables()[i + 1][1], job.output)
     if job.report.boundaries is not None:
         # A folder can hold polygons (a File Geodatabase is one): only its presence is checked.
         check_input(job.report.boundaries.path, "report.boundaries.path", "boundaries file", None)
@@ -125,11 +131,12 @@ def check_run_paths(job: Job) -> None:
     check_apart(inputs, job.output, "output")
 
 
-def check_prediction_paths(run_folder: str, features: str, output: str) -> None:
-    """The run folder, the features file and the output folder of a prediction, before a
-    cluster starts."""
+def check_prediction_paths(run_folder: str, features: tuple[str, ...], output: str) -> None:
+    """The run folder, the features files (one per source of the run) and the output
+    folder of a prediction, before a cluster starts."""
     check_input(run_folder, "RUN_DIR", "run folder", None)
-    check_input(features, "FEATURES", "features file", "a Feather, Parquet or CSV file")
+    for path in features:
+        check_input(path, "FEATURES", "features file", "a Feather, Parquet or CSV file")
     check_output_folder(output, "--out")
 
 

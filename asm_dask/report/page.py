@@ -34,6 +34,7 @@ METRIC_MEANINGS = {
     "mean_probability": "Mean calibrated probability over every mapped cell.",
     "n_cells": "Cells mapped (features complete).",
     "n_cells_dropped_nonfinite": "Cells left out: a feature was missing or infinite.",
+    "n_cells_not_in_every_source": "Cells left out: missing from one of the joined feature sources.",
 }
 
 COUNT_MEANINGS = [
