@@ -186,11 +186,15 @@ def _write_geographic(path, pixel_degrees: float) -> str:
 
 @pytest.fixture(scope="module")
 def two_zones(tmp_path_factory):
-    """The scene in two tiles: west of 18 E in UTM 33N, east of it in UTM 34N."""
-    folder = tmp_path_factory.mktemp("two_zones")
+    """The scene in two Cloud-Optimized GeoTIFFs: west of 18 E in UTM 33N, east of it in UTM 34N."""
+    import rasterio.shutil
+
+    folder, drafts = tmp_path_factory.mktemp("two_zones"), tmp_path_factory.mktemp("drafts")
     # neighbouring tiles overlap, as Sentinel-2's do: a cell on the seam is whole in one or the other
-    _write_utm(folder / "a_zone33.tif", 32633, WEST - MARGIN, 18.002)
-    _write_utm(folder / "b_zone34.tif", 32634, 17.998, EAST + MARGIN)
+    for name, epsg, west, east in (("a_zone33.tif", 32633, WEST - MARGIN, 18.002),
+                                   ("b_zone34.tif", 32634, 17.998, EAST + MARGIN)):
+        draft = _write_utm(drafts / name, epsg, west, east)
+        rasterio.shutil.copy(draft, folder / name, driver="COG", blocksize=256, compress="DEFLATE")
     return folder
 
 
@@ -260,6 +264,9 @@ def test_tiles_give_the_features_of_the_whole_and_a_cell_across_tiles_gets_all_i
 
 
 def test_featurize_then_run_in_two_utm_zones_sees_the_mines(tmp_path, two_zones, client):
+    for tile in two_zones.glob("*.tif"):
+        with rasterio.open(tile) as src:
+            assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and src.overviews(1)
     out = tmp_path / "features.parquet"
     result = _featurize(client, {"path": str(two_zones), "bands": [1, 2, 3]}, out,
                         {"name": "rcf", "n_features": 64, "kernel_size": 3, "mode": "empirical", "seed": 4})
@@ -301,6 +308,33 @@ def test_featurize_then_run_in_two_utm_zones_sees_the_mines(tmp_path, two_zones,
                                "output": str(tmp_path / "same.parquet")}, client, filters=out)
     mapped = asm_dask.predict(run, same.output, out=tmp_path / "same_map", client=client)
     assert mapped.metrics.n_cells == 400
+
+
+def test_grid_area_featurizes_the_cells_that_overlap_its_polygons(tmp_path, two_zones, client):
+    """A triangle in UTM 33N (a country's outline, say) as a GeoPackage: its cells are
+    those of the box whose squares it overlaps, with the box's features."""
+    import geopandas as gpd
+    import shapely
+
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True)
+    corners = [to_utm.transform(lon, lat) for lon, lat in ((17.96, 4.96), (18.04, 4.97), (17.99, 5.04))]
+    gpd.GeoDataFrame({"name": ["area"]}, geometry=[shapely.Polygon(corners)], crs="EPSG:32633") \
+        .to_file(tmp_path / "area.gpkg")
+    method = {"name": "pool"}
+    box = pd.read_parquet(_featurize(client, {"path": str(two_zones)}, tmp_path / "box.parquet", method).output)
+    area = asm_dask.featurize({"imagery": {"path": str(two_zones)}, "method": method,
+                               "grid": {"cell_size": CELL, "area": str(tmp_path / "area.gpkg")},
+                               "output": str(tmp_path / "area.parquet")}, client)
+    squares = gpd.GeoDataFrame(box, geometry=shapely.box(box.lon - CELL / 2, box.lat - CELL / 2, box.lon + CELL / 2,
+                                                         box.lat + CELL / 2), crs="EPSG:4326")
+    outline = gpd.read_file(tmp_path / "area.gpkg").to_crs("EPSG:4326")
+    overlapping = gpd.sjoin(squares, outline, predicate="intersects").index.difference(
+        gpd.sjoin(squares, outline, predicate="touches").index)  # a square touching the outline lies outside
+    expected = pd.DataFrame(box.loc[overlapping])
+    expected = expected.sort_values(["lat", "lon"], ignore_index=True)
+    got = pd.read_parquet(area.output).sort_values(["lat", "lon"], ignore_index=True)
+    assert 0 < area.n_cells == len(got) < len(box)
+    pd.testing.assert_frame_equal(got, expected)
 
 
 def test_reused_filters_give_identical_features(tmp_path, two_zones, client):
@@ -388,7 +422,7 @@ def test_bad_featurize_input_is_one_line_and_writes_nothing(tmp_path, two_zones,
         assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "out.parquet.parts").exists()
 
     refused({**base, "grid": {"cell_size": CELL, "bbox": [WEST, SOUTH, EAST, NORTH], "like": tile}},
-            "grid: expected either bbox or like")
+            "grid: expected one of area, bbox or like")
     refused({**base, "grid": {"bbox": [WEST, SOUTH, EAST, NORTH]}}, "grid.cell_size: expected a number > 0")
     refused({**base, "method": {"name": "pool", "n_features": 8}},
             "method.n_features: expected no n_features with method.name: pool \\(a setting of rcf\\), got 8")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pandas as pd
 import pytest
 import yaml
 from builders import cli
@@ -58,8 +59,10 @@ def s3(tmp_path_factory) -> Iterator[S3Server]:
     port = _free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as out:
+        # its request recordings (read by a test) go beside its log, not into the working folder
         server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=out, stderr=subprocess.STDOUT)
+                                  stdout=out, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "MOTO_RECORDER_FILEPATH": str(log.with_name("requests"))})
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -217,3 +220,60 @@ def test_a_jobs_storage_options_serve_its_call_and_its_run_and_nothing_after(s3,
     assert again.metrics == run.metrics
     applied = asm_dask.predict(again, features, out="s3://asm-api/applied", client=client)
     assert applied.metrics.n_cells == country.n_cells and fsspec.config.conf == before
+
+
+def _range_bytes(recording: str, key: str) -> tuple[int, int]:
+    """Requests for ``key`` in a moto recording, and the bytes their ranges asked for."""
+    requests, fetched = 0, 0
+    for line in recording.splitlines():
+        entry = json.loads(line)
+        if entry["method"] == "GET" and entry["url"].split("?")[0].endswith(key):
+            requests += 1
+            start, end = entry["headers"]["Range"].removeprefix("bytes=").split("-")
+            fetched += int(end) - int(start) + 1
+    return requests, fetched
+
+
+def test_a_cell_of_a_cloud_optimized_geotiff_on_s3_costs_its_blocks_not_the_file(s3, tmp_path, client):
+    """A featurization of four cells of a 33 MB COG on object storage fetches its header
+    and the blocks under the cells (as the S3 server records the requests), and makes
+    the features the same file makes when read from disk."""
+    import numpy as np
+    import rasterio
+    import rasterio.shutil
+    import requests
+    from pyproj import Transformer
+    from rasterio.transform import from_origin
+
+    plain, cog = tmp_path / "plain.tif", tmp_path / "scene.tif"
+    pixels = np.random.default_rng(0).integers(1, 4000, (3, 2048, 2048)).astype("uint16")
+    with rasterio.open(plain, "w", driver="GTiff", width=2048, height=2048, count=3, dtype="uint16",
+                       crs="EPSG:32633", transform=from_origin(500_000, 600_000, 10, 10), nodata=0) as dst:
+        dst.write(pixels)
+    rasterio.shutil.copy(plain, cog, driver="COG", blocksize=256, compress="NONE")
+    fs = s3.filesystem()
+    fs.mkdir("asm-imagery")
+    fs.put(str(cog), "asm-imagery/scene.tif")
+    # four cells of 0.005 degrees (about 55 pixels) in the middle of the scene
+    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(510_240, 589_760)
+    west, south = round(lon, 2), round(lat, 2)
+    grid = {"cell_size": 0.005, "bbox": [west, south, west + 0.01, south + 0.01]}
+    method = {"name": "pool", "stats": ["mean", "std"]}
+
+    requests.post(f"{s3.endpoint}/moto-api/recorder/reset-recording", timeout=10)
+    requests.post(f"{s3.endpoint}/moto-api/recorder/start-recording", timeout=10)
+    remote = asm_dask.featurize({"imagery": {"path": "s3://asm-imagery/scene.tif"}, "grid": grid, "method": method,
+                                 "output": str(tmp_path / "remote.parquet"),
+                                 "storage_options": s3.storage_options()}, client)
+    requests.post(f"{s3.endpoint}/moto-api/recorder/stop-recording", timeout=10)
+    recording = requests.get(f"{s3.endpoint}/moto-api/recorder/download-recording", timeout=10).text
+    local = asm_dask.featurize({"imagery": {"path": str(cog)}, "grid": grid, "method": method,
+                                "output": str(tmp_path / "local.parquet")}, client)
+
+    assert remote.n_featurized == local.n_featurized == 4
+    pd.testing.assert_frame_equal(pd.read_parquet(remote.output), pd.read_parquet(local.output))
+    n_requests, fetched = _range_bytes(recording, "asm-imagery/scene.tif")
+    block = 256 * 256 * 3 * 2
+    # 110 x 110 pixels lie on at most 4 blocks; each process that opens the file reads its header
+    assert 0 < n_requests and fetched < 12 * block, (n_requests, fetched)
+    assert fetched < 0.1 * cog.stat().st_size

@@ -66,10 +66,13 @@ class ImageryConfig:
 
 @dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class GridConfig:
-    """The cells to featurize: those of a box, or those of an existing feature table."""
+    """The cells to featurize: those of an area or a box, or those of an existing feature table."""
 
     #: side of a cell in degrees; ``None`` with ``like``: the table's
     cell_size: Annotated[Number | None, Field(gt=0), Expect("a number > 0, or null")] = None
+    #: polygons (a country's outline: GeoPackage, GeoJSON, Shapefile; any CRS): the cells
+    #: of the grid of whole cells that overlap them
+    area: Annotated[InputPath | None, Expect("a path or URL of polygons, or null")] = None
     #: ``[west, south, east, north]`` (EPSG:4326): the cells of the grid of whole cells that overlap it
     bbox: Annotated[tuple[Number, Number, Number, Number] | None, AfterValidator(_bbox),
                     Expect("[west, south, east, north] in degrees, or null")] = None
@@ -78,10 +81,11 @@ class GridConfig:
 
     @model_validator(mode="after")
     def _one_source(self) -> GridConfig:
-        if (self.bbox is None) == (self.like is None):
-            raise ValueError("grid: expected either bbox or like")
-        if self.bbox is not None and self.cell_size is None:
-            raise ValueError("grid.cell_size: expected a number > 0 with grid.bbox")
+        given = [key for key in ("area", "bbox", "like") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise expected_at((), given, "one of area, bbox or like (the cells to featurize)")
+        if self.like is None and self.cell_size is None:
+            raise expected_at(("cell_size",), None, f"a number > 0 with grid.{given[0]}")
         return self
 
 

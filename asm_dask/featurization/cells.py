@@ -1,6 +1,6 @@
 """The cells to featurize, and the blocks of cells that are featurized together.
 
-Cells come from a box, on the grid whose edges are whole multiples of the cell size (the
+Cells come from an area (polygons) or a box, on the grid whose edges are whole multiples of the cell size (the
 MOSAIKS grid: 0.01 degree cells centred at x.xx5), or from an existing feature table,
 whose centroids are kept exactly as it holds them, so that the new table's cells are its
 cells.
@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..read.csv_chunks import iter_csv_chunks
 from ..read.features import chunk_sizes, detect_layout, read_chunk
 from ..read.grid import EDGE_DECIMALS, check_cell_size, grid_spacing
+from ..read.polygons import read_polygons
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +40,24 @@ def cells_in_box(west: float, south: float, east: float, north: float, cell_size
     lon = np.round((columns + 0.5) * cell_size, EDGE_DECIMALS)
     lat, lon = np.meshgrid(lat, lon, indexing="ij")
     return Cells(lat.ravel(), lon.ravel(), cell_size)
+
+
+def cells_in_area(path: str, cell_size: float) -> Cells:
+    """Every cell of the grid of ``cell_size`` whose square overlaps the polygons in the
+    file at ``path`` (any CRS)."""
+    import shapely
+
+    area = read_polygons(path, "grid.area")
+    outline = shapely.union_all(area.geometry.to_numpy())
+    box = cells_in_box(*outline.bounds, cell_size)
+    half = cell_size / 2
+    shapely.prepare(outline)
+    squares = shapely.box(box.lon - half, box.lat - half, box.lon + half, box.lat + half)
+    # as with a box: a cell whose square only touches the outline lies outside
+    inside = shapely.intersects(outline, squares) & ~shapely.touches(outline, squares)
+    if not inside.any():
+        raise InputError(f"{path}: its polygons overlap no cell of {cell_size:g} degrees")
+    return Cells(box.lat[inside], box.lon[inside], cell_size)
 
 
 def cells_like(path: str, cell_size: float | None = None) -> Cells:

@@ -210,7 +210,7 @@ def _open(path: str) -> Iterator:
 
     if storage.is_url(path):
         fs, fs_path = storage.filesystem(path)
-        with rasterio.open(fs_path, opener=fs.open) as src:
+        with rasterio.open(fs_path, opener=storage.RasterReads(fs)) as src:
             yield src
     else:
         with rasterio.open(path) as src:

@@ -28,7 +28,7 @@ from ..read.grid import EDGE_DECIMALS
 from ..records.fingerprint import digest, fingerprint, versions
 from ..runtime.progress import wait_with_progress
 from .blocks import Method, PooledStatistics, RandomConvolution, featurize_block, sample_pixels
-from .cells import Cells, blocks_of, cells_in_box, cells_like
+from .cells import Cells, blocks_of, cells_in_area, cells_in_box, cells_like
 from .filters import FilterBank, empirical_filters, gaussian_filters
 from .imagery import Imagery, open_imagery
 
@@ -56,8 +56,9 @@ def featurize_job(job: FeaturizeJob, client: Client, filters: FilterBank | None 
     filters of an earlier featurization (:func:`read_filters`) instead of drawing them."""
     settings = job.imagery
     imagery = open_imagery(settings.path, settings.bands, settings.scale, settings.offset, settings.nodata)
-    cells = cells_like(job.grid.like, job.grid.cell_size) if job.grid.like else \
-        cells_in_box(*job.grid.bbox, job.grid.cell_size)
+    grid = job.grid
+    cells = cells_like(grid.like, grid.cell_size) if grid.like else cells_in_area(grid.area, grid.cell_size) \
+        if grid.area else cells_in_box(*grid.bbox, grid.cell_size)
     _check_output(job, imagery)
     under = np.flatnonzero(imagery.covers(cells.lat, cells.lon))
     if not len(under):
@@ -105,7 +106,7 @@ def read_filters(path: str) -> FilterBank:
 def _check_output(job: FeaturizeJob, imagery: Imagery) -> None:
     """The output is no input, and writes over nothing but an earlier featurization's table."""
     output = storage.normalized(job.output)
-    inputs = [tile.path for tile in imagery.tiles] + ([job.grid.like] if job.grid.like else [])
+    inputs = [tile.path for tile in imagery.tiles] + [path for path in (job.grid.like, job.grid.area) if path]
     for path in inputs:
         if storage.normalized(path) == output:
             raise InputError(f"{job.output}: the output is an input of the featurization; choose another output")

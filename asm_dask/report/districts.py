@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..config import BoundariesConfig
 from ..errors import InputError
+from ..read.polygons import read_polygons
 
 #: cells assigned to districts per step: bounds the points held at once
 CELLS_PER_STEP = 250_000
@@ -28,23 +29,12 @@ def read_boundaries(config: BoundariesConfig, cells_bounds: list[tuple[float, fl
     import shapely
 
     path = config.path
-    try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # pyogrio names the file and the format problem
-        raise InputError(f"{path}: cannot read boundaries ({str(exc).strip().splitlines()[0]})") from None
-    if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.name not in frame.columns:
-        raise InputError(f"{path}: no geometry; expected polygons (GeoJSON, GeoPackage or Shapefile)")
+    frame = read_polygons(path, "boundaries")
     if config.name_column not in frame.columns:
         raise InputError(f"{path}: no column {config.name_column!r} (report.boundaries.name_column); "
                          f"columns: {[c for c in frame.columns if c != frame.geometry.name]}")
-    polygonal = frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])
-    if not polygonal.any():
-        raise InputError(f"{path}: no polygons (found {sorted(set(frame.geom_type.dropna()))})")
-    if frame.crs is None:
-        raise InputError(f"{path}: no coordinate reference system; save it with one (e.g. a .prj file)")
-    frame = frame[polygonal].to_crs("EPSG:4326")
     frame = gpd.GeoDataFrame({"name": frame[config.name_column].astype(str).to_numpy()},
-                             geometry=shapely.make_valid(frame.geometry.to_numpy()), crs="EPSG:4326")
+                             geometry=frame.geometry.to_numpy(), crs="EPSG:4326")
     boxes = shapely.box(*np.asarray(cells_bounds, dtype=float).T)
     if not shapely.STRtree(boxes).query(frame.geometry.to_numpy(), predicate="intersects").size:
         west, south, east, north = (min(b[0] for b in cells_bounds), min(b[1] for b in cells_bounds),

@@ -7,6 +7,7 @@ Every stage reads and writes through these functions; see :mod:`asm_dask.storage
 from .files import (
     LOCAL_PROTOCOLS,
     PLACE_ERRNOS,
+    RasterReads,
     configure,
     configured,
     create_exclusively,
@@ -32,6 +33,7 @@ from .files import (
 __all__ = [
     "LOCAL_PROTOCOLS",
     "PLACE_ERRNOS",
+    "RasterReads",
     "configure",
     "configured",
     "create_exclusively",

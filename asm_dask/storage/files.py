@@ -73,6 +73,42 @@ def filesystem(path: str | os.PathLike) -> tuple[AbstractFileSystem, str]:
     return fsspec.core.url_to_fs(os.fspath(path))
 
 
+#: bytes a read of a remote raster fetches beyond what GDAL asks for: a COG's header in
+#: one request, then each block it needs and little more (fsspec's default block, 5 to
+#: 50 MB, would fetch a whole Sentinel-2 band file to read one cell)
+RASTER_READ_AHEAD = 1 << 16
+
+
+class RasterReads:
+    """An fsspec filesystem as a rasterio opener (``rasterio.open(path, opener=...)``)
+    that fetches the byte ranges GDAL reads, plus :data:`RASTER_READ_AHEAD`: a windowed
+    read of a Cloud-Optimized GeoTIFF costs its header and its blocks, not the file."""
+
+    def __init__(self, fs: AbstractFileSystem):
+        self.fs = fs
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> IO[bytes]:
+        return self.fs.open(path, mode, block_size=RASTER_READ_AHEAD, cache_type="readahead")
+
+    def isfile(self, path: str) -> bool:
+        return self.fs.isfile(path)
+
+    def isdir(self, path: str) -> bool:
+        return self.fs.isdir(path)
+
+    def ls(self, path: str) -> list[str]:
+        return self.fs.ls(path, detail=False)
+
+    def mtime(self, path: str) -> Any:
+        return self.fs.modified(path)
+
+    def size(self, path: str) -> int:
+        return self.fs.size(path)
+
+    def rm(self, path: str) -> None:
+        raise PermissionError(f"{path}: imagery is read, never removed")
+
+
 def configure(storage_options: Mapping[str, Mapping[str, Any]]) -> None:
     """Make ``storage_options`` (protocol -> keyword arguments, as in a job file's
     ``storage_options: {s3: {endpoint_url: ...}}``) the defaults of every filesystem of
