@@ -337,6 +337,29 @@ def test_grid_area_featurizes_the_cells_that_overlap_its_polygons(tmp_path, two_
     pd.testing.assert_frame_equal(got, expected)
 
 
+def test_predict_refuses_a_source_made_otherwise_even_of_the_same_width(tmp_path, two_zones, client):
+    """Two pooled sources of three columns each, given to predict in the wrong order:
+    the names match, how they were made does not."""
+    colour = _featurize(client, {"path": str(two_zones)}, tmp_path / "colour.parquet", {"name": "pool"})
+    spread = _featurize(client, {"path": str(two_zones), "bands": [1]}, tmp_path / "spread.parquet",
+                        {"name": "pool", "stats": ["mean", "std", "max"]})
+    cells = pd.read_parquet(colour.output, columns=["lat", "lon"])
+    labels_frame(list(zip(cells.lon, cells.lat)), _mines(cells.lon.to_numpy(), cells.lat.to_numpy()).astype(int)) \
+        .to_csv(tmp_path / "labels.csv", index=False)
+    run = asm_dask.run({"labels": str(tmp_path / "labels.csv"), "output": str(tmp_path / "run"),
+                        "features": [{"path": colour.output, "cell_size": CELL}, spread.output]}, client)
+    assert run.metrics.n_features == 6
+    with pytest.raises(InputError) as refused:
+        asm_dask.predict(run, [spread.output, colour.output], out=tmp_path / "swapped", client=client)
+    assert str(refused.value).startswith(
+        f"{spread.output}: made by asm-dask featurize otherwise than {colour.output}, the table the model was "
+        f"trained on ({tmp_path / 'run' / 'manifest.json'}): method {{'name': 'pool', 'stats': ['mean', 'std', "
+        "'max']} where the model's had {'name': 'pool', 'stats': ['mean']}; bands [1] where the model's had [1, 2, 3]")
+    assert not (tmp_path / "swapped").exists()
+    again = asm_dask.predict(run, [colour.output, spread.output], out=tmp_path / "again", client=client)
+    assert again.metrics.n_cells == 400
+
+
 def test_reused_filters_give_identical_features(tmp_path, two_zones, client):
     method = {"name": "rcf", "n_features": 32, "mode": "empirical", "seed": 11}
     first = _featurize(client, {"path": str(two_zones)}, tmp_path / "first.parquet", method)

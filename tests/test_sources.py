@@ -66,12 +66,15 @@ def test_a_list_of_tables_is_the_first_with_the_others_joined(tmp_path):
 
 
 @pytest.mark.parametrize("features, message", [
-    (["a/x.parquet", "b/x.parquet"], "features.join: expected sources of distinct names (x is repeated"),
+    (["a/x.parquet", "b/x.parquet"], "features: expected tables of distinct names (x is repeated"),
     (["a.parquet", {"path": "b.parquet", "store": "always"}],
-     "features.join.0: unknown key(s) ['store']; known keys: ['name', 'path', 'prefix']"),
-    (["a.parquet", {"path": "b.parquet", "name": "2024"}], "features.join.0.name: expected a name of letters"),
-    (["a.parquet", 7], "features.join.0: expected a mapping or a path, got 7"),
+     "features[1]: unknown key(s) ['store']; known keys: ['name', 'path', 'prefix']"),
+    (["a.parquet", {"path": "b.parquet", "name": "2024"}], "features[1].name: expected a name of letters"),
+    (["a.parquet", 7], "features[1]: expected a mapping or a path, got 7"),
+    ([{"path": "a.parquet", "cell_size": 0}, "b.parquet"], "features[0].cell_size: expected a number > 0, got 0"),
+    ([], "features: expected a mapping, a path, or a non-empty list of them"),
     ({"path": "a.parquet", "join": 7}, "features.join: expected a list of feature tables"),
+    ({"path": "a.parquet", "join": [{"path": "b.parquet", "prefix": 3}]}, "features.join.0.prefix: expected text"),
 ])
 def test_a_wrong_list_of_sources_is_one_line(features, message, tmp_path):
     with pytest.raises(InputError) as error:
@@ -143,3 +146,18 @@ def test_the_command_line_joins_and_predicts_several_sources(country, split_coun
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith("nowhere.parquet: features file not found"), done.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_a_table_on_another_grid_is_one_line_before_any_fit(country, split_country, client, tmp_path):
+    """A source on cells of 0.02 degrees joined to cells of 0.01 shares none of them."""
+    coarse = pd.read_csv(split_country / "embedding.csv")
+    coarse = coarse.assign(lat=(coarse.lat // 0.02) * 0.02 + 0.01, lon=(coarse.lon // 0.02) * 0.02 + 0.01) \
+        .drop_duplicates(["lat", "lon"])
+    coarse.to_parquet(tmp_path / "coarse.parquet", index=False)
+    job = {"labels": str(country.labels), "output": str(tmp_path / "out"),
+           "features": [str(split_country / "mosaiks.feather"), str(tmp_path / "coarse.parquet")]}
+    with pytest.raises(InputError) as error, pytest.warns(UserWarning):
+        asm_dask.run(job, client=client)
+    assert str(error.value).startswith(f"{tmp_path / 'coarse.parquet'}: none of its {len(coarse):,} cells is a "
+                                       "cell of mosaiks")
+    assert not (tmp_path / "out").exists()

@@ -173,7 +173,9 @@ def _joined_tables(value: Any) -> Any:
 
 def _sources(value: Any) -> Any:
     """``features: [A, B, C]`` is short for A with ``join: [B, C]``; each may be a path."""
-    if isinstance(value, (list, tuple)) and value:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise expected_at((), value, "a mapping, a path, or a non-empty list of them (tables joined by cell)")
         first = path_shorthand(value[0])
         if isinstance(first, dict) and "join" not in first:
             return {**first, "join": [path_shorthand(item) for item in value[1:]]}
@@ -226,8 +228,8 @@ class FeaturesConfig:
                 [j.name or _file_stem(j.path) for j in join]
             repeated = sorted({name for name in names if names.count(name) > 1})
             if repeated:
-                raise expected_at((), names, f"sources of distinct names ({', '.join(repeated)} is repeated; "
-                                             "name them with features.name and join[].name)")
+                raise expected_at((), names, f"tables of distinct names ({', '.join(repeated)} is repeated; "
+                                             "give each table a name)")
         return join
 
 
@@ -356,4 +358,18 @@ def load_job(path: str | os.PathLike) -> Job:
 def job_from_dict(raw: Any, base: str | os.PathLike = ".", source: str = "job") -> Job:
     """Build a :class:`Job` from plain data, as read from YAML; every problem in it is
     reported on one line of :class:`InputError`, each with its key path."""
-    return validated(Job, raw, base, source, "labels, features and output")
+    try:
+        return validated(Job, raw, base, source, "labels, features and output")
+    except InputError as error:
+        if isinstance(raw, dict) and isinstance(raw.get("features"), (list, tuple)):
+            raise InputError(_as_listed(str(error))) from None
+        raise
+
+
+def _as_listed(message: str) -> str:
+    """A problem of ``features`` written as a list, named as the list's items: the first
+    table's ``features.cell_size`` is ``features[0].cell_size``, ``features.join.0.name``
+    is ``features[1].name``."""
+    message = re.sub(r"\bfeatures\.join\.(\d+)", lambda m: f"features[{int(m.group(1)) + 1}]", message)
+    message = re.sub(r"\bfeatures\.join\b", "features", message)
+    return re.sub(r"\bfeatures\.(?!join\b)(\w+)", r"features[0].\1", message)

@@ -70,7 +70,9 @@ def _setting(root: type, loc: tuple[str, ...], item: dict[str, Any]) -> tuple[tu
         if section is None:
             break
     if item["type"] == "dataclass_type":  # a section itself
-        takes_path = loc in (("labels",), ("features",)) or loc[:2] == ("features", "join")
+        if loc == ("features",):
+            return loc, "a mapping, a path, or a list of them (tables joined by cell)"
+        takes_path = loc == ("labels",) or loc[:2] == ("features", "join")
         return loc, "a mapping" + (" or a path" if takes_path else "")
     return loc, item["msg"].strip().splitlines()[0]  # pydantic's own words, still on one line
 

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..model.classifier import CalibratedClassifier
 from ..model.persistence import load_model
 from ..read.csv_chunks import iter_csv_chunks
-from ..read.features import FeatureLayout, chunk_sizes, detect_layout, filters_of, read_chunk
+from ..read.features import FeatureLayout, chunk_sizes, detect_layout, filters_of, making_of, read_chunk
 from ..read.grid import cells_apart, grid_spacing
 from ..read.sources import open_sources
 from ..read.table import FeatureTable
@@ -71,12 +71,11 @@ class TrainedRun:
             sources.setdefault(source, []).append(column)
         return [(source, tuple(columns)) for source, columns in sources.items()]
 
-    def filters(self) -> list[tuple[str | None, str]]:
-        """For each source, the fingerprint of the filters that made its features (None:
-        none) and the table they were trained on."""
+    def trained_on(self) -> list[TrainedSource]:
+        """Each source's table the model was trained on, and how its features were made."""
         inputs = self.manifest["inputs"]
-        return [(inputs.get("features_filters"), inputs["features"])] + \
-            [(j.get("filters"), j["path"]) for j in inputs.get("features_joined", ())]
+        return [TrainedSource(inputs["features"], inputs.get("features_filters"), inputs.get("features_made"))] + \
+            [TrainedSource(j["path"], j.get("filters"), j.get("made")) for j in inputs.get("features_joined", ())]
 
     def features_config(self, features: tuple[str, ...]) -> FeaturesConfig:
         """How to read ``features`` (one file per source) as the model's feature table."""
@@ -86,6 +85,16 @@ class TrainedRun:
         return FeaturesConfig(path=features[0], cell_size=self.cell_size, name=names[0],
                               join=tuple(JoinedFeatures(path=path, name=name)
                                          for path, name in zip(features[1:], names[1:])))
+
+
+@dataclass(frozen=True)
+class TrainedSource:
+    """A table a model was trained on: its path, and, if ``asm-dask featurize`` made it,
+    its filters' fingerprint and how it was made (:func:`~asm_dask.read.features.making_of`)."""
+
+    path: str
+    filters: str | None
+    made: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -160,11 +169,13 @@ def plan_prediction(run: TrainedRun, features: tuple[str, ...], output: str) -> 
         if not storage.is_url(path):
             inputs[f"the feature store beside {key}"] = store_root(FeaturesConfig(path=path), output)
     check_apart(inputs, output, "--out")
-    for path, (_, columns), (filters, trained_on) in zip(features, sources, run.filters()):
+    manifest = storage.join(run.folder, "manifest.json")
+    for path, (name, columns), trained in zip(features, sources, run.trained_on()):
         layout = detect_layout(path)  # the schema and the first chunk's coordinates only
-        check_feature_names(columns, layout)
+        check_feature_names(columns, layout, name)
         check_grid(layout, run.cell_size)
-        check_filters(path, filters, trained_on, storage.join(run.folder, "manifest.json"))
+        check_filters(path, trained.filters, trained.path, manifest)
+        check_making(path, trained.made, trained.path, manifest)
     return Prediction(run, tuple(features), output)
 
 
@@ -191,6 +202,20 @@ def check_filters(features: str, trained: str | None, trained_on: str, manifest:
                          + (f"; featurize with --filters {trained_on}" if trained else ""))
 
 
+def check_making(features: str, trained: dict[str, Any] | None, trained_on: str, manifest: str) -> None:
+    """Features that ``asm-dask featurize`` made otherwise (another method, other bands or
+    scaling) than the table the model was trained on are other features: refused. A
+    table made elsewhere carries no description: nothing to compare."""
+    given = making_of(features)
+    if trained is None or given is None or given == trained:
+        return
+    differ = [key for key in trained if trained[key] != given.get(key) and key != "filters"]
+    if differ:
+        shown = "; ".join(f"{key} {given.get(key)} where the model's had {trained[key]}" for key in differ)
+        raise InputError(f"{features}: made by asm-dask featurize otherwise than {trained_on}, the table the model "
+                         f"was trained on ({manifest}): {shown}")
+
+
 def predict_with_run(plan: Prediction, client: Any, hotspot_threshold: float | None = None) -> PredictResult:
     """Predict every cell of ``plan.features`` with its run's model into ``plan.output``."""
     run, features, output = plan.run, plan.features, plan.output
@@ -213,9 +238,12 @@ def predict_with_run(plan: Prediction, client: Any, hotspot_threshold: float | N
     return PredictResult(output, metrics, card)
 
 
-def check_feature_names(expected: tuple[str, ...], layout: FeatureLayout) -> None:
-    """The file's feature columns, in order, are the model's: one line naming the difference."""
-    found, features = layout.feature_columns, layout.path
+def check_feature_names(expected: tuple[str, ...], layout: FeatureLayout, source: str | None = None) -> None:
+    """The file's feature columns, in order, are the model's (those of its ``source``,
+    where it was trained on several): one line naming the difference."""
+    found = layout.feature_columns
+    features = layout.path + (f" (given for the model's source {source}: FEATURES go in the run's order)"
+                              if source else "")
     if found == tuple(expected):
         return
     if len(found) != len(expected):

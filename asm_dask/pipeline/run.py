@@ -20,7 +20,7 @@ from ..config import Job
 from ..errors import InputError, warn
 from ..model.persistence import save_model
 from ..model.split import split_groups
-from ..read.features import filters_of
+from ..read.features import filters_of, making_of
 from ..read.labels import Labels, read_labels
 from ..read.sources import open_sources
 from ..read.table import FeatureTable, gather_rows, nonfinite_columns, read_columns
@@ -207,10 +207,12 @@ def describe_run(job: Job, table: FeatureTable, cluster: dict[str, Any]) -> dict
     settings["storage_options"] = {protocol: sorted(options) for protocol, options
                                    in settings["storage_options"].items()}  # names, never values
     inputs = {"labels": job.labels.path, "features": job.features.path, "features_fingerprint": table.source["ukey"],
-              "features_read_from": table.location, "features_filters": filters_of(job.features.path)}
+              "features_read_from": table.location, "features_filters": filters_of(job.features.path),
+              "features_made": making_of(job.features.path)}
     if job.features.join:
         inputs["features_joined"] = [{"name": source["name"], "path": source["path"],
-                                      "fingerprint": source["ukey"], "filters": filters_of(source["path"])}
+                                      "fingerprint": source["ukey"], "filters": filters_of(source["path"]),
+                                      "made": making_of(source["path"])}
                                      for source in table.source["joined"]]
     return {"command": "run", "inputs": inputs,
             "settings": settings, "versions": versions(), "python": platform.python_version(),

@@ -230,6 +230,19 @@ def featurization_of(path: str) -> dict | None:
         raise InputError(f"{path}: the description asm-dask featurize left in the table is damaged") from None
 
 
+def making_of(path: str) -> dict | None:
+    """What makes the features of the table at ``path`` what they are, if ``asm-dask
+    featurize`` made it: the method, the filters' fingerprint, the bands, their scaling and
+    the cell size (not the imagery's files: another year's are other files); ``None`` for
+    any other table."""
+    made = featurization_of(path)
+    if not isinstance(made, dict):
+        return None
+    filters = made.get("filters")
+    return {"method": made.get("method"), "filters": filters.get("fingerprint") if isinstance(filters, dict) else None,
+            **{key: made.get(key) for key in ("bands", "scale", "offset", "cell_size")}}
+
+
 def filters_of(path: str) -> str | None:
     """The fingerprint of the random convolutional filters that made the table at
     ``path``; ``None`` for a table made otherwise."""

@@ -23,7 +23,7 @@ import pandas as pd
 from distributed import Client
 
 from ..config import FeaturesConfig
-from ..errors import warn
+from ..errors import InputError, warn
 from ..records.fingerprint import fingerprint
 from ..runtime.progress import wait_with_progress
 from .features import COLUMN_GROUP_BYTES
@@ -115,6 +115,10 @@ def join_tables(names: list[str], tables: list[FeatureTable], client: Client) ->
     joined_notes = []
     for name, table, source_ids in zip(names[1:], tables[1:], ids[1:]):
         where = _locate(first_ids, source_ids)
+        if not (where[0] >= 0).any():
+            raise InputError(f"{table.source['path']}: none of its {table.n_rows:,} cells is a cell of {names[0]} "
+                             f"({tables[0].source['path']}): tables joined by cell share one grid, of cells of "
+                             f"{tables[0].cell_size:g} degrees centred where the first table's are")
         found.append(where)
         everywhere &= where[0] >= 0
         missing = int((where[0] < 0).sum())
@@ -137,6 +141,9 @@ def join_tables(names: list[str], tables: list[FeatureTable], client: Client) ->
         partitions.append(JoinedPartition(part, kept, others, widths, all_kept=len(kept) == len(part_ids)))
         start = stop
     left_out = int((~everywhere).sum())
+    if left_out == len(first_ids):
+        raise InputError(f"{tables[0].source['path']}: none of its cells is in every source "
+                         f"({', '.join(names[1:])}): each holds other cells")
     first = tables[0]
     return FeatureTable(
         kind=first.kind, location=first.location,
