@@ -363,14 +363,20 @@ def test_predict_refuses_a_source_made_otherwise_even_of_the_same_width(tmp_path
 def test_reused_filters_give_identical_features(tmp_path, two_zones, client):
     method = {"name": "rcf", "n_features": 32, "mode": "empirical", "seed": 11}
     first = _featurize(client, {"path": str(two_zones)}, tmp_path / "first.parquet", method)
-    again = asm_dask.featurize({"imagery": {"path": str(two_zones)},
-                                "grid": {"like": first.output},
-                                "method": {**method, "seed": 12},  # the filters given, not drawn
-                                "output": str(tmp_path / "again.parquet")}, client, filters=first.output)
+    with pytest.warns(UserWarning, match=r"used as they are, not method.seed 12 \(theirs: 11\)$"):
+        again = asm_dask.featurize({"imagery": {"path": str(two_zones)},
+                                    "grid": {"like": first.output},
+                                    "method": {**method, "seed": 12},  # the filters given, not drawn
+                                    "output": str(tmp_path / "again.parquet")}, client, filters=first.output)
     assert again.filters_fingerprint == first.filters_fingerprint
     pd.testing.assert_frame_equal(pd.read_parquet(again.output), pd.read_parquet(first.output))
     drawn = _featurize(client, {"path": str(two_zones)}, tmp_path / "drawn.parquet", {**method, "seed": 12})
     assert drawn.filters_fingerprint != first.filters_fingerprint
+    with pytest.raises(InputError, match="random convolutional filters; method.name: pool uses none"):
+        asm_dask.featurize({"imagery": {"path": str(two_zones)}, "grid": {"like": first.output},
+                            "method": {"name": "pool"}, "output": str(tmp_path / "pooled.parquet")}, client,
+                           filters=first.output)
+    assert not (tmp_path / "pooled.parquet").exists()
 
 
 def test_a_stac_item_collection_of_cloud_optimized_band_files_gives_the_features_of_the_tiles(tmp_path, two_zones,

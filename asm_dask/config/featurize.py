@@ -37,6 +37,12 @@ def _a_file(value: str) -> str:
     return value
 
 
+def _four_numbers(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) and len(value) != 4:
+        raise ValueError(f"expected [west, south, east, north] in degrees: 4 numbers, not {len(value)}")
+    return value
+
+
 def _bbox(value: tuple[float, ...] | None) -> tuple[float, ...] | None:
     if value is not None and not (-180 <= value[0] < value[2] <= 180 and -90 <= value[1] < value[3] <= 90):
         raise ValueError("expected [west, south, east, north] in degrees, west < east and south < north")
@@ -74,7 +80,7 @@ class GridConfig:
     #: of the grid of whole cells that overlap them
     area: Annotated[InputPath | None, Expect("a path or URL of polygons, or null")] = None
     #: ``[west, south, east, north]`` (EPSG:4326): the cells of the grid of whole cells that overlap it
-    bbox: Annotated[tuple[Number, Number, Number, Number] | None, AfterValidator(_bbox),
+    bbox: Annotated[tuple[Number, Number, Number, Number] | None, BeforeValidator(_four_numbers), AfterValidator(_bbox),
                     Expect("[west, south, east, north] in degrees, or null")] = None
     #: a feature table whose cells are featurized, with its centroids exactly
     like: Annotated[InputPath | None, Expect("a path or URL, or null")] = None

@@ -82,7 +82,7 @@ def cells_like(path: str, cell_size: float | None = None) -> Cells:
         if spacing is None:
             raise InputError(f"{path}: a single cell tells no cell size; set grid.cell_size")
         cell_size = spacing
-    check_cell_size(path, spacing, cell_size)
+    check_cell_size(path, spacing, cell_size, "grid.cell_size")
     return Cells(lat, lon, float(cell_size))
 
 

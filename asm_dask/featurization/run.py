@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from distributed import Client
 
 from .. import storage
-from ..config.featurize import FeaturizeJob
-from ..errors import InputError
+from ..config.featurize import FeaturizeJob, MethodConfig
+from ..errors import InputError, warn
 from ..read.features import FEATURIZATION_KEY, featurization_of, input_fingerprint, open_input
 from ..read.grid import EDGE_DECIMALS
 from ..records.fingerprint import digest, fingerprint, versions
@@ -120,16 +120,33 @@ def _check_output(job: FeaturizeJob, imagery: Imagery) -> None:
                              "is; choose another output")
 
 
+def _note_settings_not_used(settings: MethodConfig, filters: FilterBank) -> None:
+    """Reused filters are what they are: a setting of the file that says otherwise (and
+    is not a default) is not used, and a warning says so."""
+    theirs = {"n_features": filters.n_features, "kernel_size": filters.kernel_size, "bias": filters.bias,
+              "mode": filters.mode, "seed": filters.seed}
+    defaults = MethodConfig()
+    differ = [f"method.{key} {getattr(settings, key)} (theirs: {value})" for key, value in theirs.items()
+              if getattr(settings, key) != value and getattr(settings, key) != getattr(defaults, key)]
+    if differ:
+        warn(f"the filters given to reuse (--filters) are used as they are, not {', '.join(differ)}")
+
+
 def _method(job: FeaturizeJob, imagery: Imagery, cells: Cells, under: np.ndarray, filters: FilterBank | None,
             client: Client) -> Method:
     """How pixels become features; empirical filters are drawn from cells ``under`` the imagery."""
     settings = job.method
     n_bands = len(imagery.bands)
     if settings.name == "pool":
+        if filters is not None:
+            raise InputError("the filters given to reuse (--filters) are random convolutional filters; "
+                             "method.name: pool uses none")
         return PooledStatistics(tuple(settings.stats), n_bands)
     if filters is not None:
         if filters.n_bands != n_bands:
-            raise InputError(f"the filters reused take {filters.n_bands} bands; imagery.bands reads {n_bands}")
+            raise InputError(f"the filters given to reuse (--filters) take {filters.n_bands} bands; "
+                             f"imagery.bands reads {n_bands}")
+        _note_settings_not_used(settings, filters)
         return RandomConvolution(filters)
     n_filters = settings.n_features // 2
     if settings.mode == "gaussian":

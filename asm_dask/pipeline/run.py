@@ -166,8 +166,10 @@ def _join_notes(labels: Labels, joined: JoinedLabels, job: Job) -> list[str]:
     unmatched = len(joined.unmatched)
     if unmatched <= MAX_UNMATCHED_SHARE * labels.n_kept:
         return []
+    tables = f"each of the feature tables ({', '.join(name for name, _ in job.features.tables())})" \
+        if job.features.join else job.features.path
     note = (f"{unmatched} of the {labels.n_kept} labels kept ({unmatched / labels.n_kept:.0%}) fall on no cell "
-            f"with features (unmatched_labels.csv): check that {job.features.path} covers the labels, and "
+            f"with features (unmatched_labels.csv): check that {tables} covers the labels, and "
             f"features.cell_size ({job.features.cell_size:g}) against its grid")
     warn(note)
     return [note]

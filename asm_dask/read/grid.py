@@ -106,11 +106,12 @@ def cells_apart(spacing: float, cell_size: float) -> int | None:
     return round(steps)
 
 
-def check_cell_size(source: str, spacing: float | None, cell_size: float) -> str | None:
+def check_cell_size(source: str, spacing: float | None, cell_size: float,
+                    key: str = "features.cell_size") -> str | None:
     """Refuse a cell size its centroids cannot hold; a note if no two cells touch.
 
     Cells that would overlap, or would not tile, are an :class:`InputError` naming
-    ``features.cell_size``: labels would join to the wrong squares. Centroids never closer
+    the setting ``key``: labels would join to the wrong squares. Centroids never closer
     than two cells may be a sparse grid, or a cell size set too small (most labels then
     fall between cells): the note returned says so.
     """
@@ -120,10 +121,10 @@ def check_cell_size(source: str, spacing: float | None, cell_size: float) -> str
     if apart is None:
         how = "overlap" if spacing < cell_size else "not tile"
         raise InputError(f"{source}: cell centroids are {spacing:g} degrees apart, where cells of "
-                         f"features.cell_size={cell_size:g} degrees would {how}; set features.cell_size to the "
+                         f"{key}={cell_size:g} degrees would {how}; set {key} to the "
                          "side of the grid's cells")
     if apart == 1:
         return None
     return (f"{source}: no two cells touch: the nearest centroids are {spacing:g} degrees apart, {apart} cells of "
-            f"{cell_size:g} degrees; if the grid's cells are {spacing:g} degrees wide, set features.cell_size: "
+            f"{cell_size:g} degrees; if the grid's cells are {spacing:g} degrees wide, set {key}: "
             f"{spacing:g}")
