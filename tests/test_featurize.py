@@ -474,6 +474,15 @@ def test_bad_featurize_input_is_one_line_and_writes_nothing(tmp_path, two_zones,
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"II*\x00 not really a tiff")
     refused({**base, "imagery": {"path": str(broken)}}, f"{broken}: cannot read the tile")
+    import geopandas as gpd
+    import shapely
+
+    points = tmp_path / "points.gpkg"
+    gpd.GeoDataFrame(geometry=[shapely.Point(18, 5)], crs="EPSG:4326").to_file(points)
+    refused({**base, "grid": {"cell_size": CELL, "area": str(points)}}, f"{points}: no polygons \\(found \\['Point'\\]\\)")
+    refused({**base, "grid": {"cell_size": CELL, "area": str(broken)}}, f"{broken}: cannot read grid.area")
+    refused({**base, "grid": {"cell_size": CELL, "bbox": [WEST, SOUTH, EAST]}},
+            "grid.bbox: expected \\[west, south, east, north\\] in degrees: 4 numbers, not 3")
     refused({**base, "method": {"name": "rcf"}}, "missing.parquet: not found \\(the filters to reuse",
             filters=str(tmp_path / "missing.parquet"))
     pd.DataFrame({"lat": [5.0], "lon": [18.0], "X_0": [1.0]}).to_parquet(tmp_path / "api.parquet")
