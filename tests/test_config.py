@@ -113,7 +113,7 @@ def test_filters_can_be_switched_off(tmp_path):
     ({"features": {"path": "f", "cell_size": True}}, "features.cell_size: expected a number > 0, got true"),
     ({"features": {"path": "f", "cell_size": ".nan"}}, "features.cell_size: expected a number > 0, got '.nan'"),
     ({"features": {"path": "f", "prefix": ""}}, "features.prefix: expected text, or null, got ''"),
-    ({"features": 5}, "features: expected a mapping or a path, got 5"),
+    ({"features": 5}, "features: expected a mapping, a path, or a list of them (tables joined by cell), got 5"),
     ({"labels": {"path": "a.csv", "filters": {"min_proportion_inspected": 2}}},
      "labels.filters.min_proportion_inspected: expected a proportion from 0 to 1, or null, got 2"),
     ({"labels": {"path": "a.csv", "filters": {"min_confidence": "high"}}},

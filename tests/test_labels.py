@@ -35,6 +35,10 @@ def test_switched_off_filters_need_no_column(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda f: f.drop(columns="confidence"), "missing required column(s) ['confidence']"),
+    (lambda f: f[["lon", "lat", "label"]],
+     "missing required column(s) ['proportion_inspected', 'mine_type', 'confidence']; found ['lon', 'lat', 'label'] "
+     "(labels.filters.min_proportion_inspected, labels.filters.exclude_mine_types, labels.filters.min_confidence: "
+     "null switches off the filter that needs it)"),
     (lambda f: f.assign(lat=[0.0, 95.0, 0.0]), "row 2: coordinates out of range"),
     (lambda f: f.assign(lon=[0.0, np.nan, 0.0]), "row 2: coordinates out of range or missing"),
     (lambda f: f.assign(label=[0, 2, 1]), "row 2: label must be 0 or 1"),

@@ -60,7 +60,11 @@ def read_labels(config: LabelsConfig) -> Labels:
     _check_header(path)
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise InputError(f"{path}: missing required column(s) {missing}; found {list(frame.columns)}")
+        filters = {"proportion_inspected": "min_proportion_inspected", "mine_type": "exclude_mine_types",
+                   "confidence": "min_confidence"}
+        switches = [f"labels.filters.{filters[c]}" for c in missing if c in filters]
+        hint = f" ({', '.join(switches)}: null switches off the filter that needs it)" if switches else ""
+        raise InputError(f"{path}: missing required column(s) {missing}; found {list(frame.columns)}{hint}")
     reserved = [c for c in frame.columns if c in RESERVED_COLUMNS]
     if reserved:
         raise InputError(f"{path}: column {reserved[0]!r} has a name asm-dask gives a column of its own "
