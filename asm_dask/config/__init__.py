@@ -69,9 +69,9 @@ def _distinct(values: tuple[float, ...]) -> tuple[float, ...]:
     return values
 
 
-def _mine_types(value: Any) -> Any:
-    """One mine type written without brackets is a list of one, not a string of letters;
-    ``null`` is none."""
+def _one_or_more(value: Any) -> Any:
+    """One value written without brackets (a mine type, a sample type) is a list of one,
+    not a string of letters; ``null`` is none."""
     return () if value is None else (value,) if isinstance(value, str) else value
 
 
@@ -122,7 +122,7 @@ class LabelFilters:
     min_proportion_inspected: Annotated[Number | None, Field(ge=0, le=1),
                                         Expect("a proportion from 0 to 1, or null")] = 0.2
     #: drop rows whose ``mine_type`` is one of these
-    exclude_mine_types: Annotated[tuple[StrictStr, ...], BeforeValidator(_mine_types),
+    exclude_mine_types: Annotated[tuple[StrictStr, ...], BeforeValidator(_one_or_more),
                                   Expect("a mine type or a list of them, as text, or null")] = ("commercial",)
     #: keep rows with ``confidence >= this``
     min_confidence: Annotated[Number | None, Expect("a number, or null")] = 3
@@ -309,6 +309,17 @@ class ReportConfig:
 
 
 @dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
+class EstimateConfig:
+    """The probability sample among the labels, from which the ASM area is estimated
+    with an interval (see :mod:`asm_dask.estimation.area`)."""
+
+    #: the ``sample_type`` values of labels drawn at random (with the probabilities of
+    #: ``asm-dask sample`` where they carry them); none in the labels: no estimate
+    sample_types: Annotated[tuple[Text, ...], BeforeValidator(_one_or_more),
+                            Expect("a sample type or a list of them, as text")] = ("random",)
+
+
+@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class Job:
     """A validated job: what to read, how to fit, where to write.
 
@@ -324,6 +335,7 @@ class Job:
     split: Annotated[SplitConfig, BeforeValidator(or_defaults)] = field(default_factory=SplitConfig)
     model: Annotated[ModelConfig, BeforeValidator(or_defaults)] = field(default_factory=ModelConfig)
     report: Annotated[ReportConfig, BeforeValidator(or_defaults)] = field(default_factory=ReportConfig)
+    estimate: Annotated[EstimateConfig, BeforeValidator(or_defaults)] = field(default_factory=EstimateConfig)
     #: fsspec options by protocol, for every URL of the job (inputs, output, store):
     #: ``{s3: {endpoint_url: ..., key: ..., secret: ...}}``. Without them each backend
     #: looks where it always does (for S3 the AWS_* environment variables and ~/.aws).

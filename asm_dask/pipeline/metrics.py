@@ -224,6 +224,9 @@ class RunMetrics(MapCounts):
     reliability_test: list[ReliabilityBin]
     #: with a sample_type column, or None
     test_auc_by_sample_type: dict[str, SubsetAUC] | None
+    #: the ASM area and share from the probability sample, by each estimator, and the
+    #: map's accuracy (:class:`asm_dask.estimation.area.AreaEstimates`); None without a sample
+    estimates: dict[str, Any] | None = None
     #: what a reader of the numbers must know first
     warnings: list[str]
 
@@ -231,7 +234,7 @@ class RunMetrics(MapCounts):
         "blocked_cv_block_size_deg", "cell_cv_auc", "cell_cv_auc_by_fold", "cv_auc_cell_by_alpha",
         "cv_auc_sd_cell_by_alpha", "cell_cv_auc_unavailable", "blocked_cv_auc", "blocked_cv_auc_by_fold",
         "cv_auc_blocked_by_alpha", "cv_auc_sd_blocked_by_alpha", "blocked_cv_auc_unavailable",
-        "test_auc_by_sample_type"})
+        "test_auc_by_sample_type", "estimates"})
     NESTED = {"model_comparison": EstimatorComparison, "bootstrap": Bootstrap,
               "reliability_test": ReliabilityBin, "test_auc_by_sample_type": SubsetAUC}
 

@@ -18,6 +18,7 @@ import pandas as pd
 from .. import storage
 from ..config import Job
 from ..errors import InputError, warn
+from ..estimation.area import AreaEstimates
 from ..model.persistence import save_model
 from ..model.split import split_groups
 from ..read.features import filters_of, making_of
@@ -32,6 +33,7 @@ from ..report.districts import read_boundaries
 from ..report.importance import N_FEATURE_MAPS
 from ..runtime.progress import stage, timed
 from ..spatial.join import JoinedLabels, join_labels
+from .estimates import estimate_from_sample
 from .fit import CrossValidation, FittedModel, fit_labelled_cells
 from .mapping import predict_and_map
 from .metrics import Bootstrap, MapCounts, ReliabilityBin, RunMetrics, SubsetAUC, write_metrics
@@ -58,7 +60,7 @@ def run_job(job: Job, client: Any) -> RunResult:
     with OutputLock(job.output, "run"), client.as_current():
         timings: dict[str, float] = {}
         with stage(timings, "read labels"):
-            labels = read_labels(job.labels)
+            labels = read_labels(job.labels, job.estimate.sample_types)
         with stage(timings, "open features"):
             table = open_sources(job.features, job.output, client)
             boundaries = None if job.report.boundaries is None else \
@@ -82,7 +84,12 @@ def run_job(job: Job, client: Any) -> RunResult:
                                  hotspot_threshold=job.report.hotspot_threshold, labels=label_points,
                                  boundaries=boundaries, timings=timings, report_timings=report_timings)
         with timed(timings, "report"):
-            metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, join_notes)
+            trained_cells = rows["cell_id"].to_numpy()[fitted.train]
+            estimates, estimate_notes = estimate_from_sample(labels, table, mapped.grid, trained_cells,
+                                                             job.estimate.sample_types,
+                                                             job.report.hotspot_threshold, client)
+            metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, join_notes + estimate_notes,
+                                  estimates)
             _write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
             _write_csv(storage.join(out, "labelled_cells.csv"), _labelled_cells(rows, fitted))
             top = [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
@@ -124,7 +131,7 @@ def _labelled_rows(labels: Labels, table: FeatureTable, job: Job, client: Any) -
 
 
 def run_metrics(labels: Labels, joined: JoinedLabels, table: FeatureTable, fitted: FittedModel, job: Job,
-                cells: MapCounts, join_notes: list[str]) -> RunMetrics:
+                cells: MapCounts, join_notes: list[str], estimates: AreaEstimates | None = None) -> RunMetrics:
     """``metrics.json`` of a run, from what each stage made."""
     ridge = fitted.ridge
     chosen = fitted.cross_validation[job.split.group_by]
@@ -156,6 +163,7 @@ def run_metrics(labels: Labels, joined: JoinedLabels, table: FeatureTable, fitte
         cv_auc_by_fold={str(a): [float(v) for v in row] for a, row in zip(ridge.alphas_, ridge.cv_auc_)},
         oof_auc_calibration_set=fitted.oof_auc,
         **_held_out(fitted),
+        estimates=None if estimates is None else estimates.as_dict(),
         warnings=list(table.notes) + join_notes + fitted.caveats,
         **cells.as_dict())
 

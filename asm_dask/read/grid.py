@@ -74,6 +74,20 @@ def cell_squares(lat: np.ndarray, lon: np.ndarray, cell_size: float) -> np.ndarr
                        np.round(lon + half, EDGE_DECIMALS), np.round(lat + half, EDGE_DECIMALS))
 
 
+def cell_area_km2(lat: np.ndarray, cell_size: float) -> np.ndarray:
+    """The geodesic area (WGS84) of the cell square centred at each latitude ``lat``: cells
+    shrink towards the poles, and a cell's area depends on its latitude alone."""
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    half = cell_size / 2
+    rows, where = np.unique(np.round(np.asarray(lat, dtype=np.float64), EDGE_DECIMALS), return_inverse=True)
+    areas = np.array([abs(geod.polygon_area_perimeter([0, cell_size, cell_size, 0],
+                                                      [row - half, row - half, row + half, row + half])[0])
+                      for row in rows]) / 1e6
+    return areas[where]
+
+
 def check_unique_cells(source: str, ids: np.ndarray, input_rows: np.ndarray) -> None:
     """Raise :class:`InputError` naming two input rows (0-based ``input_rows``) that
     describe the same cell, if any do."""

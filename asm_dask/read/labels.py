@@ -27,13 +27,17 @@ class Labels:
     points: gpd.GeoDataFrame  #: one row per kept label, with ``label_row`` (1-based CSV row)
     n_read: int
     removed: dict[str, int]  #: filter name -> rows it removed, in the order applied
+    #: the rows of a probability sample (``estimate.sample_types``), as read: not
+    #: filtered, as the first filter keeps every positive and only well-inspected
+    #: negatives; ``label`` is 0 where the mine type is excluded (not ASM)
+    sample: gpd.GeoDataFrame | None = None
 
     @property
     def n_kept(self) -> int:
         return len(self.points)
 
 
-def read_labels(config: LabelsConfig) -> Labels:
+def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = ()) -> Labels:
     """Read the labels CSV, check it and apply the filters of ``config``.
 
     Raises
@@ -89,6 +93,7 @@ def read_labels(config: LabelsConfig) -> Labels:
     frame["label"] = frame["label"].astype(np.int8)
 
     n_read, removed = len(frame), {}
+    sample = _probability_sample(frame, sample_types, filters.exclude_mine_types, path)
     if filters.min_proportion_inspected is not None:
         keep = (frame["proportion_inspected"] >= filters.min_proportion_inspected) | (frame["label"] == 1)
         removed["proportion_inspected"] = int((~keep).sum())
@@ -107,7 +112,35 @@ def read_labels(config: LabelsConfig) -> Labels:
                          f"hold only class(es) {classes}; a classifier needs both 0 and 1")
     points = gpd.GeoDataFrame(frame.reset_index(drop=True),
                               geometry=gpd.points_from_xy(frame["lon"], frame["lat"]), crs=CRS)
-    return Labels(points=points, n_read=n_read, removed=removed)
+    return Labels(points=points, n_read=n_read, removed=removed, sample=sample)
+
+
+#: columns a sample drawn by ``asm-dask sample`` carries: each cell's stratum, the cells
+#: in it when drawn, and its inclusion probability
+DESIGN_COLUMNS = ("stratum", "stratum_cells", "inclusion_probability")
+
+
+def _probability_sample(frame: pd.DataFrame, sample_types: tuple[str, ...], excluded: tuple[str, ...],
+                        path: str) -> gpd.GeoDataFrame | None:
+    """The rows of ``sample_types``, unfiltered; ``None`` without a ``sample_type`` column
+    or without such rows."""
+    if not sample_types or "sample_type" not in frame:
+        return None
+    rows = frame[frame["sample_type"].isin(sample_types)].copy()
+    if rows.empty:
+        return None
+    if excluded and "mine_type" in rows:
+        rows.loc[rows["mine_type"].isin(excluded), "label"] = 0
+    given = [c for c in DESIGN_COLUMNS if c in rows]
+    if given and len(given) < len(DESIGN_COLUMNS):
+        raise InputError(f"{path}: the sample's design needs the columns {', '.join(DESIGN_COLUMNS)} together "
+                         f"(as asm-dask sample writes them); found only {', '.join(given)}")
+    if given and rows[list(DESIGN_COLUMNS)].isna().any().any():
+        row = int(rows.index[rows[list(DESIGN_COLUMNS)].isna().any(axis=1)][0])
+        raise InputError(f"{path}: row {row + 1}: a label of the sample ({rows.loc[row, 'sample_type']}) "
+                         f"without its stratum, stratum_cells or inclusion_probability")
+    return gpd.GeoDataFrame(rows.reset_index(drop=True), geometry=gpd.points_from_xy(rows["lon"], rows["lat"]),
+                            crs=CRS)
 
 
 def _check_header(path: str) -> None:

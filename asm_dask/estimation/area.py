@@ -1,0 +1,117 @@
+"""How much ASM, and how sure: the ASM area of the country from a probability sample of
+labelled cells, with three estimators side by side, and the map's accuracy.
+
+* **design-based**: the sample's labels alone, weighted by the design (simple random
+  sampling, or the strata of :func:`asm_dask.estimation.sample_design.draw_sample`):
+  unbiased whatever the map, the figure to defend;
+* **prediction-powered**: the map's probability of every cell, corrected by its error on
+  the sampled cells the model never saw (the held-out ones); valid as the first and
+  usually narrower. Under simple random sampling it is PPI++
+  (:func:`~asm_dask.estimation.prediction_powered.prediction_powered_mean`); under
+  stratified sampling, the difference estimator (the map's total plus the stratified
+  estimate of the total of its errors, Sarndal et al. 1992, section 6.3);
+* **the map's own sum** of calibrated probabilities, flagged when it falls outside the
+  design-based interval: calibration on labels that are not a probability sample
+  (targeted ones) can make it far from the truth.
+
+Accuracy (overall, user's, producer's at the hotspot threshold) is measured on the
+held-out sampled cells, as the map was made without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .prediction_powered import prediction_powered_mean
+from .stratified import Estimate, Strata, map_accuracy, stratified_total
+
+#: the intervals reported
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class ProbabilitySample:
+    """Labelled cells drawn with known probabilities, and what the map says of them."""
+
+    reference: np.ndarray  #: 1 where the cell holds ASM, 0 where not (the field's word)
+    probability: np.ndarray  #: the map's calibrated probability of each sampled cell
+    area_km2: np.ndarray  #: each sampled cell's area
+    held_out: np.ndarray  #: True where the model never trained on the cell's label
+    strata: Strata  #: the design: one stratum of every cell under simple random sampling
+
+    @property
+    def simple_random(self) -> bool:
+        return len(self.strata.sizes) == 1
+
+
+@dataclass(frozen=True)
+class AreaEstimates:
+    """The ASM area (km2) and share of the cells, by each estimator, and the map's accuracy."""
+
+    n_sample: int
+    n_held_out: int
+    design: str  #: ``simple random`` or ``stratified (K strata)``
+    area_km2: dict[str, Estimate | None]  #: estimator -> estimate (None where it cannot be made)
+    share: dict[str, Estimate | None]  #: the same, as shares of the cells' total area
+    map_outside_design_interval: bool
+    quote: str  #: the estimator whose interval to report
+    accuracy: dict[str, Estimate] | None  #: overall, users, producers at ``threshold``
+    threshold: float
+
+    def as_dict(self) -> dict:
+        def shown(estimate: Estimate | None) -> dict | None:
+            if estimate is None:
+                return None
+            low, high = estimate.interval(LEVEL)
+            return {"estimate": estimate.value, "se": estimate.se, "ci95": [low, high]}
+
+        return {"n_sample": self.n_sample, "n_held_out": self.n_held_out, "design": self.design,
+                "quote": self.quote, "area_km2": {k: shown(v) for k, v in self.area_km2.items()},
+                "share": {k: shown(v) for k, v in self.share.items()},
+                "map_outside_design_interval": self.map_outside_design_interval,
+                "accuracy_threshold": self.threshold,
+                "accuracy": None if self.accuracy is None else {k: shown(v) for k, v in self.accuracy.items()}}
+
+
+def estimate_area(sample: ProbabilitySample, probability: np.ndarray, area_km2: np.ndarray,
+                  threshold: float) -> AreaEstimates:
+    """Estimates of the ASM area over every cell (the map's ``probability`` and the
+    ``area_km2`` of each) from ``sample``; accuracy of the map at ``threshold``."""
+    total_area = float(area_km2.sum())
+    design = stratified_total(sample.reference * sample.area_km2, sample.strata)
+    mapped = float((probability * area_km2).sum())
+    powered = _prediction_powered(sample, probability, area_km2)
+    area = {"design_based": design, "prediction_powered": powered, "map": Estimate(mapped, 0.0)}
+    low, high = design.interval(LEVEL)
+    quote = "prediction_powered" if powered is not None and powered.se < design.se else "design_based"
+    held = sample.held_out
+    accuracy = None
+    if held.sum() >= 2:
+        strata = Strata(sample.strata.of_unit[held], sample.strata.sizes, sample.strata.finite_population)
+        found = map_accuracy((sample.probability[held] >= threshold).astype(int), sample.reference[held], strata,
+                             classes=[0, 1])
+        accuracy = {"overall": found.overall, "users_asm": found.users[1], "producers_asm": found.producers[1]}
+    return AreaEstimates(
+        n_sample=len(sample.reference), n_held_out=int(held.sum()),
+        design="simple random" if sample.simple_random else f"stratified ({len(sample.strata.sizes)} strata)",
+        area_km2=area, share={k: None if v is None else v.scaled(1 / total_area) for k, v in area.items()},
+        map_outside_design_interval=not low <= mapped <= high, quote=quote, accuracy=accuracy,
+        threshold=threshold)
+
+
+def _prediction_powered(sample: ProbabilitySample, probability: np.ndarray, area_km2: np.ndarray) -> Estimate | None:
+    """The map's expected ASM area corrected by its error on the held-out sampled cells:
+    PPI++ under simple random sampling; under stratified sampling the difference
+    estimator, the map's total plus the design-weighted total of its errors."""
+    held = sample.held_out
+    if held.sum() < 2:
+        return None
+    y = sample.reference[held] * sample.area_km2[held]
+    predicted = sample.probability[held] * sample.area_km2[held]
+    if sample.simple_random:
+        return prediction_powered_mean(y, predicted, probability * area_km2).scaled(len(probability))
+    error = Strata(sample.strata.of_unit[held], sample.strata.sizes, sample.strata.finite_population)
+    correction = stratified_total(y - predicted, error)
+    return Estimate(float((probability * area_km2).sum()) + correction.value, correction.se)
