@@ -128,3 +128,52 @@ def test_a_stratified_sample_estimates_the_area_without_bias_and_tighter():
     assert all(552 <= count <= 588 for count in held.values()), held
     simple = np.sqrt(asm.size ** 2 * np.var(asm * area, ddof=1) / 200)
     assert np.mean(widths) < 0.97 * simple
+
+
+def test_a_run_estimates_the_asm_area_from_its_random_labels(local_run, country):
+    """The demo country's random labels (45% of them; the rest targeted near mines) are
+    its probability sample: each interval holds the country's true ASM area."""
+    import json
+
+    import pandas as pd
+
+    from asm_dask.read.grid import cell_area_km2
+
+    out, _ = local_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    estimates = metrics["estimates"]
+    labels = pd.read_csv(country.labels)
+    assert estimates["design"] == "simple random"
+    assert 0.9 * (labels.sample_type == "random").sum() < estimates["n_sample"] <= (labels.sample_type == "random").sum()
+    assert 0 < estimates["n_held_out"] < estimates["n_sample"]
+    truth = pd.read_parquet(country.truth_cells)
+    true_area = float((truth.true_probability * cell_area_km2(truth.lat.to_numpy(), 0.01)).sum())
+    for name in ("design_based", "prediction_powered"):
+        low, high = estimates["area_km2"][name]["ci95"]
+        assert low <= true_area <= high, (name, low, true_area, high)
+    assert estimates["quote"] in ("design_based", "prediction_powered")
+    assert estimates["area_km2"]["map"]["estimate"] == pytest.approx(
+        metrics["mean_probability"] * sum(cell_area_km2(truth.lat.to_numpy(), 0.01)), rel=0.02)
+    assert set(estimates["accuracy"]) == {"overall", "users_asm", "producers_asm"}
+
+
+def test_labels_without_a_probability_sample_give_no_estimate_and_say_so(country, tmp_path, client):
+    import pandas as pd
+
+    import asm_dask
+
+    labels = pd.read_csv(country.labels)
+    labels.assign(sample_type="targeted").to_csv(tmp_path / "targeted.csv", index=False)
+    with pytest.warns(UserWarning, match="no estimate of the ASM area: no label has a sample_type of random"):
+        run = asm_dask.run({"labels": str(tmp_path / "targeted.csv"), "features": str(country.features),
+                            "output": str(tmp_path / "out"), "model": {"alphas": [10.0]}}, client)
+    assert run.metrics.estimates is None
+    assert any(w.startswith("no estimate of the ASM area") for w in run.metrics.warnings)
+    labels.assign(stratum=1).to_csv(tmp_path / "half_design.csv", index=False)
+    from asm_dask.errors import InputError
+
+    with pytest.raises(InputError, match="half_design.csv: the sample's design needs the columns stratum, "
+                                         "stratum_cells, inclusion_probability together"):
+        asm_dask.run({"labels": str(tmp_path / "half_design.csv"), "features": str(country.features),
+                      "output": str(tmp_path / "never")}, client)
+    assert not (tmp_path / "never").exists()

@@ -27,9 +27,10 @@ class Labels:
     points: gpd.GeoDataFrame  #: one row per kept label, with ``label_row`` (1-based CSV row)
     n_read: int
     removed: dict[str, int]  #: filter name -> rows it removed, in the order applied
-    #: the rows of a probability sample (``estimate.sample_types``), as read: not
-    #: filtered, as the first filter keeps every positive and only well-inspected
-    #: negatives; ``label`` is 0 where the mine type is excluded (not ASM)
+    #: the rows of a probability sample (``estimate.sample_types``), as read, and kept
+    #: among ``points`` whatever the filters say (the first keeps every positive but only
+    #: well-inspected negatives: a sample filtered so is no longer a probability sample);
+    #: ``label`` is 0 where the mine type is excluded (a commercial mine is not ASM)
     sample: gpd.GeoDataFrame | None = None
 
     @property
@@ -94,16 +95,22 @@ def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = ()) -> Lab
 
     n_read, removed = len(frame), {}
     sample = _probability_sample(frame, sample_types, filters.exclude_mine_types, path)
+    # The sample is kept whole, for training too: the split then holds out a random part
+    # of it whatever its labels, on which the map is measured (asm_dask.estimation.area).
+    in_sample = pd.Series(False, index=frame.index) if sample is None else frame["label_row"].isin(sample["label_row"])
+    if sample is not None:
+        frame.loc[in_sample, "label"] = sample.set_index("label_row").loc[frame.loc[in_sample, "label_row"],
+                                                                           "label"].to_numpy()
     if filters.min_proportion_inspected is not None:
-        keep = (frame["proportion_inspected"] >= filters.min_proportion_inspected) | (frame["label"] == 1)
+        keep = (frame["proportion_inspected"] >= filters.min_proportion_inspected) | (frame["label"] == 1) | in_sample
         removed["proportion_inspected"] = int((~keep).sum())
-        frame = frame[keep]
+        frame, in_sample = frame[keep], in_sample[keep]
     if filters.exclude_mine_types:
-        keep = ~frame["mine_type"].isin(filters.exclude_mine_types)
+        keep = ~frame["mine_type"].isin(filters.exclude_mine_types) | in_sample
         removed["mine_type"] = int((~keep).sum())
-        frame = frame[keep]
+        frame, in_sample = frame[keep], in_sample[keep]
     if filters.min_confidence is not None:
-        keep = frame["confidence"] >= filters.min_confidence
+        keep = (frame["confidence"] >= filters.min_confidence) | in_sample
         removed["confidence"] = int((~keep).sum())
         frame = frame[keep]
     classes = sorted(frame["label"].unique().tolist())

@@ -46,7 +46,7 @@ def run_key(job: Job, table_key: str) -> str:
     fs, path = storage.filesystem(job.labels.path)
     labels_digest = hashlib.sha256(fs.cat_file(path)).hexdigest()
     settings = job.as_dict()
-    for section in ("output", "report", "estimate", "storage_options"):  # where, what is drawn and told, credentials
+    for section in ("output", "report", "storage_options"):  # where, what is drawn, credentials
         settings.pop(section)
     settings["labels"].pop("path")
     for key in ("path", "store", "store_path"):
