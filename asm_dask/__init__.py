@@ -11,6 +11,7 @@ The Python API::
     other = asm_dask.predict(run, "neighbour_features.feather", out="neighbour")
     again = asm_dask.open_run("out/sierra_leone")        # a finished run, local or on object storage
     asm_dask.featurize("featurize.yaml")                 # a feature table made from imagery
+    asm_dask.sample(run, n=400)                          # cells for a field team: the next estimate's sample
 
 The package follows the data flow: (``featurize``: features from imagery) -> ``read`` ->
 ``spatial`` (join) -> ``model`` (fit, calibrate, validate) -> ``prediction`` -> ``report``,
@@ -24,7 +25,7 @@ from __future__ import annotations
 from importlib.metadata import version as _version
 from typing import Any
 
-from .api import featurize, load_job, open_run, predict, run
+from .api import featurize, load_job, open_run, predict, run, sample
 from .config import Job
 from .errors import AlphaAtGridEdgeWarning, AsmDaskWarning, FeatureScaleWarning, InputError
 from .results import Run
@@ -34,11 +35,12 @@ __version__ = _version("asm_dask")
 #: public names whose modules import scikit-learn: loaded when first used, so that
 #: ``import asm_dask`` stays quick
 _LAZY = {"RidgeGridClassifier": "asm_dask.model.ridge", "CalibratedClassifier": "asm_dask.model.classifier",
-         "FeaturizeResult": "asm_dask.featurization", "FilterBank": "asm_dask.featurization"}
+         "FeaturizeResult": "asm_dask.featurization", "FilterBank": "asm_dask.featurization",
+         "FieldSample": "asm_dask.pipeline.sample"}
 
 __all__ = ["AlphaAtGridEdgeWarning", "AsmDaskWarning", "CalibratedClassifier", "FeatureScaleWarning",
-           "FeaturizeResult", "FilterBank", "InputError", "Job", "RidgeGridClassifier", "Run", "__version__",
-           "featurize", "load_job", "open_run", "predict", "run"]
+           "FeaturizeResult", "FieldSample", "FilterBank", "InputError", "Job", "RidgeGridClassifier", "Run",
+           "__version__", "featurize", "load_job", "open_run", "predict", "run", "sample"]
 
 
 def __getattr__(name: str) -> Any:

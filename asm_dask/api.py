@@ -18,6 +18,7 @@ from .results import Run
 
 if TYPE_CHECKING:
     from .featurization import FeaturizeResult, FilterBank
+    from .pipeline.sample import FieldSample
 
 
 def load_job(job: str | os.PathLike | Mapping[str, Any] | Job, base: str | os.PathLike | None = None) -> Job:
@@ -226,6 +227,58 @@ def featurize(job: str | os.PathLike | Mapping[str, Any] | FeaturizeJob, client:
             filters = read_filters(resolve_path(_path(filters, "filters"), Path.cwd()))
         with _client(client) as active, storage_options_shared(active, job.storage_options):
             return featurize_job(job, active, filters)
+
+
+def sample(run_dir: str | os.PathLike | Run, n: int, strata: int = 4, seed: int = 0,
+           out: str | os.PathLike | None = None, sample_type: str = "random") -> FieldSample:
+    """Draw a stratified random sample of a finished run's map for a field team to label.
+
+    Labelled and added to the labels file (``sample_type: random``, with the design
+    columns as written), the sample is what the next run estimates the ASM area from,
+    with a 95% interval (see the docs' estimates page).
+
+    Parameters
+    ----------
+    run_dir : str, os.PathLike or Run
+        The output folder of a finished run (local or a URL), or the run itself.
+    n : int
+        Cells to draw, at least 2 per stratum.
+    strata : int, default 4
+        Bins of the map's probability, each holding an equal share of its expected ASM.
+    seed : int, default 0
+        The draw's seed: the same seed draws the same cells.
+    out : str or os.PathLike, optional
+        Where ``sample.csv``, ``sample.geojson``, ``sample.gpx`` and ``design.json`` go;
+        default ``sample_<seed>`` beside the run folder.
+    sample_type : str, default "random"
+        The ``sample_type`` the sample's labels carry: one of the job's
+        ``estimate.sample_types`` for the next run to estimate from it. Give another
+        where the labels already hold random labels drawn otherwise: two samples are
+        not one.
+
+    Returns
+    -------
+    FieldSample
+        The cells drawn (``cells``: ``lat``, ``lon``, the map's ``probability``,
+        ``stratum``, ``stratum_cells``, ``inclusion_probability``), the design and the
+        files written.
+
+    Raises
+    ------
+    InputError
+        Not a finished run, or a sample smaller than its strata: one line.
+    """
+    from .pipeline.sample import sample_run
+
+    for name, value, least in (("n", n, 2), ("strata", strata, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InputError(f"{name}: expected an integer >= {least}, got {shown(value)}")
+    folder = resolve_path(run_dir.folder if isinstance(run_dir, Run) else _path(run_dir, "run_dir"), Path.cwd())
+    target = resolve_path(_path(out, "out") if out is not None else
+                          storage.join(folder.rstrip("/").rsplit("/", 1)[0], f"sample_{seed}"), Path.cwd())
+    if not isinstance(sample_type, str) or not sample_type:
+        raise InputError(f"sample_type: expected text, got {shown(sample_type)}")
+    return sample_run(folder, n, strata, seed, target, sample_type)
 
 
 def _path(value: Any, name: str) -> str:

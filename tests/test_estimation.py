@@ -177,3 +177,59 @@ def test_labels_without_a_probability_sample_give_no_estimate_and_say_so(country
         asm_dask.run({"labels": str(tmp_path / "half_design.csv"), "features": str(country.features),
                       "output": str(tmp_path / "never")}, client)
     assert not (tmp_path / "never").exists()
+
+
+def test_a_sample_drawn_labelled_and_added_gives_a_stratified_estimate(local_run, country, tmp_path, client):
+    """asm-dask sample on the run's map; the field's labels drawn from each cell's true
+    probability; the next run estimates from them, by their strata, and holds the truth."""
+    import json
+
+    import pandas as pd
+
+    import asm_dask
+    from asm_dask.read.grid import cell_area_km2
+    from builders import cli
+
+    out, _ = local_run
+    done = cli("sample", out, "--n", "240", "--strata", "4", "--seed", "5", "--sample-type", "survey",
+               "--out", tmp_path / "sample")
+    assert done.returncode == 0, done.stderr
+    drawn = pd.read_csv(tmp_path / "sample" / "sample.csv")
+    design = json.loads((tmp_path / "sample" / "design.json").read_text())
+    assert len(drawn) == 240 and drawn.stratum.nunique() == len(design["strata"]) >= 3
+    assert all(s["sampled"] >= 30 for s in design["strata"])  # the floor: rare strata are not starved
+    assert sum(s["cells"] for s in design["strata"]) == country.n_cells
+    gpx = (tmp_path / "sample" / "sample.gpx").read_text()
+    assert gpx.count("<wpt ") == 240
+    import geopandas as gpd
+    assert len(gpd.read_file(tmp_path / "sample" / "sample.geojson")) == 240
+
+    truth = pd.read_parquet(country.truth_cells)
+    key = lambda f: list(zip(f.lat.round(4), f.lon.round(4)))  # noqa: E731
+    probability = pd.Series(truth.true_probability.to_numpy(), index=key(truth)).loc[key(drawn)].to_numpy()
+    rng = np.random.default_rng(0)
+    filled = drawn.assign(label=(rng.random(len(drawn)) < probability).astype(int), confidence=5,
+                          mine_type="artisanal", proportion_inspected=1.0, country="SLE")
+    labels = pd.concat([pd.read_csv(country.labels), filled], ignore_index=True)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    run = asm_dask.run({"labels": str(tmp_path / "labels.csv"), "features": str(country.features),
+                        "output": str(tmp_path / "next"), "estimate": {"sample_types": ["survey"]}}, client)
+    estimates = run.metrics.estimates
+    assert estimates["design"] == f"stratified ({len(design['strata'])} strata)" and estimates["n_sample"] == 240
+    true_area = float((truth.true_probability * cell_area_km2(truth.lat.to_numpy(), 0.01)).sum())
+    for name in ("design_based", "prediction_powered"):
+        low, high = estimates["area_km2"][name]["ci95"]
+        assert low <= true_area <= high, (name, low, true_area, high)
+
+    # the strata of another map, and a sample type no label has: one line each, before any fit
+    from asm_dask.errors import InputError
+
+    labels.assign(stratum_cells=labels.stratum_cells * 3).to_csv(tmp_path / "other_map.csv", index=False)
+    with pytest.raises(InputError, match=f"the sample's strata hold {3 * country.n_cells:,} cells and these "
+                                         f"features {country.n_cells:,}: the sample was drawn from another map"):
+        asm_dask.run({"labels": str(tmp_path / "other_map.csv"), "features": str(country.features),
+                      "output": str(tmp_path / "never"), "estimate": {"sample_types": "survey"}}, client)
+    with pytest.raises(InputError, match="no label has a sample_type of census \\(estimate.sample_types\\)"):
+        asm_dask.run({"labels": str(tmp_path / "labels.csv"), "features": str(country.features),
+                      "output": str(tmp_path / "never"), "estimate": {"sample_types": ["census"]}}, client)
+    assert not (tmp_path / "never").exists()

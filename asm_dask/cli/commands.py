@@ -166,6 +166,20 @@ def _ingest(args: argparse.Namespace, log: RunLog) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace, log: RunLog) -> int:
+    from .. import api
+
+    drawn = api.sample(args.run_dir, args.n, args.strata, args.seed, args.out, args.sample_type)
+    for stratum in drawn.design["strata"]:
+        print(f"stratum {stratum['stratum']}: probability {stratum['probability_from']:.3f} to "
+              f"{min(stratum['probability_to'], 1):.3f}, {stratum['sampled']} of {stratum['cells']:,} cells")
+    print(f"{len(drawn.cells)} cells to label; add them to the labels file as they are filled in "
+          f"(sample_type: {args.sample_type}), and the next run estimates the ASM area from them:")
+    for path in drawn.files.values():
+        print(f"  {path}")
+    return 0
+
+
 def _featurize(args: argparse.Namespace, log: RunLog) -> int:
     from .. import api, storage
     from ..config.featurize import load_featurize_job
@@ -296,6 +310,18 @@ def _parser() -> argparse.ArgumentParser:
                            help="a feature table made by asm-dask featurize: reuse its filters")
     with_cluster(featurize)
     featurize.set_defaults(command=_featurize)
+
+    sample = commands.add_parser("sample", help="draw cells of a run's map for a field team to label")
+    sample.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a finished run")
+    sample.add_argument("--n", type=_whole(2), required=True, help="cells to draw, at least 2 per stratum")
+    sample.add_argument("--strata", type=_whole(1), default=4,
+                        help="bins of the map's probability, each with an equal share of its expected ASM (default: 4)")
+    sample.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="the draw's seed (default: 0)")
+    sample.add_argument("--out", help="output folder (default: sample_<seed> beside RUN_DIR)")
+    sample.add_argument("--sample-type", default="random",
+                        help="the sample_type its labels will carry, for estimate.sample_types (default: random)")
+    sample.add_argument("--verbose", action="store_true", help="print the traceback of a failure too")
+    sample.set_defaults(command=_sample, cluster=None, scheduler=None)  # reads the map: no cluster
 
     demo = commands.add_parser("demo", help="make a synthetic country and run the job on it")
     demo.add_argument("--out", default="demo_out", help="folder for the data and results (default: demo_out)")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import warn
+from ..errors import InputError, warn
 from ..estimation.area import AreaEstimates, ProbabilitySample, estimate_area
 from ..estimation.stratified import Strata
 from ..read.grid import cell_area_km2, cell_ids
@@ -55,6 +55,29 @@ def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame
     for note in notes:
         warn(note)
     return estimate_area(sample, grid["probability"].to_numpy(), area_all, threshold), notes
+
+
+def check_sample(labels: Labels, table: FeatureTable, sample_types: tuple[str, ...], default: tuple[str, ...],
+                 path: str) -> None:
+    """Before any fit: sample types named in the job file that no label has, and a sample
+    drawn from another map (its strata do not hold this table's cells), are one line."""
+    if labels.sample is None:
+        if sample_types != default:
+            raise InputError(f"{path}: no label has a sample_type of {', '.join(sample_types)} "
+                             "(estimate.sample_types)")
+        return
+    if "stratum" not in labels.sample:
+        return
+    sizes = labels.sample.groupby("stratum")["stratum_cells"].nunique()
+    if (sizes > 1).any():
+        raise InputError(f"{path}: stratum {sizes.index[sizes > 1][0]} of the sample has more than one "
+                         "stratum_cells value")
+    total = int(labels.sample.groupby("stratum")["stratum_cells"].first().sum())
+    # cells with a missing feature are left off a map: a few may differ, not a country
+    if abs(total - table.n_rows) > 0.01 * table.n_rows:
+        raise InputError(f"{path}: the sample's strata hold {total:,} cells and these features {table.n_rows:,}: "
+                         "the sample was drawn from another map; draw it with asm-dask sample from a run of "
+                         "these features")
 
 
 def _design(sample: pd.DataFrame, n_cells: int) -> Strata:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import storage
-from ..config import Job
+from ..config import EstimateConfig, Job
 from ..errors import InputError, warn
 from ..estimation.area import AreaEstimates
 from ..model.persistence import save_model
@@ -33,7 +33,7 @@ from ..report.districts import read_boundaries
 from ..report.importance import N_FEATURE_MAPS
 from ..runtime.progress import stage, timed
 from ..spatial.join import JoinedLabels, join_labels
-from .estimates import estimate_from_sample
+from .estimates import check_sample, estimate_from_sample
 from .fit import CrossValidation, FittedModel, fit_labelled_cells
 from .mapping import predict_and_map
 from .metrics import Bootstrap, MapCounts, ReliabilityBin, RunMetrics, SubsetAUC, write_metrics
@@ -63,6 +63,7 @@ def run_job(job: Job, client: Any) -> RunResult:
             labels = read_labels(job.labels, job.estimate.sample_types)
         with stage(timings, "open features"):
             table = open_sources(job.features, job.output, client)
+            check_sample(labels, table, job.estimate.sample_types, EstimateConfig().sample_types, job.labels.path)
             boundaries = None if job.report.boundaries is None else \
                 read_boundaries(job.report.boundaries, [b for b in table.bounds if b is not None])
         with stage(timings, "join"):

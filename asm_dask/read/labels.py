@@ -144,8 +144,10 @@ def _probability_sample(frame: pd.DataFrame, sample_types: tuple[str, ...], excl
                          f"(as asm-dask sample writes them); found only {', '.join(given)}")
     if given and rows[list(DESIGN_COLUMNS)].isna().any().any():
         row = int(rows.index[rows[list(DESIGN_COLUMNS)].isna().any(axis=1)][0])
-        raise InputError(f"{path}: row {row + 1}: a label of the sample ({rows.loc[row, 'sample_type']}) "
-                         f"without its stratum, stratum_cells or inclusion_probability")
+        raise InputError(f"{path}: row {row + 1}: a label of sample_type {rows.loc[row, 'sample_type']} without "
+                         "the stratum, stratum_cells and inclusion_probability its other labels have: two samples "
+                         "are not one; give the sample asm-dask sample drew a sample_type of its own "
+                         "(--sample-type) and name it in estimate.sample_types")
     return gpd.GeoDataFrame(rows.reset_index(drop=True), geometry=gpd.points_from_xy(rows["lon"], rows["lat"]),
                             crs=CRS)
 
