@@ -146,7 +146,7 @@ def test_every_problem_is_reported_on_one_line():
         "j: split.test_size: expected a number between 0 and 1, exclusive, got 'half'; "
         "split.seed: expected an integer from 0 to 4294967295, got 'abc'; "
         "split: unknown key(s) ['typo']; known keys: ['block_size', 'group_by', 'seed', 'test_size']; "
-        "unknown key(s) ['modle']; known keys: ['features', 'labels', 'model', 'output', 'report', 'split', "
+        "unknown key(s) ['modle']; known keys: ['estimate', 'features', 'labels', 'model', 'output', 'report', 'split', "
             "'storage_options']")
 
 
@@ -171,7 +171,8 @@ def test_settings_keep_the_number_type_written_so_the_run_key_does_not_change():
         "split": {"test_size": 0.2, "seed": 1991, "group_by": "cell", "block_size": 1},
         "model": {"alphas": (1.0, 10.0), "cv_folds": 5, "standardize": "auto", "calibration": "isotonic",
                   "estimators": {"ridge": None}, "select": None},
-        "report": {"hotspot_threshold": 0.5, "boundaries": None}, "storage_options": {}}
+        "report": {"hotspot_threshold": 0.5, "boundaries": None}, "estimate": {"sample_types": ("random",)},
+        "storage_options": {}}
     assert type(job.as_dict()["split"]["block_size"]) is int
 
 

@@ -185,10 +185,10 @@ def test_a_sample_drawn_labelled_and_added_gives_a_stratified_estimate(local_run
     import json
 
     import pandas as pd
+    from builders import cli
 
     import asm_dask
     from asm_dask.read.grid import cell_area_km2
-    from builders import cli
 
     out, _ = local_run
     done = cli("sample", out, "--n", "240", "--strata", "4", "--seed", "5", "--sample-type", "survey",
