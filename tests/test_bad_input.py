@@ -97,6 +97,7 @@ def test_duplicate_cells(inputs, client):
 def test_one_class_after_filtering(inputs, client):
     tmp_path, labels, features = inputs
     labels.loc[labels["label"] == 0, "confidence"] = 1
+    labels["sample_type"] = "targeted"  # a probability sample is kept whole, whatever the filters
     assert "hold only class(es) [1]" in _run(tmp_path, labels, features, client)
 
 
