@@ -233,3 +233,32 @@ def test_a_sample_drawn_labelled_and_added_gives_a_stratified_estimate(local_run
         asm_dask.run({"labels": str(tmp_path / "labels.csv"), "features": str(country.features),
                       "output": str(tmp_path / "never"), "estimate": {"sample_types": ["census"]}}, client)
     assert not (tmp_path / "never").exists()
+
+
+def test_each_district_gets_its_asm_area_with_intervals(country, tmp_path, client):
+    """admin_summary.csv: the districts' design-based ASM areas add up to the country's
+    (every cell lies in a district), no interval reaches below 0, and the districts'
+    intervals hold their true ASM area about as often as they should."""
+    import pandas as pd
+
+    import asm_dask
+    from asm_dask.read.grid import cell_area_km2
+    from asm_dask.report.districts import district_of
+
+    run = asm_dask.run({"labels": str(country.labels), "features": str(country.features),
+                        "output": str(tmp_path / "out"), "model": {"alphas": [10.0]},
+                        "report": {"boundaries": {"path": str(country.districts), "name_column": "name"}}}, client)
+    table = pd.read_csv(tmp_path / "out" / "admin_summary.csv")
+    assert run.metrics.n_cells_outside_districts == 0
+    assert table["asm_km2_design"].sum() == pytest.approx(run.metrics.estimates["area_km2"]["design_based"]["estimate"])
+    assert table["asm_km2_map"].sum() == pytest.approx(run.metrics.estimates["area_km2"]["map"]["estimate"])
+    assert (table[[c for c in table if c.endswith("_low")]] >= 0).all().all()
+    truth = pd.read_parquet(country.truth_cells)
+    import geopandas as gpd
+
+    polygons = gpd.read_file(tmp_path / "out" / "admin_summary.geojson")
+    inside = district_of(polygons, truth.lon.to_numpy(), truth.lat.to_numpy())
+    true_area = pd.Series(truth.true_probability * cell_area_km2(truth.lat.to_numpy(), 0.01)).groupby(inside).sum()
+    held = ((table.asm_km2_design_low <= true_area.reindex(table.index).to_numpy())
+            & (true_area.reindex(table.index).to_numpy() <= table.asm_km2_design_high))
+    assert held.sum() >= len(table) - 2, table.assign(truth=true_area.reindex(table.index).to_numpy())

@@ -61,18 +61,27 @@ class AreaEstimates:
     threshold: float
 
     def as_dict(self) -> dict:
-        def shown(estimate: Estimate | None) -> dict | None:
+        """As ``metrics.json`` holds them: each estimate with its standard error and its 95%
+        interval, cut to what the quantity can be (no negative area, no share above 1)."""
+        def shown(estimate: Estimate | None, most: float) -> dict | None:
             if estimate is None:
                 return None
-            low, high = estimate.interval(LEVEL)
-            return {"estimate": estimate.value, "se": estimate.se, "ci95": [low, high]}
+            return {"estimate": estimate.value, "se": estimate.se, "ci95": list(bounded(estimate, most))}
 
+        total = self.area_km2["map"].value / self.share["map"].value if self.share["map"].value else float("inf")
         return {"n_sample": self.n_sample, "n_held_out": self.n_held_out, "design": self.design,
-                "quote": self.quote, "area_km2": {k: shown(v) for k, v in self.area_km2.items()},
-                "share": {k: shown(v) for k, v in self.share.items()},
+                "quote": self.quote, "area_km2": {k: shown(v, total) for k, v in self.area_km2.items()},
+                "share": {k: shown(v, 1.0) for k, v in self.share.items()},
                 "map_outside_design_interval": self.map_outside_design_interval,
                 "accuracy_threshold": self.threshold,
-                "accuracy": None if self.accuracy is None else {k: shown(v) for k, v in self.accuracy.items()}}
+                "accuracy": None if self.accuracy is None else {k: shown(v, 1.0) for k, v in self.accuracy.items()}}
+
+
+def bounded(estimate: Estimate, most: float = float("inf")) -> tuple[float, float]:
+    """The 95% interval cut to ``[0, most]``: the normal approximation can reach below
+    0 where the sample holds few ASM cells, which no area can."""
+    low, high = estimate.interval(LEVEL)
+    return max(low, 0.0), min(high, most)
 
 
 def estimate_area(sample: ProbabilitySample, probability: np.ndarray, area_km2: np.ndarray,
@@ -115,3 +124,26 @@ def _prediction_powered(sample: ProbabilitySample, probability: np.ndarray, area
     error = Strata(sample.strata.of_unit[held], sample.strata.sizes, sample.strata.finite_population)
     correction = stratified_total(y - predicted, error)
     return Estimate(float((probability * area_km2).sum()) + correction.value, correction.se)
+
+
+def estimate_domains(sample: ProbabilitySample, sample_domain: np.ndarray, probability: np.ndarray,
+                     area_km2: np.ndarray, domain: np.ndarray, n_domains: int) -> list[dict[str, Estimate | None]]:
+    """The ASM area of each domain (a district: ``domain`` of every cell and
+    ``sample_domain`` of every sampled cell, -1 for none) by each estimator: the
+    design-based total of the sampled ASM area inside it, and the map's area inside it
+    corrected by the design-weighted total of its errors there (the difference estimator,
+    whatever the design)."""
+    held = sample.held_out
+    error_strata = Strata(sample.strata.of_unit[held], sample.strata.sizes, sample.strata.finite_population)
+    error = (sample.reference[held] - sample.probability[held]) * sample.area_km2[held]
+    mapped = np.bincount(domain[domain >= 0], weights=(probability * area_km2)[domain >= 0], minlength=n_domains)
+    found = []
+    for d in range(n_domains):
+        inside = (sample_domain == d).astype(float)
+        design = stratified_total(sample.reference * sample.area_km2 * inside, sample.strata)
+        powered = None
+        if held.sum() >= 2:
+            correction = stratified_total(error * inside[held], error_strata)
+            powered = Estimate(float(mapped[d]) + correction.value, correction.se)
+        found.append({"design_based": design, "prediction_powered": powered, "map": Estimate(float(mapped[d]), 0.0)})
+    return found

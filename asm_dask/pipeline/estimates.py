@@ -3,58 +3,91 @@ cells of the map, and :func:`asm_dask.estimation.area.estimate_area` applied."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError, warn
-from ..estimation.area import AreaEstimates, ProbabilitySample, estimate_area
-from ..estimation.stratified import Strata
+from ..estimation.area import AreaEstimates, ProbabilitySample, bounded, estimate_area, estimate_domains
+from ..estimation.stratified import Estimate, Strata
 from ..read.grid import cell_area_km2, cell_ids
 from ..read.labels import Labels
 from ..read.table import FeatureTable
+from ..report.districts import district_of
 from ..spatial.join import join_labels
 
 
+@dataclass(frozen=True)
+class Estimated:
+    """What the run's probability sample says: the country's estimates, each district's
+    (the districts' table with the estimates' columns added), and the notes a reader needs."""
+
+    country: AreaEstimates | None
+    districts: Any  #: a GeoDataFrame, or None without districts or without an estimate
+    notes: list[str]
+
+
 def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame, trained_cells: np.ndarray,
-                         sample_types: tuple[str, ...], threshold: float,
-                         client: Any) -> tuple[AreaEstimates | None, list[str]]:
+                         sample_types: tuple[str, ...], threshold: float, districts: Any,
+                         client: Any) -> Estimated:
     """The estimates from ``labels.sample`` over the map's ``grid`` (``lat``, ``lon``,
-    ``probability`` of every cell), and the notes a reader needs: why there is no
-    estimate, or which sampled labels fell on no mapped cell."""
+    ``probability`` of every cell), for the country and for each of ``districts`` (the
+    districts' table, or ``None``); the notes say why there is no estimate, or which
+    sampled labels fell on no mapped cell."""
     if labels.sample is None:
         note = (f"no estimate of the ASM area: no label has a sample_type of {', '.join(sample_types)} "
                 "(estimate.sample_types), so the labels hold no probability sample to estimate from; "
                 "asm-dask sample draws one")
         warn(note)
-        return None, [note]
+        return Estimated(None, None, [note])
     joined = join_labels(Labels(points=labels.sample, n_read=len(labels.sample), removed={}), table, client).rows
     # A point on a shared edge joins every cell it touches: it counts once.
     joined = joined.drop_duplicates("label_row").reset_index(drop=True)
     mapped = pd.Series(grid["probability"].to_numpy(),
                        index=cell_ids(grid["lat"].to_numpy(), grid["lon"].to_numpy(), table.cell_size))
-    joined = joined[joined["cell_id"].isin(mapped.index)]
+    joined = joined[joined["cell_id"].isin(mapped.index)].reset_index(drop=True)
     notes = []
     missed = len(labels.sample) - len(joined)
     if missed:
         notes.append(f"{missed} of the {len(labels.sample)} labels of the probability sample fall on no mapped "
                      "cell and are left out of the estimate")
     if len(joined) < 2:
-        note = (f"no estimate of the ASM area: {len(joined)} label(s) of the probability sample "
-                f"({', '.join(sample_types)}) on mapped cells; at least 2 are needed")
+        notes.append(f"no estimate of the ASM area: {len(joined)} label(s) of the probability sample "
+                     f"({', '.join(sample_types)}) on mapped cells; at least 2 are needed")
+    for note in notes:
         warn(note)
-        return None, notes + [note]
-    area_all = cell_area_km2(grid["lat"].to_numpy(), table.cell_size)
+    if len(joined) < 2:
+        return Estimated(None, None, notes)
+    probability, area = grid["probability"].to_numpy(), cell_area_km2(grid["lat"].to_numpy(), table.cell_size)
     sample = ProbabilitySample(
         reference=joined["label"].to_numpy(dtype=float),
         probability=mapped.loc[joined["cell_id"]].to_numpy(),
         area_km2=cell_area_km2(joined["cell_lat"].to_numpy(), table.cell_size),
         held_out=~np.isin(joined["cell_id"].to_numpy(), trained_cells),
         strata=_design(joined, len(grid)))
-    for note in notes:
-        warn(note)
-    return estimate_area(sample, grid["probability"].to_numpy(), area_all, threshold), notes
+    country = estimate_area(sample, probability, area, threshold)
+    if districts is None:
+        return Estimated(country, None, notes)
+    found = estimate_domains(sample, district_of(districts, joined["cell_lon"].to_numpy(),
+                                                 joined["cell_lat"].to_numpy()),
+                             probability, area, district_of(districts, grid["lon"].to_numpy(), grid["lat"].to_numpy()),
+                             len(districts))
+    return Estimated(country, _with_estimates(districts, found), notes)
+
+
+def _with_estimates(districts: Any, found: list[dict[str, Estimate | None]]) -> Any:
+    """The districts' table with, per estimator, the ASM area and its 95% interval."""
+    table = districts.copy()
+    for name, short in (("design_based", "design"), ("prediction_powered", "ppi"), ("map", "map")):
+        estimates = [row[name] for row in found]
+        table[f"asm_km2_{short}"] = [np.nan if e is None else e.value for e in estimates]
+        if short != "map":
+            bounds = [(np.nan, np.nan) if e is None else bounded(e) for e in estimates]
+            table[f"asm_km2_{short}_low"] = [low for low, _ in bounds]
+            table[f"asm_km2_{short}_high"] = [high for _, high in bounds]
+    return table
 
 
 def check_sample(labels: Labels, table: FeatureTable, sample_types: tuple[str, ...], default: tuple[str, ...],

@@ -7,6 +7,7 @@ touched: a bad input leaves no half-written output behind.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ..read.table import FeatureTable, gather_rows, nonfinite_columns, read_colu
 from ..records.fingerprint import run_key, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
-from ..report.build import HeldOut, ReportInputs, write_report
+from ..report.build import HeldOut, ReportInputs, write_districts, write_report
 from ..report.districts import read_boundaries
 from ..report.importance import N_FEATURE_MAPS
 from ..runtime.progress import stage, timed
@@ -85,12 +86,15 @@ def run_job(job: Job, client: Any) -> RunResult:
                                  hotspot_threshold=job.report.hotspot_threshold, labels=label_points,
                                  boundaries=boundaries, timings=timings, report_timings=report_timings)
         with timed(timings, "report"):
-            trained_cells = rows["cell_id"].to_numpy()[fitted.train]
-            estimates, estimate_notes = estimate_from_sample(labels, table, mapped.grid, trained_cells,
-                                                             job.estimate.sample_types,
-                                                             job.report.hotspot_threshold, client)
-            metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, join_notes + estimate_notes,
-                                  estimates)
+            estimated = estimate_from_sample(labels, table, mapped.grid, rows["cell_id"].to_numpy()[fitted.train],
+                                             job.estimate.sample_types, job.report.hotspot_threshold,
+                                             mapped.maps.districts, client)
+            maps = mapped.maps
+            if estimated.districts is not None:
+                write_districts(out, estimated.districts)
+                maps = dataclasses.replace(maps, districts=estimated.districts)
+            metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, join_notes + estimated.notes,
+                                  estimated.country)
             _write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
             _write_csv(storage.join(out, "labelled_cells.csv"), _labelled_cells(rows, fitted))
             top = [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
@@ -103,7 +107,7 @@ def run_job(job: Job, client: Any) -> RunResult:
                 top_features=read_columns(table, top, client), hotspot_threshold=job.report.hotspot_threshold,
                 inputs={"labels": job.labels.path, "features": job.features.path,
                         "boundaries": job.report.boundaries.path if job.report.boundaries else ""}),
-                mapped.maps, report_timings)
+                maps, report_timings)
             write_metrics(storage.join(out, "metrics.json"), metrics)
         mapped.manifest.finish(timings_s=timings, report_timings_s=report_timings)
     return RunResult(output=out, metrics=metrics, timings=timings)

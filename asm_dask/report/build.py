@@ -94,9 +94,7 @@ def write_maps(out: str, grid: pd.DataFrame, cell_size: float, labels: pd.DataFr
     if boundaries is not None:
         with timed(timings, "districts"):
             districts, n_outside = district_totals(boundaries, grid)
-            _write_csv(storage.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
-            storage.write_text(storage.join(out, "admin_summary.geojson"),
-                               districts.to_json(na="null", drop_id=True))
+            write_districts(out, districts)
         counts.update(n_districts=len(districts), n_cells_outside_districts=n_outside)
     with timed(timings, "figures"):
         plot_probability_map(storage.join(out, "figures", "probability_map.png"), raster, title,
@@ -104,6 +102,12 @@ def write_maps(out: str, grid: pd.DataFrame, cell_size: float, labels: pd.DataFr
     with timed(timings, "map.html"):
         write_map(storage.join(out, "map.html"), raster, hotspots, labels, districts, title=title)
     return Maps(raster, hotspots, districts, n_outside, counts)
+
+
+def write_districts(out: str, districts: Any) -> None:
+    """``admin_summary.csv`` and ``admin_summary.geojson``: the districts' totals."""
+    _write_csv(storage.join(out, "admin_summary.csv"), districts.drop(columns="geometry"))
+    storage.write_text(storage.join(out, "admin_summary.geojson"), districts.to_json(na="null", drop_id=True))
 
 
 def write_report(out: str, r: ReportInputs, maps: Maps, timings: dict[str, float]) -> None:

@@ -44,6 +44,24 @@ def read_boundaries(config: BoundariesConfig, cells_bounds: list[tuple[float, fl
     return frame.reset_index(drop=True)
 
 
+def district_of(boundaries, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """The row of ``boundaries`` each point (a cell's centroid) falls in, -1 for none; the
+    first district in the file wins a point on a shared border."""
+    import shapely
+
+    tree = shapely.STRtree(boundaries.geometry.to_numpy())
+    found = np.full(len(lon), -1, dtype=np.int64)
+    for start in range(0, len(lon), CELLS_PER_STEP):
+        points = shapely.points(lon[start:start + CELLS_PER_STEP], lat[start:start + CELLS_PER_STEP])
+        point, district = tree.query(points, predicate="intersects")
+        order = np.lexsort((district, point))
+        point, district = point[order], district[order]
+        first = np.ones(len(point), dtype=bool)
+        first[1:] = point[1:] != point[:-1]
+        found[start + point[first]] = district[first]
+    return found
+
+
 def district_totals(boundaries, grid: pd.DataFrame) -> tuple[object, int]:
     """Per district: cells, mean and summed probability, geodesic area; ranked.
 
@@ -51,26 +69,14 @@ def district_totals(boundaries, grid: pd.DataFrame) -> tuple[object, int]:
     whose centroid lies in no district.
     """
     import geopandas as gpd
-    import shapely
     from pyproj import Geod
 
-    tree = shapely.STRtree(boundaries.geometry.to_numpy())
     n_districts = len(boundaries)
-    n_cells, total = np.zeros(n_districts, np.int64), np.zeros(n_districts)
-    outside = 0
-    for start in range(0, len(grid), CELLS_PER_STEP):
-        step = grid.iloc[start:start + CELLS_PER_STEP]
-        points = shapely.points(step["lon"].to_numpy(), step["lat"].to_numpy())
-        cell, district = tree.query(points, predicate="intersects")
-        # The first district in the file wins a centroid on a shared border.
-        order = np.lexsort((district, cell))
-        cell, district = cell[order], district[order]
-        first = np.ones(len(cell), dtype=bool)
-        first[1:] = cell[1:] != cell[:-1]
-        cell, district = cell[first], district[first]
-        n_cells += np.bincount(district, minlength=n_districts)
-        total += np.bincount(district, weights=step["probability"].to_numpy()[cell], minlength=n_districts)
-        outside += len(step) - len(cell)
+    district = district_of(boundaries, grid["lon"].to_numpy(), grid["lat"].to_numpy())
+    inside = district >= 0
+    n_cells = np.bincount(district[inside], minlength=n_districts)
+    total = np.bincount(district[inside], weights=grid["probability"].to_numpy()[inside], minlength=n_districts)
+    outside = int((~inside).sum())
     geod = Geod(ellps="WGS84")
     area = np.array([abs(geod.geometry_area_perimeter(g)[0]) / 1e6 for g in boundaries.geometry])
     with np.errstate(invalid="ignore", divide="ignore"):
