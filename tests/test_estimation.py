@@ -169,6 +169,7 @@ def test_labels_without_a_probability_sample_give_no_estimate_and_say_so(country
                             "output": str(tmp_path / "out"), "model": {"alphas": [10.0]}}, client)
     assert run.metrics.estimates is None
     assert any(w.startswith("no estimate of the ASM area") for w in run.metrics.warnings)
+    assert "No estimate: the labels hold no probability sample" in (tmp_path / "out" / "report.html").read_text()
     labels.assign(stratum=1).to_csv(tmp_path / "half_design.csv", index=False)
     from asm_dask.errors import InputError
 

@@ -302,7 +302,13 @@ def test_report_page_is_self_contained_and_renders(report_run, tmp_path):
     assert not re.search(r'<(img|script|link)[^>]*(src|href)="(?!data:)', html)  # nothing beside it
     done = _chromium("--dump-dom", f"file://{out / 'report.html'}", tmp_path=tmp_path)
     dom = done.stdout
-    assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', dom)) == 6
+    assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', dom)) == 7  # the sample's map among them
+    # the labels hold random ones: the estimates, with the figure to quote in words
+    estimates = metrics["estimates"]
+    assert re.search(r'<table id="estimates">(.*?)</table>', dom, re.S).group(1).count("<tr>") == 4
+    quoted = estimates["area_km2"][estimates["quote"]]
+    assert f"{quoted['estimate']:,.0f} km² of ASM, 95% interval {quoted['ci95'][0]:,.0f} to " \
+           f"{quoted['ci95'][1]:,.0f} km²" in dom
     hotspot_rows = re.search(r'<table id="hotspots">(.*?)</table>', dom, re.S).group(1)
     assert hotspot_rows.count("<tr>") == 1 + min(20, metrics["n_hotspots"])
     assert re.search(r'<table id="districts">.*West.*East.*Faraway', dom, re.S)

@@ -27,6 +27,8 @@ class Estimated:
     country: AreaEstimates | None
     districts: Any  #: a GeoDataFrame, or None without districts or without an estimate
     notes: list[str]
+    #: the sampled cells estimated from: ``lat``, ``lon`` (centroids), ``label``; or None
+    cells: pd.DataFrame | None = None
 
 
 def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame, trained_cells: np.ndarray,
@@ -68,13 +70,14 @@ def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame
         held_out=~np.isin(joined["cell_id"].to_numpy(), trained_cells),
         strata=_design(joined, len(grid)))
     country = estimate_area(sample, probability, area, threshold)
+    cells = pd.DataFrame({"lat": joined["cell_lat"], "lon": joined["cell_lon"], "label": joined["label"]})
     if districts is None:
-        return Estimated(country, None, notes)
+        return Estimated(country, None, notes, cells)
     found = estimate_domains(sample, district_of(districts, joined["cell_lon"].to_numpy(),
                                                  joined["cell_lat"].to_numpy()),
                              probability, area, district_of(districts, grid["lon"].to_numpy(), grid["lat"].to_numpy()),
                              len(districts))
-    return Estimated(country, _with_estimates(districts, found), notes)
+    return Estimated(country, _with_estimates(districts, found), notes, cells)
 
 
 def _with_estimates(districts: Any, found: list[dict[str, Estimate | None]]) -> Any:

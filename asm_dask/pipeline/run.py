@@ -105,6 +105,7 @@ def run_job(job: Job, client: Any) -> RunResult:
                 cv_curves={grouping: cv.curve() for grouping, cv in fitted.cross_validation.items()},
                 label_counts=_label_count_table(labels, y, fitted), importance=fitted.importance,
                 top_features=read_columns(table, top, client), hotspot_threshold=job.report.hotspot_threshold,
+                sample=estimated.cells,
                 inputs={"labels": job.labels.path, "features": job.features.path,
                         "boundaries": job.report.boundaries.path if job.report.boundaries else ""}),
                 maps, report_timings)

@@ -56,6 +56,8 @@ class ReportInputs:
     hotspot_threshold: float
     #: what was read: ``labels``, ``features``, ``boundaries`` paths
     inputs: dict[str, str]
+    #: the probability sample's cells (``lat``, ``lon``, ``label``), or None without one
+    sample: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any])
                   metrics.get("blocked_cv_block_size_deg", metrics["block_size_deg"]))
     plot_reliability(files["reliability"], held.reliability, metrics["brier_test"])
     plot_label_counts(files["label_counts"], r.label_counts)
+    if r.sample is not None:
+        files["sample_map"] = storage.join(folder, "sample_map.png")
+        plot_probability_map(files["sample_map"], raster, "The probability sample on the map", sample=r.sample)
     names = [c for c in r.top_features.columns if c not in ("lat", "lon")]
     if names:
         files["feature_maps"] = storage.join(folder, "feature_maps.png")

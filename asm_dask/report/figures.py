@@ -125,8 +125,10 @@ def plot_label_counts(path: str, counts: pd.DataFrame) -> None:
 
 
 def plot_probability_map(path: str, raster: CellRaster, title: str,
-                         positives: pd.DataFrame | None = None) -> None:
-    """The calibrated probability of every cell as an image, one pixel per cell."""
+                         positives: pd.DataFrame | None = None, sample: pd.DataFrame | None = None) -> None:
+    """The calibrated probability of every cell as an image, one pixel per cell; with the
+    ASM labels (``positives``), or with a probability ``sample`` (``lat``, ``lon``,
+    ``label``) marked by what the field found."""
     west, south, east, north = raster.bounds
     aspect = _aspect(south, north)
     width = 9.0
@@ -138,6 +140,11 @@ def plot_probability_map(path: str, raster: CellRaster, title: str,
         ax.scatter(positives["lon"], positives["lat"], s=4, c="red", edgecolors="none",
                    label="ASM labels", alpha=0.7)
         ax.legend(loc="lower left", fontsize=8, markerscale=3)
+    if sample is not None and len(sample):
+        for found, colour, name in ((1, "red", "sampled: ASM"), (0, "white", "sampled: not ASM")):
+            cells = sample[sample["label"] == found]
+            ax.scatter(cells["lon"], cells["lat"], s=10, c=colour, edgecolors="black", linewidths=0.4, label=name)
+        ax.legend(loc="lower left", fontsize=8, markerscale=1.5)
     fig.colorbar(shown, ax=ax, label="Predicted ASM probability", shrink=0.8)
     ax.set(xlabel="Longitude", ylabel="Latitude", title=title)
     _save(fig, path)
