@@ -3,7 +3,9 @@ examples to the digits printed, ppi-python's interval, and coverage of a planted
 
 from __future__ import annotations
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
 import ppi_py
 import pytest
 
@@ -263,3 +265,36 @@ def test_each_district_gets_its_asm_area_with_intervals(country, tmp_path, clien
     held = ((table.asm_km2_design_low <= true_area.reindex(table.index).to_numpy())
             & (true_area.reindex(table.index).to_numpy() <= table.asm_km2_design_high))
     assert held.sum() >= len(table) - 2, table.assign(truth=true_area.reindex(table.index).to_numpy())
+
+
+def test_the_cells_to_label_next_are_unsure_or_unlabelled_hotspots_and_spread_out():
+    """On a country of 40,000 cells with 300 labels: 100 cells, half the most unsure,
+    half the likeliest hotspots, 5 cells apart and from every label."""
+    from asm_dask.estimation.next_labels import next_labels
+
+    rng = np.random.default_rng(0)
+    lat, lon = np.meshgrid((np.arange(200) + 0.5) * 0.01, (np.arange(200) + 0.5) * 0.01, indexing="ij")
+    cells = pd.DataFrame({"lat": lat.ravel(), "lon": lon.ravel(), "probability": rng.beta(0.6, 4, lat.size)})
+    labels = cells.sample(300, random_state=1)[["lat", "lon"]]
+    listed = next_labels(cells, labels, 100, 0.5, 0.01)
+    assert len(listed) == 100 and listed["rank"].tolist() == list(range(1, 101)) and listed.attrs["spacing"] == 5
+    assert (listed.reason == "the map is unsure").sum() == 50
+    hot = listed[listed.reason == "hotspot without a label near"]
+    assert (hot.probability >= 0.5).all() and hot.probability.min() > np.quantile(cells.probability, 0.95)
+    unsure = listed[listed.reason == "the map is unsure"]
+    assert (np.abs(unsure.probability - 0.5) < 0.05).all()
+    row, col = np.floor(listed.lat / 0.01).to_numpy(), np.floor(listed.lon / 0.01).to_numpy()
+    apart = np.maximum(np.abs(row[:, None] - row[None]), np.abs(col[:, None] - col[None]))
+    assert apart[~np.eye(len(listed), dtype=bool)].min() >= 5
+    to_labels = np.maximum(np.abs(row[:, None] - np.floor(labels.lat.to_numpy() / 0.01)[None]),
+                           np.abs(col[:, None] - np.floor(labels.lon.to_numpy() / 0.01)[None]))
+    assert to_labels.min() >= 5
+
+
+def test_a_run_writes_the_cells_to_label_next_apart_from_the_estimation_sample(local_run):
+    """The demo-sized country is densely labelled: the list spreads as far as it can."""
+    out, _ = local_run
+    listed = pd.read_csv(out / "next_labels.csv")
+    assert len(listed) == 100 and set(listed.sample_type) == {"next"}  # never read as the probability sample
+    assert (out / "next_labels.gpx").read_text().count("<wpt ") == 100
+    assert len(gpd.read_file(out / "next_labels.geojson")) == 100

@@ -306,6 +306,9 @@ class ReportConfig:
     hotspot_threshold: Annotated[Number, Field(gt=0, le=1), Expect("a probability in (0, 1]")] = 0.5
     #: district boundaries for ``admin_summary.csv``; ``None``: no district totals
     boundaries: BoundariesConfig | None = None
+    #: cells to label next (``next_labels.*``): the most unsure and the unlabelled
+    #: hotspots, spread out; 0: none
+    next_labels: Annotated[Whole, Field(ge=0), Expect("an integer >= 0")] = 100
 
 
 @dataclass(frozen=True, config=KNOWN_KEYS_ONLY)

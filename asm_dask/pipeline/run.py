@@ -20,6 +20,7 @@ from .. import storage
 from ..config import EstimateConfig, Job
 from ..errors import InputError, warn
 from ..estimation.area import AreaEstimates
+from ..estimation.next_labels import next_labels
 from ..model.persistence import save_model
 from ..model.split import split_groups
 from ..read.features import filters_of, making_of
@@ -31,6 +32,7 @@ from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
 from ..report.build import HeldOut, ReportInputs, write_districts, write_report
 from ..report.districts import read_boundaries
+from ..report.field_sample import write_next_labels
 from ..report.importance import N_FEATURE_MAPS
 from ..runtime.progress import stage, timed
 from ..spatial.join import JoinedLabels, join_labels
@@ -109,6 +111,9 @@ def run_job(job: Job, client: Any) -> RunResult:
                 inputs={"labels": job.labels.path, "features": job.features.path,
                         "boundaries": job.report.boundaries.path if job.report.boundaries else ""}),
                 maps, report_timings)
+            if job.report.next_labels:
+                write_next_labels(out, next_labels(mapped.grid, labels.points[["lat", "lon"]], job.report.next_labels,
+                                                   job.report.hotspot_threshold, table.cell_size))
             write_metrics(storage.join(out, "metrics.json"), metrics)
         mapped.manifest.finish(timings_s=timings, report_timings_s=report_timings)
     return RunResult(output=out, metrics=metrics, timings=timings)

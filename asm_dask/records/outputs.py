@@ -22,7 +22,7 @@ OUTPUT_NAMES = OUTPUT_FOLDERS | {
     LOCK_FILE, MANIFEST_FILE, "asm-dask.log", "metrics.json", "model.json", "model.skops", "model_card.json",
     "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv", "admin_summary.geojson",
     "feature_importance.csv", "map.html", "report.html", "labelled_cells.csv", "unmatched_labels.csv",
-    "truth_comparison.json"}
+    "truth_comparison.json", "next_labels.csv", "next_labels.geojson", "next_labels.gpx"}
 
 
 def check_apart(inputs: dict[str, str], output: str, output_key: str, own: frozenset[str] = OUTPUT_NAMES,
