@@ -171,7 +171,8 @@ def test_settings_keep_the_number_type_written_so_the_run_key_does_not_change():
         "split": {"test_size": 0.2, "seed": 1991, "group_by": "cell", "block_size": 1},
         "model": {"alphas": (1.0, 10.0), "cv_folds": 5, "standardize": "auto", "calibration": "isotonic",
                   "estimators": {"ridge": None}, "select": None},
-        "report": {"hotspot_threshold": 0.5, "boundaries": None}, "estimate": {"sample_types": ("random",)},
+        "report": {"hotspot_threshold": 0.5, "boundaries": None, "next_labels": 100},
+        "estimate": {"sample_types": ("random",)},
         "storage_options": {}}
     assert type(job.as_dict()["split"]["block_size"]) is int
 
