@@ -298,3 +298,28 @@ def test_a_run_writes_the_cells_to_label_next_apart_from_the_estimation_sample(l
     assert len(listed) == 100 and set(listed.sample_type) == {"next"}  # never read as the probability sample
     assert (out / "next_labels.gpx").read_text().count("<wpt ") == 100
     assert len(gpd.read_file(out / "next_labels.geojson")) == 100
+
+
+def test_cells_drawn_with_unequal_probabilities_are_weighted_by_them():
+    """Each cell drawn on its own with a probability that grows with the map's (Poisson
+    sampling, about 190 cells): the Horvitz-Thompson and the difference estimators hold
+    the true area about 95 times in 100 (600 samples: 92-98%), where the unweighted mean
+    of the sample, which over-represents the likely cells, is seldom within 5% of it."""
+    rng = np.random.default_rng(3)
+    _, asm, mapped, area = _country(rng)
+    truth = float((asm * area).sum())
+    inclusion = np.clip(0.004 + 0.03 * mapped, 0, 1)
+    held, naive = {"design_based": 0, "prediction_powered": 0}, 0
+    for _ in range(600):
+        cells = np.flatnonzero(rng.random(asm.size) < inclusion)
+        sample = ProbabilitySample(asm[cells], mapped[cells], area[cells], held_out=np.ones(cells.size, dtype=bool),
+                                   strata=Strata(np.zeros(cells.size, dtype=int), {0: asm.size}),
+                                   inclusion=inclusion[cells])
+        found = estimate_area(sample, mapped, area, threshold=0.5)
+        assert found.design == "unequal probabilities" and found.accuracy is None
+        for name in held:
+            low, high = found.area_km2[name].interval(0.95)
+            held[name] += low <= truth <= high
+        naive += abs((asm[cells] * area[cells]).mean() * asm.size - truth) < 0.05 * truth
+    assert all(552 <= count <= 588 for count in held.values()), held
+    assert naive < 6

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .prediction_powered import prediction_powered_mean
-from .stratified import Estimate, Strata, map_accuracy, stratified_total
+from .stratified import Estimate, Strata, horvitz_thompson_total, map_accuracy, stratified_total
 
 #: the intervals reported
 LEVEL = 0.95
@@ -40,10 +40,31 @@ class ProbabilitySample:
     area_km2: np.ndarray  #: each sampled cell's area
     held_out: np.ndarray  #: True where the model never trained on the cell's label
     strata: Strata  #: the design: one stratum of every cell under simple random sampling
+    #: each cell's inclusion probability where they were drawn with unequal ones outside
+    #: strata (``strata`` is then unused); None for a stratified or simple random sample
+    inclusion: np.ndarray | None = None
 
     @property
     def simple_random(self) -> bool:
-        return len(self.strata.sizes) == 1
+        return self.inclusion is None and len(self.strata.sizes) == 1
+
+    @property
+    def design(self) -> str:
+        if self.inclusion is not None:
+            return "unequal probabilities"
+        return "simple random" if self.simple_random else f"stratified ({len(self.strata.sizes)} strata)"
+
+    def total(self, values: np.ndarray, held_out: bool = False) -> Estimate:
+        """The design's estimate of the population total of ``values`` (one per sampled
+        cell) from every sampled cell, or from the held-out ones, a random part of the
+        sample as the train/test split draws it."""
+        units = self.held_out if held_out else np.ones(len(values), dtype=bool)
+        if self.inclusion is not None:
+            return horvitz_thompson_total(values[units], self.inclusion[units] * units.mean())
+        return stratified_total(values[units], self.held_strata(units))
+
+    def held_strata(self, units: np.ndarray) -> Strata:
+        return Strata(self.strata.of_unit[units], self.strata.sizes, self.strata.finite_population)
 
 
 @dataclass(frozen=True)
@@ -89,7 +110,7 @@ def estimate_area(sample: ProbabilitySample, probability: np.ndarray, area_km2: 
     """Estimates of the ASM area over every cell (the map's ``probability`` and the
     ``area_km2`` of each) from ``sample``; accuracy of the map at ``threshold``."""
     total_area = float(area_km2.sum())
-    design = stratified_total(sample.reference * sample.area_km2, sample.strata)
+    design = sample.total(sample.reference * sample.area_km2)
     mapped = float((probability * area_km2).sum())
     powered = _prediction_powered(sample, probability, area_km2)
     area = {"design_based": design, "prediction_powered": powered, "map": Estimate(mapped, 0.0)}
@@ -97,14 +118,13 @@ def estimate_area(sample: ProbabilitySample, probability: np.ndarray, area_km2: 
     quote = "prediction_powered" if powered is not None and powered.se < design.se else "design_based"
     held = sample.held_out
     accuracy = None
-    if held.sum() >= 2:
-        strata = Strata(sample.strata.of_unit[held], sample.strata.sizes, sample.strata.finite_population)
-        found = map_accuracy((sample.probability[held] >= threshold).astype(int), sample.reference[held], strata,
-                             classes=[0, 1])
+    if held.sum() >= 2 and sample.inclusion is None:
+        found = map_accuracy((sample.probability[held] >= threshold).astype(int), sample.reference[held],
+                             sample.held_strata(held), classes=[0, 1])
         accuracy = {"overall": found.overall, "users_asm": found.users[1], "producers_asm": found.producers[1]}
     return AreaEstimates(
         n_sample=len(sample.reference), n_held_out=int(held.sum()),
-        design="simple random" if sample.simple_random else f"stratified ({len(sample.strata.sizes)} strata)",
+        design=sample.design,
         area_km2=area, share={k: None if v is None else v.scaled(1 / total_area) for k, v in area.items()},
         map_outside_design_interval=not low <= mapped <= high, quote=quote, accuracy=accuracy,
         threshold=threshold)
@@ -121,8 +141,7 @@ def _prediction_powered(sample: ProbabilitySample, probability: np.ndarray, area
     predicted = sample.probability[held] * sample.area_km2[held]
     if sample.simple_random:
         return prediction_powered_mean(y, predicted, probability * area_km2).scaled(len(probability))
-    error = Strata(sample.strata.of_unit[held], sample.strata.sizes, sample.strata.finite_population)
-    correction = stratified_total(y - predicted, error)
+    correction = sample.total((sample.reference - sample.probability) * sample.area_km2, held_out=True)
     return Estimate(float((probability * area_km2).sum()) + correction.value, correction.se)
 
 
@@ -133,17 +152,15 @@ def estimate_domains(sample: ProbabilitySample, sample_domain: np.ndarray, proba
     design-based total of the sampled ASM area inside it, and the map's area inside it
     corrected by the design-weighted total of its errors there (the difference estimator,
     whatever the design)."""
-    held = sample.held_out
-    error_strata = Strata(sample.strata.of_unit[held], sample.strata.sizes, sample.strata.finite_population)
-    error = (sample.reference[held] - sample.probability[held]) * sample.area_km2[held]
+    error = (sample.reference - sample.probability) * sample.area_km2
     mapped = np.bincount(domain[domain >= 0], weights=(probability * area_km2)[domain >= 0], minlength=n_domains)
     found = []
     for d in range(n_domains):
         inside = (sample_domain == d).astype(float)
-        design = stratified_total(sample.reference * sample.area_km2 * inside, sample.strata)
+        design = sample.total(sample.reference * sample.area_km2 * inside)
         powered = None
-        if held.sum() >= 2:
-            correction = stratified_total(error * inside[held], error_strata)
+        if sample.held_out.sum() >= 2:
+            correction = sample.total(error * inside, held_out=True)
             powered = Estimate(float(mapped[d]) + correction.value, correction.se)
         found.append({"design_based": design, "prediction_powered": powered, "map": Estimate(float(mapped[d]), 0.0)})
     return found

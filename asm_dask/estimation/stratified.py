@@ -6,7 +6,8 @@ map's classes, or one stratum: simple random sampling), each labelled on the gro
 population of cells, with their standard errors:
 
 * a total (the ASM area: each sampled cell's area where it is ASM, 0 elsewhere) by the
-  stratified estimator, equations 2 and 25 of Stehman (2014);
+  stratified estimator, equations 2 and 25 of Stehman (2014), or, for units drawn with
+  unequal probabilities outside strata, by the Horvitz-Thompson estimator;
 * a ratio of two totals (user's and producer's accuracy) by the combined ratio
   estimator, equations 27 and 28;
 * the map's overall, user's and producer's accuracy, and each class's share of the
@@ -85,6 +86,17 @@ def stratified_total(y: np.ndarray, strata: Strata) -> Estimate:
         if n > 1:
             variance += size ** 2 * strata.correction(size, n) * y[units].var(ddof=1) / n
     return Estimate(total, float(np.sqrt(variance)))
+
+
+def horvitz_thompson_total(y: np.ndarray, inclusion: np.ndarray) -> Estimate:
+    """The population total of ``y`` from units drawn with unequal ``inclusion``
+    probabilities: the Horvitz-Thompson estimator, with the variance estimator of Poisson
+    sampling, ``sum((1 - pi) (y / pi)^2)``: exact in expectation where each unit was
+    drawn on its own, and on the wide side for draws of a fixed size, whose joint
+    inclusion probabilities a labels file does not record."""
+    y, inclusion = np.asarray(y, dtype=float), np.asarray(inclusion, dtype=float)
+    weighted = y / inclusion
+    return Estimate(float(weighted.sum()), float(np.sqrt(((1 - inclusion) * weighted ** 2).sum())))
 
 
 def stratified_ratio(y: np.ndarray, x: np.ndarray, strata: Strata) -> Estimate:

@@ -68,7 +68,9 @@ def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame
         probability=mapped.loc[joined["cell_id"]].to_numpy(),
         area_km2=cell_area_km2(joined["cell_lat"].to_numpy(), table.cell_size),
         held_out=~np.isin(joined["cell_id"].to_numpy(), trained_cells),
-        strata=_design(joined, len(grid)))
+        strata=_design(joined, len(grid)),
+        inclusion=joined["inclusion_probability"].to_numpy(dtype=float)
+        if "inclusion_probability" in joined and "stratum" not in joined else None)
     country = estimate_area(sample, probability, area, threshold)
     cells = pd.DataFrame({"lat": joined["cell_lat"], "lon": joined["cell_lon"], "label": joined["label"]})
     if districts is None:
@@ -102,7 +104,7 @@ def check_sample(labels: Labels, table: FeatureTable, sample_types: tuple[str, .
             raise InputError(f"{path}: no label has a sample_type of {', '.join(sample_types)} "
                              "(estimate.sample_types)")
         return
-    if "stratum" not in labels.sample:
+    if "stratum_cells" not in labels.sample:
         return
     sizes = labels.sample.groupby("stratum")["stratum_cells"].nunique()
     if (sizes > 1).any():

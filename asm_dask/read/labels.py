@@ -123,7 +123,8 @@ def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = ()) -> Lab
 
 
 #: columns a sample drawn by ``asm-dask sample`` carries: each cell's stratum, the cells
-#: in it when drawn, and its inclusion probability
+#: in it when drawn, and its inclusion probability (a sample drawn with unequal
+#: probabilities otherwise carries the last alone)
 DESIGN_COLUMNS = ("stratum", "stratum_cells", "inclusion_probability")
 
 
@@ -139,11 +140,19 @@ def _probability_sample(frame: pd.DataFrame, sample_types: tuple[str, ...], excl
     if excluded and "mine_type" in rows:
         rows.loc[rows["mine_type"].isin(excluded), "label"] = 0
     given = [c for c in DESIGN_COLUMNS if c in rows]
-    if given and len(given) < len(DESIGN_COLUMNS):
+    if given and given != ["inclusion_probability"] and len(given) < len(DESIGN_COLUMNS):
         raise InputError(f"{path}: the sample's design needs the columns {', '.join(DESIGN_COLUMNS)} together "
-                         f"(as asm-dask sample writes them); found only {', '.join(given)}")
-    if given and rows[list(DESIGN_COLUMNS)].isna().any().any():
-        row = int(rows.index[rows[list(DESIGN_COLUMNS)].isna().any(axis=1)][0])
+                         f"(as asm-dask sample writes them), or inclusion_probability alone (cells drawn with "
+                         f"unequal probabilities); found only {', '.join(given)}")
+    if "inclusion_probability" in given:
+        _require_numeric(rows, "inclusion_probability", path)
+        bad = ~rows["inclusion_probability"].between(0, 1, inclusive="right")
+        if bad.any():
+            row = int(rows.index[bad][0])
+            raise InputError(f"{path}: row {row + 1}: inclusion_probability must be in (0, 1], got "
+                             f"{_as_python(rows.loc[row, 'inclusion_probability'])!r}")
+    if given and rows[given].isna().any().any():
+        row = int(rows.index[rows[given].isna().any(axis=1)][0])
         raise InputError(f"{path}: row {row + 1}: a label of sample_type {rows.loc[row, 'sample_type']} without "
                          "the stratum, stratum_cells and inclusion_probability its other labels have: two samples "
                          "are not one; give the sample asm-dask sample drew a sample_type of its own "
