@@ -323,3 +323,30 @@ def test_cells_drawn_with_unequal_probabilities_are_weighted_by_them():
         naive += abs((asm[cells] * area[cells]).mean() * asm.size - truth) < 0.05 * truth
     assert all(552 <= count <= 588 for count in held.values()), held
     assert naive < 6
+
+
+def test_mostly_targeted_labels_the_design_based_interval_holds_the_truth_and_the_report_says_what_to_quote(
+        country, tmp_path, client):
+    """Most labels targeted near known mines, a few random: the map, calibrated mostly on
+    targeted labels, overstates the ASM area; the estimate from the random ones holds the
+    truth, and the report names the figure to quote."""
+    import asm_dask
+    from asm_dask.read.grid import cell_area_km2
+
+    labels = pd.read_csv(country.labels)
+    random_rows = labels.index[labels.sample_type == "random"]
+    kept = labels.drop(random_rows[::3])  # a third of the random ones fewer: three in four labels are targeted
+    kept.to_csv(tmp_path / "labels.csv", index=False)
+    run = asm_dask.run({"labels": str(tmp_path / "labels.csv"), "features": str(country.features),
+                        "output": str(tmp_path / "out")}, client)
+    estimates = run.metrics.estimates
+    assert (kept.sample_type == "targeted").mean() > 0.6
+    truth = pd.read_parquet(country.truth_cells)
+    true_area = float((truth.true_probability * cell_area_km2(truth.lat.to_numpy(), 0.01)).sum())
+    low, high = estimates["area_km2"]["design_based"]["ci95"]
+    assert low <= true_area <= high
+    assert estimates["area_km2"]["map"]["estimate"] > true_area  # targeted labels inflate the map's sum
+    quoted = estimates["area_km2"][estimates["quote"]]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert f"<b>Quote the {estimates['quote'].replace('_', '-')} estimate</b>: {quoted['estimate']:,.0f} km² of ASM" \
+        in page
