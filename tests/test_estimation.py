@@ -254,6 +254,10 @@ def test_each_district_gets_its_asm_area_with_intervals(country, tmp_path, clien
     table = pd.read_csv(tmp_path / "out" / "admin_summary.csv")
     assert run.metrics.n_cells_outside_districts == 0
     assert table["asm_km2_design"].sum() == pytest.approx(run.metrics.estimates["area_km2"]["design_based"]["estimate"])
+    first = table.iloc[0]
+    assert (f"<td>{first['name']}</td>" in (tmp_path / "out" / "report.html").read_text()
+            and f"{first.asm_km2_design:,.0f} ({first.asm_km2_design_low:,.0f} to {first.asm_km2_design_high:,.0f})"
+            in (tmp_path / "out" / "report.html").read_text())
     assert table["asm_km2_map"].sum() == pytest.approx(run.metrics.estimates["area_km2"]["map"]["estimate"])
     assert (table[[c for c in table if c.endswith("_low")]] >= 0).all().all()
     truth = pd.read_parquet(country.truth_cells)
@@ -350,3 +354,14 @@ def test_mostly_targeted_labels_the_design_based_interval_holds_the_truth_and_th
     page = (tmp_path / "out" / "report.html").read_text()
     assert f"<b>Quote the {estimates['quote'].replace('_', '-')} estimate</b>: {quoted['estimate']:,.0f} km² of ASM" \
         in page
+
+
+def test_the_command_line_refuses_a_sample_smaller_than_its_strata_in_one_line(local_run, tmp_path):
+    from builders import cli
+
+    out, _ = local_run
+    done = cli("sample", out, "--n", "5", "--strata", "4", "--out", tmp_path / "sample")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("asm-dask: error: --n 5: a sample smaller than its strata: at least 2 cells in "
+                                   "each of the 4 strata, so --n 8 or more")
+    assert not (tmp_path / "sample").exists()
