@@ -12,6 +12,7 @@ The Python API::
     again = asm_dask.open_run("out/sierra_leone")        # a finished run, local or on object storage
     asm_dask.featurize("featurize.yaml")                 # a feature table made from imagery
     asm_dask.sample(run, n=400)                          # cells for a field team: the next estimate's sample
+    asm_dask.change(run, other)                          # where ASM spread, and where it stopped
 
 The package follows the data flow: (``featurize``: features from imagery) -> ``read`` ->
 ``spatial`` (join) -> ``model`` (fit, calibrate, validate) -> ``prediction`` -> ``report``,
@@ -25,7 +26,7 @@ from __future__ import annotations
 from importlib.metadata import version as _version
 from typing import Any
 
-from .api import featurize, load_job, open_run, predict, run, sample
+from .api import change, featurize, load_job, open_run, predict, run, sample
 from .config import Job
 from .errors import AlphaAtGridEdgeWarning, AsmDaskWarning, FeatureScaleWarning, InputError
 from .results import Run
@@ -36,11 +37,12 @@ __version__ = _version("asm_dask")
 #: ``import asm_dask`` stays quick
 _LAZY = {"RidgeGridClassifier": "asm_dask.model.ridge", "CalibratedClassifier": "asm_dask.model.classifier",
          "FeaturizeResult": "asm_dask.featurization", "FilterBank": "asm_dask.featurization",
-         "FieldSample": "asm_dask.pipeline.sample"}
+         "FieldSample": "asm_dask.pipeline.sample", "ChangeResult": "asm_dask.pipeline.change"}
 
-__all__ = ["AlphaAtGridEdgeWarning", "AsmDaskWarning", "CalibratedClassifier", "FeatureScaleWarning",
-           "FeaturizeResult", "FieldSample", "FilterBank", "InputError", "Job", "RidgeGridClassifier", "Run",
-           "__version__", "featurize", "load_job", "open_run", "predict", "run", "sample"]
+__all__ = ["AlphaAtGridEdgeWarning", "AsmDaskWarning", "CalibratedClassifier", "ChangeResult",
+           "FeatureScaleWarning", "FeaturizeResult", "FieldSample", "FilterBank", "InputError", "Job",
+           "RidgeGridClassifier", "Run", "__version__", "change", "featurize", "load_job", "open_run", "predict",
+           "run", "sample"]
 
 
 def __getattr__(name: str) -> Any:

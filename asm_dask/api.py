@@ -18,6 +18,7 @@ from .results import Run
 
 if TYPE_CHECKING:
     from .featurization import FeaturizeResult, FilterBank
+    from .pipeline.change import ChangeResult
     from .pipeline.sample import FieldSample
 
 
@@ -279,6 +280,45 @@ def sample(run_dir: str | os.PathLike | Run, n: int, strata: int = 4, seed: int 
     if not isinstance(sample_type, str) or not sample_type:
         raise InputError(f"sample_type: expected text, got {shown(sample_type)}")
     return sample_run(folder, n, strata, seed, target, sample_type)
+
+
+def change(earlier: str | os.PathLike | Run, later: str | os.PathLike | Run, out: str | os.PathLike | None = None,
+           hotspot_threshold: float | None = None) -> ChangeResult:
+    """Compare two maps made by one model: where ASM became likely, and where it stopped.
+
+    Parameters
+    ----------
+    earlier, later : str, os.PathLike or Run
+        The output folders of a finished run or prediction each (a run and
+        :func:`predict` of its model on another year's features, or two predictions).
+    out : str or os.PathLike, optional
+        Where ``change.tif``, ``change_hotspots.geojson``/``.csv`` and ``change.json``
+        go; default ``change_<earlier>_<later>`` in the working folder.
+    hotspot_threshold : float, optional
+        The probability that makes a cell ASM; default: the later map's.
+
+    Returns
+    -------
+    ChangeResult
+        The change clusters (``change.hotspots``), the counts (``change.counts``) and
+        the files written.
+
+    Raises
+    ------
+    InputError
+        Not finished maps, maps of other models or grids: one line.
+    """
+    from .pipeline.change import compare_maps
+
+    folders = [resolve_path(m.folder if isinstance(m, Run) else _path(m, name), Path.cwd())
+               for m, name in ((earlier, "earlier"), (later, "later"))]
+    if hotspot_threshold is not None and (isinstance(hotspot_threshold, bool) or
+                                          not isinstance(hotspot_threshold, (int, float))
+                                          or not 0 < hotspot_threshold <= 1):
+        raise InputError(f"hotspot_threshold: expected a probability in (0, 1], got {shown(hotspot_threshold)}")
+    names = [Path(f.rstrip("/")).name for f in folders]
+    target = resolve_path(_path(out, "out") if out is not None else f"change_{names[0]}_{names[1]}", Path.cwd())
+    return compare_maps(folders[0], folders[1], target, hotspot_threshold)
 
 
 def _path(value: Any, name: str) -> str:

@@ -180,6 +180,22 @@ def _sample(args: argparse.Namespace, log: RunLog) -> int:
     return 0
 
 
+def _change(args: argparse.Namespace, log: RunLog) -> int:
+    from .. import api
+
+    if args.hotspot_threshold is not None and not 0 < args.hotspot_threshold <= 1:
+        raise InputError(f"--hotspot-threshold: expected a probability in (0, 1], got {args.hotspot_threshold:g}")
+    result = api.change(args.earlier, args.later, args.out, args.hotspot_threshold)
+    counts = result.change.counts
+    print(f"{counts['n_cells_compared']:,} cells compared at probability {counts['hotspot_threshold']:g}: "
+          f"{counts['n_new_cells']:,} newly likely ASM ({counts['new_area_km2']:,.1f} km2, "
+          f"{counts['n_new_clusters']} clusters), {counts['n_abandoned_cells']:,} no longer "
+          f"({counts['abandoned_area_km2']:,.1f} km2, {counts['n_abandoned_clusters']} clusters)")
+    for path in result.files.values():
+        print(f"  {path}")
+    return 0
+
+
 def _featurize(args: argparse.Namespace, log: RunLog) -> int:
     from .. import api, storage
     from ..config.featurize import load_featurize_job
@@ -322,6 +338,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="the sample_type its labels will carry, for estimate.sample_types (default: random)")
     sample.add_argument("--verbose", action="store_true", help="print the traceback of a failure too")
     sample.set_defaults(command=_sample, cluster=None, scheduler=None)  # reads the map: no cluster
+
+    change = commands.add_parser("change", help="compare two maps of one model: where ASM spread or stopped")
+    change.add_argument("earlier", metavar="EARLIER", help="output folder of a finished run or prediction")
+    change.add_argument("later", metavar="LATER", help="output folder of a later map of the same model")
+    change.add_argument("--out", help="output folder (default: change_<EARLIER>_<LATER>)")
+    change.add_argument("--hotspot-threshold", type=float, metavar="P",
+                        help="probability that makes a cell ASM (default: the later map's)")
+    change.add_argument("--verbose", action="store_true", help="print the traceback of a failure too")
+    change.set_defaults(command=_change, cluster=None, scheduler=None)  # reads two maps: no cluster
 
     demo = commands.add_parser("demo", help="make a synthetic country and run the job on it")
     demo.add_argument("--out", default="demo_out", help="folder for the data and results (default: demo_out)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..read.grid import cell_area_km2
 from .raster import CellRaster
 
 EARTH_RADIUS_KM = 6371.0088
@@ -60,7 +61,7 @@ def find_hotspots(probability: CellRaster, threshold: float, asm_lat: np.ndarray
     # The first cell of each hotspot in (id, -probability) order is its peak.
     order = np.lexsort((-p, ids))
     first = order[np.r_[0, np.flatnonzero(np.diff(ids[order])) + 1]]
-    area = np.bincount(ids, weights=_cell_areas_km2(probability)[rows], minlength=n + 1)[1:]
+    area = np.bincount(ids, weights=cell_areas_km2(probability)[rows], minlength=n + 1)[1:]
     n_labels, distance = _labels_near(probability, labelled, ids, lat, lon, n,
                                       np.asarray(asm_lat, float), np.asarray(asm_lon, float))
     table = pd.DataFrame({
@@ -74,13 +75,14 @@ def find_hotspots(probability: CellRaster, threshold: float, asm_lat: np.ndarray
     table = table.sort_values(["expected_asm_cells", "max_probability", "hotspot_id"],
                               ascending=[False, False, True], kind="stable")
     table.insert(1, "rank", np.arange(1, n + 1))
-    geometry = _polygons(probability, labelled, mask)
+    geometry = cluster_polygons(probability, labelled, mask)
     return gpd.GeoDataFrame(table[COLUMNS].reset_index(drop=True),
                             geometry=geometry.loc[table["hotspot_id"]].to_numpy(), crs="EPSG:4326")
 
 
-def _polygons(raster: CellRaster, labelled: np.ndarray, mask: np.ndarray):
-    """Each hotspot's cells dissolved into one (multi)polygon, indexed by hotspot id.
+def cluster_polygons(raster: CellRaster, labelled: np.ndarray, mask: np.ndarray):
+    """Each cluster's cells (``labelled``: its id per cell) dissolved into one
+    (multi)polygon, indexed by id.
 
     Traced with 4-connectivity, then dissolved per id: cells meeting only at a corner
     become a valid MultiPolygon rather than a polygon touching itself.
@@ -96,20 +98,10 @@ def _polygons(raster: CellRaster, labelled: np.ndarray, mask: np.ndarray):
     return pd.Series({i: shapely.union_all(parts) for i, parts in pieces.items()})
 
 
-def _cell_areas_km2(raster: CellRaster) -> np.ndarray:
+def cell_areas_km2(raster: CellRaster) -> np.ndarray:
     """Geodesic area (WGS84) of one cell in each row of ``raster``."""
-    from pyproj import Geod
-
-    geod = Geod(ellps="WGS84")
-    rows = raster.shape[0]
-    north = raster.north - np.arange(rows) * raster.cell_size
-    south = north - raster.cell_size
-    areas = np.empty(rows)
-    for i in range(rows):
-        lons = [0.0, raster.cell_size, raster.cell_size, 0.0]
-        area, _ = geod.polygon_area_perimeter(lons, [south[i], south[i], north[i], north[i]])
-        areas[i] = abs(area) / 1e6
-    return areas
+    rows = np.arange(raster.shape[0])
+    return cell_area_km2(raster.centres(rows, np.zeros_like(rows))[0], raster.cell_size)
 
 
 def _labels_near(raster: CellRaster, labelled: np.ndarray, ids: np.ndarray, lat: np.ndarray,

@@ -84,7 +84,7 @@ def probability_raster(grid: pd.DataFrame, cell_size: float) -> CellRaster:
                            grid["probability"].to_numpy(), cell_size)
 
 
-def write_cog(raster: CellRaster, path: str) -> None:
+def write_cog(raster: CellRaster, path: str, description: str = "calibrated ASM probability") -> None:
     """``raster`` as a Cloud-Optimized GeoTIFF: EPSG:4326, float32, NaN as nodata,
     256-pixel tiles, DEFLATE, and averaged overviews down to one tile."""
     import rasterio
@@ -97,7 +97,7 @@ def write_cog(raster: CellRaster, path: str) -> None:
     with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), MemoryFile() as memory:
         with memory.open(**profile) as dataset:
             dataset.write(raster.values.astype(np.float32, copy=False), 1)
-            dataset.set_band_description(1, "calibrated ASM probability")
+            dataset.set_band_description(1, description)
         with memory.open() as source, writing(path) as tmp:
             # The COG driver only copies: it lays out tiles, overviews and headers in the
             # order a reader over HTTP needs, which writing in place cannot.
