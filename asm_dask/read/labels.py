@@ -94,13 +94,13 @@ def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = ()) -> Lab
     frame["label"] = frame["label"].astype(np.int8)
 
     n_read, removed = len(frame), {}
-    sample = _probability_sample(frame, sample_types, filters.exclude_mine_types, path)
     # The sample is kept whole, for training too: the split then holds out a random part
     # of it whatever its labels, on which the map is measured (asm_dask.estimation.area).
-    in_sample = pd.Series(False, index=frame.index) if sample is None else frame["label_row"].isin(sample["label_row"])
-    if sample is not None:
-        frame.loc[in_sample, "label"] = sample.set_index("label_row").loc[frame.loc[in_sample, "label_row"],
-                                                                           "label"].to_numpy()
+    in_sample = frame["sample_type"].isin(sample_types) if sample_types and "sample_type" in frame \
+        else pd.Series(False, index=frame.index)
+    if filters.exclude_mine_types and "mine_type" in frame:  # a commercial mine is not ASM
+        frame.loc[in_sample & frame["mine_type"].isin(filters.exclude_mine_types), "label"] = 0
+    sample = _probability_sample(frame[in_sample], path) if in_sample.any() else None
     if filters.min_proportion_inspected is not None:
         keep = (frame["proportion_inspected"] >= filters.min_proportion_inspected) | (frame["label"] == 1) | in_sample
         removed["proportion_inspected"] = int((~keep).sum())
@@ -128,17 +128,9 @@ def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = ()) -> Lab
 DESIGN_COLUMNS = ("stratum", "stratum_cells", "inclusion_probability")
 
 
-def _probability_sample(frame: pd.DataFrame, sample_types: tuple[str, ...], excluded: tuple[str, ...],
-                        path: str) -> gpd.GeoDataFrame | None:
-    """The rows of ``sample_types``, unfiltered; ``None`` without a ``sample_type`` column
-    or without such rows."""
-    if not sample_types or "sample_type" not in frame:
-        return None
-    rows = frame[frame["sample_type"].isin(sample_types)].copy()
-    if rows.empty:
-        return None
-    if excluded and "mine_type" in rows:
-        rows.loc[rows["mine_type"].isin(excluded), "label"] = 0
+def _probability_sample(rows: pd.DataFrame, path: str) -> gpd.GeoDataFrame:
+    """The sample's rows, unfiltered, with their design columns checked."""
+    rows = rows.copy()
     given = [c for c in DESIGN_COLUMNS if c in rows]
     if given and given != ["inclusion_probability"] and len(given) < len(DESIGN_COLUMNS):
         raise InputError(f"{path}: the sample's design needs the columns {', '.join(DESIGN_COLUMNS)} together "

@@ -49,8 +49,9 @@ def map_change(earlier: pd.DataFrame, later: pd.DataFrame, cell_size: float, thr
     after = before + np.nan_to_num(raster.values)
     areas = cell_areas_km2(raster)
     tables, geometries = [], []
-    for kind, mask in (("new", (before < threshold) & (after >= threshold)),
-                       ("abandoned", (before >= threshold) & (after < threshold))):
+    changed = {"new": (before < threshold) & (after >= threshold),
+               "abandoned": (before >= threshold) & (after < threshold)}
+    for kind, mask in changed.items():
         labelled, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
         if not n:
             continue
@@ -75,7 +76,7 @@ def map_change(earlier: pd.DataFrame, later: pd.DataFrame, cell_size: float, thr
         hotspots = gpd.GeoDataFrame(table[COLUMNS], geometry=geometry, crs="EPSG:4326")
     else:
         hotspots = gpd.GeoDataFrame(columns=COLUMNS, geometry=[], crs="EPSG:4326")
-    new, gone = (before < threshold) & (after >= threshold), (before >= threshold) & (after < threshold)
+    new, gone = changed["new"], changed["abandoned"]
     area_of = areas[:, None] * np.ones(raster.shape[1])
     counts = {"from_map": names[0], "to_map": names[1], "hotspot_threshold": threshold,
               "n_cells_compared": len(both), "n_cells_only_in_one_map": len(earlier) + len(later) - 2 * len(both),
