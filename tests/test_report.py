@@ -211,10 +211,12 @@ def test_district_totals_count_cells_outside_every_district():
     # Two districts sharing the border x = 0.01 exactly, through no centroid; one cell outside.
     boundaries = gpd.GeoDataFrame({"name": ["a", "b"]}, geometry=[box(0, 0, 0.01, 0.01), box(0.01, 0, 0.02, 0.01)],
                                   crs=4326)
-    table, outside = district_totals(boundaries, grid)
+    table, cell_district = district_totals(boundaries, grid)
+    outside = int((cell_district < 0).sum())
     assert outside == 1
     assert dict(zip(table["name"], table["n_cells"])) == {"a": 1, "b": 1}
     assert list(table["name"]) == ["b", "a"]  # ranked by expected ASM cells
+    assert cell_district.tolist() == [1, 0, -1]  # each cell's row of the ranked table
 
 
 def test_permutation_importance_equals_rescoring_each_permuted_feature():
@@ -324,7 +326,8 @@ def test_district_totals_when_a_step_of_cells_meets_no_district(monkeypatch):
     grid = pd.DataFrame({"lat": [0.005, 0.005, 0.015], "lon": [0.005, 0.015, 0.005],
                          "probability": [0.2, 0.4, 0.9]})
     boundaries = gpd.GeoDataFrame({"name": ["far"]}, geometry=[box(5, 5, 6, 6)], crs=4326)
-    table, outside = district_totals(boundaries, grid)
+    table, cell_district = district_totals(boundaries, grid)
+    outside = int((cell_district < 0).sum())
     assert outside == 3 and table["n_cells"].tolist() == [0]
 
 

@@ -15,6 +15,7 @@ from ..estimation.stratified import Estimate, Strata
 from ..read.grid import cell_area_km2, cell_ids
 from ..read.labels import Labels
 from ..read.table import FeatureTable
+from ..report.build import Maps
 from ..report.districts import district_of
 from ..spatial.join import join_labels
 
@@ -32,12 +33,12 @@ class Estimated:
 
 
 def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame, trained_cells: np.ndarray,
-                         sample_types: tuple[str, ...], threshold: float, districts: Any,
+                         sample_types: tuple[str, ...], threshold: float, maps: Maps,
                          client: Any) -> Estimated:
     """The estimates from ``labels.sample`` over the map's ``grid`` (``lat``, ``lon``,
-    ``probability`` of every cell), for the country and for each of ``districts`` (the
-    districts' table, or ``None``); the notes say why there is no estimate, or which
-    sampled labels fell on no mapped cell."""
+    ``probability`` of every cell), for the country and for each of the ``maps``'
+    districts, if any; the notes say why there is no estimate, or which sampled labels
+    fell on no mapped cell."""
     if labels.sample is None:
         note = (f"no estimate of the ASM area: no label has a sample_type of {', '.join(sample_types)} "
                 "(estimate.sample_types), so the labels hold no probability sample to estimate from; "
@@ -73,12 +74,12 @@ def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame
         if "inclusion_probability" in joined and "stratum" not in joined else None)
     country = estimate_area(sample, probability, area, threshold)
     cells = pd.DataFrame({"lat": joined["cell_lat"], "lon": joined["cell_lon"], "label": joined["label"]})
+    districts = maps.districts
     if districts is None:
         return Estimated(country, None, notes, cells)
     found = estimate_domains(sample, district_of(districts, joined["cell_lon"].to_numpy(),
                                                  joined["cell_lat"].to_numpy()),
-                             probability, area, district_of(districts, grid["lon"].to_numpy(), grid["lat"].to_numpy()),
-                             len(districts))
+                             probability, area, maps.cell_district, len(districts))
     return Estimated(country, _with_estimates(districts, found), notes, cells)
 
 

@@ -90,7 +90,7 @@ def run_job(job: Job, client: Any) -> RunResult:
         with timed(timings, "report"):
             estimated = estimate_from_sample(labels, table, mapped.grid, rows["cell_id"].to_numpy()[fitted.train],
                                              job.estimate.sample_types, job.report.hotspot_threshold,
-                                             mapped.maps.districts, client)
+                                             mapped.maps, client)
             maps = mapped.maps
             if estimated.districts is not None:
                 write_districts(out, estimated.districts)

@@ -67,8 +67,14 @@ class Maps:
     raster: Any  #: :class:`~asm_dask.report.raster.CellRaster` of the probability
     hotspots: Any  #: ranked hotspots, a GeoDataFrame
     districts: Any  #: district totals, a GeoDataFrame, or ``None``
-    n_outside: int  #: predicted cells in no district
+    #: the row of ``districts`` each predicted cell lies in (-1 for none), or ``None``
+    cell_district: np.ndarray | None
     counts: dict[str, Any]  #: the maps' numbers, for ``metrics.json``
+
+    @property
+    def n_outside(self) -> int:
+        """Predicted cells in no district."""
+        return 0 if self.cell_district is None else int((self.cell_district < 0).sum())
 
 
 def write_maps(out: str, grid: pd.DataFrame, cell_size: float, labels: pd.DataFrame, hotspot_threshold: float,
@@ -92,18 +98,18 @@ def write_maps(out: str, grid: pd.DataFrame, cell_size: float, labels: pd.DataFr
         _write_csv(storage.join(out, "hotspots.csv"), hotspots.drop(columns="geometry"))
     counts: dict[str, Any] = {"hotspot_threshold": hotspot_threshold, "n_hotspots": len(hotspots),
                               "n_hotspots_without_asm_label": int(hotspots["field_validation_candidate"].sum())}
-    districts, n_outside = None, 0
+    districts, cell_district = None, None
     if boundaries is not None:
         with timed(timings, "districts"):
-            districts, n_outside = district_totals(boundaries, grid)
+            districts, cell_district = district_totals(boundaries, grid)
             write_districts(out, districts)
-        counts.update(n_districts=len(districts), n_cells_outside_districts=n_outside)
+        counts.update(n_districts=len(districts), n_cells_outside_districts=int((cell_district < 0).sum()))
     with timed(timings, "figures"):
         plot_probability_map(storage.join(out, "figures", "probability_map.png"), raster, title,
                              positives=asm)
     with timed(timings, "map.html"):
         write_map(storage.join(out, "map.html"), raster, hotspots, labels, districts, title=title)
-    return Maps(raster, hotspots, districts, n_outside, counts)
+    return Maps(raster, hotspots, districts, cell_district, counts)
 
 
 def write_districts(out: str, districts: Any) -> None:

@@ -62,11 +62,11 @@ def district_of(boundaries, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return found
 
 
-def district_totals(boundaries, grid: pd.DataFrame) -> tuple[object, int]:
+def district_totals(boundaries, grid: pd.DataFrame) -> tuple[object, np.ndarray]:
     """Per district: cells, mean and summed probability, geodesic area; ranked.
 
-    Returns the districts (a GeoDataFrame with :data:`COLUMNS`) and the number of cells
-    whose centroid lies in no district.
+    Returns the districts (a GeoDataFrame with :data:`COLUMNS`) and the row of that table
+    each cell of ``grid`` lies in (-1 for none: its centroid is in no district).
     """
     import geopandas as gpd
     from pyproj import Geod
@@ -76,7 +76,6 @@ def district_totals(boundaries, grid: pd.DataFrame) -> tuple[object, int]:
     inside = district >= 0
     n_cells = np.bincount(district[inside], minlength=n_districts)
     total = np.bincount(district[inside], weights=grid["probability"].to_numpy()[inside], minlength=n_districts)
-    outside = int((~inside).sum())
     geod = Geod(ellps="WGS84")
     area = np.array([abs(geod.geometry_area_perimeter(g)[0]) / 1e6 for g in boundaries.geometry])
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -86,5 +85,7 @@ def district_totals(boundaries, grid: pd.DataFrame) -> tuple[object, int]:
     order = table.sort_values(["expected_asm_cells", "name"], ascending=[False, True], kind="stable").index
     table = table.loc[order]
     table.insert(0, "rank", np.arange(1, len(table) + 1))
+    ranked = np.empty(n_districts, dtype=np.int64)
+    ranked[order.to_numpy()] = np.arange(n_districts)
     return gpd.GeoDataFrame(table, geometry=boundaries.geometry.loc[order].to_numpy(),
-                            crs="EPSG:4326").reset_index(drop=True), int(outside)
+                            crs="EPSG:4326").reset_index(drop=True), np.where(inside, ranked[district], -1)
