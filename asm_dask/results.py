@@ -53,6 +53,10 @@ class RunFiles:
     admin_summary_geojson: str | None
     labelled_cells: str | None
     unmatched_labels: str | None
+    #: a run of a table per year: ``years.csv``, ``district_years.csv`` and ``changes/``
+    years_csv: str | None = None
+    district_years_csv: str | None = None
+    changes: str | None = None
 
 
 class Run:
@@ -71,8 +75,11 @@ class Run:
     Attributes
     ----------
     folder : str
-    kind : {"run", "predict"}
-        The command that made it.
+    kind : {"run", "predict", "run year"}
+        The command that made it (``run year``: a year's map of a run of a table per year).
+    years : tuple of int
+        A run of a table per year: the years mapped (each one's map is :meth:`year`'s; the
+        maps, hotspots and predictions read here are the last year's); else empty.
     storage_options : dict
     """
 
@@ -82,6 +89,7 @@ class Run:
         self.storage_options = {protocol: dict(options) for protocol, options in (storage_options or {}).items()}
         self.manifest: dict[str, Any] = self._finished_manifest()
         self.kind: str = self.manifest.get("command", "run")
+        self.years: tuple[int, ...] = tuple(self.manifest.get("years", ()))
         if metrics is not None:
             self.__dict__["metrics"] = metrics
 
@@ -158,15 +166,39 @@ class Run:
         def optional(name: str) -> str | None:
             return path(name) if name in names else None
 
+        maps = storage.join(self.folder, "years", str(self.years[-1])) if self.years else self.folder
         return RunFiles(
             folder=self.folder, report=optional("report.html"), map=path("map.html"),
-            probability_tif=path("probability.tif"), hotspots_geojson=path("hotspots.geojson"),
-            hotspots_csv=path("hotspots.csv"), predictions=path("predictions"), metrics=path("metrics.json"),
+            probability_tif=storage.join(maps, "probability.tif"),
+            hotspots_geojson=storage.join(maps, "hotspots.geojson"), hotspots_csv=storage.join(maps, "hotspots.csv"),
+            predictions=storage.join(maps, "predictions"), metrics=path("metrics.json"),
             manifest=path("manifest.json"), figures=path("figures"), log=optional("asm-dask.log"),
             model=optional("model.json"), model_skops=optional("model.skops"), model_card=optional("model_card.json"),
             feature_importance=optional("feature_importance.csv"), admin_summary_csv=optional("admin_summary.csv"),
             admin_summary_geojson=optional("admin_summary.geojson"), labelled_cells=optional("labelled_cells.csv"),
-            unmatched_labels=optional("unmatched_labels.csv"))
+            unmatched_labels=optional("unmatched_labels.csv"), years_csv=optional("years.csv"),
+            district_years_csv=optional("district_years.csv"), changes=optional("changes"))
+
+    def year(self, year: int) -> Run:
+        """A run of a table per year: ``year``'s map (predictions, hotspots, its metrics)."""
+        if year not in self.years:
+            raise InputError(f"{self.folder}: no map of {year}; "
+                             + (f"the years mapped are {', '.join(map(str, self.years))}" if self.years
+                                else "a run of one feature table has no years"))
+        return Run(storage.join(self.folder, "years", str(year)), storage_options=self.storage_options)
+
+    def change(self, first: int, second: int) -> geopandas.GeoDataFrame:
+        """A run of a table per year: the clusters of new and abandoned ASM from ``first`` to
+        ``second`` (consecutive years, or the first and the last), largest first."""
+        import geopandas
+
+        folder = storage.join(self.folder, "changes", f"{first}-{second}")
+        with self._reading():
+            if not storage.exists(storage.join(folder, "change.json")):
+                raise InputError(f"{self.folder}: no change from {first} to {second}; there is one for each pair "
+                                 "of consecutive years, and from the first to the last")
+            return geopandas.read_file(io.BytesIO(storage.read_bytes(storage.join(folder,
+                                                                                  "change_hotspots.geojson"))))
 
     def predictions(self, columns: list[str] | None = None) -> dask_geopandas.GeoDataFrame:
         """Every cell's prediction, lazily: a dask-geopandas GeoDataFrame of the partitioned
@@ -224,8 +256,19 @@ class Run:
                      f"Brier {m['brier_test']:.3f}")
         lines.append(f"{m['n_labels_joined']} labels joined, {m['n_labels_unmatched']} on no cell; "
                      f"{m['n_cells']:,} cells predicted")
-        lines.append(f"{m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g}, "
-                     f"{m['n_hotspots_without_asm_label']:,} without a known ASM label (field validation candidates)")
+        if not self.years:
+            lines.append(f"{m['n_hotspots']:,} hotspots at probability >= {m['hotspot_threshold']:g}, "
+                         f"{m['n_hotspots_without_asm_label']:,} without a known ASM label (field validation "
+                         "candidates)")
+        for year, found in (m.get("years") or {}).items():
+            lines.append(f"{year}: {found['n_labels_joined']} labels, {found['n_cells']:,} cells mapped, "
+                         f"expected ASM {found['expected_asm_km2']:,.0f} km², {found['n_hotspots']:,} hotspots "
+                         f"(years/{year}/)")
+        for change in m.get("changes") or ():
+            lines.append(f"{change['from_map']} to {change['to_map']}: ASM newly likely in {change['n_new_cells']:,} "
+                         f"cells ({change['new_area_km2']:,.1f} km², {change['n_new_clusters']} clusters), no longer "
+                         f"in {change['n_abandoned_cells']:,} ({change['abandoned_area_km2']:,.1f} km², "
+                         f"{change['n_abandoned_clusters']} clusters)")
         return "\n".join(lines)
 
     def map(self) -> MapView:

@@ -164,9 +164,10 @@ def test_settings_keep_the_number_type_written_so_the_run_key_does_not_change():
                          "labels": {"path": "a.csv", "filters": {"exclude_mine_types": "commercial"}}}, base="/b")
     assert job.as_dict() == {
         "labels": {"path": "/b/a.csv", "filters": {"min_proportion_inspected": 0.2,
-                                                   "exclude_mine_types": ("commercial",), "min_confidence": 3}},
+                                                   "exclude_mine_types": ("commercial",), "min_confidence": 3},
+                   "year": None},
         "features": {"path": "/b/f.feather", "cell_size": 0.01, "prefix": None, "store": "auto",
-                     "store_path": None, "rows_per_partition": None, "name": None, "join": ()},
+                     "store_path": None, "rows_per_partition": None, "name": None, "join": (), "years": {}},
         "output": "/b/o",
         "split": {"test_size": 0.2, "seed": 1991, "group_by": "cell", "block_size": 1},
         "model": {"alphas": (1.0, 10.0), "cv_folds": 5, "standardize": "auto", "calibration": "isotonic",

@@ -113,7 +113,8 @@ def _print_files(run: Any) -> None:
     listed = [files.report, files.map, files.probability_tif, files.hotspots_geojson, files.hotspots_csv,
               files.feature_importance, files.admin_summary_csv, files.admin_summary_geojson,
               files.predictions + "/", files.model_card, files.metrics, files.model, files.model_skops,
-              files.manifest, files.figures + "/", files.unmatched_labels, files.labelled_cells, files.log]
+              files.manifest, files.figures + "/", files.unmatched_labels, files.labelled_cells, files.years_csv,
+              files.district_years_csv, files.changes and files.changes + "/", files.log]
     print(f"outputs in {run.folder}:")
     for path in listed:
         if path is not None:

@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     PlainValidator,
     StrictBool,
+    StrictInt,
     StrictStr,
     ValidationError,
     ValidationInfo,
@@ -40,6 +41,9 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from ..errors import InputError
+from .features import FeaturesConfig, _sources
+from .features import JoinedFeatures as JoinedFeatures
+from .features import YearFeatures as YearFeatures
 from .problems import Expect, one_line
 from .reading import plain, read_yaml, validated
 from .values import (
@@ -135,108 +139,9 @@ class LabelsConfig:
 
     path: InputPath
     filters: Annotated[LabelFilters, BeforeValidator(or_defaults)] = field(default_factory=LabelFilters)
-
-
-def _source_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", value):
-        raise ValueError("expected a name of letters, digits, '_' and '-', starting with a letter")
-    return value
-
-
-#: a feature source's name: the prefix of its columns in a joined table (``alphaearth.feature_3``)
-SourceName = Annotated[Text, AfterValidator(_source_name),
-                       Expect("a name of letters, digits, '_' and '-', starting with a letter, or null")]
-
-
-@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
-class JoinedFeatures:
-    """Another feature table joined to the first by cell (see :class:`FeaturesConfig`):
-    read as the first is, on its grid."""
-
-    path: InputPath
-    #: prefix of the feature columns in the file; ``None`` detects it
-    prefix: Annotated[Text | None, Expect("text, or null")] = None
-    #: prefix of this source's columns in the joined table; ``None``: the file's name
-    name: SourceName | None = None
-
-
-def _joined_tables(value: Any) -> Any:
-    """One table to join may be written alone, not in a list."""
-    if value is None:
-        return ()
-    if isinstance(value, (str, dict)):
-        return [value]
-    if not isinstance(value, (list, tuple)):
-        raise expected_at((), value, "a list of feature tables: paths, or mappings with path, prefix and name")
-    return value
-
-
-def _sources(value: Any) -> Any:
-    """``features: [A, B, C]`` is short for A with ``join: [B, C]``; each may be a path."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise expected_at((), value, "a mapping, a path, or a non-empty list of them (tables joined by cell)")
-        first = path_shorthand(value[0])
-        if isinstance(first, dict) and "join" not in first:
-            return {**first, "join": [path_shorthand(item) for item in value[1:]]}
-    return path_shorthand(value)
-
-
-@dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
-class FeaturesConfig:
-    """The feature table: one row per grid cell (its centroid in ``lon``/``lat``) with
-    the MOSAIKS features, and how it is read (in place, or through the feature store).
-
-    Other tables on the same grid (embedding means, elevation...) may be joined to it by
-    cell (``join``, or ``features`` written as a list): the model sees every source's
-    columns, each prefixed with its source's name; cells missing from a source are left
-    out and counted.
-    """
-
-    path: InputPath
-    #: side of a grid cell in degrees; each cell is the square of this size on its centroid
-    cell_size: Annotated[Number, Field(gt=0), Expect("a number > 0")] = 0.01
-    #: prefix of the feature columns (``feature_``, ``X_``...); ``None`` detects it
-    prefix: Annotated[Text | None, Expect("text, or null")] = None
-    #: read the input in place or through the feature store: ``auto`` (in place for
-    #: Feather and Parquet, unless a store of them exists; a store for CSV), ``always``, ``never``
-    store: Annotated[Literal["auto", "always", "never"],
-                     Expect("'auto', 'always' or 'never' (the store's folder is features.store_path)")] = "auto"
-    #: folder of the feature store; ``None`` puts it beside the features file
-    store_path: Annotated[StrictStr | None, AfterValidator(folder_path),
-                          Expect("a path or URL of a folder, or null")] = None
-    #: rows per store partition; ``None`` sizes partitions to about 128 MB
-    rows_per_partition: Annotated[Whole | None, Field(ge=1), Expect("an integer >= 1, or null")] = None
-    #: prefix of this table's columns when others are joined to it; ``None``: the file's name
-    name: SourceName | None = None
-    #: tables joined to this one by cell, in order (read in place, or through stores as this one)
-    join: Annotated[tuple[Annotated[JoinedFeatures, BeforeValidator(path_shorthand)], ...],
-                    BeforeValidator(_joined_tables)] = ()
-
-    def tables(self) -> list[tuple[str, FeaturesConfig]]:
-        """Every table as (its name, how to read it alone), this one first: each on this
-        one's grid, read as this one is; a table without a name is called after its file."""
-        return [(name or _file_stem(path), dataclasses.replace(self, path=path, prefix=prefix, name=None, join=()))
-                for name, path, prefix in [(self.name, self.path, self.prefix)]
-                + [(j.name, j.path, j.prefix) for j in self.join]]
-
-    @field_validator("join", mode="after")
-    @classmethod
-    def _distinct_names(cls, join: tuple[JoinedFeatures, ...], info: ValidationInfo) -> tuple[JoinedFeatures, ...]:
-        if join and "path" in info.data:
-            names = [info.data.get("name") or _file_stem(info.data["path"])] + \
-                [j.name or _file_stem(j.path) for j in join]
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            if repeated:
-                raise expected_at((), names, f"tables of distinct names ({', '.join(repeated)} is repeated; "
-                                             "give each table a name)")
-        return join
-
-
-def _file_stem(path: str) -> str:
-    """A file's name without folders or extensions, as a source name."""
-    stem = re.split(r"[\\/]", path.rstrip("/"))[-1].split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_-]", "_", stem) or "features"
+    #: in a job of a table per year (``features.years``): the year of the labels that carry
+    #: none (a ``year`` or ``date`` column, empty in their row, or no such column)
+    year: Annotated[StrictInt | None, Field(ge=1800, le=2200), Expect("a year from 1800 to 2200, or null")] = None
 
 
 @dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
@@ -354,6 +259,15 @@ class Job:
             return dataclasses.replace(self, **changes)
         except ValidationError as error:
             raise InputError(one_line(error, Job, changes)) from None
+
+    @property
+    def years(self) -> tuple[int, ...]:
+        """The years mapped, in order; none in a job of one feature table."""
+        return tuple(self.features.years)
+
+    def of_year(self, year: int) -> Job:
+        """The job of ``year`` alone: its feature table, the same labels, model and output."""
+        return dataclasses.replace(self, features=self.features.of_year(year))
 
     def as_dict(self) -> dict[str, Any]:
         """The job as plain data, every setting included (the run key is its fingerprint)."""

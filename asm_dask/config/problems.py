@@ -72,6 +72,8 @@ def _setting(root: type, loc: tuple[str, ...], item: dict[str, Any]) -> tuple[tu
     if item["type"] == "dataclass_type":  # a section itself
         if loc == ("features",):
             return loc, "a mapping, a path, or a list of them (tables joined by cell)"
+        if loc[:2] == ("features", "years"):
+            return loc, "a path, a list of tables joined by cell, or a mapping"
         takes_path = loc == ("labels",) or loc[:2] == ("features", "join")
         return loc, "a mapping" + (" or a path" if takes_path else "")
     return loc, item["msg"].strip().splitlines()[0]  # pydantic's own words, still on one line
@@ -95,8 +97,8 @@ def _section_type(hint: Any) -> type | None:
     them), if any."""
     while get_origin(hint) is Annotated:
         hint = get_args(hint)[0]
-    if get_origin(hint) is tuple:
-        return _section_type(get_args(hint)[0])
+    if get_origin(hint) in (tuple, dict):  # a list of sections, or a mapping of keys to sections
+        return _section_type(get_args(hint)[-1 if get_origin(hint) is dict else 0])
     candidates = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
     return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
 

@@ -26,6 +26,11 @@ def _finished_map(folder: str) -> tuple[dict, dict]:
     metrics = storage.read_json(storage.join(folder, "metrics.json"))
     if not isinstance(manifest, dict) or not isinstance(metrics, dict) or manifest.get("status") != "complete":
         raise InputError(f"{folder}: no finished asm-dask run or prediction here")
+    if manifest.get("years"):
+        years = [storage.join(folder, "years", str(year)) for year in manifest["years"]]
+        raise InputError(f"{folder}: a run of a map per year ({', '.join(map(str, manifest['years']))}); compare "
+                         f"two of them ({years[0]} and {years[-1]}...): its changes/ holds the changes between "
+                         "consecutive years and from the first to the last")
     return manifest, metrics
 
 

@@ -227,6 +227,10 @@ class RunMetrics(MapCounts):
     #: the ASM area and share from the probability sample, by each estimator, and the
     #: map's accuracy (:class:`asm_dask.estimation.area.AreaEstimates`); None without a sample
     estimates: dict[str, Any] | None = None
+    #: a run of a table per year: each year's labels, map and estimates, by year; or None
+    years: dict[str, Any] | None = None
+    #: a run of a table per year: each change between years (``change.json``); or None
+    changes: list[dict[str, Any]] | None = None
     #: what a reader of the numbers must know first
     warnings: list[str]
 
@@ -234,7 +238,7 @@ class RunMetrics(MapCounts):
         "blocked_cv_block_size_deg", "cell_cv_auc", "cell_cv_auc_by_fold", "cv_auc_cell_by_alpha",
         "cv_auc_sd_cell_by_alpha", "cell_cv_auc_unavailable", "blocked_cv_auc", "blocked_cv_auc_by_fold",
         "cv_auc_blocked_by_alpha", "cv_auc_sd_blocked_by_alpha", "blocked_cv_auc_unavailable",
-        "test_auc_by_sample_type", "estimates"})
+        "test_auc_by_sample_type", "estimates", "years", "changes"})
     NESTED = {"model_comparison": EstimatorComparison, "bootstrap": Bootstrap,
               "reliability_test": ReliabilityBin, "test_auc_by_sample_type": SubsetAUC}
 

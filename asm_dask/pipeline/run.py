@@ -59,7 +59,12 @@ def run_job(job: Job, client: Any) -> RunResult:
 
     The output folder is locked for the run (:class:`~asm_dask.records.lock.OutputLock`):
     a second run into it stops at once with an :class:`InputError` naming the first.
+    A job of a table per year is :func:`asm_dask.pipeline.years.run_years`'s.
     """
+    if job.years:
+        from .years import run_years  # it builds on this module's stages
+
+        return run_years(job, client)
     with OutputLock(job.output, "run"), client.as_current():
         timings: dict[str, float] = {}
         with stage(timings, "read labels"):
@@ -70,7 +75,7 @@ def run_job(job: Job, client: Any) -> RunResult:
             boundaries = None if job.report.boundaries is None else \
                 read_boundaries(job.report.boundaries, [b for b in table.bounds if b is not None])
         with stage(timings, "join"):
-            joined, X = _labelled_rows(labels, table, job, client)
+            joined, X = labelled_rows(labels, table, job, client)
             join_notes = _join_notes(labels, joined, job)
             rows = joined.rows
             y = rows["label"].to_numpy().astype(int)
@@ -97,15 +102,15 @@ def run_job(job: Job, client: Any) -> RunResult:
                 maps = dataclasses.replace(maps, districts=estimated.districts)
             metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, join_notes + estimated.notes,
                                   estimated.country)
-            _write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
-            _write_csv(storage.join(out, "labelled_cells.csv"), _labelled_cells(rows, fitted))
+            write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
+            write_csv(storage.join(out, "labelled_cells.csv"), labelled_cells(rows, fitted))
             top = [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
             write_report(out, ReportInputs(
                 metrics=metrics.as_dict(), cell_size=table.cell_size,
                 held_out=HeldOut(y[fitted.test], fitted.test_scores, fitted.test_probability,
                                  fitted.tested.reliability),
                 cv_curves={grouping: cv.curve() for grouping, cv in fitted.cross_validation.items()},
-                label_counts=_label_count_table(labels, y, fitted), importance=fitted.importance,
+                label_counts=label_count_table(labels, y, fitted), importance=fitted.importance,
                 top_features=read_columns(table, top, client), hotspot_threshold=job.report.hotspot_threshold,
                 sample=estimated.cells,
                 inputs={"labels": job.labels.path, "features": job.features.path,
@@ -119,7 +124,7 @@ def run_job(job: Job, client: Any) -> RunResult:
     return RunResult(output=out, metrics=metrics, timings=timings)
 
 
-def _labelled_rows(labels: Labels, table: FeatureTable, job: Job, client: Any) -> tuple[JoinedLabels, np.ndarray]:
+def labelled_rows(labels: Labels, table: FeatureTable, job: Job, client: Any) -> tuple[JoinedLabels, np.ndarray]:
     """The labels joined to their cells, and those cells' features; labels whose cell has
     a feature that is not finite join no cell, as with the store, which leaves such cells out."""
     joined = join_labels(labels, table, client)
@@ -240,7 +245,7 @@ def describe_run(job: Job, table: FeatureTable, cluster: dict[str, Any]) -> dict
             "cluster": cluster, "n_partitions": len(table.partitions)}
 
 
-def _labelled_cells(rows: pd.DataFrame, fitted: FittedModel) -> pd.DataFrame:
+def labelled_cells(rows: pd.DataFrame, fitted: FittedModel) -> pd.DataFrame:
     table = rows.drop(columns=["partition", "row"]).copy()
     table["split"] = ""
     table.iloc[fitted.train, table.columns.get_loc("split")] = "train"
@@ -248,13 +253,13 @@ def _labelled_cells(rows: pd.DataFrame, fitted: FittedModel) -> pd.DataFrame:
     return table
 
 
-def _label_count_table(labels: Labels, y: np.ndarray, fitted: FittedModel) -> pd.DataFrame:
+def label_count_table(labels: Labels, y: np.ndarray, fitted: FittedModel) -> pd.DataFrame:
     kept = labels.points["label"].to_numpy()
     steps = {"kept by filters": kept, "joined to a cell": y, "train": y[fitted.train], "test": y[fitted.test]}
     return pd.DataFrame({name: [int((v == 0).sum()), int((v == 1).sum())] for name, v in steps.items()},
                         index=[0, 1]).T
 
 
-def _write_csv(path: str, frame: pd.DataFrame) -> None:
+def write_csv(path: str, frame: pd.DataFrame) -> None:
     with storage.writing(path) as tmp:
         frame.to_csv(tmp, index=False)

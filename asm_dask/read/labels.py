@@ -37,16 +37,25 @@ class Labels:
     def n_kept(self) -> int:
         return len(self.points)
 
+    def of_year(self, year: int) -> Labels:
+        """The labels of ``year`` (their ``year`` column), and its part of the sample."""
+        sample = None if self.sample is None else self.sample[self.sample["year"] == year].reset_index(drop=True)
+        return Labels(points=self.points[self.points["year"] == year].reset_index(drop=True), n_read=self.n_read,
+                      removed=self.removed, sample=sample if sample is not None and len(sample) else None)
 
-def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = ()) -> Labels:
-    """Read the labels CSV, check it and apply the filters of ``config``.
+
+def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = (), years: tuple[int, ...] = ()) -> Labels:
+    """Read the labels CSV, check it and apply the filters of ``config``; in a job of a
+    table per year (``years``), give each label its ``year``.
 
     Raises
     ------
     InputError
         The file is missing or unreadable; a required column is missing; a coordinate is
         missing or out of range; a label is not 0 or 1; a filter column is not numeric;
-        fewer than two classes remain after filtering.
+        fewer than two classes remain after filtering; in a job of ``years``, a label's
+        year (its ``year``, else its ``date``, else ``config.year``) is unknown or has no
+        feature table.
     """
     path, filters = config.path, config.filters
     required = ["lon", "lat", "label"]
@@ -92,6 +101,8 @@ def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = ()) -> Lab
         row = int(np.flatnonzero(bad_label)[0])
         raise InputError(f"{path}: row {row + 1}: label must be 0 or 1, got {_as_python(frame['label'].iloc[row])!r}")
     frame["label"] = frame["label"].astype(np.int8)
+    if years:
+        frame["year"] = _years_of(frame, config.year, years, path)
 
     n_read, removed = len(frame), {}
     # The sample is kept whole, for training too: the split then holds out a random part
@@ -151,6 +162,42 @@ def _probability_sample(rows: pd.DataFrame, path: str) -> gpd.GeoDataFrame:
                          "(--sample-type) and name it in estimate.sample_types")
     return gpd.GeoDataFrame(rows.reset_index(drop=True), geometry=gpd.points_from_xy(rows["lon"], rows["lat"]),
                             crs=CRS)
+
+
+def _years_of(frame: pd.DataFrame, default: int | None, years: tuple[int, ...], path: str) -> np.ndarray:
+    """Each label's year: its ``year``, else the year of its ``date``, else ``default``
+    (``labels.year``); one of ``years``, the years with a feature table."""
+    year = pd.Series(np.nan, index=frame.index)
+    if "year" in frame:
+        year = pd.to_numeric(frame["year"], errors="coerce")
+        bad = (year.isna() & frame["year"].notna()) | (year.notna() & (year % 1 != 0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{path}: row {row + 1}: year must be a whole number, got "
+                             f"{_as_python(frame['year'].iloc[row])!r}")
+    if "date" in frame:  # where the year is not given
+        undated = year.isna() & frame["date"].notna()
+        dates = pd.to_datetime(frame["date"].where(undated), errors="coerce", format="mixed")
+        bad = undated & dates.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{path}: row {row + 1}: date {_as_python(frame['date'].iloc[row])!r} is not a date "
+                             "(e.g. 2021-06-30)")
+        year = year.where(~undated, dates.dt.year)
+    if year.isna().any():
+        if default is None:
+            row = int(np.flatnonzero(year.isna())[0])
+            raise InputError(f"{path}: row {row + 1}: a label without a year ({int(year.isna().sum())} of "
+                             f"{len(year)}); give each a year (a year or date column), or set labels.year to the "
+                             "year of those without one")
+        year = year.fillna(default)
+    unknown = ~year.isin(years)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown)[0])
+        raise InputError(f"{path}: row {row + 1}: a label of {int(year.iloc[row])}, a year without features "
+                         f"(features.years: {', '.join(map(str, years))}); {int(unknown.sum())} label(s) of "
+                         f"year(s) {', '.join(map(str, sorted(set(year[unknown].astype(int)))))} in all")
+    return year.astype(int).to_numpy()
 
 
 def _check_header(path: str) -> None:

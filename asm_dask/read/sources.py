@@ -108,7 +108,7 @@ def open_sources(config: FeaturesConfig, output: str, client: Client) -> Feature
 
 def join_tables(names: list[str], tables: list[FeatureTable], client: Client) -> FeatureTable:
     """``tables`` (named ``names``) joined by cell into one table with the first's partitions."""
-    ids = [_cell_ids(table, name, client) for name, table in zip(names, tables)]
+    ids = [cell_ids_of(table, name, client) for name, table in zip(names, tables)]
     first_ids = np.concatenate(ids[0])
     everywhere = np.ones(len(first_ids), dtype=bool)
     found = []
@@ -159,7 +159,8 @@ def join_tables(names: list[str], tables: list[FeatureTable], client: Client) ->
         n_left_out_by_join=left_out)
 
 
-def _cell_ids(table: FeatureTable, name: str, client: Client) -> list[np.ndarray]:
+def cell_ids_of(table: FeatureTable, name: str, client: Client) -> list[np.ndarray]:
+    """The cell ids of each partition of ``table`` (called ``name`` in the progress)."""
     futures = [client.submit(_ids_of, part, pure=False) for part in table.partitions]
     return wait_with_progress(client, futures, f"read the cells of {name}")
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from importlib.metadata import version
@@ -55,6 +56,13 @@ def run_key(job: Job, table_key: str) -> str:
         del settings["features"]["join"], settings["features"]["name"]
     for joined in settings["features"].get("join", ()):
         joined.pop("path")
+    # a job of one table, as before tables by year: the same key as then
+    if not settings["features"].pop("years"):
+        del settings["labels"]["year"]
+    for year in job.years:  # the tables' fingerprints are in table_key
+        table = settings["features"].setdefault("years", {})[str(year)] = dataclasses.asdict(job.features.years[year])
+        for entry in [table, *table["join"]]:
+            entry.pop("path")
     packages = versions()
     if settings["model"]["estimators"] == DEFAULT_ESTIMATORS and settings["model"]["select"] is None:
         # ridge alone, as before these settings existed: the same key as then

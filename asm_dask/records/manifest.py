@@ -77,6 +77,11 @@ class RunManifest:
         self.save()
         return keep
 
+    def record_model(self, model_digest: str) -> None:
+        """The model of a run that predicts into other folders (a map per year) than its own."""
+        self.data["model_hash"] = model_digest
+        self.save()
+
     def mark_written(self, index: int, counts: dict[str, int]) -> None:
         self.data["completed_partitions"].append(index)
         self.data["partition_counts"][str(index)] = counts

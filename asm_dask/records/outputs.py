@@ -15,14 +15,15 @@ MANIFEST_FILE = "manifest.json"
 
 #: the folders a run or a prediction writes in its output folder: the feature store's for
 #: features on object storage, and the scratch space of a Dask worker told to work there
-OUTPUT_FOLDERS = frozenset({"predictions", "figures", ".asm_dask_store", "dask-scratch-space"})
+OUTPUT_FOLDERS = frozenset({"predictions", "figures", ".asm_dask_store", "dask-scratch-space", "years", "changes"})
 #: every name a run or a prediction writes directly in its output folder; an output
 #: folder holding anything else is not asm-dask's, and is refused
 OUTPUT_NAMES = OUTPUT_FOLDERS | {
     LOCK_FILE, MANIFEST_FILE, "asm-dask.log", "metrics.json", "model.json", "model.skops", "model_card.json",
     "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv", "admin_summary.geojson",
     "feature_importance.csv", "map.html", "report.html", "labelled_cells.csv", "unmatched_labels.csv",
-    "truth_comparison.json", "next_labels.csv", "next_labels.geojson", "next_labels.gpx"}
+    "truth_comparison.json", "next_labels.csv", "next_labels.geojson", "next_labels.gpx", "years.csv",
+    "district_years.csv"}
 
 
 def check_apart(inputs: dict[str, str], output: str, output_key: str, own: frozenset[str] = OUTPUT_NAMES,
@@ -107,14 +108,10 @@ def check_run_paths(job: Job) -> None:
     that URLs are reached as the run will reach them.
     """
     check_input(job.labels.path, "labels.path", "labels file", "a CSV file")
-    check_input(job.features.path, "features.path", "features file", "a Feather, Parquet or CSV file")
-    inputs = {"labels.path": job.labels.path, "features.path": job.features.path}
-    for i, joined in enumerate(job.features.join):
-        key = f"features.join.{i}.path"
-        check_input(joined.path, key, "features file", "a Feather, Parquet or CSV file")
-        inputs[key] = joined.path
-        if not job.features.store_path and not storage.is_url(joined.path):
-            inputs[f"the feature store beside {key}"] = store_root(job.features.tables()[i + 1][1], job.output)
+    inputs = {"labels.path": job.labels.path}
+    for key, features in ([(f"features.years.{year}", job.features.of_year(year)) for year in job.years]
+                          or [("features", job.features)]):
+        inputs.update(_feature_inputs(features, key, job.output))
     if job.report.boundaries is not None:
         # A folder can hold polygons (a File Geodatabase is one): only its presence is checked.
         check_input(job.report.boundaries.path, "report.boundaries.path", "boundaries file", None)
@@ -126,9 +123,23 @@ def check_run_paths(job: Job) -> None:
     check_output_folder(job.output, "output")
     if job.features.store_path:  # a store the run writes beside its outputs would mix with them
         inputs["features.store_path"] = job.features.store_path
-    elif not storage.is_url(job.features.path):
-        inputs["the feature store beside features.path"] = store_root(job.features, job.output)
     check_apart(inputs, job.output, "output")
+
+
+def _feature_inputs(features: FeaturesConfig, key: str, output: str) -> dict[str, str]:
+    """The feature tables of ``features`` (at ``key`` in the job), checked to be readable
+    files, and the stores beside them, by key."""
+    check_input(features.path, f"{key}.path", "features file", "a Feather, Parquet or CSV file")
+    inputs = {f"{key}.path": features.path}
+    for i, (joined, (_, table)) in enumerate(zip(features.join, features.tables()[1:])):
+        joined_key = f"{key}.join.{i}.path"
+        check_input(joined.path, joined_key, "features file", "a Feather, Parquet or CSV file")
+        inputs[joined_key] = joined.path
+        if not features.store_path and not storage.is_url(joined.path):
+            inputs[f"the feature store beside {joined_key}"] = store_root(table, output)
+    if not features.store_path and not storage.is_url(features.path):
+        inputs[f"the feature store beside {key}.path"] = store_root(features, output)
+    return inputs
 
 
 def check_prediction_paths(run_folder: str, features: tuple[str, ...], output: str) -> None:

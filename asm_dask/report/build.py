@@ -26,9 +26,10 @@ from .figures import (
 )
 from .hotspots import find_hotspots
 from .importance import PERMUTATION_REPEATS
-from .page import write_page
+from .page import TOP_ROWS, write_page
 from .raster import probability_raster, rasterize_cells, write_cog
 from .webmap import write_map
+from .years import YearsReport, page_records, plot_series, plot_year_maps
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,12 @@ class ReportInputs:
     hotspot_threshold: float
     #: what was read: ``labels``, ``features``, ``boundaries`` paths
     inputs: dict[str, str]
+    #: the labels kept, as the map shows them (``lat``, ``lon``, ``label``...)
+    labels: pd.DataFrame | None = None
     #: the probability sample's cells (``lat``, ``lon``, ``label``), or None without one
     sample: pd.DataFrame | None = None
+    #: a run of a table per year: every year's maps, the changes, the series; else None
+    years: YearsReport | None = None
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,27 @@ def write_report(out: str, r: ReportInputs, maps: Maps, timings: dict[str, float
     ``feature_importance.csv`` and ``report.html``; the seconds each took go into
     ``timings``. ``r.metrics`` are the run's, the maps' counts included."""
     _write_csv(storage.join(out, "feature_importance.csv"), r.importance)
+    storage.make_folder(storage.join(out, "figures"))
     with timed(timings, "figures"):
         figures = _draw_figures(storage.join(out, "figures"), r, maps.raster, r.metrics)
     with timed(timings, "report.html"):
         write_page(storage.join(out, "report.html"), r.metrics, figures, maps.hotspots, r.importance,
-                   maps.districts, maps.n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS)
+                   maps.districts, maps.n_outside, r.hotspot_threshold, r.inputs, out, PERMUTATION_REPEATS,
+                   years=None if r.years is None else page_records(r.years, TOP_ROWS))
+    if r.years is not None:
+        with timed(timings, "map.html"):
+            write_years_map(storage.join(out, "map.html"), r.years, r.labels)
+
+
+def write_years_map(path: str, years: YearsReport, labels: pd.DataFrame) -> None:
+    """``map.html`` of a run of a table per year: the last year's map with its hotspots and
+    districts, a layer for each earlier year and for each change."""
+    last = years.maps[years.years[-1]]
+    write_map(path, last.raster, last.hotspots, labels, last.districts,
+              title=f"Predicted ASM probability, {years.years[0]} to {years.years[-1]}",
+              earlier={str(year): years.maps[year].raster for year in years.years[:-1]},
+              changes={f"{first} to {second}": change.hotspots for (first, second), change in years.changes.items()},
+              layer_name=f"ASM probability {years.years[-1]}")
 
 
 def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any]) -> dict[str, str]:
@@ -142,6 +163,10 @@ def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any])
                   metrics.get("blocked_cv_block_size_deg", metrics["block_size_deg"]))
     plot_reliability(files["reliability"], held.reliability, metrics["brier_test"])
     plot_label_counts(files["label_counts"], r.label_counts)
+    if r.years is not None:  # a run of a table per year has no map of its own: one per year
+        plot_year_maps(files["probability_map"], r.years)
+        files["years_series"] = storage.join(folder, "years_series.png")
+        plot_series(files["years_series"], r.years)
     if r.sample is not None:
         files["sample_map"] = storage.join(folder, "sample_map.png")
         plot_probability_map(files["sample_map"], raster, "The probability sample on the map", sample=r.sample)

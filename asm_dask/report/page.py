@@ -66,10 +66,24 @@ FILES = [
 ]
 
 
+#: what a run of a table per year adds to the output folder
+YEARS_FILES = [
+    ("years/<year>/", "each year's map, as asm-dask predict writes one: predictions, probability.tif, hotspots, "
+                      "map.html, metrics.json"),
+    ("changes/<from>-<to>/", "change.tif (the probability's change), change_hotspots.geojson/.csv (clusters of "
+                             "new and abandoned ASM, largest first), change.json"),
+    ("years.csv, district_years.csv", "the expected ASM area of each year, with the probability sample's "
+                                      "estimates where a year has one"),
+]
+
+
 def write_page(path: str, metrics: dict[str, Any], figures: dict[str, str], hotspots: pd.DataFrame,
                importance: pd.DataFrame, districts: pd.DataFrame | None, n_outside: int,
-               threshold: float, inputs: dict[str, str], output: str, repeats: int) -> None:
-    """Render ``report.html``; ``figures`` maps a name to a PNG file to embed."""
+               threshold: float, inputs: dict[str, str], output: str, repeats: int,
+               years: dict[str, Any] | None = None) -> None:
+    """Render ``report.html``; ``figures`` maps a name to a PNG file to embed; ``years``:
+    a run of a table per year's series and changes
+    (:func:`~asm_dask.report.years.page_records`)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     env = Environment(loader=PackageLoader("asm_dask.report", "templates"), autoescape=True,
@@ -86,7 +100,7 @@ def write_page(path: str, metrics: dict[str, Any], figures: dict[str, str], hots
         n_hotspots=len(hotspots), n_candidates=int(hotspots["field_validation_candidate"].sum()),
         hotspots=_records(hotspots.head(TOP_ROWS)), features=_records(importance.head(TOP_ROWS)),
         repeats=repeats, districts=None if districts is None else _records(districts.head(TOP_ROWS)),
-        n_outside=n_outside, files=FILES)
+        n_outside=n_outside, files=FILES + YEARS_FILES if years else FILES, years=years)
     write_text(path, page)
 
 

@@ -33,7 +33,8 @@ DISTRICT_TOLERANCE_DEG = 0.001
 
 
 def write_map(path: str, probability: CellRaster, hotspots, labels: pd.DataFrame,
-              districts=None, title: str = "ASM probability") -> None:
+              districts=None, title: str = "ASM probability", earlier: dict[str, CellRaster] | None = None,
+              changes: dict[str, object] | None = None, layer_name: str = "ASM probability") -> None:
     """Write ``map.html``.
 
     Parameters
@@ -46,6 +47,13 @@ def write_map(path: str, probability: CellRaster, hotspots, labels: pd.DataFrame
         Labels kept by the filters: ``lat``, ``lon``, ``label`` and, if known, ``mine_type``.
     districts : geopandas.GeoDataFrame, optional
         District totals (see :func:`asm_dask.report.districts.district_totals`).
+    earlier : dict of str to CellRaster, optional
+        Maps of earlier years, by name: a layer each, off at first.
+    changes : dict of str to geopandas.GeoDataFrame, optional
+        Change clusters between maps, by name (see :func:`asm_dask.report.change.map_change`):
+        a layer each, the last on at first.
+    layer_name : str
+        The name of ``probability``'s layer.
     """
     import offlinefolium as folium
 
@@ -53,19 +61,27 @@ def write_map(path: str, probability: CellRaster, hotspots, labels: pd.DataFrame
     fmap = folium.Map(location=[(south + north) / 2, (west + east) / 2], tiles=None,
                       control_scale=True, prefer_canvas=False)
     folium.TileLayer("OpenStreetMap", name="OpenStreetMap (needs network)").add_to(fmap)
+    for name, raster in (earlier or {}).items():
+        image, image_bounds = _mercator_image(raster)
+        folium.raster_layers.ImageOverlay(image=image, bounds=image_bounds, name=f"ASM probability {name}",
+                                          opacity=0.75, interactive=False, zindex=1, show=False,
+                                          className="asm-probability-earlier").add_to(fmap)
     image, image_bounds = _mercator_image(probability)
-    folium.raster_layers.ImageOverlay(image=image, bounds=image_bounds, name="ASM probability",
-                                      opacity=0.75, interactive=False, zindex=1,
-                                      className="asm-probability").add_to(fmap)
+    folium.raster_layers.ImageOverlay(image=image, bounds=image_bounds, name=layer_name, opacity=0.75,
+                                      interactive=False, zindex=1, className="asm-probability").add_to(fmap)
     if districts is not None and len(districts):
         _add_districts(folium, fmap, districts)
     if len(hotspots):
         _add_hotspots(folium, fmap, hotspots)
     if len(labels):
         _add_labels(folium, fmap, labels)
+    changes = {name: clusters for name, clusters in (changes or {}).items() if len(clusters)}
+    for i, (name, clusters) in enumerate(changes.items()):
+        _add_changes(folium, fmap, name, clusters, show=i == len(changes) - 1)
     folium.LayerControl(collapsed=False).add_to(fmap)
     fmap.fit_bounds([[south, west], [north, east]])
-    fmap.get_root().html.add_child(folium.Element(_legend(title, len(hotspots), districts is not None)))
+    fmap.get_root().html.add_child(folium.Element(_legend(title, len(hotspots), districts is not None,
+                                                          bool(changes))))
     with writing(path) as tmp:
         fmap.save(str(tmp))
 
@@ -126,6 +142,24 @@ def _add_hotspots(folium, fmap, hotspots) -> None:
     ).add_to(fmap)
 
 
+#: colours of the change clusters: where ASM became likely, where it stopped
+CHANGE_COLOURS = {"new": "#d7301f", "abandoned": "#2c7fb8"}
+
+
+def _add_changes(folium, fmap, name: str, clusters, show: bool) -> None:
+    shown = clusters.head(MAX_MAP_HOTSPOTS).copy()
+    shown["mean_probability_change"] = shown["mean_probability_change"].round(3)
+    fields = ["rank", "kind", "from_map", "to_map", "n_cells", "area_km2", "mean_probability_change"]
+    aliases = ["rank", "change", "from", "to", "cells", "area (km²)", "mean change of probability"]
+    folium.GeoJson(
+        json.loads(shown[fields + ["geometry"]].to_json(na="null")), name=f"Change {name}", show=show,
+        style_function=lambda feature: {"color": CHANGE_COLOURS[feature["properties"]["kind"]], "weight": 2,
+                                        "fillOpacity": 0.3, "className": "asm-change"},
+        popup=folium.GeoJsonPopup(fields=fields, aliases=aliases, localize=True),
+        tooltip=folium.GeoJsonTooltip(fields=["kind", "area_km2"], aliases=["change", "area (km²)"]),
+    ).add_to(fmap)
+
+
 def _add_labels(folium, fmap, labels: pd.DataFrame) -> None:
     import geopandas as gpd
 
@@ -170,12 +204,15 @@ def _add_districts(folium, fmap, districts) -> None:
     ).add_to(fmap)
 
 
-def _legend(title: str, n_hotspots: int, with_districts: bool) -> str:
+def _legend(title: str, n_hotspots: int, with_districts: bool, with_changes: bool = False) -> str:
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
     stops = ", ".join(to_hex(colormaps[COLORMAP](v)) for v in np.linspace(0, 1, 9))
-    districts = "<div>districts: shaded by mean probability (layer off by default)</div>" if with_districts else ""
+    notes = "<div>districts: shaded by mean probability (layer off by default)</div>" if with_districts else ""
+    if with_changes:
+        notes += (f'<div><span style="color: {CHANGE_COLOURS["new"]};">&#9632;</span> ASM newly likely &nbsp;'
+                      f'<span style="color: {CHANGE_COLOURS["abandoned"]};">&#9632;</span> no longer likely</div>')
     return f"""
 <div id="asm-legend" style="position: fixed; bottom: 24px; left: 12px; z-index: 1000; background: white;
      padding: 8px 10px; border-radius: 4px; box-shadow: 0 1px 4px rgba(0,0,0,.4); font: 12px sans-serif;">
@@ -186,5 +223,5 @@ def _legend(title: str, n_hotspots: int, with_districts: bool) -> str:
   <div><span style="color: #e31a1c;">&#9634;</span> hotspot ({n_hotspots:,}); click for details</div>
   <div><span style="color: #ff7f00;">&#9679;</span> ASM label &nbsp;
        <span style="color: #1f78b4;">&#9679;</span> not-ASM label</div>
-  {districts}
+  {notes}
 </div>"""

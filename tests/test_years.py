@@ -1,0 +1,192 @@
+"""A job of a feature table per year: each label joined to its own year's features, one
+model, a map of every year and the changes between them; years that are not one kind of
+features on one grid refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from builders import grid_features, labels_frame, write_feather
+
+import asm_dask
+from asm_dask.config import job_from_dict
+from asm_dask.errors import InputError
+from asm_dask.read.labels import read_labels
+
+LATS = np.round(np.arange(8.005, 8.205, 0.01), 3)
+LONS = np.round(np.arange(-11.995, -11.795, 0.01), 3)
+
+
+def _year_tables(folder, shift: float = 0.0, names: str = "feature_"):
+    """The same 20 x 20 cells in 2019 and 2021; ``feature_0`` is the year's own mark (0 in
+    2019, 1 in 2021), the others the same random values both years."""
+    paths = {}
+    for year, mark in ((2019, 0.0), (2021, 1.0)):
+        frame = grid_features(LATS + (shift if year == 2021 else 0), LONS, n_features=6, seed=1)
+        frame["feature_0"] = np.float32(mark)
+        frame.columns = ["image_id"] + [c.replace("feature_", names if year == 2021 else "feature_")
+                                        for c in frame.columns[1:]]
+        paths[year] = write_feather(frame, folder / f"f{year}.feather")
+    return paths
+
+
+def _labels(folder, with_years=True):
+    """The same cell labelled in both years (ASM in 2021 only), and a few others."""
+    rng = np.random.default_rng(0)
+    lat, lon = rng.choice(LATS, 60), rng.choice(LONS, 60)
+    frame = labels_frame(list(zip(lon, lat)), rng.integers(0, 2, 60))
+    frame["year"] = np.where(np.arange(60) % 2, 2021, 2019)
+    frame.loc[0, ["lon", "lat", "label", "year"]] = [LONS[3], LATS[4], 0, 2019]
+    frame.loc[1, ["lon", "lat", "label", "year"]] = [LONS[3], LATS[4], 1, 2021]
+    if not with_years:
+        frame = frame.drop(columns="year")
+    path = folder / "labels.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _job(folder, paths, labels_path, labels=None, **extra):
+    return job_from_dict({"labels": {"path": str(labels_path), "filters": None} | (labels or {}),
+                          "features": {"years": {year: str(path) for year, path in paths.items()}},
+                          "output": str(folder / "out"), **extra})
+
+
+def test_each_label_is_joined_to_its_own_years_features(tmp_path, client):
+    from asm_dask.pipeline.years import join_years, open_years
+
+    job = _job(tmp_path, _year_tables(tmp_path), _labels(tmp_path))
+    labels = read_labels(job.labels, (), job.years)
+    joined, X = join_years({year: labels.of_year(year) for year in job.years}, open_years(job, client), job, client)
+    rows = joined.rows
+    assert len(rows) == 60 and sorted(set(rows["year"])) == [2019, 2021]
+    # feature_0 is the year's mark: every label saw its own year's features, never the other's
+    np.testing.assert_array_equal(X[:, 0], (rows["year"] == 2021).astype(np.float32))
+    same_cell = rows[rows["label_row"].isin([1, 2])].sort_values("year")
+    assert same_cell["cell_id"].nunique() == 1 and same_cell["label"].tolist() == [0, 1]
+    assert X[same_cell.index, 0].tolist() == [0.0, 1.0]
+
+
+def test_labels_without_a_year_take_the_jobs_year_and_a_missing_one_is_one_line(tmp_path):
+    paths = _year_tables(tmp_path)
+    labels = _labels(tmp_path, with_years=False)
+    job = _job(tmp_path, paths, labels, labels={"year": 2021})
+    assert set(read_labels(job.labels, (), job.years).points["year"]) == {2021}
+    with pytest.raises(InputError, match=r"labels.csv: row 1: a label without a year \(60 of 60\); .*labels.year"):
+        read_labels(_job(tmp_path, paths, labels).labels, (), (2019, 2021))
+    frame = pd.read_csv(labels)
+    frame["date"] = "2019-03-01"
+    frame.loc[5, "date"] = "2020-07-15"
+    frame.to_csv(labels, index=False)
+    with pytest.raises(InputError, match=r"row 6: a label of 2020, a year without features \(features.years: "
+                                         r"2019, 2021\); 1 label\(s\) of year\(s\) 2020 in all"):
+        read_labels(job.labels, (), job.years)
+    frame.loc[5, "date"] = "sometime"
+    frame.to_csv(labels, index=False)
+    with pytest.raises(InputError, match=r"row 6: date 'sometime' is not a date"):
+        read_labels(job.labels, (), job.years)
+    frame["year"] = 2019.5
+    frame.to_csv(labels, index=False)
+    with pytest.raises(InputError, match=r"row 1: year must be a whole number, got 2019.5"):
+        read_labels(job.labels, (), job.years)
+
+
+@pytest.mark.parametrize(("features", "message"), [
+    ({"years": {"twenty": "a.feather"}}, "features.years.twenty: expected a year from 1800 to 2200 as the key"),
+    ({"years": {2019: {"path": "a.feather", "cell_size": 0.1}}}, r"features.years.2019: unknown key\(s\) "
+                                                                  r"\['cell_size'\]"),
+    ({"path": "a.feather", "years": {2019: "a.feather"}}, "features: expected either path .* or years: a table "
+                                                          "per year, not both"),
+    ({"cell_size": 0.01}, r"features: expected a path \(one table\) or years \(a table per year\)"),
+    ({"years": {2019: 5}}, "features.years.2019: expected a path, a list of tables joined by cell, or a mapping"),
+])
+def test_a_wrong_years_setting_is_one_line(features, message):
+    with pytest.raises(InputError, match=message):
+        job_from_dict({"labels": "l.csv", "features": features, "output": "o"})
+
+
+def test_years_read_as_one_table_per_year_with_shared_settings():
+    job = job_from_dict({"labels": {"path": "l.csv", "year": 2023}, "output": "o",
+                         "features": {"cell_size": 0.002, "store": "never",
+                                      "years": {2023: "c.parquet", "2019": ["a.parquet", "b.parquet"]}}})
+    assert job.years == (2019, 2023)
+    first = job.of_year(2019).features
+    assert (first.path.endswith("a.parquet") and first.join[0].path.endswith("b.parquet")
+            and first.cell_size == 0.002 and first.store == "never" and not first.years)
+    assert job.of_year(2023).features.path.endswith("c.parquet")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"shift": 0.005}, r"f2021.feather: none of its 400 cells is a cell of 2019's table .*: every year's table "
+                       "is on one grid"),
+    ({"names": "band_"}, r"f2021.feather: the features of 2021 are not those of 2019 .*: 6 columns "
+                         r"band_0..band_5 against 6 columns feature_0..feature_5"),
+])
+def test_years_that_are_not_one_kind_of_features_on_one_grid_are_one_line(tmp_path, client, change, message):
+    from asm_dask.pipeline.years import open_years
+
+    job = _job(tmp_path, _year_tables(tmp_path, **change), _labels(tmp_path))
+    with pytest.raises(InputError, match=message):
+        open_years(job, client)
+
+
+@pytest.fixture(scope="module")
+def two_year_run(tmp_path_factory, client):
+    """A run of the small country's features as 2019 and, with a block of cells made to
+    look like the likeliest mine, as 2021."""
+    from asm_dask.demo import make_country
+
+    folder = tmp_path_factory.mktemp("two-years")
+    files = make_country(folder / "data", n_cells=1500, n_features=40, n_labels=700, seed=3)
+    labels = pd.read_csv(files.labels)
+    labels["year"] = np.where(np.arange(len(labels)) % 3, 2019, 2021)
+    labels.to_csv(folder / "labels.csv", index=False)
+    job = {"labels": str(folder / "labels.csv"), "output": str(folder / "out"),
+           "features": {"years": {2019: str(files.features), 2021: str(files.features)}},
+           "report": {"boundaries": {"path": str(files.districts), "name_column": "name"}}}
+    return asm_dask.run(job, client), job, files
+
+
+def test_a_run_of_two_years_maps_each_and_compares_them(two_year_run):
+    run, _, files = two_year_run
+    out = run.folder
+    assert run.years == (2019, 2021)
+    metrics = json.loads(open(f"{out}/metrics.json").read())
+    assert set(metrics["years"]) == {"2019", "2021"}
+    assert sum(year["n_labels_joined"] for year in metrics["years"].values()) == metrics["n_labels_joined"]
+    # the same features both years: the same map, no change
+    first, second = (pd.read_parquet(f"{out}/years/{year}/predictions").sort_values("cell_id") for year in run.years)
+    np.testing.assert_array_equal(first["probability"].to_numpy(), second["probability"].to_numpy())
+    change = json.loads(open(f"{out}/changes/2019-2021/change.json").read())
+    assert change["n_new_cells"] == change["n_abandoned_cells"] == 0 and change["n_cells_compared"] == len(first)
+    assert metrics["changes"] == [change]
+    # a cell's labels of both years are on one side of the split
+    cells = pd.read_csv(f"{out}/labelled_cells.csv")
+    assert set(cells["year"]) == {2019, 2021}
+    assert (cells.groupby("cell_id")["split"].nunique() == 1).all()
+    assert (cells.groupby("cell_id")["year"].nunique() > 1).any()
+    series = pd.read_csv(f"{out}/years.csv")
+    assert series["year"].tolist() == [2019, 2021] and series["expected_asm_km2"].nunique() == 1
+    districts = pd.read_csv(f"{out}/district_years.csv")
+    assert len(districts) == 2 * 9 and districts.groupby("year")["expected_asm_km2"].sum().round(6).nunique() == 1
+    assert np.isclose(districts["expected_asm_km2"].sum() / 2, series["expected_asm_km2"][0])
+    report = open(f"{out}/report.html").read()
+    assert 'id="years"' in report and 'id="changes"' in report and 'id="district-years"' in report
+    page = open(f"{out}/map.html").read()
+    assert "ASM probability 2019" in page and "ASM probability 2021" in page
+
+
+def test_every_year_resumes_on_its_own_and_its_map_is_a_prediction(two_year_run, client):
+    run, job, _ = two_year_run
+    again = asm_dask.run(job, client)
+    for year in run.years:
+        manifest = json.loads(open(f"{again.folder}/years/{year}/manifest.json").read())
+        assert manifest["resumed_partitions"] == manifest["n_partitions"] > 0
+        assert manifest["model_hash"] == again.manifest["model_hash"]
+    with pytest.raises(InputError, match="a run of a map per year"):
+        asm_dask.change(run.folder, f"{run.folder}/years/2021")
+    year = run.year(2021)
+    assert year.kind == "run year" and year.metrics.n_cells == run.metrics.n_cells
+    assert len(run.predictions().compute()) == run.metrics.n_cells
