@@ -155,9 +155,14 @@ def _true_probability(mining: np.ndarray) -> np.ndarray:
 
 def _write_features(path: pathlib.Path, truth_path: pathlib.Path, grid: _Grid, fields: _Fields,
                     n_features: int, rows_per_batch: int | None, scale: float,
-                    rng: np.random.Generator) -> None:
+                    rng: np.random.Generator, jitter: float = 0.0,
+                    jitter_rng: np.random.Generator | None = None) -> None:
     """Stream ReLU(weights @ latent fields + noise) to ``path``, one bounded batch at a time,
-    and each cell's true probability to ``truth_path``."""
+    and each cell's true probability to ``truth_path``.
+
+    ``jitter`` > 0 adds a second, independent noise of that half-width drawn from
+    ``jitter_rng``: :mod:`asm_dask.demo.years` sees one land through the same ``rng`` each
+    year, and this is what differs between the years' images of an unchanged cell."""
     side = grid.mask.shape[0]
     rows, cols = np.nonzero(grid.mask)  # row-major from the north: a raster scan
     lats = _cell_labels((grid.y0 + side - np.arange(side) - 0.5) * grid.size, "lat_", grid.size)
@@ -173,6 +178,8 @@ def _write_features(path: pathlib.Path, truth_path: pathlib.Path, grid: _Grid, f
     weights *= scale
     step = rows_per_batch or max(1, _BATCH_BYTES // (4 * n_features))
     pool = rng.uniform(-0.6 * scale, 0.6 * scale, max(_NOISE_POOL, 2 * step)).astype(np.float32)
+    if jitter:
+        jitter_pool = jitter_rng.uniform(-jitter * scale, jitter * scale, pool.size).astype(np.float32)
     schema = pa.schema([("image_id", pa.string())]
                        + [(f"feature_{i}", pa.float32()) for i in range(n_features)])
     # Columns compress as ~16 KB buffers, too small to repay thread hand-offs
@@ -194,6 +201,9 @@ def _write_features(path: pathlib.Path, truth_path: pathlib.Path, grid: _Grid, f
             x = weights @ latent
             for f, offset in enumerate(rng.integers(0, pool.size - r.size, n_features)):
                 x[f] += pool[offset:offset + r.size]
+            if jitter:
+                for f, offset in enumerate(jitter_rng.integers(0, pool.size - r.size, n_features)):
+                    x[f] += jitter_pool[offset:offset + r.size]
             np.maximum(x, 0, out=x)  # MOSAIKS features are ReLU outputs
             ids = pc.binary_join_element_wise(lats.take(r), lons.take(c), "__")
             writer.write_batch(pa.record_batch([ids, *map(pa.array, x)], schema=schema))
