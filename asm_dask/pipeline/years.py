@@ -183,7 +183,8 @@ def open_years(job: Job, client: Any) -> dict[int, FeatureTable]:
         missing = len(ids[year]) - len(everywhere)
         if missing:
             warn(f"features: {missing:,} of the {len(ids[year]):,} cells of {year} ({table.source['path']}) are "
-                 "not in every year's table; they are mapped in the years that have them, and not compared")
+                 "not in every year's table: they are mapped in the years that have them, and each change compares "
+                 "the cells both its years hold")
     return tables
 
 
