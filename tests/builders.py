@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,17 @@ def cli(*args, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
 #: lines asm-dask itself prints on stderr while it runs: stages and warnings, the dashboard
 #: link, and progress ("predict cells: [####      ] 2/4 (0.3 s)")
 OWN_LINE = re.compile(r"\[asm-dask\] |Dask dashboard: |[\w :]+: \[[# ]{20}\] \d+/\d+ \(")
+
+
+def chromium(*args: str, tmp_path) -> subprocess.CompletedProcess:
+    """Debian's headless chromium on ``args``, without network."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "Debian's chromium is needed for these tests (apt-get install chromium; .ci/run does)"
+    # No network: a proxy on a closed port takes every request, so the data layers must
+    # come from the file itself.
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--proxy-server=http://127.0.0.1:9",
+         "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=8000", *args],
+        capture_output=True, text=True, timeout=120)

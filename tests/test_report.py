@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from builders import chromium
 from pyproj import Geod
 from shapely.geometry import box
 
@@ -259,31 +258,18 @@ def test_rasterize_cells_on_a_frame_leaves_outside_cells_out():
 
 # --- in a real browser -------------------------------------------------------------------------------
 
-def _chromium(*args: str, tmp_path) -> subprocess.CompletedProcess:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser, "Debian's chromium is needed for these tests (apt-get install chromium; .ci/run does)"
-    # No network: a proxy on a closed port takes every request, so the data layers must
-    # come from the file itself.
-    return subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--proxy-server=http://127.0.0.1:9",
-         "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=8000", *args],
-        capture_output=True, text=True, timeout=120)
-
-
 def _screenshot_colours(path, tmp_path, size: str) -> np.ndarray:
     from matplotlib.image import imread
 
     png = tmp_path / "shot.png"
-    done = _chromium(f"--window-size={size}", f"--screenshot={png}", f"file://{path}", tmp_path=tmp_path)
+    done = chromium(f"--window-size={size}", f"--screenshot={png}", f"file://{path}", tmp_path=tmp_path)
     assert png.exists(), done.stderr[-2000:]
     return imread(png)[..., :3]
 
 
 def test_map_renders_its_data_layers_offline(report_run, tmp_path):
     out, metrics = report_run
-    done = _chromium("--dump-dom", f"file://{out / 'map.html'}", tmp_path=tmp_path)
+    done = chromium("--dump-dom", f"file://{out / 'map.html'}", tmp_path=tmp_path)
     dom = done.stdout
     assert done.returncode == 0 and dom, done.stderr[-2000:]
     # The probability image layer, Mercator-projected, embedded.
@@ -302,7 +288,7 @@ def test_report_page_is_self_contained_and_renders(report_run, tmp_path):
     out, metrics = report_run
     html = (out / "report.html").read_text()
     assert not re.search(r'<(img|script|link)[^>]*(src|href)="(?!data:)', html)  # nothing beside it
-    done = _chromium("--dump-dom", f"file://{out / 'report.html'}", tmp_path=tmp_path)
+    done = chromium("--dump-dom", f"file://{out / 'report.html'}", tmp_path=tmp_path)
     dom = done.stdout
     assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', dom)) == 7  # the sample's map among them
     # the labels hold random ones: the estimates, with the figure to quote in words

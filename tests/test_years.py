@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from builders import grid_features, labels_frame, write_feather
+from builders import chromium, grid_features, labels_frame, write_feather
 
 import asm_dask
 from asm_dask.config import job_from_dict
@@ -252,3 +252,28 @@ def test_the_change_clusters_find_where_mining_spread_and_stopped(spreading_coun
     series = pd.read_csv(f"{run.folder}/years.csv")
     planted = [float(pd.read_parquet(files.truth_cells[year])["true_probability"].mean()) for year in years]
     assert np.all(np.diff(planted) > 0) and np.all(np.diff(series["expected_asm_km2"]) > 0)
+
+
+def test_the_map_and_the_report_show_every_year_and_change_in_a_browser(spreading_country, tmp_path):
+    import re
+
+    run, files = spreading_country
+    out = run.folder
+    done = chromium("--dump-dom", f"file://{out}/map.html", tmp_path=tmp_path)
+    dom = done.stdout
+    assert done.returncode == 0 and dom, done.stderr[-2000:]
+    for layer in ("ASM probability 2019", "ASM probability 2021", "ASM probability 2023", "Change 2019 to 2021",
+                  "Change 2021 to 2023", "Change 2019 to 2023"):
+        assert layer in dom, layer
+    # the first-to-last change is on at first: a shape per cluster
+    assert len(re.findall(r'<path[^>]*class="[^"]*asm-change', dom)) == len(run.change(2019, 2023))
+    assert "ASM newly likely" in dom
+    done = chromium("--dump-dom", f"file://{out}/report.html", tmp_path=tmp_path)
+    dom = done.stdout
+    assert re.search(r'<table id="years">(.*?)</table>', dom, re.S).group(1).count("<tr>") == 1 + 3
+    assert re.search(r'<table id="changes">(.*?)</table>', dom, re.S).group(1).count("<tr>") == 1 + 3
+    new = run.change(2019, 2023).query("kind == 'new'")
+    rows = re.search(r'<table id="new-hotspots">(.*?)</table>', dom, re.S).group(1)
+    assert rows.count("<tr>") == 1 + min(20, len(new)) and f"{new['area_km2'].iloc[0]:.2f}" in rows
+    assert re.search(r'<table id="district-years">(.*?)</table>', dom, re.S).group(1).count("<tr>") == 1 + 9
+    assert 'alt="ASM area by year" src="data:image/png;base64,' in dom

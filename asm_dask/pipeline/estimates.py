@@ -34,13 +34,14 @@ class Estimated:
 
 def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame, trained_cells: np.ndarray,
                          sample_types: tuple[str, ...], threshold: float, maps: Maps,
-                         client: Any) -> Estimated:
+                         client: Any, where: str = "") -> Estimated:
     """The estimates from ``labels.sample`` over the map's ``grid`` (``lat``, ``lon``,
     ``probability`` of every cell), for the country and for each of the ``maps``'
     districts, if any; the notes say why there is no estimate, or which sampled labels
-    fell on no mapped cell."""
+    fell on no mapped cell; ``where`` (a year) opens each note."""
+    prefix = f"{where}: " if where else ""
     if labels.sample is None:
-        note = (f"no estimate of the ASM area: no label has a sample_type of {', '.join(sample_types)} "
+        note = (f"{prefix}no estimate of the ASM area: no label has a sample_type of {', '.join(sample_types)} "
                 "(estimate.sample_types), so the labels hold no probability sample to estimate from; "
                 "asm-dask sample draws one")
         warn(note)
@@ -54,10 +55,10 @@ def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame
     notes = []
     missed = len(labels.sample) - len(joined)
     if missed:
-        notes.append(f"{missed} of the {len(labels.sample)} labels of the probability sample fall on no mapped "
+        notes.append(f"{prefix}{missed} of the {len(labels.sample)} labels of the probability sample fall on no mapped "
                      "cell and are left out of the estimate")
     if len(joined) < 2:
-        notes.append(f"no estimate of the ASM area: {len(joined)} label(s) of the probability sample "
+        notes.append(f"{prefix}no estimate of the ASM area: {len(joined)} label(s) of the probability sample "
                      f"({', '.join(sample_types)}) on mapped cells; at least 2 are needed")
     for note in notes:
         warn(note)

@@ -94,7 +94,7 @@ def run_years(job: Job, client: Any) -> RunResult:
             with timed(timings, "report"):
                 estimated[year] = estimate_from_sample(by_year[year], table, mapped[year].grid, trained_cells,
                                                        job.estimate.sample_types, job.report.hotspot_threshold,
-                                                       mapped[year].maps, client)
+                                                       mapped[year].maps, client, where=str(year))
                 if estimated[year].districts is not None:
                     write_districts(year_folder(out, year), estimated[year].districts)
         with timed(timings, "report"):
@@ -102,7 +102,7 @@ def run_years(job: Job, client: Any) -> RunResult:
                                     job.report.hotspot_threshold)
             series = write_series(out, mapped, estimated, last.cell_size)
             latest = mapped[job.years[-1]]
-            notes = [f"{year}: {note}" for year, e in estimated.items() for note in e.notes]
+            notes = [note for e in estimated.values() for note in e.notes]
             metrics = run_metrics(labels, joined, last, fitted, job, latest.counts, notes,
                                   estimated[job.years[-1]].country)
             metrics = dataclasses.replace(metrics, years=_years_metrics(rows, fitted, mapped, estimated, series),
