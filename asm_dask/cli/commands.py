@@ -157,13 +157,15 @@ def _ingest(args: argparse.Namespace, log: RunLog) -> int:
     log.open(job.output)
     stores = {}
     with open_client(cluster_file=args.cluster, scheduler=args.scheduler) as client:
-        for name, table in job.features.tables():
-            stores[name] = open_store(table, store_root(table, job.output), client)
+        by_year = [(f"{year}.", job.features.of_year(year)) for year in job.years] or [("", job.features)]
+        for year, features in by_year:
+            for name, table in features.tables():
+                stores[year + name] = open_store(table, store_root(table, job.output), client)
     described = {name: {"store": store.path, "n_cells": store.n_cells, "n_features": store.n_features,
                         "n_partitions": len(store.partitions),
                         "n_cells_dropped_nonfinite": store.n_dropped_nonfinite} for name, store in stores.items()}
     # one table: its store alone, as before tables were joined
-    print(json.dumps(described if job.features.join else next(iter(described.values())), indent=1))
+    print(json.dumps(described if len(described) > 1 else next(iter(described.values())), indent=1))
     return 0
 
 
