@@ -106,6 +106,23 @@ def test_intervals_cover_the_true_asm_area_95_times_in_100():
     assert flagged > 500
 
 
+def test_a_prediction_powered_interval_of_a_few_alike_held_out_cells_is_not_the_one_to_quote():
+    """Eight held-out sampled cells, none ASM, where the map says 0: the prediction-powered
+    interval has no width, and says nothing; the design-based one is quoted."""
+    rng = np.random.default_rng(3)
+    _, asm, mapped, area = _country(rng)
+    cells = np.concatenate([rng.choice(np.flatnonzero(asm == 1), 20), rng.choice(np.flatnonzero(asm == 0), 60)])
+    probability = mapped[cells].copy()
+    held = np.zeros(len(cells), dtype=bool)
+    held[-8:] = True
+    probability[held] = 0.0
+    sample = ProbabilitySample(asm[cells], probability, area[cells], held_out=held,
+                               strata=Strata(np.zeros(len(cells), dtype=int), {0: asm.size}))
+    found = estimate_area(sample, mapped, area, threshold=0.5)
+    assert found.area_km2["prediction_powered"].se < found.area_km2["design_based"].se
+    assert found.quote == "design_based"
+
+
 def test_a_stratified_sample_estimates_the_area_without_bias_and_tighter():
     """Strata of the map's probability with the rare high strata oversampled: both
     estimators hold the truth about 95 times in 100 (600 samples: 92-98%), and the

@@ -29,6 +29,10 @@ from .stratified import Estimate, Strata, horvitz_thompson_total, map_accuracy, 
 
 #: the intervals reported
 LEVEL = 0.95
+#: the prediction-powered interval is quoted only from this many held-out sampled cells,
+#: of both classes: from a few, all alike, its standard error can be 0 (a map that is 0
+#: where a handful of non-ASM cells were drawn) while the area is far from known
+MIN_HELD_OUT_TO_QUOTE = 30
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,9 @@ def estimate_area(sample: ProbabilitySample, probability: np.ndarray, area_km2: 
     powered = _prediction_powered(sample, probability, area_km2)
     area = {"design_based": design, "prediction_powered": powered, "map": Estimate(mapped, 0.0)}
     low, high = design.interval(LEVEL)
-    quote = "prediction_powered" if powered is not None and powered.se < design.se else "design_based"
     held = sample.held_out
+    quotable = held.sum() >= MIN_HELD_OUT_TO_QUOTE and len(np.unique(sample.reference[held])) == 2
+    quote = "prediction_powered" if powered is not None and quotable and powered.se < design.se else "design_based"
     accuracy = None
     if held.sum() >= 2 and sample.inclusion is None:
         found = map_accuracy((sample.probability[held] >= threshold).astype(int), sample.reference[held],
