@@ -76,7 +76,7 @@ def run_job(job: Job, client: Any) -> RunResult:
                 read_boundaries(job.report.boundaries, [b for b in table.bounds if b is not None])
         with stage(timings, "join"):
             joined, X = labelled_rows(labels, table, job, client)
-            join_notes = _join_notes(labels, joined, job)
+            unmatched_notes = join_notes(labels, joined, job)
             rows = joined.rows
             y = rows["label"].to_numpy().astype(int)
             groups = split_groups(rows["cell_id"].to_numpy(), rows["cell_lat"].to_numpy(),
@@ -100,7 +100,7 @@ def run_job(job: Job, client: Any) -> RunResult:
             if estimated.districts is not None:
                 write_districts(out, estimated.districts)
                 maps = dataclasses.replace(maps, districts=estimated.districts)
-            metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, join_notes + estimated.notes,
+            metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, unmatched_notes + estimated.notes,
                                   estimated.country)
             write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
             write_csv(storage.join(out, "labelled_cells.csv"), labelled_cells(rows, fitted))
@@ -184,14 +184,18 @@ def run_metrics(labels: Labels, joined: JoinedLabels, table: FeatureTable, fitte
         **cells.as_dict())
 
 
-def _join_notes(labels: Labels, joined: JoinedLabels, job: Job) -> list[str]:
+def join_notes(labels: Labels, joined: JoinedLabels, job: Job) -> list[str]:
     """A caveat when many labels fall on no cell: the features may not cover the labels,
     or features.cell_size may be smaller than the grid's cells."""
     unmatched = len(joined.unmatched)
     if unmatched <= MAX_UNMATCHED_SHARE * labels.n_kept:
         return []
-    tables = f"each of the feature tables ({', '.join(name for name, _ in job.features.tables())})" \
-        if job.features.join else job.features.path
+    if job.years:
+        tables = f"each year's feature table ({', '.join(str(year) for year in job.years)})"
+    elif job.features.join:
+        tables = f"each of the feature tables ({', '.join(name for name, _ in job.features.tables())})"
+    else:
+        tables = job.features.path
     note = (f"{unmatched} of the {labels.n_kept} labels kept ({unmatched / labels.n_kept:.0%}) fall on no cell "
             f"with features (unmatched_labels.csv): check that {tables} covers the labels, and "
             f"features.cell_size ({job.features.cell_size:g}) against its grid")

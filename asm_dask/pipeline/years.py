@@ -51,7 +51,16 @@ from .estimates import Estimated, check_sample, estimate_from_sample
 from .fit import fit_labelled_cells
 from .mapping import Mapped, predict_and_map
 from .metrics import PredictionMetrics, write_metrics
-from .run import RunResult, describe_run, label_count_table, labelled_cells, labelled_rows, run_metrics, write_csv
+from .run import (
+    RunResult,
+    describe_run,
+    join_notes,
+    label_count_table,
+    labelled_cells,
+    labelled_rows,
+    run_metrics,
+    write_csv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +111,7 @@ def run_years(job: Job, client: Any) -> RunResult:
                                     job.report.hotspot_threshold)
             series = write_series(out, mapped, estimated, last.cell_size)
             latest = mapped[job.years[-1]]
-            notes = [note for e in estimated.values() for note in e.notes]
+            notes = join_notes(labels, joined, job) + [note for e in estimated.values() for note in e.notes]
             metrics = run_metrics(labels, joined, last, fitted, job, latest.counts, notes,
                                   estimated[job.years[-1]].country)
             metrics = dataclasses.replace(metrics, years=_years_metrics(rows, fitted, mapped, estimated, series),
