@@ -30,10 +30,11 @@ from ..read.table import FeatureTable, gather_rows, nonfinite_columns, read_colu
 from ..records.fingerprint import run_key, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
-from ..report.build import HeldOut, ReportInputs, write_districts, write_report
+from ..report.build import HeldOut, Maps, ReportInputs, write_districts, write_report
 from ..report.districts import read_boundaries
 from ..report.field_sample import write_next_labels
 from ..report.importance import N_FEATURE_MAPS
+from ..report.years import YearsReport
 from ..runtime.progress import stage, timed
 from ..spatial.join import JoinedLabels, join_labels
 from .estimates import check_sample, estimate_from_sample
@@ -102,26 +103,35 @@ def run_job(job: Job, client: Any) -> RunResult:
                 maps = dataclasses.replace(maps, districts=estimated.districts)
             metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, unmatched_notes + estimated.notes,
                                   estimated.country)
-            write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
-            write_csv(storage.join(out, "labelled_cells.csv"), labelled_cells(rows, fitted))
-            top = [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
-            write_report(out, ReportInputs(
-                metrics=metrics.as_dict(), cell_size=table.cell_size,
-                held_out=HeldOut(y[fitted.test], fitted.test_scores, fitted.test_probability,
-                                 fitted.tested.reliability),
-                cv_curves={grouping: cv.curve() for grouping, cv in fitted.cross_validation.items()},
-                label_counts=label_count_table(labels, y, fitted), importance=fitted.importance,
-                top_features=read_columns(table, top, client), hotspot_threshold=job.report.hotspot_threshold,
-                sample=estimated.cells,
-                inputs={"labels": job.labels.path, "features": job.features.path,
-                        "boundaries": job.report.boundaries.path if job.report.boundaries else ""}),
-                maps, report_timings)
+            write_run_report(out, job, labels, joined, fitted, table, metrics, maps, client, report_timings,
+                             sample=estimated.cells, features=job.features.path)
             if job.report.next_labels:
                 write_next_labels(out, next_labels(mapped.grid, labels.points[["lat", "lon"]], job.report.next_labels,
                                                    job.report.hotspot_threshold, table.cell_size))
             write_metrics(storage.join(out, "metrics.json"), metrics)
         mapped.manifest.finish(timings_s=timings, report_timings_s=report_timings)
     return RunResult(output=out, metrics=metrics, timings=timings)
+
+
+def write_run_report(out: str, job: Job, labels: Labels, joined: JoinedLabels, fitted: FittedModel,
+                     table: FeatureTable, metrics: RunMetrics, maps: Maps, client: Any,
+                     timings: dict[str, float], *, sample: pd.DataFrame | None, features: str,
+                     years: YearsReport | None = None) -> None:
+    """What a run writes besides its maps: where each label went (``labelled_cells.csv``,
+    ``unmatched_labels.csv``) and the report; ``features`` is how the report names them."""
+    write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
+    write_csv(storage.join(out, "labelled_cells.csv"), labelled_cells(joined.rows, fitted))
+    y = joined.rows["label"].to_numpy().astype(int)
+    top = [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
+    write_report(out, ReportInputs(
+        metrics=metrics.as_dict(), cell_size=table.cell_size,
+        held_out=HeldOut(y[fitted.test], fitted.test_scores, fitted.test_probability, fitted.tested.reliability),
+        cv_curves={grouping: cv.curve() for grouping, cv in fitted.cross_validation.items()},
+        label_counts=label_count_table(labels, y, fitted), importance=fitted.importance,
+        top_features=read_columns(table, top, client), hotspot_threshold=job.report.hotspot_threshold,
+        sample=sample, labels=pd.DataFrame(labels.points.drop(columns="geometry")), years=years,
+        inputs={"labels": job.labels.path, "features": features,
+                "boundaries": job.report.boundaries.path if job.report.boundaries else ""}), maps, timings)
 
 
 def labelled_rows(labels: Labels, table: FeatureTable, job: Job, client: Any) -> tuple[JoinedLabels, np.ndarray]:

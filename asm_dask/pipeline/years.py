@@ -35,15 +35,14 @@ from ..read.features import filters_of, making_of
 from ..read.grid import cell_area_km2, cell_ids
 from ..read.labels import Labels, read_labels
 from ..read.sources import cell_ids_of, open_sources
-from ..read.table import FeatureTable, read_columns
+from ..read.table import FeatureTable
 from ..records.fingerprint import fingerprint, run_key
 from ..records.lock import OutputLock
 from ..records.manifest import RunManifest, describe_cluster
-from ..report.build import HeldOut, ReportInputs, write_districts, write_report
+from ..report.build import write_districts
 from ..report.change import map_change, write_change
 from ..report.districts import read_boundaries
 from ..report.field_sample import write_next_labels
-from ..report.importance import N_FEATURE_MAPS
 from ..report.years import YearsReport
 from ..runtime.progress import stage, timed
 from ..spatial.join import JoinedLabels
@@ -55,11 +54,10 @@ from .run import (
     RunResult,
     describe_run,
     join_notes,
-    label_count_table,
-    labelled_cells,
     labelled_rows,
     run_metrics,
     write_csv,
+    write_run_report,
 )
 
 log = logging.getLogger(__name__)
@@ -116,25 +114,13 @@ def run_years(job: Job, client: Any) -> RunResult:
                                   estimated[job.years[-1]].country)
             metrics = dataclasses.replace(metrics, years=_years_metrics(rows, fitted, mapped, estimated, series),
                                           changes=[change.counts for change in changes.values()])
-            write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
-            write_csv(storage.join(out, "labelled_cells.csv"), labelled_cells(rows, fitted))
             maps = latest.maps if estimated[job.years[-1]].districts is None else \
                 dataclasses.replace(latest.maps, districts=estimated[job.years[-1]].districts)
-            top = [last.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
             years_report = YearsReport(maps={year: m.maps for year, m in mapped.items()}, changes=changes,
                                        series=series)
-            write_report(out, ReportInputs(
-                metrics=metrics.as_dict(), cell_size=last.cell_size,
-                held_out=HeldOut(y[fitted.test], fitted.test_scores, fitted.test_probability,
-                                 fitted.tested.reliability),
-                cv_curves={grouping: cv.curve() for grouping, cv in fitted.cross_validation.items()},
-                label_counts=label_count_table(labels, y, fitted), importance=fitted.importance,
-                top_features=read_columns(last, top, client), hotspot_threshold=job.report.hotspot_threshold,
-                sample=estimated[job.years[-1]].cells,
-                inputs={"labels": job.labels.path,
-                        "features": ", ".join(f"{year}: {job.features.years[year].path}" for year in job.years),
-                        "boundaries": job.report.boundaries.path if job.report.boundaries else ""},
-                labels=pd.DataFrame(labels.points.drop(columns="geometry")), years=years_report), maps, report_timings)
+            write_run_report(out, job, labels, joined, fitted, last, metrics, maps, client, report_timings,
+                             sample=estimated[job.years[-1]].cells, years=years_report,
+                             features=", ".join(f"{year}: {job.features.years[year].path}" for year in job.years))
             if job.report.next_labels:
                 write_next_labels(out, next_labels(latest.grid, labels.points[["lat", "lon"]],
                                                    job.report.next_labels, job.report.hotspot_threshold,
