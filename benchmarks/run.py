@@ -138,34 +138,41 @@ def _asm_dask_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "asm_dask.cli"]
 
 
-def _country(folder: Path, args) -> tuple[Path, Path, dict]:
-    """Generate the country unless the folder already holds one made with the same parameters."""
-    params = {"cells": args.cells, "features": args.features, "labels": args.labels, "seed": SEED,
-              "rows_per_batch": args.rows_per_batch, "generator": GENERATOR}
+def reuse_or_make(folder: Path, params: dict, files: list[Path], make) -> dict:
+    """What ``make()`` generated into ``folder`` (a dict of what to record, with ``n_cells``),
+    unless the folder holds ``files`` made with the same ``params``; with ``reused``."""
     marker = folder / "params.json"
-    labels, features = folder / "SLE_mines.csv", folder / "SLE_features.feather"
-    if marker.is_file() and labels.is_file() and features.is_file():
+    if marker.is_file() and all(path.is_file() for path in files):
         saved = json.loads(marker.read_text())
         if saved.get("params") == params:
-            print(f"reusing {folder} (generated in {saved['generation_s']:.1f} s, "
-                  f"{saved['n_cells']:,} cells, {features.stat().st_size / 1e9:.2f} GB)", flush=True)
-            return labels, features, {**saved, "reused": True}
-    from asm_dask.demo import make_country
-
+            print(f"reusing {folder} (generated in {saved['generation_s']:.1f} s, {saved['n_cells']:,} cells)",
+                  flush=True)
+            return {**saved, "reused": True}
     folder.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
-    print(f"generating {args.cells:,} cells x {args.features} features, {args.labels:,} labels "
-          f"in {folder} ...", flush=True)
+    print(f"generating {params} in {folder} ...", flush=True)
     start = time.perf_counter()
-    files = make_country(folder, n_cells=args.cells, n_features=args.features,
-                         n_labels=args.labels, seed=SEED, rows_per_batch=args.rows_per_batch or None)
-    elapsed = time.perf_counter() - start
-    info = {"params": params, "generation_s": round(elapsed, 1), "n_cells": files.n_cells,
-            "n_labels": files.n_labels, "features_bytes": files.features.stat().st_size}
+    made = make()
+    info = {"params": params, "generation_s": round(time.perf_counter() - start, 1), **made}
     marker.write_text(json.dumps(info, indent=1))
-    print(f"generated in {elapsed:.1f} s: {files.n_cells:,} cells, "
-          f"{info['features_bytes'] / 1e9:.2f} GB of features", flush=True)
-    return files.labels, files.features, {**info, "reused": False}
+    print(f"generated in {info['generation_s']:.1f} s: {info['n_cells']:,} cells", flush=True)
+    return {**info, "reused": False}
+
+
+def _country(folder: Path, args) -> tuple[Path, Path, dict]:
+    """Generate the country unless the folder already holds one made with the same parameters."""
+    from asm_dask.demo import make_country
+
+    params = {"cells": args.cells, "features": args.features, "labels": args.labels, "seed": SEED,
+              "rows_per_batch": args.rows_per_batch, "generator": GENERATOR}
+    labels, features = folder / "SLE_mines.csv", folder / "SLE_features.feather"
+
+    def make() -> dict:
+        files = make_country(folder, n_cells=args.cells, n_features=args.features, n_labels=args.labels,
+                             seed=SEED, rows_per_batch=args.rows_per_batch or None)
+        return {"n_cells": files.n_cells, "n_labels": files.n_labels, "features_bytes": features.stat().st_size}
+
+    return labels, features, reuse_or_make(folder, params, [labels, features], make)
 
 
 def _truth(out: Path, country: Path) -> dict:
@@ -179,8 +186,9 @@ def _truth(out: Path, country: Path) -> dict:
 
 def _measure(name: str, out: Path, cmd: list[str], treemem: Path) -> dict:
     print(f"\n=== {name}: {' '.join(cmd)}", flush=True)
-    mem_json = out / "treemem.json"
-    log = out / "log.txt"  # the run's stdout and stderr, also echoed here
+    # hidden: asm-dask refuses an output folder holding files that are not its own
+    mem_json = out / ".treemem.json"
+    log = out / ".benchmark.log"  # the run's stdout and stderr, also echoed here
     with open(log, "w") as f, subprocess.Popen(
             [sys.executable, str(treemem), "--json", str(mem_json), "--", *cmd],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:

@@ -95,12 +95,15 @@ def test_labels_without_a_year_take_the_jobs_year_and_a_missing_one_is_one_line(
 
 @pytest.mark.parametrize(("features", "message"), [
     ({"years": {"twenty": "a.feather"}}, "features.years.twenty: expected a year from 1800 to 2200 as the key"),
-    ({"years": {2019: {"path": "a.feather", "cell_size": 0.1}}}, r"features.years.2019: unknown key\(s\) "
+    ({"years": {2019: {"path": "a.feather", "cell_size": 0.1}, 2021: "b.feather"}}, r"features.years.2019: unknown key\(s\) "
                                                                   r"\['cell_size'\]"),
-    ({"path": "a.feather", "years": {2019: "a.feather"}}, "features: expected either path .* or years: a table "
+    ({"path": "a.feather", "years": {2019: "a.feather", 2021: "b.feather"}}, "features: expected either path .* or years: a table "
                                                           "per year, not both"),
     ({"cell_size": 0.01}, r"features: expected a path \(one table\) or years \(a table per year\)"),
-    ({"years": {2019: 5}}, "features.years.2019: expected a path, a list of tables joined by cell, or a mapping"),
+    ({"years": {2019: 5, 2021: "b.feather"}}, "features.years.2019: expected a path, a list of tables joined by "
+                                              "cell, or a mapping"),
+    ({"years": {2019: "a.feather"}}, r"features.years: expected two years or more, each with its feature table "
+                                     r"\(one year's table is features.path\)"),
 ])
 def test_a_wrong_years_setting_is_one_line(features, message):
     with pytest.raises(InputError, match=message):

@@ -94,7 +94,7 @@ class YearFeatures:
 def _years(value: Any) -> Any:
     """``years`` maps each year to what ``features`` takes for one table: a path, a list
     of tables joined by cell, or a mapping."""
-    if value is None:
+    if not value:  # none: a job of one table
         return {}
     if not isinstance(value, dict):
         raise expected_at((), value, "a mapping of each year to its feature table, e.g. {2019: f2019.feather}")
@@ -104,6 +104,9 @@ def _years(value: Any) -> Any:
         if type(number) is not int or not 1800 <= number <= 2200:
             raise expected_at((str(year),), year, "a year from 1800 to 2200 as the key of its feature table")
         years[number] = _sources(table)
+    if len(years) < 2:  # a map of one year and no change: a job of one table
+        raise expected_at((), value, "two years or more, each with its feature table (one year's table is "
+                                     "features.path)")
     return dict(sorted(years.items()))
 
 
