@@ -181,6 +181,7 @@ class Run:
 
     def year(self, year: int) -> Run:
         """A run of a table per year: ``year``'s map (predictions, hotspots, its metrics)."""
+        year = int(year) if isinstance(year, str) and year.isdigit() else year
         if year not in self.years:
             raise InputError(f"{self.folder}: no map of {year}; "
                              + (f"the years mapped are {', '.join(map(str, self.years))}" if self.years

@@ -59,7 +59,8 @@ def test_each_label_is_joined_to_its_own_years_features(tmp_path, client):
 
     job = _job(tmp_path, _year_tables(tmp_path), _labels(tmp_path))
     labels = read_labels(job.labels, (), job.years)
-    joined, X = join_years({year: labels.of_year(year) for year in job.years}, open_years(job, client), job, client)
+    joined, X = join_years({year: labels.of_year(year) for year in job.years}, open_years(job, client)[0], job,
+                           client)
     rows = joined.rows
     assert len(rows) == 60 and sorted(set(rows["year"])) == [2019, 2021]
     # feature_0 is the year's mark: every label saw its own year's features, never the other's
@@ -121,6 +122,46 @@ def test_years_read_as_one_table_per_year_with_shared_settings():
     assert job.of_year(2023).features.path.endswith("c.parquet")
 
 
+def test_the_year_of_the_labels_is_a_year_of_the_job_and_only_of_a_years_job(tmp_path):
+    paths = {year: str(path) for year, path in _year_tables(tmp_path).items()}
+    with pytest.raises(InputError, match=r"labels.year: expected null in a job of one feature table"):
+        job_from_dict({"labels": {"path": "l.csv", "year": 2019}, "features": paths[2019], "output": "o"})
+    with pytest.raises(InputError, match=r"labels.year: expected one of features.years \(2019, 2021\), got 2020"):
+        job_from_dict({"labels": {"path": "l.csv", "year": 2020}, "features": {"years": paths}, "output": "o"})
+
+
+def test_dates_written_as_numbers_are_years_or_days_not_nanoseconds(tmp_path):
+    labels = _labels(tmp_path, with_years=False)
+    frame = pd.read_csv(labels)
+    frame["date"] = np.where(np.arange(len(frame)) % 2, 2021, 20190630)
+    frame.to_csv(labels, index=False)
+    job = _job(tmp_path, _year_tables(tmp_path), labels)
+    years = read_labels(job.labels, (), job.years).points["year"].to_numpy()
+    np.testing.assert_array_equal(years, np.where(np.arange(len(frame)) % 2, 2021, 2019))
+
+
+def test_a_year_table_named_twice_is_one_line(tmp_path, client):
+    from asm_dask.pipeline.years import open_years
+
+    paths = _year_tables(tmp_path)
+    with pytest.raises(InputError, match=r"f2019.feather: the table of both 2019 and 2021 \(features.years\)"):
+        open_years(_job(tmp_path, {2019: paths[2019], 2021: paths[2019]}, _labels(tmp_path)), client)
+
+
+def test_a_run_into_the_folder_of_another_kind_of_run_leaves_none_of_its_maps(tmp_path, client):
+    paths, labels = _year_tables(tmp_path), _labels(tmp_path)
+    out = tmp_path / "out"
+    one_table = {"labels": {"path": str(labels), "filters": None}, "features": str(paths[2021]), "output": str(out),
+                 "split": {"test_size": 0.3}, "model": {"cv_folds": 3}}
+    asm_dask.run(one_table, client)
+    assert (out / "predictions").is_dir() and (out / "probability.tif").is_file()
+    asm_dask.run({**one_table, "features": {"years": {year: str(path) for year, path in paths.items()}}}, client)
+    assert not (out / "predictions").exists() and not (out / "probability.tif").exists()
+    assert (out / "years" / "2019" / "predictions").is_dir() and (out / "changes" / "2019-2021").is_dir()
+    asm_dask.run(one_table, client)
+    assert not (out / "years").exists() and not (out / "changes").exists() and not (out / "years.csv").exists()
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"shift": 0.005}, r"f2021.feather: none of its 400 cells is a cell of 2019's table .*: every year's table "
                        "is on one grid"),
@@ -146,8 +187,10 @@ def two_year_run(tmp_path_factory, client):
     labels = pd.read_csv(files.labels)
     labels["year"] = np.where(np.arange(len(labels)) % 3, 2019, 2021)
     labels.to_csv(folder / "labels.csv", index=False)
+    later = folder / "features_2021.feather"  # the same features, in a file of that year's
+    later.write_bytes(files.features.read_bytes())
     job = {"labels": str(folder / "labels.csv"), "output": str(folder / "out"),
-           "features": {"years": {2019: str(files.features), 2021: str(files.features)}},
+           "features": {"years": {2019: str(files.features), 2021: str(later)}},
            "report": {"boundaries": {"path": str(files.districts), "name_column": "name"}}}
     return asm_dask.run(job, client), job, files
 
@@ -190,6 +233,10 @@ def test_every_year_resumes_on_its_own_and_its_map_is_a_prediction(two_year_run,
         assert manifest["model_hash"] == again.manifest["model_hash"]
     with pytest.raises(InputError, match="a run of a map per year"):
         asm_dask.change(run.folder, f"{run.folder}/years/2021")
+    with pytest.raises(InputError, match=r"changes/2019-2021: is .*out, or in it; the change goes to a folder of its"):
+        asm_dask.change(f"{run.folder}/years/2019", f"{run.folder}/years/2021", out=f"{run.folder}/changes/2019-2021")
+    with pytest.raises(InputError, match=r"years/2021: the map of 2021 of the run in .*out; give the run's folder"):
+        asm_dask.predict(f"{run.folder}/years/2021", files.features, out=f"{run.folder}-p", client=client)
     year = run.year(2021)
     assert year.kind == "run year" and year.metrics.n_cells == run.metrics.n_cells
     assert len(run.predictions().compute()) == run.metrics.n_cells

@@ -37,6 +37,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.dataclasses import dataclass
 
@@ -252,6 +253,16 @@ class Job:
                                Expect("a mapping of protocol to options, e.g. "
                                       "{s3: {endpoint_url: 'http://host:9000'}}")] = field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _year_of_labels(self) -> Job:
+        year, years = self.labels.year, self.features.years
+        if year is not None and not years:
+            raise expected_at(("labels", "year"), year, "null in a job of one feature table (labels.year is the year "
+                                                        "of the labels without one in a job of features.years)")
+        if year is not None and year not in years:
+            raise expected_at(("labels", "year"), year, f"one of features.years ({', '.join(map(str, years))})")
+        return self
+
     def replace(self, **changes: Any) -> Job:
         """A copy with ``changes``, checked as the job file's settings are."""
         changes = plain(changes)
@@ -267,7 +278,8 @@ class Job:
 
     def of_year(self, year: int) -> Job:
         """The job of ``year`` alone: its feature table, the same labels, model and output."""
-        return dataclasses.replace(self, features=self.features.of_year(year))
+        return dataclasses.replace(self, labels=dataclasses.replace(self.labels, year=None),
+                                   features=self.features.of_year(year))
 
     def as_dict(self) -> dict[str, Any]:
         """The job as plain data, every setting included (the run key is its fingerprint)."""

@@ -114,7 +114,8 @@ def stratified_ratio(y: np.ndarray, x: np.ndarray, strata: Strata) -> Estimate:
             covariance = np.cov(sy, sx, ddof=1)[0, 1]
             spread = sy.var(ddof=1) + R ** 2 * sx.var(ddof=1) - 2 * R * covariance
             variance += size ** 2 * strata.correction(size, n) * spread / n
-    return Estimate(R, float(np.sqrt(variance / X ** 2)))
+    # the spreads of a stratum whose cells are all alike can sum to a rounding error below 0
+    return Estimate(R, float(np.sqrt(max(variance, 0.0) / X ** 2)))
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,13 @@ def compare_maps(earlier: str, later: str, out: str, hotspot_threshold: float | 
     if first_metrics["cell_size"] != second_metrics["cell_size"]:
         raise InputError(f"{later}: cells of {second_metrics['cell_size']:g} degrees, {earlier}: of "
                          f"{first_metrics['cell_size']:g}")
-    for folder in (earlier, later):
-        if storage.normalized(out) == storage.normalized(folder):
-            raise InputError(f"{out}: is {folder}; the change goes to a folder of its own (--out)")
+    # a year's map lies in its run's folder, which holds the run's own changes
+    kept = [earlier, later] + [manifest["model_from"] for manifest in (first, second)
+                               if manifest.get("command") == "run year"]
+    for folder in kept:
+        inside = storage.normalized(out) + "/"
+        if inside.startswith(storage.normalized(folder).rstrip("/") + "/"):
+            raise InputError(f"{out}: is {folder}, or in it; the change goes to a folder of its own (--out)")
     check_output_kind(out, "change")
     threshold = second_metrics["hotspot_threshold"] if hotspot_threshold is None else hotspot_threshold
     cell_size = float(first_metrics["cell_size"])

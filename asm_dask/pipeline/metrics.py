@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
+
 from .. import storage
 
 T = TypeVar("T", bound="_Record")
@@ -254,8 +256,20 @@ class PredictionMetrics(MapCounts):
 
 
 def write_metrics(path: str, metrics: _Record) -> None:
-    """``metrics.json``, whole, as every reader expects it."""
-    storage.write_text(path, json.dumps(metrics.as_dict(), indent=1, default=_json_value))
+    """``metrics.json``, whole, as every reader expects it: a number that is not one (an
+    accuracy of no ASM cell) is ``null``, since JSON has no NaN."""
+    storage.write_text(path, json.dumps(_null_if_not_finite(metrics.as_dict()), indent=1, default=_json_value,
+                                        allow_nan=False))
+
+
+def _null_if_not_finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _null_if_not_finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_null_if_not_finite(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _json_value(value: Any) -> Any:

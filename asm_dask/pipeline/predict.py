@@ -121,6 +121,9 @@ def load_run(folder: str) -> TrainedRun:
         raise InputError(f"{folder}: no asm-dask run here (no readable manifest.json)")
     if not isinstance(manifest, dict):
         raise InputError(f"{manifest_file}: not a manifest of asm-dask")
+    if manifest.get("command") == "run year":
+        raise InputError(f"{folder}: the map of {manifest.get('year')} of the run in {manifest.get('model_from')}; "
+                         "give the run's folder, which holds the model")
     if manifest.get("command", "run") != "run":
         raise InputError(f"{folder}: holds the output of asm-dask {manifest.get('command')}, not of a run")
     if manifest.get("status") != "complete":

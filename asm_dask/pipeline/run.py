@@ -30,6 +30,7 @@ from ..read.table import FeatureTable, gather_rows, nonfinite_columns, read_colu
 from ..records.fingerprint import run_key, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
+from ..records.outputs import remove_stale_outputs
 from ..report.build import HeldOut, Maps, ReportInputs, write_districts, write_report
 from ..report.districts import read_boundaries
 from ..report.field_sample import write_next_labels
@@ -87,6 +88,7 @@ def run_job(job: Job, client: Any) -> RunResult:
 
         # Everything is checked and fitted: from here on the output folder is written.
         out, report_timings = job.output, {}
+        remove_stale_outputs(out, job.years)
         save_model(fitted.model, out, table.cell_size)
         label_points = pd.DataFrame(labels.points.drop(columns="geometry"))
         mapped = predict_and_map(out, table, fitted.model, run_key(job, table.key),

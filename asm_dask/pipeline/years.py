@@ -39,6 +39,7 @@ from ..read.table import FeatureTable
 from ..records.fingerprint import fingerprint, run_key
 from ..records.lock import OutputLock
 from ..records.manifest import RunManifest, describe_cluster
+from ..records.outputs import remove_stale_outputs
 from ..report.build import write_districts
 from ..report.change import map_change, write_change
 from ..report.districts import read_boundaries
@@ -71,7 +72,7 @@ def run_years(job: Job, client: Any) -> RunResult:
             labels = read_labels(job.labels, job.estimate.sample_types, job.years)
             by_year = {year: labels.of_year(year) for year in job.years}
         with stage(timings, "open features"):
-            tables = open_years(job, client)
+            tables, coverage_notes = open_years(job, client)
             for year, table in tables.items():
                 check_sample(by_year[year], table, job.estimate.sample_types, EstimateConfig().sample_types,
                              job.labels.path)
@@ -92,6 +93,7 @@ def run_years(job: Job, client: Any) -> RunResult:
         key = run_key(job, fingerprint([[year, table.key] for year, table in tables.items()]))
         manifest = RunManifest(out, key, describe_years(job, tables, describe_cluster(client)))
         manifest.record_model(fitted.model.fingerprint_)
+        remove_stale_outputs(out, job.years)
         save_model(fitted.model, out, last.cell_size)
         trained_cells = rows["cell_id"].to_numpy()[fitted.train]
         mapped, estimated = {}, {}
@@ -109,7 +111,8 @@ def run_years(job: Job, client: Any) -> RunResult:
                                     job.report.hotspot_threshold)
             series = write_series(out, mapped, estimated, last.cell_size)
             latest = mapped[job.years[-1]]
-            notes = join_notes(labels, joined, job) + [note for e in estimated.values() for note in e.notes]
+            notes = coverage_notes + join_notes(labels, joined, job) + \
+                [note for e in estimated.values() for note in e.notes]
             metrics = run_metrics(labels, joined, last, fitted, job, latest.counts, notes,
                                   estimated[job.years[-1]].country)
             metrics = dataclasses.replace(metrics, years=_years_metrics(rows, fitted, mapped, estimated, series),
@@ -135,7 +138,8 @@ def describe_years(job: Job, tables: dict[int, FeatureTable], cluster: dict[str,
     ``inputs`` name the last year's table (a prediction of the model checks its features
     against them), and every year's."""
     description = describe_run(job.of_year(job.years[-1]), tables[job.years[-1]], cluster)
-    description["settings"]["features"] = job.as_dict()["features"]
+    settings = job.as_dict()
+    description["settings"].update(labels=settings["labels"], features=settings["features"])
     description["inputs"]["features_by_year"] = {
         str(year): {"path": table.source["path"], "fingerprint": table.source["ukey"],
                     "filters": filters_of(table.source["path"])} for year, table in tables.items()}
@@ -143,19 +147,30 @@ def describe_years(job: Job, tables: dict[int, FeatureTable], cluster: dict[str,
     return description
 
 
-def open_years(job: Job, client: Any) -> dict[int, FeatureTable]:
+def open_years(job: Job, client: Any) -> tuple[dict[int, FeatureTable], list[str]]:
     """Every year's feature table, checked to be one kind of features on one grid: the same
     columns, made (where ``asm-dask featurize`` made them) the same way with the same
-    filters, on cells centred alike; cells not in every year are counted."""
+    filters, on cells centred alike, each year's its own file; and the notes of the years
+    that lack cells of the others."""
+    seen: dict[str, int] = {}
+    for year in job.years:
+        for _, table in job.features.of_year(year).tables():
+            path = storage.normalized(table.path)
+            if path in seen:
+                raise InputError(f"{table.path}: the table of both {seen[path]} and {year} (features.years): each "
+                                 "year is mapped from features of its own imagery")
+            seen[path] = year
     tables = {year: open_sources(job.features.of_year(year), job.output, client) for year in job.years}
     (first_year, first), *others = tables.items()
     first_path = first.source["path"]
     for year, table in others:
         path = table.source["path"]
         if table.feature_names != first.feature_names:
+            named = "; a joined table's columns are prefixed with its name, its file's name by default: name " \
+                    "each year's tables alike (name: mosaiks...)" if "joined" in table.source else ""
             raise InputError(f"{path}: the features of {year} are not those of {first_year} ({first_path}): "
                              f"{_span(table.feature_names)} against {_span(first.feature_names)}; every year's "
-                             "table holds the same features")
+                             f"table holds the same features{named}")
         if filters_of(path) != filters_of(first_path):
             raise InputError(f"{path}: made with other random convolutional filters than {first_year}'s table "
                              f"({first_path}): other filters make other features; featurize every year with "
@@ -167,20 +182,22 @@ def open_years(job: Job, client: Any) -> dict[int, FeatureTable]:
             raise InputError(f"{path}: made by asm-dask featurize otherwise than {first_year}'s table "
                              f"({first_path}): {differ}")
     ids = {year: np.concatenate(cell_ids_of(table, str(year), client)) for year, table in tables.items()}
-    everywhere = ids[first_year]
     for year, table in others:
         if not np.isin(ids[year], ids[first_year]).any():
             raise InputError(f"{table.source['path']}: none of its {table.n_rows:,} cells is a cell of "
                              f"{first_year}'s table ({first_path}): every year's table is on one grid, of cells "
                              f"of {first.cell_size:g} degrees centred alike")
-        everywhere = np.intersect1d(everywhere, ids[year])
+    every = np.unique(np.concatenate(list(ids.values())))
+    notes = []
     for year, table in tables.items():
-        missing = len(ids[year]) - len(everywhere)
+        missing = len(every) - len(np.unique(ids[year]))
         if missing:
-            warn(f"features: {missing:,} of the {len(ids[year]):,} cells of {year} ({table.source['path']}) are "
-                 "not in every year's table: they are mapped in the years that have them, and each change compares "
-                 "the cells both its years hold")
-    return tables
+            notes.append(f"features: {year}'s table ({table.source['path']}) lacks {missing:,} of the "
+                         f"{len(every):,} cells the years hold together: its map, and its totals in years.csv and "
+                         "district_years.csv, cover fewer cells; each change compares the cells both its years hold")
+    for note in notes:
+        warn(note)
+    return tables, notes
 
 
 def join_years(labels: dict[int, Labels], tables: dict[int, FeatureTable], job: Job,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import LabelsConfig
-from ..errors import InputError
+from ..errors import InputError, warn
 from .grid import CRS, check_coordinates
 
 #: columns asm-dask adds to the labels as it joins them to cells (and writes to
@@ -103,6 +103,10 @@ def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = (), years:
     frame["label"] = frame["label"].astype(np.int8)
     if years:
         frame["year"] = _years_of(frame, config.year, years, path)
+    elif "year" in frame and frame["year"].nunique() > 1:
+        seen = ", ".join(map(str, sorted(frame["year"].dropna().unique().tolist())))
+        warn(f"{path}: labels of several years ({seen}) joined to one feature table, whatever their year; a job of "
+             "features.years joins each label to its own year's features")
 
     n_read, removed = len(frame), {}
     # The sample is kept whole, for training too: the split then holds out a random part
@@ -177,7 +181,10 @@ def _years_of(frame: pd.DataFrame, default: int | None, years: tuple[int, ...], 
                              f"{_as_python(frame['year'].iloc[row])!r}")
     if "date" in frame:  # where the year is not given
         undated = year.isna() & frame["date"].notna()
-        dates = pd.to_datetime(frame["date"].where(undated), errors="coerce", format="mixed")
+        written = frame["date"]
+        if pd.api.types.is_numeric_dtype(written):  # 2021 or 20210630, not nanoseconds since 1970
+            written = written.map(lambda v: str(int(v)) if v == v and float(v).is_integer() else v)
+        dates = pd.to_datetime(written.where(undated), errors="coerce", format="mixed")
         bad = undated & dates.isna()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])

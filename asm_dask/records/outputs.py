@@ -26,6 +26,25 @@ OUTPUT_NAMES = OUTPUT_FOLDERS | {
     "district_years.csv"}
 
 
+#: what a run of one feature table writes that a run of a table per year does not, and the reverse
+ONE_TABLE_OUTPUTS = ("predictions", "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv",
+                     "admin_summary.geojson")
+YEARS_OUTPUTS = ("years", "changes", "years.csv", "district_years.csv")
+
+
+def remove_stale_outputs(output: str, years: tuple[int, ...]) -> None:
+    """Remove what an earlier run into ``output`` wrote that this one (of ``years``, or of
+    one table) will not write again: another run's maps would be read as this one's."""
+    names = set(storage.list_names(output))
+    stale = [name for name in (ONE_TABLE_OUTPUTS if years else YEARS_OUTPUTS) if name in names]
+    if years:
+        stale += ["changes"] if "changes" in names else []  # its pairs are all written again
+        stale += [storage.join("years", name) for name in storage.list_names(storage.join(output, "years"))
+                  if name not in {str(year) for year in years}]
+    for name in stale:
+        storage.remove(storage.join(output, name))
+
+
 def check_apart(inputs: dict[str, str], output: str, output_key: str, own: frozenset[str] = OUTPUT_NAMES,
                 folders: frozenset[str] = OUTPUT_FOLDERS) -> None:
     """Refuse, before anything runs, an output folder that would touch an input.

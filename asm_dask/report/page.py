@@ -66,6 +66,9 @@ FILES = [
 ]
 
 
+#: what a run of one table writes beside its report, and a run of a table per year in years/<year>/
+ONE_TABLE_FILES = {"probability.tif", "predictions/", "hotspots.geojson, hotspots.csv",
+                   "admin_summary.csv, admin_summary.geojson"}
 #: what a run of a table per year adds to the output folder
 YEARS_FILES = [
     ("years/<year>/", "each year's map, as asm-dask predict writes one: predictions, probability.tif, hotspots, "
@@ -100,7 +103,8 @@ def write_page(path: str, metrics: dict[str, Any], figures: dict[str, str], hots
         n_hotspots=len(hotspots), n_candidates=int(hotspots["field_validation_candidate"].sum()),
         hotspots=_records(hotspots.head(TOP_ROWS)), features=_records(importance.head(TOP_ROWS)),
         repeats=repeats, districts=None if districts is None else _records(districts.head(TOP_ROWS)),
-        n_outside=n_outside, files=FILES + YEARS_FILES if years else FILES, years=years)
+        n_outside=n_outside, years=years,
+        files=[entry for entry in FILES if entry[0] not in ONE_TABLE_FILES] + YEARS_FILES if years else FILES)
     write_text(path, page)
 
 
