@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,14 +37,37 @@ def current_client() -> Client | None:
         return None
 
 
+#: rows of a row-major matrix turned into columns at a time by :func:`linear_scores`
+SCORE_BLOCK_ROWS = 1024
+
+
+def column_sum(columns: Sequence[np.ndarray], coef: np.ndarray) -> np.ndarray:
+    """``sum_j coef[j] * columns[j]`` in float64, one feature column after the other.
+
+    The arithmetic of every linear score: each row's terms added in the order of the
+    features, each product and sum rounded as IEEE float64 (NumPy fuses no multiply-add),
+    so equal rows score equal bits wherever they sit, whatever the SIMD lanes did. A
+    column is read whole and contiguous, which is how Arrow holds it: no transposition to
+    rows, which cost more than the arithmetic. A non-finite feature gives a NaN or
+    infinite score (0 x inf is NaN: no non-finite value goes unnoticed).
+    """
+    total = np.zeros(len(columns[0]) if len(columns) else 0)
+    for weight, column in zip(coef.astype(np.float64, copy=False), columns):
+        total += weight * column
+    return total
+
+
 def linear_scores(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
-    """``X @ coef + intercept``, equal rows giving equal scores to the last bit.
+    """``X @ coef + intercept`` by :func:`column_sum`'s arithmetic, a block of rows at a time.
 
     BLAS treats the rows at the tail of a matrix with other code than the rest, so two
     equal rows can score a rounding error apart, which breaks ROC AUC ties at random.
-    einsum sums every row in the same order.
     """
-    return np.einsum("ij,j->i", np.asarray(X, dtype=np.float64), coef) + intercept
+    scores = np.empty(len(X))
+    for start in range(0, len(X), SCORE_BLOCK_ROWS):
+        block = np.ascontiguousarray(X[start:start + SCORE_BLOCK_ROWS].T)
+        scores[start:start + SCORE_BLOCK_ROWS] = column_sum(block, coef)
+    return scores + intercept
 
 
 def gram(Z: np.ndarray, block: int = 512) -> np.ndarray:

@@ -31,14 +31,12 @@ from distributed import Client
 
 from .. import storage
 from ..model.classifier import CalibratedClassifier
-from ..model.numerics import linear_scores, single_threaded
+from ..model.numerics import column_sum, single_threaded
+from ..read.features import releases_arrow_memory
 from ..read.grid import CRS, cell_squares
 from ..read.table import FeatureTable, Partition
 from ..runtime.progress import wait_with_progress
 
-# Cells are scored in blocks of this many rows, converted to float64 on the way: exact
-# sums without a float64 copy of the whole partition.
-SCORE_BLOCK_ROWS = 1024
 #: partial sums added together by one task; more are added as a tree, in a fixed order
 SUM_FAN_IN = 8
 
@@ -80,15 +78,11 @@ def predict_cells(table: FeatureTable, model: CalibratedClassifier, predictions_
             storage.remove(storage.join(predictions_dir, name))
 
 
+@releases_arrow_memory
 def partial_scores(partition: Partition, columns: slice, coef: np.ndarray) -> np.ndarray:
-    """``X[:, columns] @ coef`` for every row of ``partition``; NaN or infinite where a
-    feature is (0 x inf is NaN too, so no non-finite value goes unnoticed)."""
-    block = partition.feature_block(None, columns)
-    score = np.empty(len(block))
-    for start in range(0, len(block), SCORE_BLOCK_ROWS):
-        rows = block[start:start + SCORE_BLOCK_ROWS]
-        score[start:start + len(rows)] = linear_scores(rows, coef, 0.0)
-    return score
+    """``X[:, columns] @ coef`` for every row of ``partition``, column after column
+    (:func:`~asm_dask.model.numerics.column_sum`); NaN or infinite where a feature is."""
+    return column_sum(partition.feature_columns(columns), coef)
 
 
 def write_partition_rows(partition: Partition, n_features: int, out_path: str, model: CalibratedClassifier,

@@ -86,6 +86,11 @@ class JoinedPartition:
             low += width
         return out
 
+    def feature_columns(self, columns: slice) -> list[np.ndarray]:
+        if self.all_kept and (columns.stop or 0) <= self.widths[0]:  # the first table's columns, read whole
+            return self.first.feature_columns(columns)
+        return list(np.ascontiguousarray(self.feature_block(None, columns).T))
+
     @staticmethod
     def _read_other(source: SourceRows, selected: np.ndarray, columns: slice, out: np.ndarray) -> None:
         partition, row = source.partition[selected], source.row[selected]

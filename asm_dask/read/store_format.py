@@ -79,6 +79,9 @@ class StorePartition:
         features = read_features(self.path)[:, columns]
         return features if rows is None else features[rows]
 
+    def feature_columns(self, columns: slice) -> list[np.ndarray]:
+        return list(np.ascontiguousarray(self.feature_block(None, columns).T))
+
 
 def load_store(path: str) -> FeatureStore:
     """Open a complete store folder from its manifest."""

@@ -47,6 +47,8 @@ class Partition(Protocol):
 
     def feature_block(self, rows: np.ndarray | None, columns: slice) -> np.ndarray: ...
 
+    def feature_columns(self, columns: slice) -> list[np.ndarray]: ...
+
 
 @dataclass(frozen=True)
 class FeatureTable:
