@@ -96,9 +96,8 @@ class FilePartition:
     """One chunk of a Feather or Parquet file, read in place (see :mod:`asm_dask.read.table`).
 
     Compression works column by column within a chunk, so any read decompresses whole
-    columns of it: the unit of work is a group of about ``COLUMN_GROUP_BYTES`` of
-    columns, which keeps a task's memory small whatever the chunk's size. Rows with
-    non-finite features are kept here; the stages that read features leave them out.
+    columns: the unit of work is a group of about ``COLUMN_GROUP_BYTES`` of columns (a
+    task's memory stays small). Rows with non-finite features are kept here.
     """
 
     layout: FeatureLayout
@@ -123,9 +122,7 @@ class FilePartition:
             batch = batch.take(pa.array(rows))
         return to_matrix(batch)
 
-    def feature_columns(self, columns: slice) -> list[np.ndarray]:
-        """Each feature of ``columns``, float32 over every row, as Arrow holds it (no copy
-        where it has no missing value)."""
+    def feature_columns(self, columns: slice) -> list[np.ndarray]:  # as Arrow holds them: no copy
         batch = read_feature_columns(self.layout, self.index, self.layout.feature_columns[columns])
         return [column.to_numpy(zero_copy_only=False) for column in batch.columns]
 
