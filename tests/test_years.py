@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from builders import chromium, grid_features, labels_frame, write_feather
+from builders import chromium, cli, grid_features, labels_frame, write_feather
 
 import asm_dask
 from asm_dask.config import job_from_dict
@@ -327,3 +327,21 @@ def test_the_map_and_the_report_show_every_year_and_change_in_a_browser(spreadin
     assert rows.count("<tr>") == 1 + min(20, len(new)) and f"{new['area_km2'].iloc[0]:.2f}" in rows
     assert re.search(r'<table id="district-years">(.*?)</table>', dom, re.S).group(1).count("<tr>") == 1 + 9
     assert 'alt="ASM area by year" src="data:image/png;base64,' in dom
+
+
+def test_ingest_builds_every_years_store_and_checks_the_years_alike(tmp_path):
+    import yaml
+
+    labels = _labels(tmp_path)
+    job = tmp_path / "job.yaml"
+    for names, expected in (("feature_", 0), ("band_", 2)):
+        paths = _year_tables(tmp_path, names=names)
+        job.write_text(yaml.safe_dump({"labels": str(labels), "output": str(tmp_path / "out"),
+                                       "features": {"store": "always",
+                                                    "years": {year: str(path) for year, path in paths.items()}}}))
+        done = cli("ingest", job)
+        assert done.returncode == expected, done.stderr[-2000:]
+        if not expected:
+            assert set(json.loads(done.stdout)) == {"2019.f2019", "2021.f2021"}
+    last = done.stderr.strip().splitlines()[-1]
+    assert "f2021.feather: the features of 2021 are not those of 2019" in last

@@ -161,6 +161,10 @@ def _ingest(args: argparse.Namespace, log: RunLog) -> int:
         for year, features in by_year:
             for name, table in features.tables():
                 stores[year + name] = open_store(table, store_root(table, job.output), client)
+        if job.years:  # the years are one kind of features on one grid, as the run will check
+            from ..pipeline.years import open_years
+
+            open_years(job, client)
     described = {name: {"store": store.path, "n_cells": store.n_cells, "n_features": store.n_features,
                         "n_partitions": len(store.partitions),
                         "n_cells_dropped_nonfinite": store.n_dropped_nonfinite} for name, store in stores.items()}
