@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from .. import storage
 from ..errors import InputError
 from ..prediction.stream import read_prediction_grid
-from ..read.grid import cell_ids
 from ..records.outputs import check_output_kind
 from ..report.change import Change, map_change, write_change
 
@@ -56,11 +55,7 @@ def compare_maps(earlier: str, later: str, out: str, hotspot_threshold: float | 
     check_output_kind(out, "change")
     threshold = second_metrics["hotspot_threshold"] if hotspot_threshold is None else hotspot_threshold
     cell_size = float(first_metrics["cell_size"])
-    grids = []
-    for folder in (earlier, later):
-        grid = read_prediction_grid(storage.join(folder, "predictions"))
-        grid["cell_id"] = cell_ids(grid["lat"].to_numpy(), grid["lon"].to_numpy(), cell_size)
-        grids.append(grid)
+    grids = [read_prediction_grid(storage.join(folder, "predictions")) for folder in (earlier, later)]
     names = (storage.normalized(earlier).rstrip("/").rsplit("/", 1)[-1],
              storage.normalized(later).rstrip("/").rsplit("/", 1)[-1])
     raster, change = map_change(grids[0], grids[1], cell_size, threshold, names)

@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import InputError, warn
 from ..estimation.area import AreaEstimates, ProbabilitySample, bounded, estimate_area, estimate_domains
 from ..estimation.stratified import Estimate, Strata
-from ..read.grid import cell_area_km2, cell_ids
+from ..read.grid import cell_area_km2
 from ..read.labels import Labels
 from ..read.table import FeatureTable
 from ..report.build import Maps
@@ -35,8 +35,8 @@ class Estimated:
 def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame, trained_cells: np.ndarray,
                          sample_types: tuple[str, ...], threshold: float, maps: Maps,
                          client: Any, where: str = "") -> Estimated:
-    """The estimates from ``labels.sample`` over the map's ``grid`` (``lat``, ``lon``,
-    ``probability`` of every cell), for the country and for each of the ``maps``'
+    """The estimates from ``labels.sample`` over the map's ``grid`` (``cell_id``, ``lat``,
+    ``lon``, ``probability`` of every cell), for the country and for each of the ``maps``'
     districts, if any; the notes say why there is no estimate, or which sampled labels
     fell on no mapped cell; ``where`` (a year) opens each note."""
     prefix = f"{where}: " if where else ""
@@ -49,8 +49,7 @@ def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame
     joined = join_labels(Labels(points=labels.sample, n_read=len(labels.sample), removed={}), table, client).rows
     # A point on a shared edge joins every cell it touches: it counts once.
     joined = joined.drop_duplicates("label_row").reset_index(drop=True)
-    mapped = pd.Series(grid["probability"].to_numpy(),
-                       index=cell_ids(grid["lat"].to_numpy(), grid["lon"].to_numpy(), table.cell_size))
+    mapped = pd.Series(grid["probability"].to_numpy(), index=grid["cell_id"].to_numpy())
     joined = joined[joined["cell_id"].isin(mapped.index)].reset_index(drop=True)
     notes = []
     missed = len(labels.sample) - len(joined)

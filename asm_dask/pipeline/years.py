@@ -32,7 +32,7 @@ from ..estimation.next_labels import next_labels
 from ..model.persistence import save_model
 from ..model.split import split_groups
 from ..read.features import filters_of, making_of
-from ..read.grid import cell_area_km2, cell_ids
+from ..read.grid import cell_area_km2
 from ..read.labels import Labels, read_labels
 from ..read.sources import cell_ids_of, open_sources
 from ..read.table import FeatureTable
@@ -254,8 +254,6 @@ def year_pairs(years: list[int]) -> list[tuple[int, int]]:
 
 def compare_years(out: str, grids: dict[int, pd.DataFrame], cell_size: float, threshold: float) -> dict:
     """The change between the maps of each of :func:`year_pairs`, in ``changes/<from>-<to>/``."""
-    for grid in grids.values():
-        grid["cell_id"] = cell_ids(grid["lat"].to_numpy(), grid["lon"].to_numpy(), cell_size)
     changes = {}
     for first, second in year_pairs(list(grids)):
         raster, change = map_change(grids[first], grids[second], cell_size, threshold, (str(first), str(second)))
@@ -275,9 +273,9 @@ def write_series(out: str, mapped: dict[int, Mapped], estimated: dict[int, Estim
         expected = m.grid["probability"].to_numpy() * area
         row = {"year": year, "n_cells": len(m.grid), "mean_probability": float(m.grid["probability"].mean()),
                "expected_asm_km2": float(expected.sum()), "n_hotspots": m.maps.counts["n_hotspots"]}
-        found = estimated[year].country
+        found = {} if estimated[year].country is None else estimated[year].country.as_dict()["area_km2"]
         for name, short in (("design_based", "design"), ("prediction_powered", "ppi")):
-            shown = None if found is None else found.as_dict()["area_km2"].get(name)
+            shown = found.get(name)
             row.update({f"asm_km2_{short}": np.nan if shown is None else shown["estimate"],
                         f"asm_km2_{short}_low": np.nan if shown is None else shown["ci95"][0],
                         f"asm_km2_{short}_high": np.nan if shown is None else shown["ci95"][1]})

@@ -141,7 +141,8 @@ def _add(*arrays: np.ndarray) -> np.ndarray:
 
 
 def read_prediction_grid(predictions_dir: str) -> pd.DataFrame:
-    """``lat``, ``lon`` and ``probability`` of every predicted cell (for the map)."""
+    """``cell_id``, ``lat``, ``lon`` and ``probability`` of every predicted cell (for the maps)."""
     fs, path = storage.filesystem(predictions_dir)
-    table = ds.dataset(path, format="parquet", filesystem=fs).to_table(columns=["lat", "lon", "probability"])
+    table = ds.dataset(path, format="parquet", filesystem=fs).to_table(columns=["cell_id", "lat", "lon",
+                                                                               "probability"])
     return table.to_pandas()
