@@ -355,3 +355,18 @@ def test_a_feature_far_wider_than_the_rest_is_warned_of_and_standardizing_silenc
         scaled = RidgeGridClassifier("auto", standardize=True, cv=folds).fit(X, y)
     assert scaled.dominant_features_.size == 0
     assert scaled.cv_auc_.mean(axis=1).max() > raw.cv_auc_.mean(axis=1).max() + 0.1
+
+
+def test_extra_cv_scores_the_chosen_penalty_and_above_as_a_search_on_its_folds_would():
+    """The other grouping's folds, scored in the same fit on its kernel, give what a
+    search on those folds alone gives, alpha by alpha and fold by fold."""
+    X, y, groups = _peaked_problem(seed=4)
+    folds = cv_folds(y, groups, 5, "l", seed=0)
+    other = cv_folds(y, np.arange(len(y)) // 10, 4, "l", seed=1)
+    ridge = RidgeGridClassifier("auto", cv=folds, extra_cv=other).fit(X, y)
+    grid = ridge.alphas_
+    np.testing.assert_array_equal(ridge.extra_cv_alphas_, grid[grid >= ridge.best_alpha_ / 100])
+    assert ridge.extra_cv_auc_.shape == (len(ridge.extra_cv_alphas_), 4)
+    alone = RidgeGridClassifier(list(ridge.extra_cv_alphas_), cv=other).fit(X, y)
+    np.testing.assert_allclose(ridge.extra_cv_auc_, alone.cv_auc_, atol=1e-12)
+    assert not hasattr(RidgeGridClassifier("auto", cv=folds).fit(X, y), "extra_cv_auc_")

@@ -92,6 +92,22 @@ def gram(Z: np.ndarray, block: int = 512) -> np.ndarray:
     return K
 
 
+def times_symmetric(vectors: np.ndarray, K: np.ndarray, pool: ThreadPoolExecutor, block: int = 1024) -> np.ndarray:
+    """``vectors @ K`` for a symmetric ``K``, in fixed blocks of ``K``'s columns on the
+    threads of ``pool``: the same bits whatever their number.
+
+    ``K``'s columns are read as its rows (``K`` is symmetric), contiguous in memory; the
+    product is bound by reading ``K``, so several vectors cost about what one does.
+    """
+    out = np.empty((len(vectors), len(K)))
+
+    def fill(start: int) -> None:
+        np.matmul(vectors, K[start:start + block].T, out=out[:, start:start + block])
+
+    list(pool.map(fill, range(0, len(K), block)))
+    return out
+
+
 def single_threaded(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``func(*args, **kwargs)``, with BLAS and LAPACK on one thread in this process.
 

@@ -15,10 +15,16 @@ the run does not resolve within ``MAX_STEPS`` (tiny penalties on ill-conditioned
 solved by Cholesky instead. No alpha is left at wherever the run happened to stop: every
 one is solved as accurately as a direct solver would, to within the system's condition
 number times the tolerance.
+
+A Lanczos step is one product of ``A`` with a vector, which reads all of ``A`` for two
+flops an entry: memory, not arithmetic, bounds it. :func:`penalty_paths` therefore steps
+several systems in lockstep, so that one pass over a matrix they share (the kernel of
+all training rows, of which each fold's is a part) serves every fold's step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +71,21 @@ class PenaltyPath:
         return out + self.offset
 
 
+@dataclass(frozen=True)
+class System:
+    """``(A + alpha I) x = b``, known through what :func:`penalty_paths` needs of ``A``.
+
+    ``score`` maps solutions, as the columns of an ``(n, c)`` array, to the scores of the
+    rows of interest, ``(n_rows, c)`` (``None``: the solutions are the scores);
+    ``matrix`` builds ``A`` itself, for the rare alphas a Lanczos run leaves to Cholesky.
+    """
+
+    b: np.ndarray
+    offset: float
+    score: Callable[[np.ndarray], np.ndarray] | None
+    matrix: Callable[[], np.ndarray]
+
+
 def penalty_path(A: np.ndarray, b: np.ndarray, rows: np.ndarray | None, offset: float,
                  alphas: np.ndarray, tol: float = TOLERANCE,
                  max_steps: int | None = None) -> PenaltyPath:
@@ -75,62 +96,96 @@ def penalty_path(A: np.ndarray, b: np.ndarray, rows: np.ndarray | None, offset: 
     place and restore it. Every alpha in ``alphas`` is solved to ``tol``; alphas passed
     later to :meth:`PenaltyPath.scores` are too if they are not below ``resolved_from``.
     """
+    system = System(b, offset, None if rows is None else rows.__matmul__, lambda: A)
+    [path] = penalty_paths([system], lambda _, vectors: [A @ vector for vector in vectors], alphas, tol, max_steps)
+    return path
+
+
+def penalty_paths(systems: Sequence[System], multiply: Callable[[list[int], list[np.ndarray]], list[np.ndarray]],
+                  alphas: np.ndarray, tol: float = TOLERANCE, max_steps: int | None = None) -> list[PenaltyPath]:
+    """:func:`penalty_path` of several systems, their Lanczos runs stepped in lockstep.
+
+    ``multiply(which, vectors)`` takes the indices of the systems still running and one
+    vector of each, and returns each vector times its system's ``A``; it is called once
+    per step for all of them.
+    """
     alphas = np.unique(np.asarray(alphas, dtype=np.float64))
-    if not np.any(b):  # nothing to fit: every solution is zero
-        width = len(b) if rows is None else len(rows)
+    runs = [_Lanczos(system.b, alphas.min(), tol, min(MAX_STEPS if max_steps is None else max_steps,
+                                                        len(system.b)))
+            for system in systems]
+    running = [i for i, run in enumerate(runs) if not run.finished]
+    while running:
+        products = multiply(running, [runs[i].vector for i in running])
+        for i, product in zip(running, products):
+            runs[i].step(product)
+        running = [i for i in running if not runs[i].finished]
+    return [_path(system, run, alphas, tol) for system, run in zip(systems, runs)]
+
+
+def _path(system: System, run: _Lanczos, alphas: np.ndarray, tol: float) -> PenaltyPath:
+    """The penalty path a finished Lanczos run gives."""
+    b, score = system.b, system.score or (lambda solutions: solutions)
+    if run.steps == 0:  # nothing to fit: every solution is zero
+        width = len(score(np.zeros((len(b), 1))))
         return PenaltyPath(basis=np.zeros((width, 1)), weights=np.zeros(1), theta=np.ones(1),
-                           offset=offset, exact={}, resolved_from=0.0, steps=0)
-    steps = min(MAX_STEPS if max_steps is None else max_steps, len(b))
-    Q, alpha_diag, beta = _lanczos(A, b, alphas.min(), tol, steps)
-    k = len(alpha_diag)
-    theta, S = linalg.eigh_tridiagonal(alpha_diag, beta[:k - 1])
+                           offset=system.offset, exact={}, resolved_from=0.0, steps=0)
+    k = run.steps
+    theta, S = linalg.eigh_tridiagonal(run.diagonal[:k], run.beta[:k - 1])
     weights = S[0] * np.linalg.norm(b)
-    resolved = _residuals(theta, S, beta[k - 1], alphas) <= tol
+    resolved = _residuals(theta, S, run.beta[k - 1], alphas) <= tol
     unresolved = alphas[~resolved]
-    if rows is None:
-        exact = {float(alpha): _cholesky_solve(A, b, alpha) for alpha in unresolved}
-        basis = Q[:k].T @ S
-    else:
-        exact = {float(alpha): rows @ _cholesky_solve(A, b, alpha) for alpha in unresolved}
-        basis = (rows @ Q[:k].T) @ S
+    exact = {}
+    if len(unresolved):
+        A = system.matrix()
+        exact = {float(alpha): score(_cholesky_solve(A, b, alpha)[:, None])[:, 0] for alpha in unresolved}
+    basis = score(run.Q[:k].T) @ S
     resolved_from = float(alphas[resolved].min()) if resolved.any() else np.inf
-    return PenaltyPath(basis=basis, weights=weights, theta=theta, offset=offset, exact=exact,
+    return PenaltyPath(basis=basis, weights=weights, theta=theta, offset=system.offset, exact=exact,
                        resolved_from=resolved_from, steps=k)
 
 
-def _lanczos(A: np.ndarray, b: np.ndarray, smallest_alpha: float, tol: float,
-             max_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lanczos with full reorthogonalisation, until ``smallest_alpha`` is resolved.
+class _Lanczos:
+    """Lanczos with full reorthogonalisation, stepped from outside until ``smallest_alpha``
+    is resolved: ``vector`` is the next basis vector, whose product with ``A`` goes to
+    :meth:`step`.
 
-    Returns the basis as rows ``Q`` (k+1, n), the diagonal of ``T`` and its off-diagonal
-    ``beta`` (``beta[k-1]`` couples the last basis vector to the next).
+    The basis is kept as rows ``Q`` (k+1, n), with the diagonal of ``T`` and its
+    off-diagonal ``beta`` (``beta[k-1]`` couples the last basis vector to the next).
     """
-    n = len(b)
-    Q = np.zeros((max_steps + 1, n))
-    diagonal = np.zeros(max_steps)
-    beta = np.zeros(max_steps)
-    Q[0] = b / np.linalg.norm(b)
-    scale = 0.0
-    for j in range(max_steps):
-        # NumPy's product releases the GIL, so folds in threads run side by side. SciPy's
-        # BLAS symv reads half the matrix but holds the GIL: measured slower for two folds.
-        u = A @ Q[j]
-        diagonal[j] = Q[j] @ u
+
+    def __init__(self, b: np.ndarray, smallest_alpha: float, tol: float, max_steps: int):
+        self.Q = np.zeros((max_steps + 1, len(b)))
+        self.diagonal = np.zeros(max_steps)
+        self.beta = np.zeros(max_steps)
+        self.smallest_alpha, self.tol, self.max_steps = smallest_alpha, tol, max_steps
+        self.steps, self.scale = 0, 0.0
+        norm = np.linalg.norm(b)
+        self.finished = norm == 0 or max_steps == 0
+        if norm:
+            self.Q[0] = b / norm
+
+    @property
+    def vector(self) -> np.ndarray:
+        return self.Q[self.steps]
+
+    def step(self, u: np.ndarray) -> None:
+        j, Q = self.steps, self.Q
+        self.diagonal[j] = Q[j] @ u
         # Two passes of classical Gram-Schmidt keep the basis orthogonal to rounding.
         for _ in range(2):
             u -= Q[:j + 1].T @ (Q[:j + 1] @ u)
-        beta[j] = np.linalg.norm(u)
-        scale = max(scale, abs(diagonal[j]) + beta[j])
-        steps = j + 1
-        if beta[j] <= 1e-13 * scale:  # the Krylov space is invariant: every alpha is exact
-            beta[j] = 0.0
-            break
-        Q[j + 1] = u / beta[j]
-        if steps % _CHECK_EVERY == 0 or steps == max_steps:
-            theta, S = linalg.eigh_tridiagonal(diagonal[:steps], beta[:steps - 1])
-            if _residuals(theta, S, beta[j], np.array([smallest_alpha]))[0] <= tol:
-                break
-    return Q, diagonal[:steps], beta[:steps]
+        self.beta[j] = np.linalg.norm(u)
+        self.scale = max(self.scale, abs(self.diagonal[j]) + self.beta[j])
+        self.steps = steps = j + 1
+        if self.beta[j] <= 1e-13 * self.scale:  # the Krylov space is invariant: every alpha is exact
+            self.beta[j] = 0.0
+            self.finished = True
+            return
+        Q[j + 1] = u / self.beta[j]
+        if steps % _CHECK_EVERY == 0 or steps == self.max_steps:
+            theta, S = linalg.eigh_tridiagonal(self.diagonal[:steps], self.beta[:steps - 1])
+            self.finished = steps == self.max_steps or \
+                _residuals(theta, S, self.beta[j], np.array([self.smallest_alpha]))[0] <= self.tol
 
 
 def _residuals(theta: np.ndarray, S: np.ndarray, beta_last: float, alphas: np.ndarray) -> np.ndarray:

@@ -60,6 +60,11 @@ class RidgeGridClassifier(BinaryClassifier):
         that do not vary are left as they are). The same scale serves every fold.
         ``"auto"`` searches both ways on the same folds and keeps the one with the higher
         best mean CV AUC (raw features on a tie).
+    extra_cv : iterable of (train, validation) index arrays, optional
+        Folds of another grouping (spatial blocks, where ``cv`` keeps cells together) on
+        which the chosen penalty and the larger ones, from two decades below it, are
+        scored once alpha is chosen: they choose nothing, and show whether that grouping
+        would want more penalty. Scored in the same fit, they reuse its kernel.
 
     Attributes
     ----------
@@ -83,6 +88,9 @@ class RidgeGridClassifier(BinaryClassifier):
         alphas tie with it: the penalty then changes nothing there).
     n_grid_extensions_ : int
         Decades the auto grid was extended by.
+    extra_cv_alphas_, extra_cv_auc_ : ndarray
+        With ``extra_cv``: the alphas scored on its folds, and the validation ROC AUC of
+        each (rows) on each of its folds (columns), NaN where a fold holds one class.
     oof_decision_ : ndarray of shape (n_samples,)
         Out-of-fold decision scores under ``best_alpha_``: each row scored by the model
         of the fold that held it out.
@@ -107,10 +115,12 @@ class RidgeGridClassifier(BinaryClassifier):
     for bit on any cluster; the calling process gets its BLAS threads back afterwards.
     """
 
-    def __init__(self, alphas: str | Sequence[float] = "auto", cv: Any = 5, standardize: bool | str = False):
+    def __init__(self, alphas: str | Sequence[float] = "auto", cv: Any = 5, standardize: bool | str = False,
+                 extra_cv: Any = None):
         self.alphas = alphas
         self.cv = cv
         self.standardize = standardize
+        self.extra_cv = extra_cv
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> RidgeGridClassifier:
         """Choose alpha on the folds of ``cv`` by ROC AUC, and refit on all rows.
@@ -174,6 +184,11 @@ class RidgeGridClassifier(BinaryClassifier):
                           "shrinks every other feature to nothing; standardize the features, or check those "
                           "columns", FeatureScaleWarning)
         self.oof_decision_ = problem.out_of_fold(folds, paths, self.best_alpha_)
+        if self.extra_cv is not None:
+            extra = [(np.asarray(train), np.asarray(valid)) for train, valid in self.extra_cv]
+            self.extra_cv_alphas_ = grid[grid >= self.best_alpha_ / 100]
+            self.extra_cv_auc_ = problem.fold_auc(extra, problem.solve(extra, self.extra_cv_alphas_),
+                                                  self.extra_cv_alphas_)
         coef = problem.refit(self.best_alpha_)
         self.scale_ = problem.scale
         self.coef_ = coef / self.scale_ if self.scale_ is not None else coef

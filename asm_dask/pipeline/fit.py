@@ -23,7 +23,6 @@ from ..errors import InputError, warn
 from ..model.classifier import CalibratedClassifier
 from ..model.evaluation import HeldOutMetrics, held_out_metrics, roc_auc
 from ..model.ridge import DOMINANT_SCALE_RATIO, AlphaAtGridEdgeWarning, FeatureScaleWarning, RidgeGridClassifier
-from ..model.ridge_cv import cross_validated_auc
 from ..model.search import Candidate, calibrated_model, comparison, ridge_candidate, search, select
 from ..model.split import cv_folds, train_test_split_groups
 from ..report.importance import feature_importance
@@ -114,15 +113,23 @@ def fit_labelled_cells(X: np.ndarray, y: np.ndarray, groups: np.ndarray, rows: p
     with stage(timings, "fit"):
         train, test = train_test_split_groups(y, groups, job.split, job.labels.path)
         folds = cv_folds(y[train], groups[train], job.model.cv_folds, job.labels.path, job.split.seed)
+        other = "block" if job.split.group_by == "cell" else "cell"
+        try:
+            other_folds, block_size = _other_folds(other, y[train], rows.iloc[train], job)
+        except InputError as exc:
+            other_folds, unavailable = None, {other: str(exc)}
+        else:
+            unavailable = {}
         started = time.perf_counter()
-        ridge = RidgeGridClassifier(alphas=job.model.alphas, cv=folds, standardize=job.model.standardize)
+        ridge = RidgeGridClassifier(alphas=job.model.alphas, cv=folds, standardize=job.model.standardize,
+                                    extra_cv=other_folds)
         with warnings.catch_warnings():
             # said below, on one line, with the features' names
             warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)
             warnings.simplefilter("ignore", FeatureScaleWarning)
             ridge.fit(X[train], y[train])
         candidates = [ridge_candidate(ridge, time.perf_counter() - started)]
-        cross_validation, unavailable = _cross_validation(ridge, X[train], y[train], rows.iloc[train], job, client)
+        cross_validation = _cross_validation(ridge, job, None if other_folds is None else block_size)
         candidates += [search(name, grid, X[train], y[train], folds, job.split.seed, client)
                        for name, grid in job.model.estimators.items() if name != "ridge"]
         selected, selected_by = select(candidates, job.model.select)
@@ -158,29 +165,25 @@ def fit_labelled_cells(X: np.ndarray, y: np.ndarray, groups: np.ndarray, rows: p
     return fitted
 
 
-def _cross_validation(ridge: RidgeGridClassifier, X: np.ndarray, y: np.ndarray, rows: pd.DataFrame, job: Job,
-                      client: Any) -> tuple[dict[str, CrossValidation], dict[str, str]]:
+def _cross_validation(ridge: RidgeGridClassifier, job: Job,
+                      other_block_size: float | None) -> dict[str, CrossValidation]:
     """The search's CV AUC, and the chosen model's on folds of the other grouping.
 
     Alpha is chosen on folds of ``split.group_by`` (cells, or blocks); the other grouping
-    scores the grid from two decades below the chosen alpha upwards (small alphas cost
-    the most to solve), so that a reader sees both side by side, and whether the other
-    grouping would want more penalty. When cells choose alpha and blocks of
+    (``extra_cv``) scores the grid from two decades below the chosen alpha upwards (small
+    alphas cost the most to solve), so that a reader sees both side by side, and whether
+    the other grouping would want more penalty. When cells choose alpha and blocks of
     ``split.block_size`` are too few for the folds (a small country), the blocks are
-    halved until they are enough, down to ``MIN_BLOCK_SIZE``; what could not be made is
-    reported, not fatal.
+    halved until they are enough, down to ``MIN_BLOCK_SIZE`` (:func:`_other_folds`); what
+    could not be made is reported, not fatal.
     """
     chosen, other = job.split.group_by, "block" if job.split.group_by == "cell" else "cell"
     found = {chosen: CrossValidation(chosen, ridge.alphas_, ridge.cv_auc_, ridge.best_alpha_,
                                      job.split.block_size if chosen == "block" else None)}
-    try:
-        folds, block_size = _other_folds(other, y, rows, job)
-    except InputError as exc:
-        return found, {other: str(exc)}
-    alphas = ridge.alphas_[ridge.alphas_ >= ridge.best_alpha_ / 100]
-    auc = cross_validated_auc(X, y, folds, alphas, ridge.standardize_, client)
-    found[other] = CrossValidation(other, alphas, auc, ridge.best_alpha_, block_size if other == "block" else None)
-    return found, {}
+    if other_block_size is not None:
+        found[other] = CrossValidation(other, ridge.extra_cv_alphas_, ridge.extra_cv_auc_, ridge.best_alpha_,
+                                       other_block_size if other == "block" else None)
+    return found
 
 
 def _other_folds(grouping: str, y: np.ndarray, rows: pd.DataFrame,
