@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..errors import AlphaAtGridEdgeWarning, FeatureScaleWarning, warn
 from .binary import BinaryClassifier
 from .numerics import current_client, linear_scores, one_blas_thread
-from .ridge_cv import RidgeProblem, both_classes
+from .ridge_cv import RidgeProblem, TrainingRows, both_classes
 
 #: the auto grid: decades below and above the features' total variance, points per decade.
 #: Best alphas seen sit near the total variance; small ones cost the most Lanczos steps.
@@ -153,11 +153,13 @@ class RidgeGridClassifier(BinaryClassifier):
         scored = _scored_folds(folds, y01)
         client = current_client()
         ways = (False, True) if self.standardize == "auto" else (bool(self.standardize),)
-        searches = {way: _search(RidgeProblem(X, y01, way, client), folds, scored, given) for way in ways}
+        rows = TrainingRows(X)
+        searches = {way: _search(RidgeProblem(rows, y01, way, client), folds, scored, given) for way in ways}
         self.cv_auc_by_scaling_ = {"standardized" if way else "raw": float(found.mean_auc[found.best])
                                    for way, found in searches.items()}
         self.standardize_ = max(ways, key=lambda way: searches[way].mean_auc[searches[way].best])
         found = searches[self.standardize_]
+        searches.clear()  # the other way's kernel is freed before the refit
         problem = found.problem
         grid, cv_auc, best, mean_auc, paths = found.grid, found.cv_auc, found.best, found.mean_auc, found.paths
         self.n_grid_extensions_ = found.n_extensions

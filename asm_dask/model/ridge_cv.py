@@ -33,51 +33,84 @@ if TYPE_CHECKING:
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
-class RidgeProblem:
-    """The training rows prepared once: centred (scaled), deduplicated, on the cluster."""
+#: rows of the training matrix turned into float64 at a time: a few MB, not the whole
+ROW_BLOCK = 512
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, standardize: bool, client: Client | None):
-        self.client = client
-        self.y = y
-        self.target = np.where(y == 1, 1.0, -1.0)
-        # Labels sharing a cell share a feature row. Each distinct row is scored once and
-        # its score copied to its duplicates, so that they tie exactly as in scikit-learn;
-        # rounding noise would otherwise break the ties at random and shift the ROC AUC.
-        self.row_ids, first = _distinct_rows(X)
-        self.distinct = X[first]
-        counts = np.bincount(self.row_ids).astype(np.float64)
-        Z = self.distinct.astype(np.float64)
-        self.mean = counts @ Z / len(y)  # the mean over all rows, duplicates included
-        Z -= self.mean
-        self.spread = spread = np.sqrt(counts @ (Z * Z) / len(y))
+
+class TrainingRows:
+    """The training rows' distinct feature rows, with their mean and spread over all rows:
+    prepared once for every way of scaling them that a search tries.
+
+    Labels sharing a cell share a feature row. Each distinct row is scored once and its
+    score copied to its duplicates, so that they tie exactly as in scikit-learn; rounding
+    noise would otherwise break the ties at random and shift the ROC AUC.
+    """
+
+    def __init__(self, X: np.ndarray):
+        self.n = len(X)
+        self.row_ids, self.first = _distinct_rows(X)
+        self.X = X  # read through ``first``, a block at a time: no copy of the distinct rows
+        self.n_distinct = len(self.first)
+        self.counts = np.bincount(self.row_ids).astype(np.float64)
+        # Duplicates count: the moments are over all rows.
+        self.mean = self._weighted_sum(lambda block: block) / self.n
+        self.spread = np.sqrt(self._weighted_sum(lambda block: np.square(block - self.mean)) / self.n)
         # A constant feature centres to rounding noise (its mean is a bit off), which
         # scaling would blow up to +-1: it is zeroed instead, as it carries nothing.
-        self.constant = spread <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1e-300)
-        self.scale = np.where(self.constant, 1.0, spread) if standardize else None
-        Z = self._centred_rows(Z)
+        self.constant = self.spread <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1e-300)
+
+    def centred(self, scale: np.ndarray | None, rows: slice = slice(None)) -> np.ndarray:
+        """Distinct ``rows`` in float64, centred, and divided by ``scale`` unless it is None."""
+        Z = self.X[self.first[rows]].astype(np.float64)
+        Z -= self.mean
+        Z[:, self.constant] = 0.0
+        if scale is not None:
+            Z /= scale
+        return Z
+
+    def transposed_times(self, weights: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+        """``centred(scale).T @ weights``, a block of rows at a time."""
+        total = np.zeros(self.X.shape[1])
+        for start in range(0, self.n_distinct, ROW_BLOCK):
+            rows = slice(start, start + ROW_BLOCK)
+            total += self.centred(scale, rows).T @ weights[rows]
+        return total
+
+    def _weighted_sum(self, of_block: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``counts @ of_block(rows)`` over the distinct rows in float64, a block at a time."""
+        total = np.zeros(self.X.shape[1])
+        for start in range(0, self.n_distinct, ROW_BLOCK):
+            rows = slice(start, start + ROW_BLOCK)
+            total += self.counts[rows] @ of_block(self.X[self.first[rows]].astype(np.float64))
+        return total
+
+
+class RidgeProblem:
+    """The training rows prepared once for one way of scaling: centred (scaled),
+    deduplicated, on the cluster."""
+
+    def __init__(self, rows: TrainingRows, y: np.ndarray, standardize: bool, client: Client | None):
+        self.client = client
+        self.rows = rows
+        self.y = y
+        self.target = np.where(y == 1, 1.0, -1.0)
+        self.row_ids = rows.row_ids
+        self.mean, self.spread = rows.mean, rows.spread
+        self.scale = np.where(rows.constant, 1.0, rows.spread) if standardize else None
+        Z = rows.centred(self.scale)
         # Mean squared norm of the centred rows: the kernel's mean eigenvalue.
-        self.total_variance = float(counts @ np.einsum("ij,ij->i", Z, Z) / len(y))
-        self.solver = "dual" if len(y) <= X.shape[1] else "primal"
+        self.total_variance = float(rows.counts @ np.einsum("ij,ij->i", Z, Z) / len(y))
+        self.solver = "dual" if len(y) <= Z.shape[1] else "primal"
         if self.solver == "dual":
             # The kernel of the distinct rows, in this process: for thousands of labels
             # well under a second, less than shipping the rows to workers and the blocks
             # back. Tasks index it through row_ids. The rows are not kept: the refit
-            # makes them again.
+            # goes through them again, a block at a time.
             data = {"K": gram(Z), "target": self.target, "row_ids": self.row_ids}
         else:
             data = {"Z": Z, "target": self.target, "row_ids": self.row_ids}
         del Z
         self.data = share(client, data)
-
-    def _centred_rows(self, Z: np.ndarray | None = None) -> np.ndarray:
-        """The distinct rows in float64, centred (and scaled), in place if ``Z`` is their
-        float64 copy: fresh memory costs page faults, about as much as the arithmetic."""
-        Z = self.distinct.astype(np.float64) if Z is None else Z
-        Z -= self.mean
-        Z[:, self.constant] = 0.0
-        if self.scale is not None:
-            Z /= self.scale
-        return Z
 
     def solve(self, folds: Folds, alphas: np.ndarray) -> list[PenaltyPath]:
         """Penalty paths of every fold, solved for ``alphas`` (and any larger alpha)."""
@@ -94,7 +127,8 @@ class RidgeProblem:
             return coef
         [dual] = run_tasks(self.client, [(_dual_refit, alpha)], self.data, "fit: refit on all rows")
         # A distinct row's dual coefficient is the sum of its duplicates'.
-        return self._centred_rows().T @ np.bincount(self.row_ids, weights=dual, minlength=len(self.distinct))
+        return self.rows.transposed_times(np.bincount(self.row_ids, weights=dual, minlength=self.rows.n_distinct),
+                                          self.scale)
 
     def fold_auc(self, folds: Folds, paths: list[PenaltyPath], alphas: np.ndarray) -> np.ndarray:
         """ROC AUC of every alpha (rows) on every fold (columns); NaN for a fold whose
@@ -169,12 +203,13 @@ def _cross_scores(K: np.ndarray, rows: np.ndarray, scored: np.ndarray) -> Callab
     centred on the fold's training rows:
     ``(x_v - mu) . (x_i - mu) = K[v, i] - mean_j K[v, j] - mean_j K[i, j] + mean_jl K[j, l]``."""
     counts = np.bincount(rows, minlength=len(K)) / len(rows)
-    cross = K[scored]
-    cross_mean = cross @ counts
     row_mean = (K @ counts)[rows]
     total_mean = row_mean.mean()
 
     def score(solutions: np.ndarray) -> np.ndarray:
+        # Called once, when the fold is solved: its rows of the kernel are not held before.
+        cross = K[scored]
+        cross_mean = cross @ counts
         spread = np.zeros((len(K), solutions.shape[1]))
         np.add.at(spread, rows, solutions)
         totals = solutions.sum(axis=0)
@@ -223,11 +258,15 @@ def _centred(K: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, f
 
 
 def _distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each row, the index of its distinct row; and each distinct row's first row.
+    """For each row, the index of its distinct row; and each distinct row's first row,
+    in the order of the rows (no duplicates: every row, in order).
 
     Rows are compared by a digest of their bytes: sorting 4000-wide rows is slow.
     """
     X = np.ascontiguousarray(X)
     digests = np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in X])
     _, first, row_ids = np.unique(digests, return_index=True, return_inverse=True)
-    return row_ids.ravel(), first
+    order = np.argsort(first)
+    renumbered = np.empty_like(order)
+    renumbered[order] = np.arange(len(order))
+    return renumbered[row_ids.ravel()], first[order]

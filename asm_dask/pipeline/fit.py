@@ -26,6 +26,7 @@ from ..model.ridge import DOMINANT_SCALE_RATIO, AlphaAtGridEdgeWarning, FeatureS
 from ..model.search import Candidate, calibrated_model, comparison, ridge_candidate, search, select
 from ..model.split import cv_folds, train_test_split_groups
 from ..report.importance import feature_importance
+from ..runtime.memory import release_freed_memory
 from ..runtime.progress import stage
 from ..spatial.blocks import block_groups
 from .metrics import EstimatorComparison
@@ -162,6 +163,7 @@ def fit_labelled_cells(X: np.ndarray, y: np.ndarray, groups: np.ndarray, rows: p
     for caveat in caveats(fitted, job, feature_names):
         fitted.caveats.append(caveat)
         warn(caveat)
+    release_freed_memory()  # the kernels' and folds' memory, before the prediction
     return fitted
 
 
