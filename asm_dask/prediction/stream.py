@@ -19,11 +19,9 @@ Which partitions to write (resuming) is the run's bookkeeping: :mod:`asm_dask.re
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
@@ -33,9 +31,9 @@ from .. import storage
 from ..model.classifier import CalibratedClassifier
 from ..model.numerics import column_sum, single_threaded
 from ..read.features import releases_arrow_memory
-from ..read.grid import CRS, cell_squares
 from ..read.table import FeatureTable, Partition
 from ..runtime.progress import wait_with_progress
+from .geoparquet import write_cell_predictions
 
 #: partial sums added together by one task; more are added as a tree, in a fixed order
 SUM_FAN_IN = 8
@@ -115,14 +113,10 @@ def _write_scored(partition: Partition, score: np.ndarray, out_path: str,
     finite = np.isfinite(score)
     if not finite.all():
         cells, score = cells[finite], score[finite]
-    frame = gpd.GeoDataFrame(
-        {"cell_id": cells["cell_id"].to_numpy(), "lat": cells["lat"].to_numpy(),
-         "lon": cells["lon"].to_numpy(), "score": score, "probability": model.calibrate(score)},
-        geometry=cell_squares(cells["lat"].to_numpy(), cells["lon"].to_numpy(), cell_size), crs=CRS)
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, write_covering_bbox=True, compression="zstd")
-    storage.write_bytes(out_path, buffer.getvalue())
-    return {"n_cells": len(frame), "n_dropped_nonfinite": int((~finite).sum())}
+    storage.write_bytes(out_path, write_cell_predictions(cells["cell_id"].to_numpy(), cells["lat"].to_numpy(),
+                                                         cells["lon"].to_numpy(), score, model.calibrate(score),
+                                                         cell_size))
+    return {"n_cells": len(cells), "n_dropped_nonfinite": int((~finite).sum())}
 
 
 def _sum_in_order(client: Client, partials: list) -> Any:

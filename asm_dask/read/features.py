@@ -294,13 +294,13 @@ def read_feature_columns(layout: FeatureLayout, index: int, features: tuple[str,
 
 
 def _read_columns(layout: FeatureLayout, index: int, columns: list[str]) -> pa.RecordBatch:
+    # Arrow's own threads off: tasks already run side by side, one per core.
     with open_input(layout.path) as f:
         if layout.format == "feather":
-            position = {name: i for i, name in enumerate(ipc.open_file(f).schema.names)}
-            reader = ipc.open_file(f, options=ipc.IpcReadOptions(
-                included_fields=[position[c] for c in columns]))
-            return reader.get_batch(index)
-        table = pq.ParquetFile(f).read_row_group(index, columns=columns)
+            position = {name: i for i, name in enumerate(layout.columns)}
+            return ipc.open_file(f, options=ipc.IpcReadOptions(
+                included_fields=[position[c] for c in columns], use_threads=False)).get_batch(index)
+        table = pq.ParquetFile(f).read_row_group(index, columns=columns, use_threads=False)
         return pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns],
                                           names=table.column_names)
 
