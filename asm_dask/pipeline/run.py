@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,11 +32,12 @@ from ..records.fingerprint import run_key, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
 from ..records.outputs import remove_stale_outputs
-from ..report.build import HeldOut, Maps, ReportInputs, write_districts, write_report
+from ..report.build import HeldOut, Maps, ReportInputs, draw_model_figures, write_districts, write_report
 from ..report.districts import read_boundaries
 from ..report.field_sample import write_next_labels
 from ..report.importance import N_FEATURE_MAPS
 from ..report.years import YearsReport
+from ..runtime.memory import release_freed_memory
 from ..runtime.progress import stage, timed
 from ..spatial.join import JoinedLabels, join_labels
 from .estimates import check_sample, estimate_from_sample
@@ -91,10 +93,13 @@ def run_job(job: Job, client: Any) -> RunResult:
         remove_stale_outputs(out, job.years)
         save_model(fitted.model, out, table.cell_size)
         label_points = pd.DataFrame(labels.points.drop(columns="geometry"))
-        mapped = predict_and_map(out, table, fitted.model, run_key(job, table.key),
-                                 describe_run(job, table, describe_cluster(client)), client,
-                                 hotspot_threshold=job.report.hotspot_threshold, labels=label_points,
-                                 boundaries=boundaries, timings=timings, report_timings=report_timings)
+        with ThreadPoolExecutor(1, thread_name_prefix="asm-dask-figures") as background:
+            model_figures = background.submit(draw_fit_figures, out, job, labels, joined, fitted, report_timings)
+            mapped = predict_and_map(out, table, fitted.model, run_key(job, table.key),
+                                     describe_run(job, table, describe_cluster(client)), client,
+                                     hotspot_threshold=job.report.hotspot_threshold, labels=label_points,
+                                     boundaries=boundaries, timings=timings, report_timings=report_timings)
+            model_figures.result()  # its error, if any, is the run's
         with timed(timings, "report"):
             estimated = estimate_from_sample(labels, table, mapped.grid, rows["cell_id"].to_numpy()[fitted.train],
                                              job.estimate.sample_types, job.report.hotspot_threshold,
@@ -106,7 +111,7 @@ def run_job(job: Job, client: Any) -> RunResult:
             metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, unmatched_notes + estimated.notes,
                                   estimated.country)
             write_run_report(out, job, labels, joined, fitted, table, metrics, maps, client, report_timings,
-                             sample=estimated.cells, features=job.features.path)
+                             sample=estimated.cells, features=job.features.path, model_figures=model_figures.result())
             if job.report.next_labels:
                 write_next_labels(out, next_labels(mapped.grid, labels.points[["lat", "lon"]], job.report.next_labels,
                                                    job.report.hotspot_threshold, table.cell_size))
@@ -118,22 +123,51 @@ def run_job(job: Job, client: Any) -> RunResult:
 def write_run_report(out: str, job: Job, labels: Labels, joined: JoinedLabels, fitted: FittedModel,
                      table: FeatureTable, metrics: RunMetrics, maps: Maps, client: Any,
                      timings: dict[str, float], *, sample: pd.DataFrame | None, features: str,
-                     years: YearsReport | None = None) -> None:
+                     years: YearsReport | None = None, model_figures: dict[str, str] | None = None) -> None:
     """What a run writes besides its maps: where each label went (``labelled_cells.csv``,
-    ``unmatched_labels.csv``) and the report; ``features`` is how the report names them."""
+    ``unmatched_labels.csv``) and the report; ``features`` is how the report names them,
+    ``model_figures`` those :func:`draw_fit_figures` drew (else they are drawn here)."""
     write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
     write_csv(storage.join(out, "labelled_cells.csv"), labelled_cells(joined.rows, fitted))
-    y = joined.rows["label"].to_numpy().astype(int)
     top = [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
+    held_out, cv_curves, label_counts = _model_figure_inputs(labels, joined, fitted)
     write_report(out, ReportInputs(
-        metrics=metrics.as_dict(), cell_size=table.cell_size,
-        held_out=HeldOut(y[fitted.test], fitted.test_scores, fitted.test_probability, fitted.tested.reliability),
-        cv_curves={grouping: cv.curve() for grouping, cv in fitted.cross_validation.items()},
-        label_counts=label_count_table(labels, y, fitted), importance=fitted.importance,
+        metrics=metrics.as_dict(), cell_size=table.cell_size, held_out=held_out, cv_curves=cv_curves,
+        label_counts=label_counts, importance=fitted.importance,
         top_features=read_columns(table, top, client), hotspot_threshold=job.report.hotspot_threshold,
         sample=sample, labels=pd.DataFrame(labels.points.drop(columns="geometry")), years=years,
+        model_figures=model_figures,
         inputs={"labels": job.labels.path, "features": features,
                 "boundaries": job.report.boundaries.path if job.report.boundaries else ""}), maps, timings)
+
+
+def draw_fit_figures(out: str, job: Job, labels: Labels, joined: JoinedLabels, fitted: FittedModel,
+                     timings: dict[str, float]) -> dict[str, str]:
+    """The figures of the fitted model (:func:`~asm_dask.report.build.draw_model_figures`),
+    drawn into ``out``'s ``figures/``, which need no map: a run draws them on a thread of
+    its own while the cells are predicted, the process otherwise waiting on its workers."""
+    folder = storage.join(out, "figures")
+    storage.make_folder(folder)
+    fit = {**fitted.tested.as_dict(), "best_alpha": fitted.ridge.best_alpha_, "alpha_selected_by": job.split.group_by,
+           "blocked_cv_block_size_deg": _blocks_used(fitted, job), "block_size_deg": job.split.block_size}
+    with timed(timings, "model figures, while predicting"):
+        return draw_model_figures(folder, *_model_figure_inputs(labels, joined, fitted), fit)
+
+
+def _model_figure_inputs(labels: Labels, joined: JoinedLabels, fitted: FittedModel) -> tuple[
+        HeldOut, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], pd.DataFrame]:
+    """What the model's figures draw: the test set, the CV curves, the label counts."""
+    y = joined.rows["label"].to_numpy().astype(int)
+    return (HeldOut(y[fitted.test], fitted.test_scores, fitted.test_probability, fitted.tested.reliability),
+            {grouping: cv.curve() for grouping, cv in fitted.cross_validation.items()},
+            label_count_table(labels, y, fitted))
+
+
+def _blocks_used(fitted: FittedModel, job: Job) -> float | None:
+    """The blocks' side of the blocked CV, where cells chose alpha; None otherwise."""
+    if "block" in fitted.cross_validation and job.split.group_by == "cell":
+        return fitted.cross_validation["block"].block_size
+    return None
 
 
 def labelled_rows(labels: Labels, table: FeatureTable, job: Job, client: Any) -> tuple[JoinedLabels, np.ndarray]:
@@ -155,6 +189,7 @@ def labelled_rows(labels: Labels, table: FeatureTable, job: Job, client: Any) ->
     if joined.rows.empty:
         raise InputError(f"{job.labels.path}: none of the {labels.n_kept} labels falls on a cell "
                          f"of {job.features.path}; check that both use longitude/latitude degrees")
+    release_freed_memory()  # what reading whole column groups for a few rows left
     return joined, X
 
 
@@ -165,8 +200,7 @@ def run_metrics(labels: Labels, joined: JoinedLabels, table: FeatureTable, fitte
     chosen = fitted.cross_validation[job.split.group_by]
     cell = _cv_summary(fitted.cross_validation.get("cell"))
     blocked = _cv_summary(fitted.cross_validation.get("block"))
-    blocks_used = fitted.cross_validation["block"].block_size \
-        if "block" in fitted.cross_validation and job.split.group_by == "cell" else None
+    blocks_used = _blocks_used(fitted, job)
     return RunMetrics(
         n_labels_read=labels.n_read, n_labels_removed_by_filter=labels.removed, n_labels_kept=labels.n_kept,
         n_labels_joined=len(joined.rows), n_labels_unmatched=len(joined.unmatched),

@@ -63,6 +63,8 @@ class ReportInputs:
     sample: pd.DataFrame | None = None
     #: a run of a table per year: every year's maps, the changes, the series; else None
     years: YearsReport | None = None
+    #: the model's figures, already drawn (:func:`draw_model_figures`): name -> file; None: drawn here
+    model_figures: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,18 +153,28 @@ def write_years_map(path: str, years: YearsReport, labels: pd.DataFrame) -> None
               layer_name=f"ASM probability {years.years[-1]}")
 
 
+def draw_model_figures(folder: str, held: HeldOut, cv_curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       label_counts: pd.DataFrame, fit: dict[str, Any]) -> dict[str, str]:
+    """Draw the figures of the model alone into ``folder``: the test ROC, the CV curve, the
+    reliability and the label counts; return name -> file. They need no map, so a run
+    draws them while its cells are predicted. ``fit``: the metrics they quote, as
+    ``metrics.json`` names them (test AUCs, Brier score, the chosen alpha, its folds)."""
+    files = {name: storage.join(folder, f"{name}.png") for name in ("roc", "cv_auc", "reliability", "label_counts")}
+    plot_roc(files["roc"], held.y, held.scores, held.probability,
+             fit["test_auc_uncalibrated"], fit["test_auc_calibrated"])
+    plot_cv_curve(files["cv_auc"], cv_curves, fit["best_alpha"], fit["alpha_selected_by"],
+                  fit.get("blocked_cv_block_size_deg") or fit["block_size_deg"])
+    plot_reliability(files["reliability"], held.reliability, fit["brier_test"])
+    plot_label_counts(files["label_counts"], label_counts)
+    return files
+
+
 def _draw_figures(folder: str, r: ReportInputs, raster, metrics: dict[str, Any]) -> dict[str, str]:
     """Draw the model's figures into ``folder`` (the map is :func:`write_maps`'s); return
     name -> file of every figure."""
-    files = {name: storage.join(folder, f"{name}.png")
-             for name in ("roc", "cv_auc", "reliability", "label_counts", "probability_map")}
-    held = r.held_out
-    plot_roc(files["roc"], held.y, held.scores, held.probability,
-             metrics["test_auc_uncalibrated"], metrics["test_auc_calibrated"])
-    plot_cv_curve(files["cv_auc"], r.cv_curves, metrics["best_alpha"], metrics["alpha_selected_by"],
-                  metrics.get("blocked_cv_block_size_deg", metrics["block_size_deg"]))
-    plot_reliability(files["reliability"], held.reliability, metrics["brier_test"])
-    plot_label_counts(files["label_counts"], r.label_counts)
+    files = dict(r.model_figures) if r.model_figures is not None else \
+        draw_model_figures(folder, r.held_out, r.cv_curves, r.label_counts, metrics)
+    files["probability_map"] = storage.join(folder, "probability_map.png")
     if r.years is not None:  # a run of a table per year has no map of its own: one per year
         plot_year_maps(files["probability_map"], r.years)
         files["years_series"] = storage.join(folder, "years_series.png")

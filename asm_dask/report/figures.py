@@ -6,8 +6,11 @@ thousands of polygons, which is what made the notebook's map slow.
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,21 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .raster import CellRaster
+
+
+Plot = TypeVar("Plot", bound=Callable[..., None])
+_drawing = threading.Lock()
+
+
+def drawn_alone(plot: Plot) -> Plot:
+    """Draw the figure whole before another starts, whichever thread draws it:
+    matplotlib is not thread-safe, and a run draws the model's figures while its cells
+    are predicted."""
+    @functools.wraps(plot)
+    def draw(*args: Any, **kwargs: Any) -> None:
+        with _drawing:
+            plot(*args, **kwargs)
+    return draw  # type: ignore[return-value]
 
 
 def write_metrics(path: str, metrics: dict[str, Any]) -> None:
@@ -31,6 +49,7 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+@drawn_alone
 def plot_roc(path: str, y_test: np.ndarray, uncalibrated: np.ndarray, calibrated: np.ndarray,
              auc_uncalibrated: float, auc_calibrated: float) -> None:
     """Test-set ROC curves before and after calibration."""
@@ -49,6 +68,7 @@ def plot_roc(path: str, y_test: np.ndarray, uncalibrated: np.ndarray, calibrated
     _save(fig, path)
 
 
+@drawn_alone
 def plot_cv_curve(path: str, curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
                   best_alpha: float, selected_by: str, block_size: float) -> None:
     """Mean cross-validated ROC AUC against alpha, one curve per fold grouping.
@@ -75,6 +95,7 @@ def plot_cv_curve(path: str, curves: dict[str, tuple[np.ndarray, np.ndarray, np.
     _save(fig, path)
 
 
+@drawn_alone
 def plot_reliability(path: str, table: pd.DataFrame, brier: float) -> None:
     """Reliability diagram: observed ASM frequency against mean predicted probability per
     bin of the test set, with each bin's count and a Wilson 95% interval (a bin of three
@@ -103,6 +124,7 @@ def plot_reliability(path: str, table: pd.DataFrame, brier: float) -> None:
     _save(fig, path)
 
 
+@drawn_alone
 def plot_label_counts(path: str, counts: pd.DataFrame) -> None:
     """Labels per class at each step: read, kept by the filters, joined, train, test.
 
@@ -124,6 +146,7 @@ def plot_label_counts(path: str, counts: pd.DataFrame) -> None:
     _save(fig, path)
 
 
+@drawn_alone
 def plot_probability_map(path: str, raster: CellRaster, title: str,
                          positives: pd.DataFrame | None = None, sample: pd.DataFrame | None = None) -> None:
     """The calibrated probability of every cell as an image, one pixel per cell; with the
@@ -171,6 +194,7 @@ def _save(fig: Figure, path: str) -> None:
         fig.savefig(tmp, dpi=120, format="png")
 
 
+@drawn_alone
 def plot_feature_maps(path: str, rasters: dict[str, CellRaster]) -> None:
     """Small maps of features across the country, each on its own colour scale (2nd to
     98th percentile: a few extreme cells do not wash the map out)."""

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .figures import _aspect, _save, _subplots
+from .figures import _aspect, _save, _subplots, drawn_alone
 
 #: districts drawn in the time series: those of most expected ASM in the last year
 MAX_SERIES_DISTRICTS = 8
@@ -44,6 +44,7 @@ class YearsReport:
         return table.sort_values(self.years[-1], ascending=False, kind="stable")
 
 
+@drawn_alone
 def plot_year_maps(path: str, report: YearsReport) -> None:
     """Each year's calibrated probability, side by side on one colour scale."""
     rasters = [report.maps[year].raster for year in report.years]
@@ -66,6 +67,7 @@ def plot_year_maps(path: str, report: YearsReport) -> None:
     _save(fig, path)
 
 
+@drawn_alone
 def plot_series(path: str, report: YearsReport) -> None:
     """The expected ASM area year after year: the country (with the design-based 95%
     interval where a year has a probability sample) and the districts of most ASM."""
