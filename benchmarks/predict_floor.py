@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,8 @@ def main() -> int:
         measured = country / f"floor_predict_{scale:g}"
         measured.mkdir(exist_ok=True)
         out = measured / "predicted"
+        if out.exists():  # else the same model would resume its earlier predictions, not make them
+            shutil.rmtree(out)
         result = _measure(f"asm-dask predict {scale:g}x", measured,
                           [*_asm_dask_command(), "predict", str(model_run), str(features), "--out", str(out)],
                           treemem)

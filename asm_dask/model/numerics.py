@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..runtime.progress import wait_with_progress
 
@@ -128,7 +129,7 @@ def one_blas_thread() -> Iterator[None]:
     global _blas_callers, _blas_limits
     with _blas_lock:
         if _blas_callers == 0:
-            _blas_limits = threadpool_limits(limits=1)
+            _blas_limits = _blas_controller().limit(limits=1)
         _blas_callers += 1
     try:
         yield
@@ -142,7 +143,20 @@ def one_blas_thread() -> Iterator[None]:
 
 _blas_lock = threading.Lock()
 _blas_callers = 0
-_blas_limits: threadpool_limits | None = None
+_blas_limits: Any = None
+
+
+def _blas_controller() -> ThreadpoolController:
+    """The process's BLAS and OpenMP libraries. ``threadpool_limits`` looks for them at
+    every call (5 ms, paid by every prediction task); they are looked for again only
+    when a module was imported since, which may have loaded another."""
+    global _controller
+    if _controller is None or _controller[0] != len(sys.modules):
+        _controller = (len(sys.modules), ThreadpoolController())
+    return _controller[1]
+
+
+_controller: tuple[int, ThreadpoolController] | None = None
 
 
 def share(client: Client | None, values: dict) -> dict:

@@ -27,12 +27,13 @@ _WKB_POLYGON = 3
 
 
 def write_cell_predictions(cell_id: np.ndarray, lat: np.ndarray, lon: np.ndarray, score: np.ndarray,
-                           probability: np.ndarray, cell_size: float) -> bytes:
-    """The GeoParquet file (zstd) of cells' predictions, each cell's square its geometry."""
+                           probability: np.ndarray, cell_size: float, schema: pa.Schema | None = None) -> bytes:
+    """The GeoParquet file (zstd) of cells' predictions, each cell's square its geometry;
+    ``schema``: :func:`prediction_schema`'s, made once (else made here)."""
     half = cell_size / 2
     west, south = np.round(lon - half, EDGE_DECIMALS), np.round(lat - half, EDGE_DECIMALS)
     east, north = np.round(lon + half, EDGE_DECIMALS), np.round(lat + half, EDGE_DECIMALS)
-    schema = _schema()
+    schema = prediction_schema() if schema is None else schema
     columns = [pa.array(np.asarray(cell_id, dtype=np.int64)), pa.array(np.asarray(lat, dtype=np.float64)),
                pa.array(np.asarray(lon, dtype=np.float64)), pa.array(np.asarray(score, dtype=np.float64)),
                pa.array(np.asarray(probability, dtype=np.float64)), _square_wkb(west, south, east, north),
@@ -64,9 +65,11 @@ def _square_wkb(west: np.ndarray, south: np.ndarray, east: np.ndarray, north: np
 
 
 @functools.cache
-def _schema() -> pa.Schema:
-    """The schema and metadata geopandas writes for a prediction file: taken once from
-    the file it writes for one cell, so that ours follow its version's."""
+def prediction_schema() -> pa.Schema:
+    """The schema and metadata geopandas writes for a prediction file: taken from the
+    file it writes for one cell, so that ours follow its version's. The first call in a
+    process costs about 0.2 s (the CRS's PROJJSON), so a prediction makes it once, beside
+    the first sums, and hands it to every write."""
     import geopandas as gpd
 
     one = np.zeros(1)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 from distributed import Client
 
@@ -33,7 +34,7 @@ from ..model.numerics import column_sum, single_threaded
 from ..read.features import releases_arrow_memory
 from ..read.table import FeatureTable, Partition
 from ..runtime.progress import wait_with_progress
-from .geoparquet import write_cell_predictions
+from .geoparquet import prediction_schema, write_cell_predictions
 
 #: partial sums added together by one task; more are added as a tree, in a fixed order
 SUM_FAN_IN = 8
@@ -55,19 +56,20 @@ def predict_cells(table: FeatureTable, model: CalibratedClassifier, predictions_
     todo = [i for i in range(len(table.partitions)) if i not in completed]
     # Sent to the workers once, not embedded in each of hundreds of tasks.
     [shared_model] = client.scatter([model], broadcast=True)
+    schema = client.submit(prediction_schema, pure=False)  # beside the first sums, not after them
     futures = []
     for i in todo:
         part = table.partitions[i]
         out_path = storage.join(predictions_dir, partition_file(i))
         if not model.linear:
             futures.append(client.submit(single_threaded, write_partition_rows, part, table.n_features, out_path,
-                                         shared_model, table.cell_size, pure=False))
+                                         shared_model, table.cell_size, schema, pure=False))
             continue
         partials = [client.submit(single_threaded, partial_scores, part, columns, model.coef_[columns],
                                   pure=False)
                     for columns in part.column_groups(table.n_features)]
         futures.append(client.submit(write_partition, part, _sum_in_order(client, partials), out_path,
-                                     shared_model, table.cell_size, pure=False))
+                                     shared_model, table.cell_size, schema, pure=False))
     wait_with_progress(client, futures, "predict cells",
                        on_result=lambda position, counts: on_written(todo[position], counts))
     # A worker lost in the middle of a local write leaves its hidden temporary file behind.
@@ -84,7 +86,7 @@ def partial_scores(partition: Partition, columns: slice, coef: np.ndarray) -> np
 
 
 def write_partition_rows(partition: Partition, n_features: int, out_path: str, model: CalibratedClassifier,
-                         cell_size: float) -> dict[str, int]:
+                         cell_size: float, schema: pa.Schema) -> dict[str, int]:
     """Score whole rows of ``partition`` with a model that is not linear, then write them
     as :func:`write_partition` does."""
     X = np.empty((partition.n_rows, n_features), dtype=np.float32)
@@ -97,17 +99,17 @@ def write_partition_rows(partition: Partition, n_features: int, out_path: str, m
         score = np.full(len(X), np.nan)
         if finite.any():
             score[finite] = model.score_matrix(X[finite])
-    return _write_scored(partition, score, out_path, model, cell_size)
+    return _write_scored(partition, score, out_path, model, cell_size, schema)
 
 
 def write_partition(partition: Partition, score: np.ndarray, out_path: str, model: CalibratedClassifier,
-                    cell_size: float) -> dict[str, int]:
+                    cell_size: float, schema: pa.Schema) -> dict[str, int]:
     """Calibrate and write one partition's scored cells; return what was written and left out."""
-    return _write_scored(partition, score + model.intercept_, out_path, model, cell_size)
+    return _write_scored(partition, score + model.intercept_, out_path, model, cell_size, schema)
 
 
 def _write_scored(partition: Partition, score: np.ndarray, out_path: str,
-                  model: CalibratedClassifier, cell_size: float) -> dict[str, int]:
+                  model: CalibratedClassifier, cell_size: float, schema: pa.Schema) -> dict[str, int]:
     """Write the cells of ``partition`` whose ``score`` is finite, with their probability."""
     cells = partition.cells()
     finite = np.isfinite(score)
@@ -115,7 +117,7 @@ def _write_scored(partition: Partition, score: np.ndarray, out_path: str,
         cells, score = cells[finite], score[finite]
     storage.write_bytes(out_path, write_cell_predictions(cells["cell_id"].to_numpy(), cells["lat"].to_numpy(),
                                                          cells["lon"].to_numpy(), score, model.calibrate(score),
-                                                         cell_size))
+                                                         cell_size, schema))
     return {"n_cells": len(cells), "n_dropped_nonfinite": int((~finite).sum())}
 
 
