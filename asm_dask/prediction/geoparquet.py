@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..read.grid import CRS, EDGE_DECIMALS, cell_squares
+from ..read.grid import CRS, cell_edges, cell_squares
 
 #: a little-endian WKB polygon of one ring of five points
 _SQUARE_WKB = np.dtype([("byte_order", "u1"), ("type", "<u4"), ("rings", "<u4"), ("points", "<u4"),
@@ -30,9 +30,7 @@ def write_cell_predictions(cell_id: np.ndarray, lat: np.ndarray, lon: np.ndarray
                            probability: np.ndarray, cell_size: float, schema: pa.Schema | None = None) -> bytes:
     """The GeoParquet file (zstd) of cells' predictions, each cell's square its geometry;
     ``schema``: :func:`prediction_schema`'s, made once (else made here)."""
-    half = cell_size / 2
-    west, south = np.round(lon - half, EDGE_DECIMALS), np.round(lat - half, EDGE_DECIMALS)
-    east, north = np.round(lon + half, EDGE_DECIMALS), np.round(lat + half, EDGE_DECIMALS)
+    west, south, east, north = cell_edges(lat, lon, cell_size)
     schema = prediction_schema() if schema is None else schema
     columns = [pa.array(np.asarray(cell_id, dtype=np.int64)), pa.array(np.asarray(lat, dtype=np.float64)),
                pa.array(np.asarray(lon, dtype=np.float64)), pa.array(np.asarray(score, dtype=np.float64)),

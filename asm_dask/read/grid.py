@@ -67,11 +67,18 @@ def cell_ids(lat: np.ndarray, lon: np.ndarray, cell_size: float) -> np.ndarray:
     return row * n_cols + col
 
 
+def cell_edges(lat: np.ndarray, lon: np.ndarray,
+               cell_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each cell's west, south, east and north edges: its centroid plus or minus half a
+    cell, rounded so that neighbours share an edge exactly."""
+    half = cell_size / 2
+    return (np.round(lon - half, EDGE_DECIMALS), np.round(lat - half, EDGE_DECIMALS),
+            np.round(lon + half, EDGE_DECIMALS), np.round(lat + half, EDGE_DECIMALS))
+
+
 def cell_squares(lat: np.ndarray, lon: np.ndarray, cell_size: float) -> np.ndarray:
     """Each cell's square: its centroid buffered by half a cell with square caps."""
-    half = cell_size / 2
-    return shapely.box(np.round(lon - half, EDGE_DECIMALS), np.round(lat - half, EDGE_DECIMALS),
-                       np.round(lon + half, EDGE_DECIMALS), np.round(lat + half, EDGE_DECIMALS))
+    return shapely.box(*cell_edges(lat, lon, cell_size))
 
 
 def cell_area_km2(lat: np.ndarray, cell_size: float) -> np.ndarray:
