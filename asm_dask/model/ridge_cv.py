@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
-#: rows of the training matrix turned into float64 at a time: a few MB, not the whole
+#: distinct training rows turned into float64 at a time by :class:`TrainingRows`
 ROW_BLOCK = 512
 
 
@@ -59,30 +59,36 @@ class TrainingRows:
         # scaling would blow up to +-1: it is zeroed instead, as it carries nothing.
         self.constant = self.spread <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1e-300)
 
-    def centred(self, scale: np.ndarray | None, rows: slice = slice(None)) -> np.ndarray:
-        """Distinct ``rows`` in float64, centred, and divided by ``scale`` unless it is None."""
-        Z = self.X[self.first[rows]].astype(np.float64)
+    def centred(self, scale: np.ndarray | None) -> np.ndarray:
+        """The distinct rows in float64, centred, and divided by ``scale`` unless it is None."""
+        return self._centre_in_place(self.X[self.first].astype(np.float64), scale)
+
+    def transposed_times(self, weights: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+        """``centred(scale).T @ weights``, a block of rows at a time."""
+        total = np.zeros(self.X.shape[1])
+        for rows, block in self._blocks():
+            total += self._centre_in_place(block, scale).T @ weights[rows]
+        return total
+
+    def _centre_in_place(self, Z: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
         Z -= self.mean
         Z[:, self.constant] = 0.0
         if scale is not None:
             Z /= scale
         return Z
 
-    def transposed_times(self, weights: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
-        """``centred(scale).T @ weights``, a block of rows at a time."""
-        total = np.zeros(self.X.shape[1])
-        for start in range(0, self.n_distinct, ROW_BLOCK):
-            rows = slice(start, start + ROW_BLOCK)
-            total += self.centred(scale, rows).T @ weights[rows]
-        return total
-
     def _weighted_sum(self, of_block: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``counts @ of_block(rows)`` over the distinct rows in float64, a block at a time."""
         total = np.zeros(self.X.shape[1])
+        for rows, block in self._blocks():
+            total += self.counts[rows] @ of_block(block)
+        return total
+
+    def _blocks(self) -> Iterator[tuple[slice, np.ndarray]]:
+        """The distinct rows, ``ROW_BLOCK`` at a time, in float64: a few MB, not a copy of all."""
         for start in range(0, self.n_distinct, ROW_BLOCK):
             rows = slice(start, start + ROW_BLOCK)
-            total += self.counts[rows] @ of_block(self.X[self.first[rows]].astype(np.float64))
-        return total
+            yield rows, self.X[self.first[rows]].astype(np.float64)
 
 
 class RidgeProblem:
