@@ -373,6 +373,8 @@ def test_extra_cv_scores_the_chosen_penalty_and_above_as_a_search_on_its_folds_w
     alone = RidgeGridClassifier(list(ridge.extra_cv_alphas_), cv=other).fit(X, y)
     np.testing.assert_allclose(ridge.extra_cv_auc_, alone.cv_auc_, atol=1e-12)
     assert not hasattr(RidgeGridClassifier("auto", cv=folds).fit(X, y), "extra_cv_auc_")
+    # taken as cv is: a number of stratified folds
+    assert RidgeGridClassifier("auto", cv=folds, extra_cv=3).fit(X, y).extra_cv_auc_.shape[1] == 3
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")

@@ -60,8 +60,8 @@ class RidgeGridClassifier(BinaryClassifier):
         that do not vary are left as they are). The same scale serves every fold.
         ``"auto"`` searches both ways on the same folds and keeps the one with the higher
         best mean CV AUC (raw features on a tie).
-    extra_cv : iterable of (train, validation) index arrays, optional
-        Folds of another grouping (spatial blocks, where ``cv`` keeps cells together) on
+    extra_cv : int, cross-validation splitter or iterable of (train, validation) index arrays, optional
+        Taken as ``cv`` is. Folds of another grouping (spatial blocks, where ``cv`` keeps cells together) on
         which the chosen penalty and the larger ones, from two decades below it, are
         scored once alpha is chosen: they choose nothing, and show whether that grouping
         would want more penalty. Scored in the same fit, they reuse its kernel.
@@ -187,7 +187,7 @@ class RidgeGridClassifier(BinaryClassifier):
                           "columns", FeatureScaleWarning)
         self.oof_decision_ = problem.out_of_fold(folds, paths, self.best_alpha_)
         if self.extra_cv is not None:
-            extra = [(np.asarray(train), np.asarray(valid)) for train, valid in self.extra_cv]
+            extra = list(check_cv(self.extra_cv, y01, classifier=True).split(X, y01, groups))
             self.extra_cv_alphas_ = grid[grid >= self.best_alpha_ / 100]
             self.extra_cv_auc_ = problem.fold_auc(extra, problem.solve(extra, self.extra_cv_alphas_),
                                                   self.extra_cv_alphas_)
