@@ -97,7 +97,7 @@ def test_auto_search_is_wide_interior_and_equals_sklearn(client, n, k):
     with client.as_current():
         ours = RidgeGridClassifier("auto", cv=folds).fit(X, y)
     grid = ours.alphas_
-    assert np.log10(grid.max() / grid.min()) >= 8
+    assert np.log10(grid.max() / grid.min()) >= 6
     assert len(grid) >= 3 * np.log10(grid.max() / grid.min())  # several points per decade
     assert (np.diff(grid) > 0).all()
     assert not ours.alpha_at_grid_edge_ and grid.min() < ours.best_alpha_ < grid.max()
@@ -118,9 +118,15 @@ def test_auto_grid_follows_the_scale_of_the_features():
 def test_auto_grid_extends_until_the_best_alpha_is_interior(monkeypatch):
     X, y, groups = _peaked_problem()
     folds = cv_folds(y, groups, 5, "l", seed=0)
+    default = RidgeGridClassifier("auto", cv=folds).fit(X, y)
+    # A grid wide enough to hold the best alpha from the start: the reference.
+    monkeypatch.setattr(ridge_module, "AUTO_DECADES_BELOW", 4)
     first = RidgeGridClassifier("auto", cv=folds).fit(X, y)
     best_exponent = np.log10(first.best_alpha_)
     assert first.n_grid_extensions_ == 0  # the first grid starts AUTO_DECADES_BELOW the total variance's decade
+    assert default.best_alpha_ == first.best_alpha_ and not default.alpha_at_grid_edge_
+    shared = np.isin(first.alphas_, default.alphas_)
+    np.testing.assert_allclose(default.cv_auc_, first.cv_auc_[shared], rtol=0, atol=1e-12)
     centre = np.round(np.log10(first.alphas_.min())) + ridge_module.AUTO_DECADES_BELOW
     # A first grid that ends two decades below the best alpha: the search must climb.
     monkeypatch.setattr(ridge_module, "AUTO_DECADES_ABOVE", int(np.floor(best_exponent - centre)) - 2)
@@ -147,7 +153,7 @@ def test_a_flat_cv_curve_is_not_extended_but_its_end_is_flagged():
     x = rng.normal(size=(300, 1))
     y = (x[:, 0] + rng.normal(size=300) > 0).astype(int)
     folds = cv_folds(y, np.arange(300), 5, "l", seed=0)
-    with pytest.warns(AlphaAtGridEdgeWarning, match=r"smallest one searched \(.*\) and ties 32 other"):
+    with pytest.warns(AlphaAtGridEdgeWarning, match=r"smallest one searched \(.*\) and ties 24 other"):
         ours = RidgeGridClassifier("auto", cv=folds).fit(x, y)
     assert np.ptp(ours.cv_auc_.mean(axis=1)) == 0
     assert ours.n_grid_extensions_ == 0 and ours.alpha_at_grid_edge_
@@ -251,6 +257,26 @@ def test_a_tie_at_the_end_of_the_grid_is_an_edge_and_one_alpha_is_none():
         single = RidgeGridClassifier([1.0], cv=folds).fit(x, y)
     assert tied.alpha_at_grid_edge_ and tied.best_alpha_ == 10.0  # the first given
     assert not single.alpha_at_grid_edge_
+
+
+def test_a_resumed_penalty_path_is_the_one_run_for_the_smaller_alphas():
+    """A downward extension of the grid goes on with the runs of the first solve: it must
+    stop at the same step and give the same bits as one run for all the alphas."""
+    rng = np.random.default_rng(2)
+    M = rng.normal(size=(150, 90)) * np.logspace(0, -2, 90)
+    A = M @ M.T
+    b, rows = rng.normal(size=150), rng.normal(size=(6, 150))
+    large, all_alphas = np.logspace(0, 3, 7), np.logspace(-3, 3, 13)
+    first = penalty_path(A, b, rows, 0.0, large)
+    resumed = penalty_path(A, b, rows, 0.0, all_alphas, resume=first)
+    direct = penalty_path(A, b, rows, 0.0, all_alphas)
+    assert first.steps < resumed.steps == direct.steps
+    np.testing.assert_array_equal(resumed.scores(all_alphas), direct.scores(all_alphas))
+    expected = np.array([rows @ np.linalg.solve(A + a * np.eye(150), b) for a in all_alphas])
+    np.testing.assert_allclose(resumed.scores(all_alphas), expected, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(first.scores(large), expected[6:], rtol=1e-8, atol=1e-10)  # still the first path's
+    again = penalty_path(A, b, rows, 0.0, large, resume=first)  # nothing smaller asked: no step
+    assert again.steps == resumed.steps
 
 
 def test_penalty_path_of_a_zero_right_hand_side_is_zero():

@@ -25,7 +25,7 @@ all training rows, of which each fold's is a part) serves every fold's step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import linalg
@@ -35,6 +35,8 @@ TOLERANCE = 1e-10
 #: Lanczos steps before the remaining alphas are solved by Cholesky
 MAX_STEPS = 800
 _CHECK_EVERY = 10
+#: basis vectors a run makes room for at first; it doubles the room as it needs
+_FIRST_CAPACITY = 64
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class PenaltyPath:
     exact: dict[float, np.ndarray]  #: alpha -> scores less the offset, for alphas solved by Cholesky
     resolved_from: float  #: the smallest alpha the Lanczos run resolved
     steps: int
+    #: the run itself, which :func:`penalty_paths` continues (``resume``) for smaller alphas
+    lanczos: _Lanczos = field(repr=False, compare=False)
 
     def scores(self, alphas: np.ndarray) -> np.ndarray:
         """Scores of the rows, shape ``(len(alphas), n_rows)``.
@@ -87,32 +91,41 @@ class System:
 
 
 def penalty_path(A: np.ndarray, b: np.ndarray, rows: np.ndarray | None, offset: float,
-                 alphas: np.ndarray, tol: float = TOLERANCE,
-                 max_steps: int | None = None) -> PenaltyPath:
+                 alphas: np.ndarray, tol: float = TOLERANCE, max_steps: int | None = None,
+                 resume: PenaltyPath | None = None) -> PenaltyPath:
     """Scores ``rows @ x(alpha) + offset`` for every alpha, with ``(A + alpha I) x = b``.
 
     ``rows=None`` stands for the identity: the "scores" are the solutions themselves.
     ``A`` is symmetric positive semi-definite; Cholesky fallbacks shift its diagonal in
     place and restore it. Every alpha in ``alphas`` is solved to ``tol``; alphas passed
     later to :meth:`PenaltyPath.scores` are too if they are not below ``resolved_from``.
+    ``resume``: the path of this system for larger alphas, whose run goes on.
     """
     system = System(b, offset, None if rows is None else rows.__matmul__, lambda: A)
-    [path] = penalty_paths([system], lambda _, vectors: [A @ vector for vector in vectors], alphas, tol, max_steps)
+    [path] = penalty_paths([system], lambda _, vectors: [A @ vector for vector in vectors], alphas, tol, max_steps,
+                           None if resume is None else [resume])
     return path
 
 
 def penalty_paths(systems: Sequence[System], multiply: Callable[[list[int], list[np.ndarray]], list[np.ndarray]],
-                  alphas: np.ndarray, tol: float = TOLERANCE, max_steps: int | None = None) -> list[PenaltyPath]:
+                  alphas: np.ndarray, tol: float = TOLERANCE, max_steps: int | None = None,
+                  resume: Sequence[PenaltyPath] | None = None) -> list[PenaltyPath]:
     """:func:`penalty_path` of several systems, their Lanczos runs stepped in lockstep.
 
     ``multiply(which, vectors)`` takes the indices of the systems still running and one
     vector of each, and returns each vector times its system's ``A``; it is called once
-    per step for all of them.
+    per step for all of them. ``resume``: the paths of these same systems for larger
+    alphas, whose runs go on from where they stopped, to the same steps and bits as one
+    run for ``alphas`` from the start.
     """
     alphas = np.unique(np.asarray(alphas, dtype=np.float64))
-    runs = [_Lanczos(system.b, alphas.min(), tol, min(MAX_STEPS if max_steps is None else max_steps,
-                                                        len(system.b)))
-            for system in systems]
+    if resume is None:
+        runs = [_Lanczos(system.b, tol, min(MAX_STEPS if max_steps is None else max_steps, len(system.b)))
+                for system in systems]
+    else:
+        runs = [path.lanczos for path in resume]
+    for run in runs:
+        run.resolve_down_to(alphas.min())
     running = [i for i, run in enumerate(runs) if not run.finished]
     while running:
         products = multiply(running, [runs[i].vector for i in running])
@@ -128,7 +141,7 @@ def _path(system: System, run: _Lanczos, alphas: np.ndarray, tol: float) -> Pena
     if run.steps == 0:  # nothing to fit: every solution is zero
         width = len(score(np.zeros((len(b), 1))))
         return PenaltyPath(basis=np.zeros((width, 1)), weights=np.zeros(1), theta=np.ones(1),
-                           offset=system.offset, exact={}, resolved_from=0.0, steps=0)
+                           offset=system.offset, exact={}, resolved_from=0.0, steps=0, lanczos=run)
     k = run.steps
     theta, S = linalg.eigh_tridiagonal(run.diagonal[:k], run.beta[:k - 1])
     weights = S[0] * np.linalg.norm(b)
@@ -141,32 +154,42 @@ def _path(system: System, run: _Lanczos, alphas: np.ndarray, tol: float) -> Pena
     basis = score(run.Q[:k].T) @ S
     resolved_from = float(alphas[resolved].min()) if resolved.any() else np.inf
     return PenaltyPath(basis=basis, weights=weights, theta=theta, offset=system.offset, exact=exact,
-                       resolved_from=resolved_from, steps=k)
+                       resolved_from=resolved_from, steps=k, lanczos=run)
 
 
 class _Lanczos:
-    """Lanczos with full reorthogonalisation, stepped from outside until ``smallest_alpha``
-    is resolved: ``vector`` is the next basis vector, whose product with ``A`` goes to
-    :meth:`step`.
+    """Lanczos with full reorthogonalisation, stepped from outside until the smallest
+    alpha asked for (:meth:`resolve_down_to`) is resolved: ``vector`` is the next basis
+    vector, whose product with ``A`` goes to :meth:`step`.
 
-    The basis is kept as rows ``Q`` (k+1, n), with the diagonal of ``T`` and its
-    off-diagonal ``beta`` (``beta[k-1]`` couples the last basis vector to the next).
+    The basis is kept as rows ``Q`` (k+1, n), grown as the run goes, with the diagonal of
+    ``T`` and its off-diagonal ``beta`` (``beta[k-1]`` couples the last basis vector to
+    the next). ``exhausted``: no step can follow (the Krylov space is invariant, or
+    ``max_steps`` were taken); ``finished``: none is needed for the alphas asked.
     """
 
-    def __init__(self, b: np.ndarray, smallest_alpha: float, tol: float, max_steps: int):
-        self.Q = np.zeros((max_steps + 1, len(b)))
+    def __init__(self, b: np.ndarray, tol: float, max_steps: int):
+        self.Q = np.zeros((min(_FIRST_CAPACITY, max_steps + 1), len(b)))
         self.diagonal = np.zeros(max_steps)
         self.beta = np.zeros(max_steps)
-        self.smallest_alpha, self.tol, self.max_steps = smallest_alpha, tol, max_steps
+        self.tol, self.max_steps = tol, max_steps
+        self.smallest_alpha = np.inf
         self.steps, self.scale = 0, 0.0
         norm = np.linalg.norm(b)
-        self.finished = norm == 0 or max_steps == 0
+        self.exhausted = self.finished = norm == 0 or max_steps == 0
         if norm:
             self.Q[0] = b / norm
 
     @property
     def vector(self) -> np.ndarray:
         return self.Q[self.steps]
+
+    def resolve_down_to(self, alpha: float) -> None:
+        """Go on stepping until ``alpha`` too is resolved (at once, if it already is)."""
+        self.smallest_alpha = min(self.smallest_alpha, alpha)
+        # A run resumed where it stopped checks there, as one run for the smaller alpha
+        # would have checked at that step: both stop at the same step.
+        self.finished = self.exhausted or (self.steps > 0 and self._resolved())
 
     def step(self, u: np.ndarray) -> None:
         j, Q = self.steps, self.Q
@@ -179,13 +202,20 @@ class _Lanczos:
         self.steps = steps = j + 1
         if self.beta[j] <= 1e-13 * self.scale:  # the Krylov space is invariant: every alpha is exact
             self.beta[j] = 0.0
-            self.finished = True
+            self.exhausted = self.finished = True
             return
+        if steps == len(Q):
+            self.Q = Q = np.concatenate([Q, np.zeros((min(len(Q), self.max_steps + 1 - len(Q)), Q.shape[1]))])
         Q[j + 1] = u / self.beta[j]
-        if steps % _CHECK_EVERY == 0 or steps == self.max_steps:
-            theta, S = linalg.eigh_tridiagonal(self.diagonal[:steps], self.beta[:steps - 1])
-            self.finished = steps == self.max_steps or \
-                _residuals(theta, S, self.beta[j], np.array([self.smallest_alpha]))[0] <= self.tol
+        self.exhausted = steps == self.max_steps
+        if steps % _CHECK_EVERY == 0 or self.exhausted:
+            self.finished = self.exhausted or self._resolved()
+
+    def _resolved(self) -> bool:
+        """Whether the smallest alpha asked for is resolved at this step."""
+        k = self.steps
+        theta, S = linalg.eigh_tridiagonal(self.diagonal[:k], self.beta[:k - 1])
+        return bool(_residuals(theta, S, self.beta[k - 1], np.array([self.smallest_alpha]))[0] <= self.tol)
 
 
 def _residuals(theta: np.ndarray, S: np.ndarray, beta_last: float, alphas: np.ndarray) -> np.ndarray:

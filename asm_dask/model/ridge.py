@@ -5,11 +5,13 @@ scoring="roc_auc", cv=folds)`` gives on the same folds and alphas, but solves ea
 once for every alpha (:mod:`asm_dask.model.ridge_cv`), so a wide grid costs about what
 the notebook's four alphas cost.
 
-``alphas="auto"`` searches a logarithmic grid of eight decades, four points each, placed
-by the features' total variance (the mean eigenvalue of the kernel, which sets the scale
-at which a penalty bites), and extends it a decade at a time while the best alpha sits at
-either end. The folds run as tasks on the Dask cluster of the current client, if there is
-one (a notebook's ``Client()``, or the one :func:`asm_dask.run` starts).
+``alphas="auto"`` searches a logarithmic grid of six decades, four points each, from the
+decade of the features' total variance up (the mean eigenvalue of the kernel, which sets
+the scale at which a penalty bites), and extends it a decade at a time while the best
+alpha sits at either end. Small alphas cost the most: the folds' Lanczos runs resolve
+alphas from the largest down, so a decade more below goes on from where they stopped.
+The folds run as tasks on the Dask cluster of the current client, if there is one
+(a notebook's ``Client()``, or the one :func:`asm_dask.run` starts).
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from .binary import BinaryClassifier
 from .numerics import current_client, linear_scores, one_blas_thread
 from .ridge_cv import RidgeProblem, TrainingRows, both_classes
 
-#: the auto grid: decades below and above the features' total variance, points per decade.
-#: Best alphas seen sit near the total variance; small ones cost the most Lanczos steps.
-AUTO_DECADES_BELOW, AUTO_DECADES_ABOVE, POINTS_PER_DECADE = 2, 6, 4
-#: decades the auto grid may grow beyond its first eight, in either direction together
-MAX_EXTENSIONS = 6
-#: once the grid grows downwards, the folds are solved again for this many decades below
-#: it too, so that the next extensions need no new solve (small alphas cost the most steps)
-_HEADROOM_DECADES = 2
+#: the auto grid: decades below and above the decade of the features' total variance,
+#: points per decade. Best alphas seen lie from 0.001 to 800 times the total variance,
+#: most from 0.05 to 15; each decade below costs the folds more Lanczos steps than all
+#: above it (Sierra Leone: 60 steps from the total variance's decade, 230 from two
+#: below), so the grid grows downwards only when its best alpha is its smallest.
+AUTO_DECADES_BELOW, AUTO_DECADES_ABOVE, POINTS_PER_DECADE = 0, 6, 4
+#: decades the auto grid may grow beyond its first six, in either direction together
+MAX_EXTENSIONS = 8
 #: a feature whose spread over the training rows is this many times the typical
 #: feature's outweighs every other in ridge's penalty: whatever alpha, the others' weights
 #: shrink to nothing and the model is that one feature
@@ -229,7 +231,7 @@ class RidgeGridClassifier(BinaryClassifier):
 
 
 def auto_grid(total_variance: float) -> np.ndarray:
-    """Eight decades around the features' total variance, four points per decade.
+    """Six decades up from the decade of the features' total variance, four points per decade.
 
     Values are rounded to three significant digits (1, 1.78, 3.16, 5.62, 10, ...), so
     that they read well in reports, in ascending order (the search order).
@@ -257,8 +259,7 @@ def _search(problem: RidgeProblem, folds: list, scored: np.ndarray, given: np.nd
     is at an end (up to :data:`MAX_EXTENSIONS` decades)."""
     grid = given if given is not None else auto_grid(problem.total_variance)
     extensions = 0
-    solved = grid
-    paths = problem.solve(folds, solved)
+    paths = problem.solve(folds, grid)
     while True:
         cv_auc = problem.fold_auc(folds, paths, grid)
         # The first best in search order, as GridSearchCV picks: on the ascending auto
@@ -273,9 +274,8 @@ def _search(problem: RidgeProblem, folds: list, scored: np.ndarray, given: np.nd
             return _Search(problem, grid, cv_auc, mean_auc, best, paths, extensions)
         grid = _extend(grid, downwards=edge == "smallest")
         extensions += 1
-        if not np.isin(grid, solved).all():
-            solved = _with_headroom(grid)
-            paths = problem.solve(folds, solved)
+        if edge == "smallest":  # larger alphas are resolved already: a run resolves from the top down
+            paths = problem.solve(folds, grid, resume=paths)
 
 
 def _check_alphas(alphas: Any) -> np.ndarray | None:
@@ -326,14 +326,6 @@ def _edge(grid: np.ndarray, mean_auc: np.ndarray, best: int) -> str | None:
     if grid[best] == grid.min():
         return "smallest"
     return "largest" if grid[best] == grid.max() else None
-
-
-def _with_headroom(grid: np.ndarray) -> np.ndarray:
-    """The grid and the decades below it that its first extensions would add."""
-    extended = grid
-    for _ in range(_HEADROOM_DECADES):
-        extended = _extend(extended, downwards=True)
-    return extended
 
 
 def _extend(grid: np.ndarray, downwards: bool) -> np.ndarray:

@@ -118,12 +118,18 @@ class RidgeProblem:
         del Z
         self.data = share(client, data)
 
-    def solve(self, folds: Folds, alphas: np.ndarray) -> list[PenaltyPath]:
-        """Penalty paths of every fold, solved for ``alphas`` (and any larger alpha)."""
+    def solve(self, folds: Folds, alphas: np.ndarray, resume: list[PenaltyPath] | None = None) -> list[PenaltyPath]:
+        """Penalty paths of every fold, solved for ``alphas`` (and any larger alpha);
+        ``resume``: these folds' paths for larger alphas, whose Lanczos runs go on."""
+        if resume is not None and self.client is not None:
+            # The runs' bases (MBs a fold) go to the workers as data, not inside the graph.
+            resume = self.client.scatter(list(resume), hash=False)
         if self.solver == "dual":
-            [paths] = run_tasks(self.client, [(_dual_fold_paths, list(folds), alphas)], self.data, "fit: solve folds")
+            [paths] = run_tasks(self.client, [(_dual_fold_paths, list(folds), alphas, resume)], self.data,
+                                "fit: solve folds")
             return paths
-        return run_tasks(self.client, [(_primal_fold_path, train, valid, alphas) for train, valid in folds],
+        return run_tasks(self.client, [(_primal_fold_path, train, valid, alphas, path)
+                                       for (train, valid), path in zip(folds, resume or [None] * len(folds))],
                          self.data, "fit: solve folds")
 
     def refit(self, alpha: float) -> np.ndarray:
@@ -167,8 +173,8 @@ def _distinct_validation(row_ids: np.ndarray, valid: np.ndarray) -> tuple[np.nda
     return valid[first], copies.ravel()
 
 
-def _dual_fold_paths(folds: Folds, alphas: np.ndarray, K: np.ndarray, target: np.ndarray,
-                     row_ids: np.ndarray) -> list[PenaltyPath]:
+def _dual_fold_paths(folds: Folds, alphas: np.ndarray, resume: list[PenaltyPath] | None, K: np.ndarray,
+                     target: np.ndarray, row_ids: np.ndarray) -> list[PenaltyPath]:
     """Validation scores of every fold for every alpha, from the centred fold kernels.
 
     A fold's kernel is ``P K[r, r] P``, with ``r`` its training rows (as indices of
@@ -185,7 +191,7 @@ def _dual_fold_paths(folds: Folds, alphas: np.ndarray, K: np.ndarray, target: np
                               lambda rows=rows: _centred(K, rows)[0]))
         row_sets.append(rows)
     with ThreadPoolExecutor(os.cpu_count()) as pool:
-        return penalty_paths(systems, _fold_products(K, row_sets, pool), alphas)
+        return penalty_paths(systems, _fold_products(K, row_sets, pool), alphas, resume=resume)
 
 
 def _fold_products(K: np.ndarray, row_sets: list[np.ndarray],
@@ -223,15 +229,16 @@ def _cross_scores(K: np.ndarray, rows: np.ndarray, scored: np.ndarray) -> Callab
     return score
 
 
-def _primal_fold_path(train: np.ndarray, valid: np.ndarray, alphas: np.ndarray, Z: np.ndarray,
-                      target: np.ndarray, row_ids: np.ndarray) -> PenaltyPath:
+def _primal_fold_path(train: np.ndarray, valid: np.ndarray, alphas: np.ndarray, resume: PenaltyPath | None,
+                      Z: np.ndarray, target: np.ndarray, row_ids: np.ndarray) -> PenaltyPath:
     """Validation scores of the fold for every alpha, from the centred fold Gram matrix."""
     scored, _ = _distinct_validation(row_ids, valid)
     Zf = Z[row_ids[train]]
     centre = Zf.mean(axis=0)
     Zf -= centre
     y = target[train]
-    return penalty_path(Zf.T @ Zf, Zf.T @ (y - y.mean()), Z[row_ids[scored]] - centre, y.mean(), alphas)
+    return penalty_path(Zf.T @ Zf, Zf.T @ (y - y.mean()), Z[row_ids[scored]] - centre, y.mean(), alphas,
+                        resume=resume)
 
 
 def _dual_refit(alpha: float, K: np.ndarray, target: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
