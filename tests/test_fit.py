@@ -91,11 +91,15 @@ def _no_warning():
 
 
 @pytest.mark.parametrize("n, k", [(300, 500), (700, 80)])
-def test_auto_search_is_wide_interior_and_equals_sklearn(client, n, k):
+def test_auto_search_is_wide_interior_and_equals_sklearn(client, monkeypatch, n, k):
+    """On worker processes, with a first grid that starts above the best alpha: the folds'
+    runs go on in the workers from where they stopped (dual and primal)."""
     X, y, groups = _problem(n, k, seed=4)
     folds = cv_folds(y, groups, 5, "labels.csv", seed=0)
+    monkeypatch.setattr(ridge_module, "AUTO_DECADES_BELOW", -1)
     with client.as_current():
         ours = RidgeGridClassifier("auto", cv=folds).fit(X, y)
+    assert ours.solver_ == ("dual" if n < k else "primal") and ours.n_grid_extensions_ >= 1
     grid = ours.alphas_
     assert np.log10(grid.max() / grid.min()) >= 6
     assert len(grid) >= 3 * np.log10(grid.max() / grid.min())  # several points per decade
