@@ -235,6 +235,26 @@ def test_folds_stay_exact_when_lanczos_stops_short_of_the_grid(monkeypatch):
     _assert_equals_sklearn(ours, X, y, folds)
 
 
+@pytest.mark.parametrize("n, k", [(300, 500), (700, 80)])
+@pytest.mark.parametrize("seed, share, factor, winner", [(0, 0.5, 0.2, False), (6, 0.04, 40, True)])
+def test_standardize_auto_is_each_way_searched_alone(n, k, seed, share, factor, winner):
+    """Both ways come from one conversion of the rows (the standardised rows are the raw
+    ones divided in place): each must be what a search of that way alone finds, dual and
+    primal, and the model kept must be the winner's, raw or standardised."""
+    X, y, groups = _problem(n, k, seed=seed)
+    X[:, : int(share * k)] *= factor  # features on other scales: the two ways differ
+    folds = cv_folds(y, groups, 5, "l", seed=0)
+    both = RidgeGridClassifier("auto", cv=folds, standardize="auto").fit(X, y)
+    assert both.standardize_ == winner
+    alone = {way: RidgeGridClassifier("auto", cv=folds, standardize=way).fit(X, y) for way in (False, True)}
+    for way, name in ((False, "raw"), (True, "standardized")):
+        assert both.cv_auc_by_scaling_[name] == alone[way].cv_auc_.mean(axis=1).max()
+    kept = alone[both.standardize_]
+    assert both.solver_ == kept.solver_ == ("dual" if n < k else "primal")
+    np.testing.assert_array_equal(both.cv_auc_, kept.cv_auc_)
+    np.testing.assert_array_equal(both.coef_, kept.coef_)
+
+
 def test_a_constant_feature_gets_no_weight_when_standardised():
     X, y, groups = _problem(n=37, k=60, seed=9)
     X[:, 0] = 0.5118216247002567  # its mean computes a bit off: centring leaves rounding noise

@@ -156,7 +156,8 @@ class RidgeGridClassifier(BinaryClassifier):
         client = current_client()
         ways = (False, True) if self.standardize == "auto" else (bool(self.standardize),)
         rows = TrainingRows(X)
-        searches = {way: _search(RidgeProblem(rows, y01, way, client), folds, scored, given) for way in ways}
+        searches = {way: _search(problem, folds, scored, given)
+                    for way, problem in zip(ways, RidgeProblem.each_scaling(rows, y01, ways, client))}
         self.cv_auc_by_scaling_ = {"standardized" if way else "raw": float(found.mean_auc[found.best])
                                    for way, found in searches.items()}
         self.standardize_ = max(ways, key=lambda way: searches[way].mean_auc[searches[way].best])

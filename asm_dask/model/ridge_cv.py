@@ -58,10 +58,21 @@ class TrainingRows:
         # A constant feature centres to rounding noise (its mean is a bit off), which
         # scaling would blow up to +-1: it is zeroed instead, as it carries nothing.
         self.constant = self.spread <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1e-300)
+        #: what standardising divides each feature by: its spread (1 for a constant one)
+        self.scale = np.where(self.constant, 1.0, self.spread)
 
-    def centred(self, scale: np.ndarray | None) -> np.ndarray:
-        """The distinct rows in float64, centred, and divided by ``scale`` unless it is None."""
-        return self._centre_in_place(self.X[self.first].astype(np.float64), scale)
+    def centred(self) -> np.ndarray:
+        """The distinct rows in float64, centred, a block of rows on each core: the first
+        touch of a fresh matrix is a good part of the cost."""
+        Z = np.empty((self.n_distinct, self.X.shape[1]))
+
+        def fill(rows: slice) -> None:
+            Z[rows] = self.X[self.first[rows]]
+            self._centre_in_place(Z[rows], None)
+
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            list(pool.map(fill, self._row_blocks()))
+        return Z
 
     def transposed_times(self, weights: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
         """``centred(scale).T @ weights``, a block of rows at a time."""
@@ -86,24 +97,31 @@ class TrainingRows:
 
     def _blocks(self) -> Iterator[tuple[slice, np.ndarray]]:
         """The distinct rows, ``ROW_BLOCK`` at a time, in float64: a few MB, not a copy of all."""
-        for start in range(0, self.n_distinct, ROW_BLOCK):
-            rows = slice(start, start + ROW_BLOCK)
+        for rows in self._row_blocks():
             yield rows, self.X[self.first[rows]].astype(np.float64)
+
+    def _row_blocks(self) -> list[slice]:
+        return [slice(start, start + ROW_BLOCK) for start in range(0, self.n_distinct, ROW_BLOCK)]
 
 
 class RidgeProblem:
     """The training rows prepared once for one way of scaling: centred (scaled),
-    deduplicated, on the cluster."""
+    deduplicated, on the cluster.
 
-    def __init__(self, rows: TrainingRows, y: np.ndarray, standardize: bool, client: Client | None):
+    ``Z``: the distinct rows, centred and divided by ``scale`` (``None``: raw). With
+    ``reused``, the caller changes ``Z`` once the problem is made: a primal problem, which
+    keeps its rows, keeps a copy.
+    """
+
+    def __init__(self, rows: TrainingRows, y: np.ndarray, Z: np.ndarray, scale: np.ndarray | None,
+                 client: Client | None, reused: bool = False):
         self.client = client
         self.rows = rows
         self.y = y
         self.target = np.where(y == 1, 1.0, -1.0)
         self.row_ids = rows.row_ids
         self.mean, self.spread = rows.mean, rows.spread
-        self.scale = np.where(rows.constant, 1.0, rows.spread) if standardize else None
-        Z = rows.centred(self.scale)
+        self.scale = scale
         # Mean squared norm of the centred rows: the kernel's mean eigenvalue.
         self.total_variance = float(rows.counts @ np.einsum("ij,ij->i", Z, Z) / len(y))
         self.solver = "dual" if len(y) <= Z.shape[1] else "primal"
@@ -114,9 +132,21 @@ class RidgeProblem:
             # goes through them again, a block at a time.
             data = {"K": gram(Z), "target": self.target, "row_ids": self.row_ids}
         else:
-            data = {"Z": Z, "target": self.target, "row_ids": self.row_ids}
-        del Z
+            data = {"Z": Z.copy() if reused else Z, "target": self.target, "row_ids": self.row_ids}
         self.data = share(client, data)
+
+    @classmethod
+    def each_scaling(cls, rows: TrainingRows, y: np.ndarray, ways: Sequence[bool],
+                     client: Client | None) -> Iterator[RidgeProblem]:
+        """A problem for each way of scaling in ``ways`` (``False``: raw, ``True``:
+        standardised), in turn, from one conversion of the rows to float64: the
+        standardised rows are the raw ones divided in place once the raw problem is made."""
+        Z = rows.centred()
+        for i, standardize in enumerate(ways):
+            scale = rows.scale if standardize else None
+            if scale is not None:
+                Z /= scale
+            yield cls(rows, y, Z, scale, client, reused=i < len(ways) - 1)
 
     def solve(self, folds: Folds, alphas: np.ndarray, resume: list[PenaltyPath] | None = None) -> list[PenaltyPath]:
         """Penalty paths of every fold, solved for ``alphas`` (and any larger alpha);
