@@ -324,3 +324,18 @@ def test_boundaries_without_geometry_are_one_line(tmp_path):
     path.write_text("name,x\nA,1\n")
     with pytest.raises(InputError, match=r"names.csv: no geometry"):
         read_boundaries(BoundariesConfig(str(path), "name"), [(-12, 7, -10, 9)])
+
+
+def test_a_country_raster_is_thinned_to_the_pixels_a_figure_shows():
+    """A figure shows a whole country's raster at most one cell per pixel: the middle cell
+    of each block is kept, as the nearest-cell resampling would keep one, in place."""
+    values = np.arange(2400 * 1500, dtype=np.float64).reshape(2400, 1500)
+    raster = CellRaster(values, west=12.0, north=10.5, cell_size=0.01)
+    thinned = raster.thinned(1080)
+    assert thinned.shape == (800, 500) and thinned.cell_size == pytest.approx(0.03)
+    assert thinned.values[0, 0] == values[1, 1] and thinned.values[-1, -1] == values[2398, 1498]
+    lat, lon = thinned.centres(np.array([5]), np.array([7]))
+    assert raster.values[raster.pixel_of(lat, lon)] == thinned.values[5, 7]  # each kept cell where it was
+    np.testing.assert_allclose(thinned.bounds, raster.bounds)
+    small = CellRaster(values[:300, :330], west=12.0, north=10.5, cell_size=0.01)
+    assert small.thinned(1080) is small  # Sierra Leone's size: every cell drawn

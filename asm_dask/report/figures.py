@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from .raster import CellRaster
 
 
+#: pixels per inch of every figure
+DPI = 120
+
 Plot = TypeVar("Plot", bound=Callable[..., None])
 _drawing = threading.Lock()
 
@@ -157,8 +160,7 @@ def plot_probability_map(path: str, raster: CellRaster, title: str,
     width = 9.0
     height = min(14.0, max(4.0, width * raster.shape[0] / raster.shape[1] * aspect))
     fig, ax = _subplots(figsize=(width, height))
-    shown = ax.imshow(raster.values, extent=(west, east, south, north), cmap="viridis", vmin=0, vmax=1,
-                      interpolation="nearest", aspect=aspect)
+    shown = _draw_raster(ax, raster, max(width, height), cmap="viridis", vmin=0, vmax=1, aspect=aspect)
     if positives is not None and len(positives):
         ax.scatter(positives["lon"], positives["lat"], s=4, c="red", edgecolors="none",
                    label="ASM labels", alpha=0.7)
@@ -171,6 +173,17 @@ def plot_probability_map(path: str, raster: CellRaster, title: str,
     fig.colorbar(shown, ax=ax, label="Predicted ASM probability", shrink=0.8)
     ax.set(xlabel="Longitude", ylabel="Latitude", title=title)
     _save(fig, path)
+
+
+def _draw_raster(ax: Any, raster: CellRaster, inches: float, **style: Any) -> Any:
+    """``imshow`` of the raster on ``ax``, with at most as many cells along its longer side
+    as ``inches`` (at least the axes' longer side) hold pixels. A whole country's raster
+    is thinned first, as the nearest-cell resampling would thin it, rather than resampled
+    whole twice, to lay the figure out and to save it: 3.9 s for DR Congo's four feature
+    maps."""
+    shown = raster.thinned(int(inches * DPI))
+    west, south, east, north = shown.bounds
+    return ax.imshow(shown.values, extent=(west, east, south, north), interpolation="nearest", **style)
 
 
 def _aspect(south: float, north: float) -> float:
@@ -191,7 +204,7 @@ def _subplots(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[
 def _save(fig: Figure, path: str) -> None:
     fig.tight_layout()
     with writing(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=DPI, format="png")
 
 
 @drawn_alone
@@ -204,14 +217,14 @@ def plot_feature_maps(path: str, rasters: dict[str, CellRaster]) -> None:
     west, south, east, north = first.bounds
     aspect = _aspect(south, north)
     height = 4.5 * first.shape[0] / first.shape[1] * aspect
-    fig, axes = _subplots(-(-n // columns), columns, figsize=(9, min(16, max(3, height) * -(-n // columns))),
-                             squeeze=False)
+    rows = -(-n // columns)
+    fig, axes = _subplots(rows, columns, figsize=(9, min(16, max(3, height) * rows)), squeeze=False)
     for ax, (name, raster) in zip(axes.flat, rasters.items()):
         values = raster.values
         finite = values[np.isfinite(values)]
         low, high = np.percentile(finite, [2, 98]) if finite.size else (0, 1)
-        shown = ax.imshow(values, extent=(west, east, south, north), cmap="magma", vmin=low, vmax=high,
-                          interpolation="nearest", aspect=aspect)
+        shown = _draw_raster(ax, raster, max(9 / columns, fig.get_figheight() / rows), cmap="magma", vmin=low,
+                             vmax=high, aspect=aspect)
         fig.colorbar(shown, ax=ax, shrink=0.8)
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)

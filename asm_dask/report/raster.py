@@ -56,6 +56,15 @@ class CellRaster:
     def like(self, values: np.ndarray) -> CellRaster:
         return CellRaster(values, self.west, self.north, self.cell_size)
 
+    def thinned(self, pixels: int) -> CellRaster:
+        """Every k-th cell each way (the middle one of each k x k block), k the smallest
+        step that leaves at most ``pixels`` on the longer side: what an image ``pixels``
+        wide shows of the raster when it is resampled to the nearest cell anyway."""
+        step = -(-max(self.shape) // max(pixels, 1))
+        if step <= 1:
+            return self
+        return CellRaster(self.values[step // 2::step, step // 2::step], self.west, self.north, self.cell_size * step)
+
 
 def rasterize_cells(lat: np.ndarray, lon: np.ndarray, values: np.ndarray, cell_size: float,
                     frame: CellRaster | None = None) -> CellRaster:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .figures import _aspect, _save, _subplots, drawn_alone
+from .figures import _aspect, _draw_raster, _save, _subplots, drawn_alone
 
 #: districts drawn in the time series: those of most expected ASM in the last year
 MAX_SERIES_DISTRICTS = 8
@@ -57,9 +57,8 @@ def plot_year_maps(path: str, report: YearsReport) -> None:
                           squeeze=False)
     shown = None
     for ax, year, raster in zip(axes.ravel(), report.years, rasters):
-        w, s, e, n = raster.bounds
-        shown = ax.imshow(raster.values, extent=(w, e, s, n), cmap="viridis", vmin=0, vmax=1,
-                          interpolation="nearest", aspect=aspect)
+        shown = _draw_raster(ax, raster, max(4.0, fig.get_figheight() / rows), cmap="viridis", vmin=0, vmax=1,
+                             aspect=aspect)
         ax.set(title=str(year), xlabel="Longitude", ylabel="Latitude")
     for ax in axes.ravel()[len(rasters):]:
         ax.set_axis_off()
