@@ -148,22 +148,43 @@ def test_auto_grid_extends_until_the_best_alpha_is_interior(monkeypatch):
     assert descended.best_alpha_ == first.best_alpha_
 
 
-def test_a_flat_cv_curve_is_not_extended_but_its_end_is_flagged():
-    """One feature: every alpha ranks the rows alike, so every CV AUC ties. Nothing to
-    extend; the tie goes to the weakest penalty, at which the folds' scores keep their
-    scale (the strongest shrinks them to the intercepts). That alpha is the grid's end,
-    which is flagged, saying that the CV AUC does not change there."""
+def test_a_flat_cv_curve_is_looked_below_then_its_end_is_flagged():
+    """One feature: every alpha ranks the rows alike, so every CV AUC ties. The grid
+    looks PLATEAU_DECADES_BELOW decades below the flat curve and finds it flat there too;
+    the tie goes to the weakest penalty, at which the folds' scores keep their scale (the
+    strongest shrinks them to the intercepts). That alpha is the grid's end, which is
+    flagged, saying that the CV AUC does not change there."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 1))
     y = (x[:, 0] + rng.normal(size=300) > 0).astype(int)
     folds = cv_folds(y, np.arange(300), 5, "l", seed=0)
-    with pytest.warns(AlphaAtGridEdgeWarning, match=r"smallest one searched \(.*\) and ties 24 other"):
+    with pytest.warns(AlphaAtGridEdgeWarning, match=r"smallest one searched \(.*\) and ties 32 other"):
         ours = RidgeGridClassifier("auto", cv=folds).fit(x, y)
     assert np.ptp(ours.cv_auc_.mean(axis=1)) == 0
-    assert ours.n_grid_extensions_ == 0 and ours.alpha_at_grid_edge_
+    assert ours.n_grid_extensions_ == ridge_module.PLATEAU_DECADES_BELOW and ours.alpha_at_grid_edge_
     assert ours.best_alpha_ == ours.alphas_.min()
     _assert_equals_sklearn(ours, x, y, folds)
     assert roc_auc_score(y, ours.oof_decision_) > 0.8  # pooled, they still rank
+
+
+@pytest.mark.parametrize("n, k, eps", [(500, 30, 1e-3), (100, 300, 1e-2)])
+def test_a_curve_flat_over_the_first_grid_is_followed_down_to_its_slope(n, k, eps):
+    """A feature of large variance and no signal sets the total variance; the signal lies
+    in directions a million times weaker. Every alpha of the first grid shrinks them to
+    nothing, so its CV AUCs tie at chance: below that plateau the curve rises, and the
+    search must find it, as scikit-learn does, not stop at chance (dual and primal)."""
+    rng = np.random.default_rng(0)
+    X = 10 * rng.normal(size=(n, 1)) + eps * rng.normal(size=(n, k))
+    signal = rng.normal(size=n)
+    X[:, 0] += eps * signal
+    X[:, 1] -= eps * signal
+    y = (signal > 0).astype(int)
+    folds = cv_folds(y, np.arange(n), 5, "l", seed=0)
+    ours = RidgeGridClassifier("auto", cv=folds).fit(X, y)
+    first = ridge_module.auto_grid(X.var(axis=0).sum())
+    assert ours.best_alpha_ < first.min() / 1e3 and not ours.alpha_at_grid_edge_
+    assert ours.cv_auc_.mean(axis=1).max() > 0.75  # the plateau ranks at chance (0.42 to 0.52)
+    _assert_equals_sklearn(ours, X, y, folds)
 
 
 def test_cell_folds_are_shuffled_not_bands_of_latitude():

@@ -36,6 +36,11 @@ from .ridge_cv import RidgeProblem, TrainingRows, both_classes
 AUTO_DECADES_BELOW, AUTO_DECADES_ABOVE, POINTS_PER_DECADE = 0, 6, 4
 #: decades the auto grid may grow beyond its first six, in either direction together
 MAX_EXTENSIONS = 8
+#: decades the auto grid looks below a flat curve that reaches its smallest alpha: the
+#: penalty may be too strong there for every alpha of the grid (a feature of large
+#: variance and none of the signal sets the total variance), so that the curve only
+#: starts to rise lower down, where the grid of two decades lower used to start
+PLATEAU_DECADES_BELOW = 2
 #: a feature whose spread over the training rows is this many times the typical
 #: feature's outweighs every other in ridge's penalty: whatever alpha, the others' weights
 #: shrink to nothing and the model is that one feature
@@ -257,9 +262,10 @@ class _Search(NamedTuple):
 
 def _search(problem: RidgeProblem, folds: list, scored: np.ndarray, given: np.ndarray | None) -> _Search:
     """Every alpha of the grid on every fold; the auto grid extended while its best alpha
-    is at an end (up to :data:`MAX_EXTENSIONS` decades)."""
+    is at an end (up to :data:`MAX_EXTENSIONS` decades), and below a flat curve that
+    reaches its smallest alpha (:data:`PLATEAU_DECADES_BELOW`)."""
     grid = given if given is not None else auto_grid(problem.total_variance)
-    extensions = 0
+    extensions = looked_below = 0
     paths = problem.solve(folds, grid)
     while True:
         cv_auc = problem.fold_auc(folds, paths, grid)
@@ -271,6 +277,8 @@ def _search(problem: RidgeProblem, folds: list, scored: np.ndarray, given: np.nd
         mean_auc = cv_auc[:, scored].mean(axis=1)
         best = int(np.argmax(mean_auc))
         edge = _edge(grid, mean_auc, best)
+        if edge is None and best == 0 and looked_below < PLATEAU_DECADES_BELOW:
+            edge, looked_below = "smallest", looked_below + 1
         if given is not None or edge is None or extensions >= MAX_EXTENSIONS:
             return _Search(problem, grid, cv_auc, mean_auc, best, paths, extensions)
         grid = _extend(grid, downwards=edge == "smallest")
