@@ -34,6 +34,7 @@ def test_an_unexpected_error_is_one_line_naming_the_log_which_holds_the_tracebac
         log.open(str(tmp_path / "out"))
         print("[asm-dask] fit...", file=sys.stderr)
         logging.getLogger("distributed.worker").warning("a worker's record")
+        logging.getLogger("asyncio").error("Future exception was never retrieved")  # a cluster's shutdown
         try:
             {}["alpha"]
         except KeyError as exc:
@@ -46,6 +47,7 @@ def test_an_unexpected_error_is_one_line_naming_the_log_which_holds_the_tracebac
     text = path.read_text()
     assert text.startswith("==== asm-dask run job.yaml (in ")
     assert "[asm-dask] fit...\n" in text and "distributed.worker WARNING: a worker's record\n" in text
+    assert "asyncio ERROR: Future exception was never retrieved\n" in text
     assert "Traceback (most recent call last)" in text and text.endswith("KeyError: 'alpha'\n")
 
 

@@ -17,6 +17,7 @@ run's record survives the next run into the same folder.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -35,6 +36,10 @@ LOG_NAME = "asm-dask.log"
 _FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 #: the library's own loggers
 LIBRARY_LOGGER = "asm_dask"
+#: loggers whose records are details for the log file: the libraries' warnings, and
+#: asyncio's (a cluster stopped after a failed task can leave a future whose exception
+#: nobody read, which asyncio reports when the future is collected)
+DETAIL_LOGGERS = ("py.warnings", "asyncio")
 
 
 class RunLog:
@@ -62,7 +67,8 @@ class RunLog:
         #: loggers given the file's handler, and console handlers taken off loggers
         self._routed: list[logging.Logger] = []
         self._detached: list[tuple[logging.Logger, logging.Handler]] = []
-        self._warnings: logging.Logger | None = None
+        self._details: list[logging.Logger] = []
+        self._failed = False
         self._library = _ConsoleHandler()
         self._shown_warning: Any = None
 
@@ -98,15 +104,17 @@ class RunLog:
         self._file.write(f"==== asm-dask {self.command} (in {os.getcwd()}, "
                          f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')})\n")
         self._route_distributed()
-        self._warnings = logging.getLogger("py.warnings")
-        self._warnings.addHandler(self._handler)
-        self._warnings.propagate = self.verbose
+        self._details = [logging.getLogger(name) for name in DETAIL_LOGGERS]
+        for logger in self._details:
+            logger.addHandler(self._handler)
+            logger.propagate = self.verbose
         self._console = sys.stderr
         sys.stderr = _Tee(self._console, self._file, self._handler.lock)
 
     def failed(self, exc: BaseException, status: int) -> int:
         """Report ``exc``: its traceback into the log (and the console if verbose), then one
         line on the console naming the log; return ``status``, the exit status."""
+        self._failed = True
         details = "".join(traceback.format_exception(exc))
         if self._file is not None:
             self._file.write(details)
@@ -126,6 +134,7 @@ class RunLog:
     def interrupted(self, signum: int) -> int:
         """Report a command stopped by signal ``signum``; return the exit status a shell
         gives a process stopped by it (130 for Ctrl-C)."""
+        self._failed = True
         name = signal.Signals(signum).name
         if self._file is not None:
             self._file.write(f"interrupted by {name}\n")
@@ -141,9 +150,14 @@ class RunLog:
         library.propagate = True
         if self._shown_warning is not None:
             warnings.showwarning, self._shown_warning = self._shown_warning, None
-        if self._warnings is not None:
-            self._warnings.removeHandler(self._handler)
-            self._warnings.propagate, self._warnings = True, None
+        if self._details and self._failed:
+            # What a cluster stopped by the failure left to report when collected goes to
+            # the file. (Not after a success: a collection costs 0.1 s.)
+            gc.collect()
+        for logger in self._details:
+            logger.removeHandler(self._handler)
+            logger.propagate = True
+        self._details = []
         for logger in self._routed:
             logger.removeHandler(self._handler)
         for logger, handler in self._detached:
@@ -162,8 +176,9 @@ class RunLog:
         (with ``verbose``, the console too), or where Python puts it before the log is open."""
         if issubclass(category, AsmDaskWarning):
             logging.getLogger(LIBRARY_LOGGER).warning("%s", message)
-        elif self._warnings is not None:
-            self._warnings.warning("%s", warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+        elif self._details:
+            detail = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+            logging.getLogger("py.warnings").warning("%s", detail)
         else:
             self._shown_warning(message, category, filename, lineno, file, line)
 
