@@ -7,6 +7,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import ppi_py
+import pyarrow as pa
 import pytest
 
 from asm_dask.estimation.area import ProbabilitySample, estimate_area
@@ -197,6 +198,53 @@ def test_labels_without_a_probability_sample_give_no_estimate_and_say_so(country
         asm_dask.run({"labels": str(tmp_path / "half_design.csv"), "features": str(country.features),
                       "output": str(tmp_path / "never")}, client)
     assert not (tmp_path / "never").exists()
+
+
+def test_the_sample_counts_each_label_on_a_mapped_cell_once_and_says_how_many_are_off_the_map(
+        country, tmp_path, client):
+    """The estimate takes the sample's labels from the training join: a label off the
+    features, one on a cell with a missing feature and one on the edge two cells share
+    are counted as an independent geopandas join of the sample to the mapped squares
+    counts them (the last once), and the first two are named in the caveat."""
+    import geopandas as gpd
+    import pyarrow.feather as feather
+    import shapely
+    from builders import write_feather
+
+    import asm_dask
+    from asm_dask.read.grid import parse_image_ids
+
+    features = feather.read_table(country.features).to_pandas()
+    lat, lon = parse_image_ids(pa.array(features["image_id"]), "")
+    features.loc[7, "feature_3"] = np.nan
+    write_feather(features, tmp_path / "features.feather")
+    cells = set(zip(np.round(lat, 3), np.round(lon, 3)))
+    corner = next(i for i in range(8, len(lat)) if (round(lat[i] + 0.01, 3), round(lon[i], 3)) in cells
+                  and (round(lat[i], 3), round(lon[i] + 0.01, 3)) in cells)
+    labels = pd.read_csv(country.labels)
+    extra = labels[labels.sample_type == "random"].head(3).copy()
+    extra[["lat", "lon"]] = [[lat[7], lon[7]],                              # a cell with a missing feature
+                             [-30.0, 100.0],                                 # no cell there
+                             [lat[corner] + 0.005, lon[corner] + 0.005]]     # a corner cells share
+    labels = pd.concat([labels, extra], ignore_index=True)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.warns(UserWarning, match="of the probability sample fall on no mapped cell"):
+        run = asm_dask.run({"labels": str(tmp_path / "labels.csv"), "features": str(tmp_path / "features.feather"),
+                            "output": str(tmp_path / "out"), "model": {"alphas": [10.0]}}, client)
+
+    mapped = np.isfinite(features.filter(like="feature_").to_numpy()).all(axis=1)
+    squares = gpd.GeoDataFrame(geometry=shapely.box(lon[mapped] - 0.005, lat[mapped] - 0.005,
+                                                    lon[mapped] + 0.005, lat[mapped] + 0.005), crs="EPSG:4326")
+    sample = labels[labels.sample_type == "random"]
+    points = gpd.GeoDataFrame(sample, geometry=gpd.points_from_xy(sample.lon, sample.lat), crs="EPSG:4326")
+    hits = gpd.sjoin(points, squares, predicate="intersects").index.value_counts()
+    last = labels.index[-3:]
+    assert last[0] not in hits and last[1] not in hits and hits[last[2]] >= 2
+    assert run.metrics.estimates["n_sample"] == len(hits)
+    missed = len(sample) - len(hits)
+    assert missed >= 2
+    assert any(w.startswith(f"{missed} of the {len(sample)} labels of the probability sample fall on no mapped cell")
+               for w in run.metrics.warnings)
 
 
 def test_a_sample_drawn_labelled_and_added_gives_a_stratified_estimate(local_run, country, tmp_path, client):

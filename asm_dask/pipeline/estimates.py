@@ -1,5 +1,5 @@
-"""The run's estimate of how much ASM there is: its probability sample joined to the
-cells of the map, and :func:`asm_dask.estimation.area.estimate_area` applied."""
+"""The run's estimate of how much ASM there is: its probability sample on the cells of
+the map, and :func:`asm_dask.estimation.area.estimate_area` applied."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from ..read.labels import Labels
 from ..read.table import FeatureTable
 from ..report.build import Maps
 from ..report.districts import district_of
-from ..spatial.join import join_labels
 
 
 @dataclass(frozen=True)
@@ -32,13 +31,17 @@ class Estimated:
     cells: pd.DataFrame | None = None
 
 
-def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame, trained_cells: np.ndarray,
-                         sample_types: tuple[str, ...], threshold: float, maps: Maps,
-                         client: Any, where: str = "") -> Estimated:
+def estimate_from_sample(labels: Labels, joined: pd.DataFrame, table: FeatureTable, grid: pd.DataFrame,
+                         trained_cells: np.ndarray, sample_types: tuple[str, ...], threshold: float, maps: Maps,
+                         where: str = "") -> Estimated:
     """The estimates from ``labels.sample`` over the map's ``grid`` (``cell_id``, ``lat``,
     ``lon``, ``probability`` of every cell), for the country and for each of the ``maps``'
     districts, if any; the notes say why there is no estimate, or which sampled labels
-    fell on no mapped cell; ``where`` (a year) opens each note."""
+    fell on no mapped cell; ``where`` (a year) opens each note.
+
+    ``joined`` are the labels joined to their cells (:class:`~asm_dask.spatial.join.JoinedLabels`'
+    rows): the sample is among them, since every sampled label is kept for training.
+    """
     prefix = f"{where}: " if where else ""
     if labels.sample is None:
         note = (f"{prefix}no estimate of the ASM area: no label has a sample_type of {', '.join(sample_types)} "
@@ -46,9 +49,7 @@ def estimate_from_sample(labels: Labels, table: FeatureTable, grid: pd.DataFrame
                 "asm-dask sample draws one")
         warn(note)
         return Estimated(None, None, [note])
-    joined = join_labels(Labels(points=labels.sample, n_read=len(labels.sample), removed={}), table, client).rows
-    # A point on a shared edge joins every cell it touches: it counts once.
-    joined = joined.drop_duplicates("label_row").reset_index(drop=True)
+    joined = joined[joined["label_row"].isin(labels.sample["label_row"])]
     mapped = pd.Series(grid["probability"].to_numpy(), index=grid["cell_id"].to_numpy())
     joined = joined[joined["cell_id"].isin(mapped.index)].reset_index(drop=True)
     notes = []

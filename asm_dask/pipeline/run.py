@@ -101,9 +101,8 @@ def run_job(job: Job, client: Any) -> RunResult:
                                      boundaries=boundaries, timings=timings, report_timings=report_timings)
             model_figures.result()  # its error, if any, is the run's
         with timed(timings, "report"):
-            estimated = estimate_from_sample(labels, table, mapped.grid, rows["cell_id"].to_numpy()[fitted.train],
-                                             job.estimate.sample_types, job.report.hotspot_threshold,
-                                             mapped.maps, client)
+            estimated = estimate_from_sample(labels, rows, table, mapped.grid, rows["cell_id"].to_numpy()[fitted.train],
+                                             job.estimate.sample_types, job.report.hotspot_threshold, mapped.maps)
             maps = mapped.maps
             if estimated.districts is not None:
                 write_districts(out, estimated.districts)

@@ -101,9 +101,9 @@ def run_years(job: Job, client: Any) -> RunResult:
             mapped[year] = map_year(out, year, table, fitted.model, key, client, job, by_year[year], boundaries,
                                     timings)
             with timed(timings, "report"):
-                estimated[year] = estimate_from_sample(by_year[year], table, mapped[year].grid, trained_cells,
+                estimated[year] = estimate_from_sample(by_year[year], rows, table, mapped[year].grid, trained_cells,
                                                        job.estimate.sample_types, job.report.hotspot_threshold,
-                                                       mapped[year].maps, client, where=str(year))
+                                                       mapped[year].maps, where=str(year))
                 if estimated[year].districts is not None:
                     write_districts(year_folder(out, year), estimated[year].districts)
         with timed(timings, "report"):
