@@ -27,7 +27,7 @@ from ..model.split import split_groups
 from ..read.features import filters_of, making_of
 from ..read.labels import Labels, read_labels
 from ..read.sources import open_sources
-from ..read.table import FeatureTable, gather_rows, nonfinite_columns, read_columns
+from ..read.table import FeatureTable, gather_rows, nonfinite_columns, start_reading_columns
 from ..records.fingerprint import run_key, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
@@ -93,6 +93,7 @@ def run_job(job: Job, client: Any) -> RunResult:
         remove_stale_outputs(out, job.years)
         save_model(fitted.model, out, table.cell_size)
         label_points = pd.DataFrame(labels.points.drop(columns="geometry"))
+        top_features = start_reading_columns(table, top_feature_positions(table, fitted), client)
         with ThreadPoolExecutor(1, thread_name_prefix="asm-dask-figures") as background:
             model_figures = background.submit(draw_fit_figures, out, job, labels, joined, fitted, report_timings)
             mapped = predict_and_map(out, table, fitted.model, run_key(job, table.key),
@@ -109,7 +110,7 @@ def run_job(job: Job, client: Any) -> RunResult:
                 maps = dataclasses.replace(maps, districts=estimated.districts)
             metrics = run_metrics(labels, joined, table, fitted, job, mapped.counts, unmatched_notes + estimated.notes,
                                   estimated.country)
-            write_run_report(out, job, labels, joined, fitted, table, metrics, maps, client, report_timings,
+            write_run_report(out, job, labels, joined, fitted, table, metrics, maps, top_features(), report_timings,
                              sample=estimated.cells, features=job.features.path, model_figures=model_figures.result())
             if job.report.next_labels:
                 write_next_labels(out, next_labels(mapped.grid, labels.points[["lat", "lon"]], job.report.next_labels,
@@ -120,24 +121,30 @@ def run_job(job: Job, client: Any) -> RunResult:
 
 
 def write_run_report(out: str, job: Job, labels: Labels, joined: JoinedLabels, fitted: FittedModel,
-                     table: FeatureTable, metrics: RunMetrics, maps: Maps, client: Any,
+                     table: FeatureTable, metrics: RunMetrics, maps: Maps, top_features: pd.DataFrame,
                      timings: dict[str, float], *, sample: pd.DataFrame | None, features: str,
                      years: YearsReport | None = None, model_figures: dict[str, str] | None = None) -> None:
     """What a run writes besides its maps: where each label went (``labelled_cells.csv``,
-    ``unmatched_labels.csv``) and the report; ``features`` is how the report names them,
-    ``model_figures`` those :func:`draw_fit_figures` drew (else they are drawn here)."""
+    ``unmatched_labels.csv``) and the report; ``top_features`` are the columns of
+    :func:`top_feature_positions` read for every cell, ``features`` is how the report
+    names the features, ``model_figures`` those :func:`draw_fit_figures` drew (else they
+    are drawn here)."""
     write_csv(storage.join(out, "unmatched_labels.csv"), joined.unmatched)
     write_csv(storage.join(out, "labelled_cells.csv"), labelled_cells(joined.rows, fitted))
-    top = [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
     held_out, cv_curves, label_counts = _model_figure_inputs(labels, joined, fitted)
     write_report(out, ReportInputs(
         metrics=metrics.as_dict(), cell_size=table.cell_size, held_out=held_out, cv_curves=cv_curves,
         label_counts=label_counts, importance=fitted.importance,
-        top_features=read_columns(table, top, client), hotspot_threshold=job.report.hotspot_threshold,
+        top_features=top_features, hotspot_threshold=job.report.hotspot_threshold,
         sample=sample, labels=pd.DataFrame(labels.points.drop(columns="geometry")), years=years,
         model_figures=model_figures,
         inputs={"labels": job.labels.path, "features": features,
                 "boundaries": job.report.boundaries.path if job.report.boundaries else ""}), maps, timings)
+
+
+def top_feature_positions(table: FeatureTable, fitted: FittedModel) -> list[int]:
+    """Where the features the report maps, the most important, sit in ``table``."""
+    return [table.feature_names.index(name) for name in fitted.importance["feature"].head(N_FEATURE_MAPS)]
 
 
 def draw_fit_figures(out: str, job: Job, labels: Labels, joined: JoinedLabels, fitted: FittedModel,

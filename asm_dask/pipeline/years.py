@@ -35,7 +35,7 @@ from ..read.features import filters_of, making_of
 from ..read.grid import cell_area_km2
 from ..read.labels import Labels, read_labels
 from ..read.sources import cell_ids_of, open_sources
-from ..read.table import FeatureTable
+from ..read.table import FeatureTable, start_reading_columns
 from ..records.fingerprint import fingerprint, run_key
 from ..records.lock import OutputLock
 from ..records.manifest import RunManifest, describe_cluster
@@ -57,6 +57,7 @@ from .run import (
     join_notes,
     labelled_rows,
     run_metrics,
+    top_feature_positions,
     write_csv,
     write_run_report,
 )
@@ -96,6 +97,7 @@ def run_years(job: Job, client: Any) -> RunResult:
         remove_stale_outputs(out, job.years)
         save_model(fitted.model, out, last.cell_size)
         trained_cells = rows["cell_id"].to_numpy()[fitted.train]
+        top_features = start_reading_columns(last, top_feature_positions(last, fitted), client)
         mapped, estimated = {}, {}
         for year, table in tables.items():
             mapped[year] = map_year(out, year, table, fitted.model, key, client, job, by_year[year], boundaries,
@@ -121,7 +123,7 @@ def run_years(job: Job, client: Any) -> RunResult:
                 dataclasses.replace(latest.maps, districts=estimated[job.years[-1]].districts)
             years_report = YearsReport(maps={year: m.maps for year, m in mapped.items()}, changes=changes,
                                        series=series)
-            write_run_report(out, job, labels, joined, fitted, last, metrics, maps, client, report_timings,
+            write_run_report(out, job, labels, joined, fitted, last, metrics, maps, top_features(), report_timings,
                              sample=estimated[job.years[-1]].cells, years=years_report,
                              features=", ".join(f"{year}: {job.features.years[year].path}" for year in job.years))
             if job.report.next_labels:

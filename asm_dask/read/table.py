@@ -17,6 +17,7 @@ three things of a partition, in tasks on the cluster:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -185,13 +186,22 @@ def _cell_summary(partition: Partition, with_ids: bool) -> tuple[tuple[float, ..
     return bounds, ids, grid_spacing(lat, lon)
 
 
-def read_columns(table: FeatureTable, features: list[int], client: Client) -> pd.DataFrame:
-    """``lat``, ``lon`` and the given features (by position) of every row, as float32
-    columns named after the features: a task per partition, each reading only those."""
-    futures = [client.submit(_columns_of, part, features, pure=False) for part in table.partitions]
-    frames = wait_with_progress(client, futures, "read top features")
-    return pd.concat(frames, ignore_index=True).rename(
-        columns={i: table.feature_names[j] for i, j in enumerate(features)})
+def start_reading_columns(table: FeatureTable, features: list[int], client: Client) -> Callable[[], pd.DataFrame]:
+    """Start reading ``lat``, ``lon`` and the given features (by position) of every row;
+    call the result for them, as float32 columns named after the features.
+
+    A task per partition reads only those columns, at a priority below every other
+    task's: started before the cells are predicted, the tasks run when the workers have
+    nothing else to do, as while the maps are drawn (a second at DR Congo's size).
+    """
+    futures = [client.submit(_columns_of, part, features, pure=False, priority=-1) for part in table.partitions]
+
+    def read() -> pd.DataFrame:
+        frames = wait_with_progress(client, futures, "read top features")
+        return pd.concat(frames, ignore_index=True).rename(
+            columns={i: table.feature_names[j] for i, j in enumerate(features)})
+
+    return read
 
 
 def _columns_of(partition: Partition, features: list[int]) -> pd.DataFrame:
