@@ -88,3 +88,21 @@ def test_a_progress_line_redrawn_in_a_terminal_is_a_line_of_its_own_in_the_log(t
         sys.stderr.write("\rpredict cells: [####] 2/2\n[asm-dask] report...\n")
     lines = (tmp_path / LOG_NAME).read_text().splitlines()[1:]
     assert lines == ["predict cells: [##] 1/2", "predict cells: [####] 2/2", "[asm-dask] report..."]
+
+
+def test_the_command_line_ends_with_the_commands_status_after_the_exit_handlers_and_what_it_printed(
+        local_run, tmp_path):
+    """The process ends without Python's teardown of every module (``command_line``), but
+    with the command's status, all it printed and the exit handlers run."""
+    import subprocess
+
+    ends = ("import atexit, sys; atexit.register(print, 'an exit handler ran'); "
+            "from asm_dask.cli import command_line; sys.argv = ['asm-dask', *sys.argv[1:]]; command_line()")
+    done = {}
+    for args, status in ((["run", "no_such_job.yaml"], 2), (["sample", local_run[0], "--n", "40", "--out", "drawn"], 0)):
+        done[args[0]] = subprocess.run([sys.executable, "-c", ends, *map(str, args)], capture_output=True, text=True,
+                                       cwd=tmp_path, timeout=120)
+        assert done[args[0]].returncode == status, done[args[0]].stderr
+        assert done[args[0]].stdout.endswith("an exit handler ran\n")
+    assert done["run"].stderr == "asm-dask: error: no_such_job.yaml: job file not found\n"
+    assert "40 cells to label" in done["sample"].stdout and (tmp_path / "drawn" / "sample.csv").is_file()

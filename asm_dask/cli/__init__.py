@@ -1,3 +1,3 @@
-from .commands import main
+from .commands import command_line, main
 
-__all__ = ["main"]
+__all__ = ["command_line", "main"]

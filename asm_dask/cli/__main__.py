@@ -1,7 +1,5 @@
 """``python -m asm_dask.cli``: the command line."""
 
-import sys
+from .commands import command_line
 
-from .commands import main
-
-sys.exit(main())
+command_line()

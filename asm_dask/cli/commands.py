@@ -4,6 +4,7 @@ ingest features ahead of time, or run the demo."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import signal
@@ -57,6 +58,21 @@ def main(argv: list[str] | None = None) -> int:
             return log.interrupted(exc.signal)
         except KeyboardInterrupt:
             return log.interrupted(signal.SIGINT)
+
+
+def command_line() -> NoReturn:
+    """``asm-dask``, as the shell runs it: :func:`main`, then the process ends at once."""
+    code = main()
+    # Python's own exit would now tear down, one by one, the 3,000 modules a run imports:
+    # 0.8 s of every command, for nothing, since the command has closed its outputs, its
+    # log and its cluster. The exit handlers run as they would.
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the reader went away, or the stream is closed
+            pass
+    os._exit(code)
 
 
 def _stdout_closed() -> bool:
