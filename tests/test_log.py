@@ -1,6 +1,7 @@
 """The console and asm-dask.log: what a run leaves for a person, and for whoever debugs it."""
 
 import logging
+import os
 import sys
 
 from builders import OWN_LINE
@@ -106,3 +107,12 @@ def test_the_command_line_ends_with_the_commands_status_after_the_exit_handlers_
         assert done[args[0]].stdout.endswith("an exit handler ran\n")
     assert done["run"].stderr == "asm-dask: error: no_such_job.yaml: job file not found\n"
     assert "40 cells to label" in done["sample"].stdout and (tmp_path / "drawn" / "sample.csv").is_file()
+
+    # started with standard output or error closed (`>&-`, `2>&-`): the same status, the same files
+    for closed, args, status in ((1, ["sample", local_run[0], "--n", "40", "--out", "unseen"], 0),
+                                 (1, ["run", "no_such_job.yaml"], 2), (2, ["run", "no_such_job.yaml"], 2),
+                                 (2, ["sample", local_run[0], "--n", "40", "--out", "quiet"], 0)):
+        ended = subprocess.run([sys.executable, "-m", "asm_dask.cli", *map(str, args)], capture_output=closed == 2,
+                               text=True, cwd=tmp_path, timeout=120, preexec_fn=lambda fd=closed: os.close(fd))
+        assert ended.returncode == status, (closed, args, ended.stderr)
+    assert (tmp_path / "unseen" / "sample.csv").is_file() and (tmp_path / "quiet" / "sample.csv").is_file()

@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def command_line() -> NoReturn:
     """``asm-dask``, as the shell runs it: :func:`main`, then the process ends at once."""
+    # Started with an output closed (`>&-`, `2>&-`), Python has no stream for it: what
+    # would be written there goes nowhere, as it would in a shell tool.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
     code = main()
     # Python's own exit would now tear down, one by one, the 3,000 modules a run imports:
     # 0.8 s of every command, for nothing, since the command has closed its outputs, its
@@ -70,7 +76,7 @@ def command_line() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):  # the reader went away, or the stream is closed
+        except (OSError, ValueError):  # the reader went away, or the stream is closed
             pass
     os._exit(code)
 
