@@ -75,7 +75,8 @@ class TrainingRows:
         return Z
 
     def transposed_times(self, weights: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
-        """``centred(scale).T @ weights``, a block of rows at a time."""
+        """The centred rows, divided by ``scale`` unless it is None, transposed, times
+        ``weights``: a block of rows at a time, never the whole float64 copy."""
         total = np.zeros(self.X.shape[1])
         for rows, block in self._blocks():
             total += self._centre_in_place(block, scale).T @ weights[rows]

@@ -155,7 +155,7 @@ def plot_probability_map(path: str, raster: CellRaster, title: str,
     """The calibrated probability of every cell as an image, one pixel per cell; with the
     ASM labels (``positives``), or with a probability ``sample`` (``lat``, ``lon``,
     ``label``) marked by what the field found."""
-    west, south, east, north = raster.bounds
+    _, south, _, north = raster.bounds
     aspect = _aspect(south, north)
     width = 9.0
     height = min(14.0, max(4.0, width * raster.shape[0] / raster.shape[1] * aspect))
@@ -214,7 +214,7 @@ def plot_feature_maps(path: str, rasters: dict[str, CellRaster]) -> None:
     n = len(rasters)
     columns = min(n, 2)
     first = next(iter(rasters.values()))
-    west, south, east, north = first.bounds
+    _, south, _, north = first.bounds
     aspect = _aspect(south, north)
     height = 4.5 * first.shape[0] / first.shape[1] * aspect
     rows = -(-n // columns)
