@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,6 +102,47 @@ def test_the_folds_run_on_the_current_client(client):
     np.testing.assert_array_equal(on_cluster.coef_, alone.coef_)
     np.testing.assert_array_equal(on_cluster.cv_auc_, alone.cv_auc_)
     assert "client" not in RidgeGridClassifier().get_params()
+
+
+#: a fit in a process of its own, with no Dask client anywhere: what a fit on a cluster must equal
+_FIT_ALONE = """
+import sys
+import subprocess
+import sys
+
+import numpy as np
+from asm_dask import RidgeGridClassifier
+problem = np.load(sys.argv[1])
+model = RidgeGridClassifier(cv=4, standardize="auto", extra_cv=3).fit(problem["X"], problem["y"])
+np.savez(sys.argv[2], **{name: np.asarray(getattr(model, name)) for name in sys.argv[3:]})
+"""
+
+
+@pytest.mark.parametrize("problem", ["many features", "grid extended downwards"])
+def test_a_fit_on_worker_processes_is_the_fit_in_one_process_bit_for_bit(client, tmp_path, problem):
+    """An array sent to or from a worker process arrives at any byte, where NumPy multiplies
+    it with loops of its own instead of BLAS, adding in another order. Realigned, the
+    kernel's folds (fewer rows than features), the Lanczos runs resumed for a grid extended
+    downwards and the paths sent back give the bits of a fit in one process."""
+    if problem == "many features":
+        from sklearn.datasets import make_classification
+        X, y = make_classification(n_samples=200, n_features=300, n_informative=10, flip_y=0.1, random_state=2)
+    else:
+        rng = np.random.default_rng(2)
+        X = rng.normal(size=(160, 300)) + 3
+        y = (X[:, :3].sum(axis=1) - 9 + 0.05 * rng.normal(size=160) > 0).astype(int)
+    names = ["coef_", "intercept_", "cv_auc_", "oof_decision_", "extra_cv_auc_", "alphas_", "solver_"]
+    np.savez(tmp_path / "problem.npz", X=X, y=y)
+    subprocess.run([sys.executable, "-c", _FIT_ALONE, str(tmp_path / "problem.npz"), str(tmp_path / "alone.npz"),
+                    *names], check=True)
+    alone = np.load(tmp_path / "alone.npz")
+    with client.as_current():
+        on_cluster = RidgeGridClassifier(cv=4, standardize="auto", extra_cv=3).fit(X, y)
+    assert str(alone["solver_"]) == "dual"
+    if problem == "grid extended downwards":  # resumed: the grid starts at 100, its total variance's decade
+        assert on_cluster.n_grid_extensions_ == 2 and alone["alphas_"].min() == 1.0
+    for name in names:
+        np.testing.assert_array_equal(np.asarray(getattr(on_cluster, name)), alone[name], err_msg=name)
 
 
 def test_a_fit_in_this_process_gives_blas_its_threads_back():

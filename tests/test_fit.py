@@ -324,6 +324,27 @@ def test_a_resumed_penalty_path_is_the_one_run_for_the_smaller_alphas():
     assert again.steps == resumed.steps
 
 
+def test_a_penalty_path_sent_at_an_odd_byte_resumes_to_the_same_bits():
+    """A path goes to a worker process to be resumed, and comes back, inside a message whose
+    arrays may start at any byte: there NumPy would multiply with loops of its own instead
+    of BLAS, adding in another order. Unpickled, its arrays are aligned again."""
+    import pickle
+
+    rng = np.random.default_rng(2)
+    M = rng.normal(size=(150, 90)) * np.logspace(0, -2, 90)
+    A = M @ M.T
+    b, rows = rng.normal(size=150), rng.normal(size=(6, 150))
+    large, all_alphas = np.logspace(0, 3, 7), np.logspace(-3, 3, 13)
+    buffers = []
+    message = pickle.dumps(penalty_path(A, b, rows, 0.0, large), protocol=5, buffer_callback=buffers.append)
+    at_odd_bytes = [memoryview(bytearray(1) + buffer.raw())[1:] for buffer in buffers]
+    sent = pickle.loads(message, buffers=at_odd_bytes)
+    assert all(array.flags.aligned for array in (sent.basis, sent.weights, sent.theta, sent.lanczos.Q,
+                                                 sent.lanczos.diagonal, sent.lanczos.beta))
+    resumed = penalty_path(A, b, rows, 0.0, all_alphas, resume=sent)
+    np.testing.assert_array_equal(resumed.scores(all_alphas), penalty_path(A, b, rows, 0.0, all_alphas).scores(all_alphas))
+
+
 def test_penalty_path_of_a_zero_right_hand_side_is_zero():
     path = penalty_path(np.eye(4), np.zeros(4), np.ones((2, 4)), 0.25, np.array([1.0, 10.0]))
     np.testing.assert_array_equal(path.scores([1.0, 10.0]), np.full((2, 2), 0.25))

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import linalg
 
+from .numerics import aligned
+
 #: relative residual ``|b - (A + alpha I) x| / |b|`` below which a solution counts as exact
 TOLERANCE = 1e-10
 #: Lanczos steps before the remaining alphas are solved by Cholesky
@@ -57,6 +59,10 @@ class PenaltyPath:
     steps: int
     #: the run itself, which :func:`penalty_paths` continues (``resume``) for smaller alphas
     lanczos: _Lanczos = field(repr=False, compare=False)
+
+    def __setstate__(self, state: dict) -> None:
+        # A path that comes back from a worker process: its arrays, aligned (see aligned).
+        self.__dict__.update(aligned(state))
 
     def scores(self, alphas: np.ndarray) -> np.ndarray:
         """Scores of the rows, shape ``(len(alphas), n_rows)``.
@@ -179,6 +185,10 @@ class _Lanczos:
         self.exhausted = self.finished = norm == 0 or max_steps == 0
         if norm:
             self.Q[0] = b / norm
+
+    def __setstate__(self, state: dict) -> None:
+        # A run resumed on a worker process, or back from one (see aligned).
+        self.__dict__.update(aligned(state))
 
     @property
     def vector(self) -> np.ndarray:
