@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -146,15 +147,12 @@ def predict(run_dir: str | os.PathLike | Run, features: str | os.PathLike | Sequ
     from .pipeline.predict import load_run, plan_prediction, predict_with_run
     from .records.outputs import check_prediction_paths
 
-    if hotspot_threshold is not None and (isinstance(hotspot_threshold, bool) or
-                                          not isinstance(hotspot_threshold, (int, float))
-                                          or not 0 < hotspot_threshold <= 1):
-        raise InputError(f"hotspot_threshold: expected a probability in (0, 1], got {shown(hotspot_threshold)}")
+    hotspot_threshold = _probability(hotspot_threshold, "hotspot_threshold")
     if storage_options is None:
         storage_options = run_dir.storage_options if isinstance(run_dir, Run) else {}
     storage_options = _storage_options(storage_options)
     here = Path.cwd()
-    run_dir = resolve_path(run_dir.folder if isinstance(run_dir, Run) else _path(run_dir, "run_dir"), here)
+    run_dir = resolve_path(_run_folder(run_dir, "run_dir"), here)
     paths = list(features) if isinstance(features, (list, tuple)) and features else [features]
     features = tuple(resolve_path(_path(path, "features"), here) for path in paths)
     out = resolve_path(_path(out, "out") if out is not None else
@@ -271,10 +269,9 @@ def sample(run_dir: str | os.PathLike | Run, n: int, strata: int = 4, seed: int 
     """
     from .pipeline.sample import sample_run
 
-    for name, value, least in (("n", n, 2), ("strata", strata, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise InputError(f"{name}: expected an integer >= {least}, got {shown(value)}")
-    folder = resolve_path(run_dir.folder if isinstance(run_dir, Run) else _path(run_dir, "run_dir"), Path.cwd())
+    n, strata, seed = (_whole(value, name, least) for name, value, least in
+                       (("n", n, 2), ("strata", strata, 1), ("seed", seed, 0)))
+    folder = resolve_path(_run_folder(run_dir, "run_dir"), Path.cwd())
     target = resolve_path(_path(out, "out") if out is not None else
                           storage.join(folder.rstrip("/").rsplit("/", 1)[0], f"sample_{seed}"), Path.cwd())
     if not isinstance(sample_type, str) or not sample_type:
@@ -310,15 +307,38 @@ def change(earlier: str | os.PathLike | Run, later: str | os.PathLike | Run, out
     """
     from .pipeline.change import compare_maps
 
-    folders = [resolve_path(m.folder if isinstance(m, Run) else _path(m, name), Path.cwd())
+    folders = [resolve_path(_run_folder(m, name), Path.cwd())
                for m, name in ((earlier, "earlier"), (later, "later"))]
-    if hotspot_threshold is not None and (isinstance(hotspot_threshold, bool) or
-                                          not isinstance(hotspot_threshold, (int, float))
-                                          or not 0 < hotspot_threshold <= 1):
-        raise InputError(f"hotspot_threshold: expected a probability in (0, 1], got {shown(hotspot_threshold)}")
+    hotspot_threshold = _probability(hotspot_threshold, "hotspot_threshold")
     names = [Path(f.rstrip("/")).name for f in folders]
     target = resolve_path(_path(out, "out") if out is not None else f"change_{names[0]}_{names[1]}", Path.cwd())
     return compare_maps(folders[0], folders[1], target, hotspot_threshold)
+
+
+def _whole(value: Any, name: str, least: int) -> int:
+    """An integer argument, also a NumPy one (what a notebook computes), as a Python int
+    (NumPy's booleans are no ``numbers.Integral``; Python's are, and are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise InputError(f"{name}: expected an integer >= {least}, got {shown(value)}")
+    return int(value)
+
+
+def _probability(value: Any, name: str) -> float | None:
+    """A probability argument in (0, 1], also a NumPy one, as a Python float; ``None`` stays."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
+        raise InputError(f"{name}: expected a probability in (0, 1], got {shown(value)}")
+    return float(value)
+
+
+def _run_folder(value: Any, name: str) -> str:
+    """The folder of a run given as a :class:`Run` or a path. A Run whose folder another run
+    has written into since is stale: one line, not that other run's model or map."""
+    if isinstance(value, Run):
+        with value._reading():
+            return value.folder
+    return _path(value, name)
 
 
 def _path(value: Any, name: str) -> str:

@@ -57,6 +57,20 @@ def test_arguments_of_the_wrong_kind_are_one_line(country, tmp_path, call, messa
     assert not (tmp_path / "out").exists()
 
 
+def test_numpy_numbers_are_taken_as_arguments(finished, country, tmp_path, client):
+    """What a notebook computes is often a NumPy number: an integer or a probability all the same."""
+    run, _ = finished
+    drawn = asm_dask.sample(run, n=np.int64(12), strata=np.int64(2), seed=np.int64(1), out=tmp_path / "sampled")
+    assert len(drawn.cells) == 12 and len(drawn.design["strata"]) == 2
+    predicted = asm_dask.predict(run, country.features, out=tmp_path / "predicted", client=client,
+                                 hotspot_threshold=np.float32(0.5))
+    assert predicted.metrics.n_hotspots == run.metrics.n_hotspots
+    changed = asm_dask.change(run, predicted, out=tmp_path / "changed", hotspot_threshold=np.float64(0.5))
+    assert changed.change.counts["n_new_cells"] == 0
+    with pytest.raises(InputError, match=r"^n: expected an integer >= 2, got true$"):
+        asm_dask.sample(run, n=True)
+
+
 def test_a_scheduler_address_serves_as_the_client(country, tmp_path, dask_scheduler_with_workers):
     cluster = dask_scheduler_with_workers(n_workers=1)
     run = asm_dask.run({"labels": country.labels, "features": country.features, "output": tmp_path / "out"},
@@ -119,9 +133,13 @@ def test_a_run_written_over_by_another_is_stale_not_mixed(country, tmp_path, cli
     first = asm_dask.run(job, client)
     with pytest.warns(asm_dask.AsmDaskWarning):
         asm_dask.run({**job, "model": {"alphas": [1000.0, 1e4]}}, client)
-    for read in (lambda: first.model, lambda: first.predictions(), lambda: first.hotspots(), first.map):
+    given = (lambda: asm_dask.predict(first, country.features, out=tmp_path / "predicted"),
+             lambda: asm_dask.sample(first, 20, out=tmp_path / "sampled"),
+             lambda: asm_dask.change(first, tmp_path / "out", out=tmp_path / "changed"))
+    for read in (lambda: first.model, lambda: first.predictions(), lambda: first.hotspots(), first.map, *given):
         with pytest.raises(InputError, match=r"holds another run now .* this Run is stale; open the folder again"):
             read()
+    assert not any((tmp_path / name).exists() for name in ("predicted", "sampled", "changed"))
     assert first.metrics.alphas_searched == [1.0, 10.0, 100.0]  # read when it was made
     assert asm_dask.open_run(tmp_path / "out").metrics.alphas_searched == [1000.0, 1e4]
 
