@@ -239,7 +239,9 @@ def sample(run_dir: str | os.PathLike | Run, n: int, strata: int = 4, seed: int 
     Parameters
     ----------
     run_dir : str, os.PathLike or Run
-        The output folder of a finished run (local or a URL), or the run itself.
+        The output folder of a finished run (local or a URL), or the run itself. Of a run
+        of a table per year, its last year's map is sampled; another year's, given as
+        ``run.year(2021)`` or its folder (``years/2021``).
     n : int
         Cells to draw, at least 2 per stratum.
     strata : int, default 4
@@ -248,7 +250,8 @@ def sample(run_dir: str | os.PathLike | Run, n: int, strata: int = 4, seed: int 
         The draw's seed: the same seed draws the same cells.
     out : str or os.PathLike, optional
         Where ``sample.csv``, ``sample.geojson``, ``sample.gpx`` and ``design.json`` go;
-        default ``sample_<seed>`` beside the run folder.
+        default ``sample_<seed>`` beside the run folder (``sample_<year>_<seed>`` for a
+        year's map).
     sample_type : str, default "random"
         The ``sample_type`` the sample's labels carry: one of the job's
         ``estimate.sample_types`` for the next run to estimate from it. Give another
@@ -272,8 +275,7 @@ def sample(run_dir: str | os.PathLike | Run, n: int, strata: int = 4, seed: int 
     n, strata, seed = (_whole(value, name, least) for name, value, least in
                        (("n", n, 2), ("strata", strata, 1), ("seed", seed, 0)))
     folder = resolve_path(_run_folder(run_dir, "run_dir"), Path.cwd())
-    target = resolve_path(_path(out, "out") if out is not None else
-                          storage.join(folder.rstrip("/").rsplit("/", 1)[0], f"sample_{seed}"), Path.cwd())
+    target = None if out is None else resolve_path(_path(out, "out"), Path.cwd())
     if not isinstance(sample_type, str) or not sample_type:
         raise InputError(f"sample_type: expected text, got {shown(sample_type)}")
     return sample_run(folder, n, strata, seed, target, sample_type)

@@ -262,6 +262,22 @@ def spreading_country(tmp_path_factory, client):
     return run, files
 
 
+def test_a_field_sample_is_drawn_from_the_last_years_map_or_the_year_given(spreading_country):
+    """A run of a table per year has a map per year: the sample for the field is drawn from
+    the last one's, or from the year whose map is given (``run.year(...)`` or its folder)."""
+    run, _ = spreading_country
+    parent = run.folder.rstrip("/").rsplit("/", 1)[0]
+    for given, year in ((run, 2023), (run.year(2019), 2019)):
+        drawn = asm_dask.sample(given, n=40, seed=3)
+        assert drawn.design["year"] == year and drawn.design["run"] == run.folder
+        assert drawn.files["csv"] == f"{parent}/sample_{year}_3/sample.csv"
+        probability = pd.read_parquet(f"{run.folder}/years/{year}/predictions").set_index(["lat", "lon"])["probability"]
+        assert np.array_equal(drawn.cells["probability"], probability.loc[list(zip(drawn.cells.lat, drawn.cells.lon))])
+    done = cli("sample", f"{run.folder}/years/2021", "--n", 30, "--out", f"{parent}/sample_cli")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(open(f"{parent}/sample_cli/design.json").read())["year"] == 2021
+
+
 def _changed_cells(run, first: int, second: int) -> pd.DataFrame:
     """Every cell of both years' maps with the kind of change cluster its centre lies in."""
     import geopandas as gpd

@@ -357,12 +357,15 @@ def _parser() -> argparse.ArgumentParser:
     featurize.set_defaults(command=_featurize)
 
     sample = commands.add_parser("sample", help="draw cells of a run's map for a field team to label")
-    sample.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a finished run")
+    sample.add_argument("run_dir", metavar="RUN_DIR",
+                        help="output folder of a finished run (of a run of a table per year: its last year's map, "
+                             "or RUN_DIR/years/<year> for another's)")
     sample.add_argument("--n", type=_whole(2), required=True, help="cells to draw, at least 2 per stratum")
     sample.add_argument("--strata", type=_whole(1), default=4,
                         help="bins of the map's probability, each with an equal share of its expected ASM (default: 4)")
     sample.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="the draw's seed (default: 0)")
-    sample.add_argument("--out", help="output folder (default: sample_<seed> beside RUN_DIR)")
+    sample.add_argument("--out", help="output folder (default: sample_<seed>, or sample_<year>_<seed>, beside "
+                                      "the run's folder)")
     sample.add_argument("--sample-type", default="random",
                         help="the sample_type its labels will carry, for estimate.sample_types (default: random)")
     sample.add_argument("--verbose", action="store_true", help="print the traceback of a failure too")
