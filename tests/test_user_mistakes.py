@@ -129,6 +129,36 @@ def test_an_output_folder_of_someone_elses_files_is_refused(inputs, client):
     assert sorted(os.listdir(folder / "out")) == [".DS_Store", "notes.txt"]
 
 
+@pytest.mark.parametrize(("entry", "message"), [
+    ("years/field_notes_2019.csv", "years/field_notes_2019.csv: is not asm-dask's, in a folder asm-dask writes and "
+                                   "clears; move it, or choose another output folder (output)"),
+    ("predictions/old_predictions.csv", "predictions/old_predictions.csv: is not asm-dask's, in a folder asm-dask "
+                                        "writes and clears"),
+    ("metrics.json", "out: holds metrics.json but no manifest.json: not an earlier asm-dask output"),
+])
+def test_someone_elses_files_under_the_runs_own_names_are_refused_and_kept(inputs, entry, message, client):
+    """A run clears predictions/ and removes another kind of run's years/: only where those
+    are asm-dask's. A user's folder holding files of asm-dask's names, without the manifest
+    of an earlier run, is a user's too (a run deleted field notes in years/ before)."""
+    folder, _ = inputs
+    (folder / "out" / entry).parent.mkdir(parents=True, exist_ok=True)
+    (folder / "out" / entry).write_text("mine")
+    before = _digests(folder)
+    assert message in _refused(folder, client)
+    assert _digests(folder) == before
+
+
+def test_what_an_interrupted_first_run_left_is_resumed(inputs, client):
+    """A run stopped before its manifest leaves its log, model, figures and first
+    partitions, and nothing else: the same job goes on in that folder."""
+    folder, _ = inputs
+    (folder / "out" / "figures").mkdir(parents=True)
+    (folder / "out" / "predictions").mkdir()
+    for entry in ("asm-dask.log", "model.json", "figures/roc.png", "predictions/part-00000.parquet"):
+        (folder / "out" / entry).write_text("left")
+    assert asm_dask.run(folder / "job.yaml", client).metrics.n_cells > 0
+
+
 @pytest.mark.parametrize("link", ["symbolic", "hard"])
 def test_a_log_that_is_a_link_to_an_input_is_refused(inputs, link):
     folder, _ = inputs

@@ -254,7 +254,8 @@ def _demo(args: argparse.Namespace, log: RunLog) -> int:
 
     out = Path(args.out).resolve()
     check_output_folder(str(out), "--out")
-    check_apart({}, str(out), "--out", own=DEMO_NAMES, folders=DEMO_FOLDERS)  # before anything is written
+    # before anything is written
+    check_apart({}, str(out), "--out", own=DEMO_NAMES, folders=DEMO_FOLDERS, before_manifest=None)
     earlier = (out / DEMO_MARK).exists() or (out / "demo_job.yaml").is_file()
     if any(not name.startswith(".") for name in storage.list_names(str(out))) and not earlier:
         # data/ of the user's own, with the demo's file names, would be written over

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from .. import storage
 from ..config import FeaturesConfig, Job
@@ -26,6 +27,15 @@ OUTPUT_NAMES = OUTPUT_FOLDERS | {
     "district_years.csv"}
 
 
+#: what a run or a prediction may have written before its manifest (the log, the model,
+#: the model's figures, the first partitions): all an interrupted first run leaves. Any
+#: other of asm-dask's names without a manifest beside it is a user's file.
+BEFORE_MANIFEST = frozenset({"asm-dask.log", "dask-scratch-space", "model.json", "model.skops", "figures",
+                             "predictions", "years"})
+#: what asm-dask writes inside each of its folders: anything else there is a user's
+FOLDER_CONTENTS = {"predictions": re.compile(r"part-\d{5}\.parquet"), "figures": re.compile(r"[\w-]+\.png"),
+                   "years": re.compile(r"\d+"), "changes": re.compile(r"\d+-\d+")}
+
 #: what a run of one feature table writes that a run of a table per year does not, and the reverse
 ONE_TABLE_OUTPUTS = ("predictions", "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv",
                      "admin_summary.geojson")
@@ -46,7 +56,8 @@ def remove_stale_outputs(output: str, years: tuple[int, ...]) -> None:
 
 
 def check_apart(inputs: dict[str, str], output: str, output_key: str, own: frozenset[str] = OUTPUT_NAMES,
-                folders: frozenset[str] = OUTPUT_FOLDERS) -> None:
+                folders: frozenset[str] = OUTPUT_FOLDERS,
+                before_manifest: frozenset[str] | None = BEFORE_MANIFEST) -> None:
     """Refuse, before anything runs, an output folder that would touch an input.
 
     ``inputs`` maps each input's setting (``labels.path``) to its path or URL. No input may
@@ -54,9 +65,12 @@ def check_apart(inputs: dict[str, str], output: str, output_key: str, own: froze
     clears ``predictions/``), nor may the output folder lie inside an input folder. The
     output folder must be new, empty, or hold an earlier asm-dask output (entries named in
     ``own``, of which ``folders`` are folders): one that holds anything else is a user's
-    folder, and a run never writes among a user's files. An entry of its own names that is
-    a link (asm-dask would write, or clear, where it leads) or not of its kind (a file
-    where asm-dask writes a folder) is refused too.
+    folder, and a run never writes among a user's files. So is one without a manifest that
+    holds more of those names than ``before_manifest`` (``None``: no manifest is looked
+    for), and a folder of asm-dask's names holding what asm-dask does not write there (a
+    run clears ``predictions/`` and removes another kind of run's ``years/``). An entry of
+    its own names that is a link (asm-dask would write, or clear, where it leads) or not of
+    its kind (a file where asm-dask writes a folder) is refused too.
     """
     out = storage.normalized(output)
     for key, path in inputs.items():
@@ -76,6 +90,12 @@ def check_apart(inputs: dict[str, str], output: str, output_key: str, own: froze
                          f"({output_key}) must be new, empty, or an earlier asm-dask output")
     for name in (name for name in names if name in own):
         _check_own_entry(storage.join(output, name), name in folders, output_key)
+    if before_manifest is not None and MANIFEST_FILE not in names:
+        unmarked = [name for name in names if name in own and name not in before_manifest and not name.startswith(".")]
+        if unmarked:
+            raise InputError(f"{output}: holds {', '.join(unmarked[:3])} but no {MANIFEST_FILE}: not an earlier "
+                             f"asm-dask output; the output folder ({output_key}) must be new, empty, or an earlier "
+                             "asm-dask output")
     log = storage.local_path(storage.join(output, "asm-dask.log"))
     for key, path in inputs.items():
         local = storage.local_path(path)
@@ -97,6 +117,13 @@ def _check_own_entry(path: str, folder: bool, output_key: str) -> None:
     if not folder and fs.isdir(fs_path):
         raise InputError(f"{path}: is a folder where asm-dask writes a file of that name; remove it, or choose "
                          f"another output folder ({output_key})")
+    written = FOLDER_CONTENTS.get(path.rstrip("/").rsplit("/", 1)[-1])
+    if folder and written is not None:
+        foreign = [name for name in storage.list_names(path)
+                   if not name.startswith(".") and not written.fullmatch(name)]
+        if foreign:
+            raise InputError(f"{storage.join(path, foreign[0])}: is not asm-dask's, in a folder asm-dask writes and "
+                             f"clears; move it, or choose another output folder ({output_key})")
 
 
 def _inside(path: str, folder: str) -> bool:
