@@ -344,8 +344,9 @@ def _run_folder(value: Any, name: str) -> str:
 
 
 def _path(value: Any, name: str) -> str:
-    """An argument that names a file or folder, as text; anything else is one line."""
-    if isinstance(value, (str, os.PathLike)):
+    """An argument that names a file or folder, as text; anything else (empty text too,
+    which would name the working folder) is one line."""
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value).strip():
         return os.fspath(value)
     raise InputError(f"{name}: expected a path or URL, got {shown(value)}")
 

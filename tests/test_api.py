@@ -47,6 +47,7 @@ def test_paths_and_numpy_values_are_taken_as_a_job_file_would_hold_them(country,
      "features: expected a path or URL, got a pandas.DataFrame"),
     (lambda c, t: asm_dask.predict(t, c.features, hotspot_threshold="0.5"),
      "hotspot_threshold: expected a probability in (0, 1], got '0.5'"),
+    (lambda c, t: asm_dask.predict(t, c.features, out=""), "out: expected a path or URL, got ''"),
     (lambda c, t: asm_dask.open_run(t, storage_options={"s3": "key"}),
      "storage_options: expected a mapping of protocol to options"),
 ])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -206,6 +207,31 @@ def test_a_damaged_output_folder_is_one_line(inputs, make, message, client):
     make(folder / "out")
     assert message in _refused(folder, client)
     assert not (folder / "out" / "model.json").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "change"])
+@pytest.mark.parametrize(("out", "message"), [
+    ("users", r"users: holds files that are not asm-dask's \((change|design)\.json, notes\.txt\); the output "
+              r"folder \(--out\) must be new, empty, or an earlier asm-dask output"),
+    ("run", r"run: lies in the output folder|run, or in it; the change goes to a folder of its own"),
+    ("run/figures", r"figures: the output folder lies inside|run, or in it; the change goes to a folder of its own"),
+    ("notes.txt", r"notes\.txt: is a file, expected a folder \(--out\)"),
+    ("", r"argument --out: expected a folder, got ''"),
+])
+def test_a_sample_or_a_change_writes_only_into_a_folder_of_its_own(local_run, tmp_path, command, out, message):
+    """``sample`` and ``change`` check their output folder as ``run`` does: never among a
+    user's files (a user's own design.json or change.json was written over), never in
+    the run's folder, never over a file."""
+    run, _ = local_run
+    shutil.copytree(run, tmp_path / "run")
+    (tmp_path / "users").mkdir()
+    for name in ("notes.txt", "users/notes.txt", "users/design.json", "users/change.json"):
+        (tmp_path / name).write_text("mine")
+    before = _digests(tmp_path)
+    arguments = ["sample", "run", "--n", 20] if command == "sample" else ["change", "run", "run"]
+    line = _one_line(cli(*arguments, "--out", out, cwd=tmp_path))
+    assert re.search(message, line), line
+    assert _digests(tmp_path) == before
 
 
 @pytest.mark.parametrize("where", ["store", "inside the store"])

@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace, log: RunLog) -> int:
     from ..storage import configure
 
     job = load_job(args.job)
-    if args.out:
+    if args.out is not None:
         job = job.replace(output=resolve_path(args.out, Path.cwd()))
     configure(job.storage_options)
     check_run_paths(job)  # before the log opens, and before a cluster starts
@@ -305,6 +305,13 @@ def _whole(low: int, high: int | None = None):
     return parse
 
 
+def _folder(text: str) -> str:
+    """An argparse type: a folder's path, not empty text (which would name the working folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder, got {text!r}")
+    return text
+
+
 class _Parser(argparse.ArgumentParser):
     """A command line that is wrong is one line too, as every other bad input."""
 
@@ -330,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a job file")
     run.add_argument("job", help="job file (YAML)")
-    run.add_argument("--out", help="output folder (overrides the job file's 'output')")
+    run.add_argument("--out", type=_folder, help="output folder (overrides the job file's 'output')")
     with_cluster(run)
     run.set_defaults(command=_run)
 
@@ -339,7 +346,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("features", metavar="FEATURES", nargs="+",
                          help="features file (Feather, Parquet or CSV), path or URL; for a model trained on "
                               "several sources joined by cell, one file for each, in the run's order")
-    predict.add_argument("--out", help="output folder (default: predict_<FEATURES' name>)")
+    predict.add_argument("--out", type=_folder, help="output folder (default: predict_<FEATURES' name>)")
     predict.add_argument("--hotspot-threshold", type=float, metavar="P",
                          help="probability at which cells form hotspots (default: the run's)")
     with_cluster(predict)
@@ -365,8 +372,8 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--strata", type=_whole(1), default=4,
                         help="bins of the map's probability, each with an equal share of its expected ASM (default: 4)")
     sample.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="the draw's seed (default: 0)")
-    sample.add_argument("--out", help="output folder (default: sample_<seed>, or sample_<year>_<seed>, beside "
-                                      "the run's folder)")
+    sample.add_argument("--out", type=_folder,
+                        help="output folder (default: sample_<seed>, or sample_<year>_<seed>, beside the run's folder)")
     sample.add_argument("--sample-type", default="random",
                         help="the sample_type its labels will carry, for estimate.sample_types (default: random)")
     sample.add_argument("--verbose", action="store_true", help="print the traceback of a failure too")
@@ -375,14 +382,15 @@ def _parser() -> argparse.ArgumentParser:
     change = commands.add_parser("change", help="compare two maps of one model: where ASM spread or stopped")
     change.add_argument("earlier", metavar="EARLIER", help="output folder of a finished run or prediction")
     change.add_argument("later", metavar="LATER", help="output folder of a later map of the same model")
-    change.add_argument("--out", help="output folder (default: change_<EARLIER>_<LATER>)")
+    change.add_argument("--out", type=_folder, help="output folder (default: change_<EARLIER>_<LATER>)")
     change.add_argument("--hotspot-threshold", type=float, metavar="P",
                         help="probability that makes a cell ASM (default: the later map's)")
     change.add_argument("--verbose", action="store_true", help="print the traceback of a failure too")
     change.set_defaults(command=_change, cluster=None, scheduler=None)  # reads two maps: no cluster
 
     demo = commands.add_parser("demo", help="make a synthetic country and run the job on it")
-    demo.add_argument("--out", default="demo_out", help="folder for the data and results (default: demo_out)")
+    demo.add_argument("--out", type=_folder, default="demo_out",
+                      help="folder for the data and results (default: demo_out)")
     demo.add_argument("--cells", type=_whole(MIN_DEMO_CELLS), default=5000,
                       help=f"number of grid cells, at least {MIN_DEMO_CELLS} (default: 5000)")
     demo.add_argument("--features", type=_whole(1), default=4000, help="features per cell (default: 4000)")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .. import storage
 from ..errors import InputError
 from ..prediction.stream import read_prediction_grid
-from ..records.outputs import check_output_kind
+from ..records.outputs import CHANGE_NAMES, check_files_output, check_output_kind
 from ..report.change import Change, map_change, write_change
 
 
@@ -53,6 +53,7 @@ def compare_maps(earlier: str, later: str, out: str, hotspot_threshold: float | 
         if inside.startswith(storage.normalized(folder).rstrip("/") + "/"):
             raise InputError(f"{out}: is {folder}, or in it; the change goes to a folder of its own (--out)")
     check_output_kind(out, "change")
+    check_files_output({"EARLIER": earlier, "LATER": later}, out, CHANGE_NAMES)
     threshold = second_metrics["hotspot_threshold"] if hotspot_threshold is None else hotspot_threshold
     cell_size = float(first_metrics["cell_size"])
     grids = [read_prediction_grid(storage.join(folder, "predictions")) for folder in (earlier, later)]

@@ -11,6 +11,7 @@ from .. import storage
 from ..errors import InputError
 from ..estimation.sample_design import draw_sample
 from ..prediction.stream import read_prediction_grid
+from ..records.outputs import SAMPLE_NAMES, check_files_output
 from ..report.field_sample import write_sample
 from .predict import TrainedRun, load_run
 
@@ -41,6 +42,7 @@ def sample_run(run_dir: str, n: int, n_strata: int, seed: int, out: str | None,
     if out is None:
         out = storage.join(run.folder.rstrip("/").rsplit("/", 1)[0],
                            f"sample_{seed}" if year is None else f"sample_{year}_{seed}")
+    check_files_output({"RUN_DIR": run.folder}, out, SAMPLE_NAMES)
     cells, design = draw_sample(grid, n, n_strata, seed)
     described = {"run": run.folder, "run_key": run.manifest["run_key"],
                  **({} if year is None else {"year": year, "map": folder}), "n_cells": len(grid), **design.as_dict()}

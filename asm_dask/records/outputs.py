@@ -27,6 +27,10 @@ OUTPUT_NAMES = OUTPUT_FOLDERS | {
     "district_years.csv"}
 
 
+#: what ``asm-dask sample`` and ``asm-dask change`` write in their output folders
+SAMPLE_NAMES = frozenset({"sample.csv", "sample.geojson", "sample.gpx", "design.json"})
+CHANGE_NAMES = frozenset({"change.tif", "change_hotspots.geojson", "change_hotspots.csv", "change.json"})
+
 #: what a run or a prediction may have written before its manifest (the log, the model,
 #: the model's figures, the first partitions): all an interrupted first run leaves. Any
 #: other of asm-dask's names without a manifest beside it is a user's file.
@@ -186,6 +190,14 @@ def _feature_inputs(features: FeaturesConfig, key: str, output: str) -> dict[str
     if not features.store_path and not storage.is_url(features.path):
         inputs[f"the feature store beside {key}.path"] = store_root(features, output)
     return inputs
+
+
+def check_files_output(inputs: dict[str, str], output: str, names: frozenset[str]) -> None:
+    """The output folder of a command that writes a few files of ``names`` (``sample``,
+    ``change``): a folder that can be written, apart from the maps it reads (``inputs``),
+    new, empty or holding only files of those names."""
+    check_output_folder(output, "--out")
+    check_apart(inputs, output, "--out", own=names, folders=frozenset(), before_manifest=None)
 
 
 def check_prediction_paths(run_folder: str, features: tuple[str, ...], output: str) -> None:
