@@ -314,6 +314,24 @@ def test_a_folder_that_refuses_a_late_write_is_one_line_and_the_run_resumes(inpu
     pd.testing.assert_frame_equal(_predictions(folder / "out"), _predictions(local_run[0]))
 
 
+def test_an_earlier_runs_predictions_that_cannot_be_cleared_are_one_line(inputs, local_run):
+    """Another job into a finished run's folder clears its predictions first: a folder
+    that refuses it is the place's fault, one line (it was an internal error)."""
+    folder, job = inputs
+    shutil.copytree(local_run[0], folder / "out")
+    (folder / "out" / "asm-dask.log").unlink()
+    predictions = folder / "out" / "predictions"
+    (folder / "job.yaml").write_text(yaml.safe_dump({**job, "split": {"seed": 7}}))
+    if not _chattr("+i", predictions):
+        pytest.skip("chattr +i needs root on a filesystem with attributes")
+    try:
+        line = _one_line(cli("run", folder / "job.yaml", timeout=300))
+    finally:
+        _chattr("-i", predictions)
+    assert re.match(rf"asm-dask: error: {re.escape(str(predictions))}/part-\d{{5}}\.parquet: cannot write: operation "
+                    "not permitted; once that is fixed, the same command resumes where it stopped", line), line
+
+
 def _predictions(out: Path) -> pd.DataFrame:
     frame = pd.read_parquet(out / "predictions", columns=["cell_id", "score", "probability"])
     return frame.sort_values("cell_id").reset_index(drop=True)

@@ -212,12 +212,13 @@ def remove(path: str | os.PathLike) -> None:
     """Remove a file or a whole folder; nothing if it is not there. A link is removed
     itself, never what it leads to."""
     local = local_path(path)
-    if local is not None and os.path.islink(local):
-        os.unlink(local)
-        return
-    fs, fs_path = filesystem(path)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(fs_path, recursive=True)
+    with reporting_write_errors(path):  # a folder that refuses it is the place's fault, as for any write
+        if local is not None and os.path.islink(local):
+            os.unlink(local)
+            return
+        fs, fs_path = filesystem(path)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(fs_path, recursive=True)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
