@@ -71,6 +71,10 @@ def test_the_sierra_leone_job_spells_out_the_defaults():
     ("labels: {path: a.csv}\noutput: o\n", "missing required key 'features'"),
     ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\nsplit: {test_size: 1.5}\n", "test_size"),
     ("labels: [oops\n", "not valid YAML"),
+    # PyYAML keeps the last of a key given twice: a second output would send the run elsewhere
+    ("labels: {path: a.csv}\nfeatures: {path: f}\noutput: o\noutput: p\n",
+     "not valid YAML ('output' is given twice, at lines 3 and 4)"),
+    ("labels: {path: a.csv}\nfeatures: {path: f, path: g}\noutput: o\n", "not valid YAML ('path' is given twice, at line 2)"),
     ("labels: {path: a.csv}\nfeatures: {path: f, store: /data/st}\noutput: o\n",
      "features.store: expected 'auto', 'always' or 'never' (the store's folder is features.store_path), got '/data/st'"),
     ("labels: {path: a.csv}\nfeatures: {path: f, store_path: [x]}\noutput: o\n", "features.store_path: expected a path"),
@@ -181,7 +185,10 @@ def test_settings_keep_the_number_type_written_so_the_run_key_does_not_change():
 def test_null_sections_take_their_defaults_and_urls_pass_through():
     job = job_from_dict({**MINIMAL, "labels": {"path": "a.csv", "filters": None}, "split": None, "model": None,
                          "features": "simplecache::s3://bucket/f.parquet", "report": {"boundaries": None}})
-    assert job.labels.filters == LabelFilters() and job.split == job_from_dict(MINIMAL).split
+    assert job.split == job_from_dict(MINIMAL).split
+    # filters are the exception: null switches them off, as it does each one (and as
+    # commenting out every line under ``filters:`` leaves it)
+    assert job.labels.filters == LabelFilters(None, (), None)
     assert job.features.path == "simplecache::s3://bucket/f.parquet"
 
 

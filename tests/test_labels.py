@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from builders import labels_frame
@@ -31,6 +33,34 @@ def test_switched_off_filters_need_no_column(tmp_path):
     frame = labels_frame([(1.0, 2.0), (1.5, 2.5)], [0, 1])[["lon", "lat", "label"]]
     config = LabelsConfig(path=_write(tmp_path, frame).path, filters=LabelFilters(None, (), None))
     assert read_labels(config).n_kept == 2
+
+
+def test_a_mine_type_excluded_in_other_capitals_is_warned_of(tmp_path):
+    """Mine types match exactly (the notebook's != "commercial"): one written as the labels
+    do not, but as they do in other capitals, excludes nothing, and is said."""
+    from asm_dask import AsmDaskWarning
+
+    frame = labels_frame([(0.0, 0.0)] * 4, [1, 0, 1, 0])
+    frame["mine_type"] = ["artisanal", "commercial", "commercial", "none"]
+    config = LabelsConfig(path=_write(tmp_path, frame).path, filters=LabelFilters(None, ("Commercial",), None))
+    with pytest.warns(AsmDaskWarning, match=r"exclude_mine_types: 'Commercial' is no mine_type of the labels, "
+                                            r"'commercial' is \(2 rows\): mine types are matched exactly"):
+        assert read_labels(config).n_kept == 4
+    config = LabelsConfig(path=config.path, filters=LabelFilters(None, ("commercial", "alluvial"), None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a type no label holds in any capitals is no mistake to point at
+        assert read_labels(config).n_kept == 2
+
+
+def test_filters_null_switches_them_all_off(tmp_path):
+    from asm_dask import load_job
+
+    frame = labels_frame([(0.0, 0.0)] * 3, [1, 0, 0])
+    frame["mine_type"], frame["confidence"], frame["proportion_inspected"] = "commercial", 0, 0.0
+    path = _write(tmp_path, frame).path
+    for filters in (None, []):
+        job = load_job({"labels": {"path": path, "filters": filters}, "features": "f.feather", "output": "o"})
+        assert read_labels(job.labels).n_kept == 3
 
 
 @pytest.mark.parametrize("change, message", [

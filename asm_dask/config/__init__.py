@@ -133,13 +133,21 @@ class LabelFilters:
     min_confidence: Annotated[Number | None, Expect("a number, or null")] = 3
 
 
+def _all_off_when_null(value: Any) -> Any:
+    """``filters: null`` (or ``[]``) switches them all off, as ``null`` does each one: not
+    the defaults, which other sections left empty take."""
+    return {"min_proportion_inspected": None, "exclude_mine_types": (), "min_confidence": None} \
+        if value is None or value == [] else value
+
+
 @dataclass(frozen=True, config=KNOWN_KEYS_ONLY)
 class LabelsConfig:
     """The labelled points: a CSV with ``lon``, ``lat`` and ``label`` (1 mine, 0 not), and
     the notebook's filters on them."""
 
     path: InputPath
-    filters: Annotated[LabelFilters, BeforeValidator(or_defaults)] = field(default_factory=LabelFilters)
+    #: ``null`` or ``[]`` switches every filter off, as it does one of them
+    filters: Annotated[LabelFilters, BeforeValidator(_all_off_when_null)] = field(default_factory=LabelFilters)
     #: in a job of a table per year (``features.years``): the year of the labels that carry
     #: none (a ``year`` or ``date`` column, empty in their row, or no such column)
     year: Annotated[StrictInt | None, Field(ge=1800, le=2200), Expect("a year from 1800 to 2200, or null")] = None

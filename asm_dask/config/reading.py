@@ -23,11 +23,32 @@ def read_yaml(path: Path, what: str, missing: type[Exception] = InputError,
     if not path.is_file():
         raise missing(f"{path}: {what} not found")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_UniqueKeysLoader)
     except yaml.YAMLError as exc:
         raise invalid(f"{path}: not valid YAML ({_first_line(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise invalid(f"{path}: cannot read {what} ({_first_line(exc)})") from None
+
+
+class _UniqueKeysLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (which YAML forbids):
+    PyYAML would keep the last silently, and a second ``output:`` would send a run
+    elsewhere unnoticed."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    where = f"line {line}" if lines[key] == line else f"lines {lines[key]} and {line}"
+                    raise yaml.constructor.ConstructorError(problem=f"{key!r} is given twice, at {where}")
+                lines[key] = line
+            except TypeError:  # a key that cannot be one (a list): YAML's own error follows
+                continue
+        return super().construct_mapping(node, deep)
 
 
 def validated(schema: type, raw: Any, base: str | os.PathLike, source: str, keys: str) -> Any:

@@ -108,6 +108,8 @@ def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = (), years:
         warn(f"{path}: labels of several years ({seen}) joined to one feature table, whatever their year; a job of "
              "features.years joins each label to its own year's features")
 
+    if filters.exclude_mine_types:
+        _warn_of_near_mine_types(frame["mine_type"], filters.exclude_mine_types, path)
     n_read, removed = len(frame), {}
     # The sample is kept whole, for training too: the split then holds out a random part
     # of it whatever its labels, on which the map is measured (asm_dask.estimation.area).
@@ -205,6 +207,20 @@ def _years_of(frame: pd.DataFrame, default: int | None, years: tuple[int, ...], 
                          f"(features.years: {', '.join(map(str, years))}); {int(unknown.sum())} label(s) of "
                          f"year(s) {', '.join(map(str, sorted(set(year[unknown].astype(int)))))} in all")
     return year.astype(int).to_numpy()
+
+
+def _warn_of_near_mine_types(mine_types: pd.Series, excluded: tuple[str, ...], path: str) -> None:
+    """Mine types are matched exactly: an excluded one that no label holds, where labels
+    hold it in other capitals or with spaces around it, is most likely meant to be that."""
+    held = mine_types.dropna().astype(str).value_counts()
+    for name in excluded:
+        if name in held.index:
+            continue
+        near = [other for other in held.index if other.strip().casefold() == name.strip().casefold()]
+        if near:
+            warn(f"{path}: labels.filters.exclude_mine_types: {name!r} is no mine_type of the labels, "
+                 f"{near[0]!r} is ({held[near[0]]} rows): mine types are matched exactly, so none of them is "
+                 "excluded")
 
 
 def _check_header(path: str) -> None:
