@@ -52,6 +52,20 @@ def test_a_mine_type_excluded_in_other_capitals_is_warned_of(tmp_path):
         assert read_labels(config).n_kept == 2
 
 
+def test_a_comma_at_the_end_of_every_row_is_read_and_a_value_there_named(tmp_path):
+    """Every row one field longer than the header: pandas would take the first column for
+    the index and shift the others (an error about 'lat' holding an id, before)."""
+    path = tmp_path / "labels.csv"
+    config = LabelsConfig(path=str(path), filters=LabelFilters(None, (), None))
+    path.write_text("unique_id,lon,lat,label\nA,1.0,2.0,0,\nB,1.5,2.5,1,\n")
+    points = read_labels(config).points
+    assert points["unique_id"].tolist() == ["A", "B"] and points["lon"].tolist() == [1.0, 1.5]
+    path.write_text("unique_id,lon,lat,label\nA,1.0,2.0,0,\nB,1.5,2.5,1,7\n")
+    with pytest.raises(InputError, match=r"labels.csv: row 2: one field more than the header's 4 columns \('7'\); "
+                                         "name its column in the header, or remove it$"):
+        read_labels(config)
+
+
 def test_filters_null_switches_them_all_off(tmp_path):
     from asm_dask import load_job
 

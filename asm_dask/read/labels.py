@@ -66,7 +66,7 @@ def read_labels(config: LabelsConfig, sample_types: tuple[str, ...] = (), years:
     if filters.min_confidence is not None:
         required.append("confidence")
     try:
-        frame = pd.read_csv(path)
+        frame = _read_csv(path)
     except FileNotFoundError:
         raise InputError(f"{path}: labels file not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -207,6 +207,22 @@ def _years_of(frame: pd.DataFrame, default: int | None, years: tuple[int, ...], 
                          f"(features.years: {', '.join(map(str, years))}); {int(unknown.sum())} label(s) of "
                          f"year(s) {', '.join(map(str, sorted(set(year[unknown].astype(int)))))} in all")
     return year.astype(int).to_numpy()
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    """The labels file as a table. Where every row holds one field more than the header (a
+    comma at the end of each line, as some programs write), pandas would take the first
+    column for the index and shift every other one: an empty last field is dropped, one
+    that holds a value is one line."""
+    frame = pd.read_csv(path)
+    if isinstance(frame.index, pd.RangeIndex):
+        return frame
+    last = pd.read_csv(path, header=None, skiprows=1, usecols=[len(frame.columns)], dtype=str).iloc[:, 0]
+    if last.notna().any():
+        row = int(np.flatnonzero(last.notna())[0])
+        raise InputError(f"{path}: row {row + 1}: one field more than the header's {len(frame.columns)} columns "
+                         f"({last.iloc[row]!r}); name its column in the header, or remove it")
+    return pd.read_csv(path, index_col=False)
 
 
 def _warn_of_near_mine_types(mine_types: pd.Series, excluded: tuple[str, ...], path: str) -> None:
