@@ -51,15 +51,16 @@ def test_feather_with_image_ids_becomes_partitioned_store(tmp_path, client):
 
 
 @pytest.mark.parametrize("fmt, lat, lon, prefix", [
-    ("csv", "lat", "lon", "X_"), ("csv", "Lat", "Lon", "X_"),
+    ("csv", "lat", "lon", "X_"), ("csv", "Lat", "Lon", "X_"), ("csv with a byte-order mark", "lat", "lon", "X_"),
     ("parquet", "lat", "lon", "planet_"), ("feather", "Latitude", "Longitude", "mosaiks_")])
 def test_mosaiks_api_layouts(tmp_path, client, fmt, lat, lon, prefix):
     frame = grid_features(LATS, LONS, n_features=12)
     table = _api_table(frame, lat, lon, prefix)
     table.insert(2, "ID", np.arange(len(table)))  # extra columns are ignored
     table = table[[lat, lon, "ID"] + [f"{prefix}{j}" for j in (3, 0, 11, 1, 2, 10, 4, 5, 6, 7, 8, 9)]]
-    path = tmp_path / f"features.{fmt}"
+    path = tmp_path / f"features.{fmt.split()[0]}"
     {"csv": lambda: table.to_csv(path, index=False), "parquet": lambda: table.to_parquet(path),
+     "csv with a byte-order mark": lambda: table.to_csv(path, index=False, encoding="utf-8-sig"),  # Excel's
      "feather": lambda: table.to_feather(path)}[fmt]()
     store = open_store(FeaturesConfig(path=str(path)), str(tmp_path / "st"), client)
     assert store.feature_names == tuple(f"{prefix}{j}" for j in range(12))  # numeric order

@@ -369,7 +369,8 @@ def _csv_header(f) -> list[str]:
         if not block:
             break
         head += block
-    line = head.split(b"\n", 1)[0].decode("utf-8")
+    # utf-8-sig: a byte-order mark (what Excel writes) is no part of the first name
+    line = head.split(b"\n", 1)[0].decode("utf-8-sig")
     return next(csv.reader([line]), [])
 
 
