@@ -107,7 +107,8 @@ def test_features_that_are_not_the_models_stop_before_any_work(trained, tmp_path
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         f"asm-dask: error: {fewer.features}: the model expects {N_FEATURES} features "
-        f"feature_0..feature_{N_FEATURES - 1}; the file has 30 (feature_0..feature_29)")
+        f"feature_0..feature_{N_FEATURES - 1}; the file has 30 (feature_0..feature_29): missing feature_30, "
+        f"feature_31, feature_32, feature_33, feature_34 and {N_FEATURES - 35} more")
     assert not (tmp_path / "a").exists()
 
     # the other kinds of mismatch, in this process (the command line's wording is above)
