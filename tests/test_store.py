@@ -154,6 +154,30 @@ def test_non_numeric_value_deep_in_a_csv(tmp_path, client):
     assert str(error.value) == f"{path}: row 78, column 'X_2': cannot read 'n/a?' as a number"
 
 
+@pytest.mark.parametrize("change", ["one more", "one fewer"])
+def test_a_csv_row_of_another_width_is_named_by_its_line(tmp_path, client, change):
+    table = _api_table(grid_features(LATS, LONS))
+    path = tmp_path / "f.csv"
+    table.to_csv(path, index=False)
+    lines = path.read_text().splitlines()
+    lines[78] = lines[78] + ",0.5" if change == "one more" else lines[78].rsplit(",", 1)[0]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError) as error:
+        open_store(FeaturesConfig(path=str(path)), str(tmp_path / "st"), client)
+    width = len(table.columns)
+    assert str(error.value) == (f"{path}: line 79: {width + 1 if change == 'one more' else width - 1} fields, "
+                                f"where the header has {width} columns")
+    # Arrow numbers the line in some files only: elsewhere it is looked for by the text Arrow quotes
+    from asm_dask.read.csv_chunks import iter_csv_chunks
+
+    rows = ["lat,lon,feature_0,feature_1"] + [f"{8 + i * 0.01:.3f},-11.5,{i},{i}" for i in range(100)]
+    rows[50] += ",9" if change == "one more" else ""
+    rows[50] = rows[50] if change == "one more" else rows[50].rsplit(",", 1)[0]
+    (tmp_path / "g.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"g\.csv: line 51: [35] fields, where the header has 4 columns$"):
+        list(iter_csv_chunks(detect_layout(str(tmp_path / "g.csv"))))
+
+
 def test_missing_and_ambiguous_files(tmp_path):
     with pytest.raises(InputError, match="features file not found"):
         detect_layout(str(tmp_path / "nope.feather"))

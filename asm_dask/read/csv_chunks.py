@@ -45,6 +45,12 @@ def _csv_problem(layout: FeatureLayout, message: str) -> str:
     sometimes (as a line number, which quoted line breaks would throw off), so the
     column is read again, as text, up to its first value that is not a number.
     """
+    ragged = re.search(r"CSV parse error: (?:Row #(\d+): )?Expected (\d+) columns, got (\d+): (.*)", message,
+                       re.DOTALL)
+    if ragged:  # Arrow's "row" counts the file's lines, the header's too, where it gives one
+        line = int(ragged.group(1)) if ragged.group(1) else _line_starting_with(layout.path, ragged.group(4))
+        return (f"{f'line {line}: ' if line else ''}{ragged.group(3)} fields, where the header has "
+                f"{ragged.group(2)} columns")
     match = re.search(r"column #(\d+): (?:Row #\d+: )?CSV conversion error to (float|double): "
                       r"invalid value '(.*)'", message)
     if not match or int(match.group(1)) >= len(layout.columns):
@@ -55,6 +61,24 @@ def _csv_problem(layout: FeatureLayout, message: str) -> str:
     row = _first_row_not_a_number(layout.path, column, number_type)
     return (f"{f'row {row}, ' if row else ''}column '{column}': cannot read '{match.group(3)}' "
             "as a number")
+
+
+def _line_starting_with(path: str, text: str) -> int | None:
+    """The number (from 1, the header's) of the file's first line that starts with
+    ``text`` (the line Arrow quotes, for a row of the wrong width), ``None`` if none does.
+    Read block by block, only when the file is refused."""
+    wanted = b"\n" + text.split("\n", 1)[0].removesuffix(" ...").encode()  # Arrow cuts a long line short
+    lines_before, tail = 0, b""
+    with open_input(path) as f:
+        while block := f.read(CSV_BLOCK_BYTES):
+            data = tail + block
+            found = data.find(wanted)
+            if found >= 0:
+                return lines_before + data.count(b"\n", 0, found) + 2
+            cut = max(len(data) - len(wanted), 0)  # a match may straddle two blocks
+            lines_before += data.count(b"\n", 0, cut)
+            tail = data[cut:]
+    return None
 
 
 def _first_row_not_a_number(path: str, column: str, number_type: pa.DataType) -> int | None:
