@@ -101,3 +101,22 @@ def test_a_lock_of_a_dead_process_here_is_stale_but_not_one_from_another_host(tm
         with lock:
             assert json.loads((tmp_path / LOCK_FILE).read_text())["run"] == lock.holder["run"]
         assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_another_run_into_a_finished_folder_removes_the_earlier_one_before_writing(local_run, tmp_path):
+    """A job of other settings into a finished run's folder replaces it: the earlier run's
+    files go before the new one writes any, so that a new run stopped half-way (Ctrl-C, a
+    folder that refuses a write) leaves no earlier report or metrics beside its own model.
+    The same job keeps them: it resumes."""
+    import shutil
+
+    from asm_dask.records.outputs import KEPT_ACROSS_RUNS, remove_stale_outputs
+
+    folder = tmp_path / "out"
+    shutil.copytree(local_run[0], folder)
+    earlier = sorted(path.name for path in folder.iterdir())
+    key = json.loads((folder / "manifest.json").read_text())["run_key"]
+    remove_stale_outputs(str(folder), (), key)
+    assert sorted(path.name for path in folder.iterdir()) == earlier
+    remove_stale_outputs(str(folder), (), "another job's key")
+    assert {path.name for path in folder.iterdir()} == set(earlier) & KEPT_ACROSS_RUNS == {"asm-dask.log"}

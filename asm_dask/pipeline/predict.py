@@ -32,7 +32,7 @@ from ..read.table import FeatureTable
 from ..records.fingerprint import fingerprint, versions
 from ..records.lock import OutputLock
 from ..records.manifest import describe_cluster
-from ..records.outputs import check_apart, check_output_kind, store_root
+from ..records.outputs import check_apart, check_output_kind, remove_stale_outputs, store_root
 from .mapping import predict_and_map
 from .metrics import PredictionMetrics, write_metrics
 
@@ -228,7 +228,9 @@ def predict_with_run(plan: Prediction, client: Any, hotspot_threshold: float | N
         table = open_sources(run.features_config(features), output, client)
         threshold = hotspot_threshold if hotspot_threshold is not None else \
             run.manifest["settings"]["report"]["hotspot_threshold"]
-        mapped = predict_and_map(output, table, run.model, _predict_key(run, table), _describe(run, table, client),
+        key = _predict_key(run, table)
+        remove_stale_outputs(output, (), key)
+        mapped = predict_and_map(output, table, run.model, key, _describe(run, table, client),
                                  client, hotspot_threshold=threshold, labels=NO_LABELS, boundaries=None,
                                  timings=timings, report_timings=report_timings)
         metrics = PredictionMetrics(

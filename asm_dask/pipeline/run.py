@@ -89,14 +89,14 @@ def run_job(job: Job, client: Any) -> RunResult:
         del X  # the labelled rows are not needed past here
 
         # Everything is checked and fitted: from here on the output folder is written.
-        out, report_timings = job.output, {}
-        remove_stale_outputs(out, job.years)
+        out, report_timings, key = job.output, {}, run_key(job, table.key)
+        remove_stale_outputs(out, job.years, key)
         save_model(fitted.model, out, table.cell_size)
         label_points = pd.DataFrame(labels.points.drop(columns="geometry"))
         top_features = start_reading_columns(table, top_feature_positions(table, fitted), client)
         with ThreadPoolExecutor(1, thread_name_prefix="asm-dask-figures") as background:
             model_figures = background.submit(draw_fit_figures, out, job, labels, joined, fitted, report_timings)
-            mapped = predict_and_map(out, table, fitted.model, run_key(job, table.key),
+            mapped = predict_and_map(out, table, fitted.model, key,
                                      describe_run(job, table, describe_cluster(client)), client,
                                      hotspot_threshold=job.report.hotspot_threshold, labels=label_points,
                                      boundaries=boundaries, timings=timings, report_timings=report_timings)

@@ -92,9 +92,9 @@ def run_years(job: Job, client: Any) -> RunResult:
 
         out, report_timings = job.output, {}
         key = run_key(job, fingerprint([[year, table.key] for year, table in tables.items()]))
+        remove_stale_outputs(out, job.years, key)
         manifest = RunManifest(out, key, describe_years(job, tables, describe_cluster(client)))
         manifest.record_model(fitted.model.fingerprint_)
-        remove_stale_outputs(out, job.years)
         save_model(fitted.model, out, last.cell_size)
         trained_cells = rows["cell_id"].to_numpy()[fitted.train]
         top_features = start_reading_columns(last, top_feature_positions(last, fitted), client)

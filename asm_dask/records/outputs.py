@@ -40,16 +40,30 @@ BEFORE_MANIFEST = frozenset({"asm-dask.log", "dask-scratch-space", "model.json",
 FOLDER_CONTENTS = {"predictions": re.compile(r"part-\d{5}\.parquet"), "figures": re.compile(r"[\w-]+\.png"),
                    "years": re.compile(r"\d+"), "changes": re.compile(r"\d+-\d+")}
 
+#: what stays when another run replaces an earlier one in its folder: the lock and the log
+#: this run holds, and what is not a run's output (a feature store, a worker's scratch space)
+KEPT_ACROSS_RUNS = frozenset({LOCK_FILE, "asm-dask.log", ".asm_dask_store", "dask-scratch-space"})
+
 #: what a run of one feature table writes that a run of a table per year does not, and the reverse
 ONE_TABLE_OUTPUTS = ("predictions", "probability.tif", "hotspots.geojson", "hotspots.csv", "admin_summary.csv",
                      "admin_summary.geojson")
 YEARS_OUTPUTS = ("years", "changes", "years.csv", "district_years.csv")
 
 
-def remove_stale_outputs(output: str, years: tuple[int, ...]) -> None:
+def remove_stale_outputs(output: str, years: tuple[int, ...], run_key: str) -> None:
     """Remove what an earlier run into ``output`` wrote that this one (of ``years``, or of
-    one table) will not write again: another run's maps would be read as this one's."""
+    one table) will not write again: another run's maps would be read as this one's. An
+    earlier run of another ``run_key`` (other settings or inputs) is removed whole, before
+    this one writes anything: one that stops half-way leaves no other run's report or
+    metrics beside its own model."""
     names = set(storage.list_names(output))
+    previous = storage.read_json(storage.join(output, MANIFEST_FILE))
+    if isinstance(previous, dict) and previous.get("run_key") != run_key:
+        # its manifest last: removed part-way (a folder that refuses it), the earlier run is
+        # removed again by the next run of this job
+        for name in sorted(names & (OUTPUT_NAMES - KEPT_ACROSS_RUNS), key=lambda name: name == MANIFEST_FILE):
+            storage.remove(storage.join(output, name))
+        return
     stale = [name for name in (ONE_TABLE_OUTPUTS if years else YEARS_OUTPUTS) if name in names]
     if years:
         stale += ["changes"] if "changes" in names else []  # its pairs are all written again
