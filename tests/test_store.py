@@ -69,6 +69,18 @@ def test_mosaiks_api_layouts(tmp_path, client, fmt, lat, lon, prefix):
     np.testing.assert_array_equal(got[f"{prefix}10"].to_numpy(), table[f"{prefix}10"].to_numpy())
 
 
+def test_coordinates_stored_as_float32_are_the_decimals_written(tmp_path, client):
+    """8.615 in float32 is 8.61499977...: read as the decimal written, the centroids lie
+    0.01 apart, on the grid (they were refused as 0.00999928 apart, cells that overlap)."""
+    table = _api_table(grid_features(LATS, LONS, n_features=6))
+    path = tmp_path / "f.parquet"
+    table.astype({"lat": np.float32, "lon": np.float32}).to_parquet(path)
+    got = _store_frame(open_store(FeaturesConfig(path=str(path)), str(tmp_path / "st"), client))
+    np.testing.assert_array_equal(got["lat"].to_numpy(), table["lat"].to_numpy())
+    np.testing.assert_array_equal(got["lon"].to_numpy(), table["lon"].to_numpy())
+    assert (got["cell_id"].to_numpy() == cell_ids(table["lat"], table["lon"], 0.01)).all()
+
+
 def test_chunks_larger_than_a_partition_are_unpacked_in_column_groups(tmp_path, client, monkeypatch):
     # One Parquet row group of 100 rows, 12 features: with 7-row partitions and the
     # byte budget shrunk, the chunk is unpacked a few columns at a time.
