@@ -665,9 +665,29 @@ def test_a_cell_size_larger_than_the_grids_is_named_not_a_duplicate_cell(inputs,
     job["features"].update(cell_size=0.02, store=store)
     (folder / "job.yaml").write_text(yaml.safe_dump(job))
     assert _refused(folder, client) == (
-        f"{folder / 'features.feather'}: cell centroids are 0.01 degrees apart, where cells of "
-        "features.cell_size=0.02 degrees would overlap; set features.cell_size to the side of the grid's cells")
+        f"{folder / 'features.feather'}: cell centroids are 0.01 degrees apart (the latitudes 8.485 and 8.495 of "
+        "rows 596 and 557), where cells of features.cell_size=0.02 degrees would overlap; set features.cell_size to "
+        "the side of the grid's cells")
     assert not (folder / "out").exists()
+
+
+@pytest.mark.parametrize("store", ["never", "always"])
+def test_two_cells_nearer_than_a_cell_are_named_by_their_rows(inputs, client, store):
+    """A centroid moved 0.004 degrees (a near-duplicate cell) is named with its neighbour:
+    their latitudes and their rows of the features file."""
+    folder, job = inputs
+    table = pd.read_feather(folder / "features.feather")
+    lat = table["image_id"].str.extract(r"lat_(.*)__lon_")[0].str.replace("--", ".").astype(float)
+    row = int(np.flatnonzero(lat == lat.min())[0])
+    moved = f"{lat[row] + 0.004:.3f}".replace(".", "--")
+    table.loc[row, "image_id"] = table.loc[row, "image_id"].replace(f"lat_{lat[row]:.3f}".replace(".", "--"),
+                                                                    f"lat_{moved}")
+    table.to_feather(folder / "features.feather")
+    job["features"].update(store=store)
+    (folder / "job.yaml").write_text(yaml.safe_dump(job))
+    message = _refused(folder, client)
+    assert re.search(rf"cell centroids are 0.004 degrees apart \(the latitudes {lat[row]:g} and "
+                     rf"{lat[row] + 0.004:g} of rows \d+ and {row + 1}\)", message), message
 
 
 def test_a_cell_size_smaller_than_the_grids_is_said_and_so_are_the_labels_on_no_cell(inputs, client):

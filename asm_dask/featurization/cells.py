@@ -81,7 +81,7 @@ def cells_like(path: str, cell_size: float | None = None) -> Cells:
     if cell_size is None:
         if spacing is None:
             raise InputError(f"{path}: a single cell tells no cell size; set grid.cell_size")
-        cell_size = spacing
+        cell_size = spacing.degrees
     check_cell_size(path, spacing, cell_size, "grid.cell_size")
     return Cells(lat, lon, float(cell_size))
 

@@ -283,9 +283,9 @@ def check_grid(layout: FeatureLayout, cell_size: float) -> None:
     spacing = None if chunk is None else grid_spacing(chunk.lat, chunk.lon)
     if spacing is None:
         return
-    if cells_apart(spacing, cell_size) is None:
-        raise InputError(f"{layout.path}: cell centroids are {spacing:g} degrees apart; the model "
-                         f"was trained on cells of {cell_size:g} degrees")
+    if cells_apart(spacing.degrees, cell_size) is None:
+        raise InputError(f"{layout.path}: cell centroids are {spacing.degrees:g} degrees apart ({spacing.where()}); "
+                         f"the model was trained on cells of {cell_size:g} degrees")
 
 
 def model_card(run: TrainedRun, table: FeatureTable, metrics: PredictionMetrics) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -106,14 +109,47 @@ def check_unique_cells(source: str, ids: np.ndarray, input_rows: np.ndarray) -> 
                          f"(duplicate cell id; {len(repeated)} duplicate(s) in all)")
 
 
-def grid_spacing(lat: np.ndarray, lon: np.ndarray) -> float | None:
-    """The smallest distance, in degrees, between two distinct centroid latitudes or
-    longitudes: the grid's cell size, or a multiple of it where cells are missing;
-    ``None`` for a single cell."""
-    gaps = [np.diff(np.unique(np.round(np.asarray(values, dtype=np.float64), EDGE_DECIMALS)))
-            for values in (lat, lon)]
-    gaps = np.concatenate(gaps)
-    return float(np.round(gaps.min(), EDGE_DECIMALS)) if gaps.size else None
+@dataclass(frozen=True)
+class Spacing:
+    """The nearest two distinct centroid latitudes, or longitudes, of a table: ``degrees``
+    apart, the grid's cell size or a multiple of it where cells are missing; held by its
+    ``rows`` (0-based; ``None`` where they are not the input's), as ``values``."""
+
+    degrees: float
+    axis: str  #: "latitudes" or "longitudes"
+    rows: tuple[int, int] | None
+    values: tuple[float, float]
+
+    def of_rows(self, rows: np.ndarray | None) -> Spacing:
+        """The same, its rows taken through ``rows`` (positions -> the input's rows);
+        ``None``: positions that are no input's rows (a store's, a join's)."""
+        if rows is None or self.rows is None:
+            return dataclasses.replace(self, rows=None)
+        return dataclasses.replace(self, rows=(int(rows[self.rows[0]]), int(rows[self.rows[1]])))
+
+    def where(self) -> str:
+        held = "" if self.rows is None else f" of rows {self.rows[0] + 1} and {self.rows[1] + 1}"
+        return f"the {self.axis} {self.values[0]:g} and {self.values[1]:g}{held}"
+
+
+def grid_spacing(lat: np.ndarray, lon: np.ndarray) -> Spacing | None:
+    """The nearest two distinct centroid latitudes or longitudes; ``None`` for a single cell."""
+    nearest = None
+    for axis, values in (("latitudes", lat), ("longitudes", lon)):
+        distinct, first = np.unique(np.round(np.asarray(values, dtype=np.float64), EDGE_DECIMALS), return_index=True)
+        if len(distinct) < 2:
+            continue
+        i = int(np.argmin(np.diff(distinct)))
+        degrees = float(np.round(distinct[i + 1] - distinct[i], EDGE_DECIMALS))
+        if nearest is None or degrees < nearest.degrees:
+            nearest = Spacing(degrees, axis, (int(first[i]), int(first[i + 1])),
+                              (float(distinct[i]), float(distinct[i + 1])))
+    return nearest
+
+
+def nearest(spacings: list[Spacing | None]) -> Spacing | None:
+    """The smallest of several tables' (or parts') spacings."""
+    return min((s for s in spacings if s is not None), key=lambda s: s.degrees, default=None)
 
 
 def cells_apart(spacing: float, cell_size: float) -> int | None:
@@ -127,7 +163,7 @@ def cells_apart(spacing: float, cell_size: float) -> int | None:
     return round(steps)
 
 
-def check_cell_size(source: str, spacing: float | None, cell_size: float,
+def check_cell_size(source: str, spacing: Spacing | None, cell_size: float,
                     key: str = "features.cell_size") -> str | None:
     """Refuse a cell size its centroids cannot hold; a note if no two cells touch.
 
@@ -138,14 +174,15 @@ def check_cell_size(source: str, spacing: float | None, cell_size: float,
     """
     if spacing is None:
         return None
-    apart = cells_apart(spacing, cell_size)
+    degrees = spacing.degrees
+    apart = cells_apart(degrees, cell_size)
     if apart is None:
-        how = "overlap" if spacing < cell_size else "not tile"
-        raise InputError(f"{source}: cell centroids are {spacing:g} degrees apart, where cells of "
-                         f"{key}={cell_size:g} degrees would {how}; set {key} to the "
-                         "side of the grid's cells")
+        how = "overlap" if degrees < cell_size else "not tile"
+        raise InputError(f"{source}: cell centroids are {degrees:g} degrees apart ({spacing.where()}), where "
+                         f"cells of {key}={cell_size:g} degrees would {how}; set {key} to the side of the grid's "
+                         "cells")
     if apart == 1:
         return None
-    return (f"{source}: no two cells touch: the nearest centroids are {spacing:g} degrees apart, {apart} cells of "
-            f"{cell_size:g} degrees; if the grid's cells are {spacing:g} degrees wide, set {key}: "
-            f"{spacing:g}")
+    return (f"{source}: no two cells touch: the nearest centroids are {degrees:g} degrees apart, {apart} cells of "
+            f"{cell_size:g} degrees; if the grid's cells are {degrees:g} degrees wide, set {key}: "
+            f"{degrees:g}")

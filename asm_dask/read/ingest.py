@@ -31,7 +31,7 @@ from .features import (
     releases_arrow_memory,
     to_matrix,
 )
-from .grid import cell_ids, check_cell_size, check_unique_cells, grid_spacing
+from .grid import cell_ids, check_cell_size, check_unique_cells, grid_spacing, nearest
 from .store_format import MANIFEST, FeatureStore, PartitionFile, read_batch, write_batch
 
 #: bytes of features in a store partition
@@ -79,8 +79,7 @@ def ingest(layout: FeatureLayout, partial: str, final: str, rows: int, cell_size
     if not parts:
         raise InputError(f"{layout.path}: no rows with complete features")
     # Overlapping cells first: their ids repeat, and a cell size too large is the cause to name.
-    check_cell_size(layout.path, min((r["spacing"] for r in results if r["spacing"] is not None), default=None),
-                    cell_size)
+    check_cell_size(layout.path, nearest([r["spacing"] for r in results]), cell_size)
     check_unique_cells(layout.path, np.concatenate([r["cell_ids"] for r in results]),
                        np.concatenate([r["input_rows"] for r in results]))
     dropped = [x for r in results for x in r["dropped_examples"]]
@@ -167,7 +166,7 @@ def _ingest_csv(layout: FeatureLayout, out_dir: str, rows: int, cell_size: float
             "input_rows": np.concatenate([r["input_rows"] for r in results] or [np.empty(0, np.int64)]),
             "n_dropped": sum(r["n_dropped"] for r in results),
             "dropped_examples": [x for r in results for x in r["dropped_examples"]][:10],
-            "spacing": min((r["spacing"] for r in results if r["spacing"] is not None), default=None)}
+            "spacing": nearest([r["spacing"] for r in results])}
 
 
 def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_size: float,
@@ -196,6 +195,6 @@ def _write_chunk(chunk: FeatureChunk, index: int, out_dir: str, rows: int, cell_
         partitions.append(PartitionFile(name, stop - start))
     return {"partitions": partitions, "cell_ids": ids, "input_rows": input_rows,
             "n_dropped": len(dropped_at), "dropped_examples": dropped,
-            "spacing": grid_spacing(lat, lon) if len(lat) else None}
+            "spacing": None if (spacing := grid_spacing(lat, lon)) is None else spacing.of_rows(input_rows)}
 
 

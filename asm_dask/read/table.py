@@ -31,7 +31,7 @@ from ..records.fingerprint import fingerprint
 from ..records.outputs import store_root
 from ..runtime.progress import wait_with_progress
 from .features import FilePartition, chunk_sizes, detect_layout, input_fingerprint, layout_notes
-from .grid import check_cell_size, check_unique_cells, grid_spacing
+from .grid import Spacing, check_cell_size, check_unique_cells, grid_spacing, nearest
 from .store import find_store, open_store
 from .store_format import STORE_VERSION
 
@@ -163,8 +163,11 @@ def _scan(partitions: tuple[Partition, ...], config: FeaturesConfig, check_uniqu
     half = config.cell_size / 2
     summaries = wait_with_progress(client, [client.submit(_cell_summary, p, check_unique, pure=False)
                                             for p in partitions], "read cell coordinates")
-    spacings = [spacing for _, _, spacing in summaries if spacing is not None]
-    note = check_cell_size(config.path, min(spacings, default=None), config.cell_size)
+    # a file's partitions are rows of the input, which a message can name
+    spacings = [None if spacing is None else spacing.of_rows(p.first_row + np.arange(p.n_rows) if check_unique
+                                                              else None)
+                for p, (_, _, spacing) in zip(partitions, summaries)]
+    note = check_cell_size(config.path, nearest(spacings), config.cell_size)
     if check_unique:
         ids = [s[1] for s in summaries]
         check_unique_cells(config.path, np.concatenate(ids),
@@ -175,7 +178,7 @@ def _scan(partitions: tuple[Partition, ...], config: FeaturesConfig, check_uniqu
 
 
 def _cell_summary(partition: Partition, with_ids: bool) -> tuple[tuple[float, ...] | None, np.ndarray | None,
-                                                                 float | None]:
+                                                                 Spacing | None]:
     """A partition's extent, cell ids (``with_ids``) and the spacing of its centroids."""
     cells = partition.cells()
     ids = cells["cell_id"].to_numpy() if with_ids else None
