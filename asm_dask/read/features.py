@@ -31,7 +31,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from .grid import cell_ids, check_coordinates, parse_image_ids
+from .grid import cell_ids, check_coordinates, decimal_coordinates, parse_image_ids
 
 #: features read at once from a chunk of a file read in place: a pandas-written Feather
 #: batch of 64k rows holds 1 GB at 4000 features; a group of columns is a fraction of it
@@ -311,31 +311,9 @@ def to_chunk(layout: FeatureLayout, batch: pa.RecordBatch, first_row: int,
     if layout.image_id_column:
         lat, lon = parse_image_ids(batch.column(layout.image_id_column), layout.path, first_row)
     else:
-        lat, lon = (_coordinates(batch.column(name)) for name in (layout.lat_column, layout.lon_column))
+        lat, lon = (decimal_coordinates(batch.column(name)) for name in (layout.lat_column, layout.lon_column))
     check_coordinates(lat, lon, layout.path, first_row)
     return FeatureChunk(first_row, lat, lon, _float32_features(layout, batch, features))
-
-
-def _coordinates(column: pa.Array) -> np.ndarray:
-    """A coordinate column in float64. Stored in float32 (or float16), 8.615 is
-    8.61499977...: each value is taken as the shortest decimal that reads back to the same
-    float32, the number that was written (else centroids 0.01 apart would be 0.00999928
-    apart, and off the grid the labels are joined on)."""
-    values = column.to_numpy(zero_copy_only=False)
-    if values.dtype.itemsize >= 8 or not np.issubdtype(values.dtype, np.floating):
-        return values.astype(np.float64)
-    narrow = values.astype(np.float32)
-    wide = narrow.astype(np.float64)
-    shortest = wide.copy()
-    found = ~np.isfinite(narrow)
-    for decimals in range(10):  # float32 holds 9 significant digits at most
-        rounded = np.round(wide, decimals)
-        hit = ~found & (rounded.astype(np.float32) == narrow)
-        shortest[hit] = rounded[hit]
-        found |= hit
-        if found.all():
-            break
-    return shortest
 
 
 def _float32_features(layout: FeatureLayout, batch: pa.RecordBatch,

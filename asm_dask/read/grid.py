@@ -56,6 +56,28 @@ def check_coordinates(lat: np.ndarray, lon: np.ndarray, source: str, first_row: 
                          "expected -90..90 and -180..180 degrees")
 
 
+def decimal_coordinates(column: pa.Array) -> np.ndarray:
+    """A coordinate column in float64. Stored in float32 (or float16), 8.615 is
+    8.61499977...: each value is taken as the shortest decimal that reads back to the same
+    float32, the number that was written (else centroids 0.01 apart would be 0.00999928
+    apart, and off the grid the labels are joined on)."""
+    values = column.to_numpy(zero_copy_only=False)
+    if values.dtype.itemsize >= 8 or not np.issubdtype(values.dtype, np.floating):
+        return values.astype(np.float64)
+    narrow = values.astype(np.float32)
+    wide = narrow.astype(np.float64)
+    shortest = wide.copy()
+    found = ~np.isfinite(narrow)
+    for decimals in range(10):  # float32 holds 9 significant digits at most
+        rounded = np.round(wide, decimals)
+        hit = ~found & (rounded.astype(np.float32) == narrow)
+        shortest[hit] = rounded[hit]
+        found |= hit
+        if found.all():
+            break
+    return shortest
+
+
 def cell_ids(lat: np.ndarray, lon: np.ndarray, cell_size: float) -> np.ndarray:
     """A stable int64 id per cell, from its centroid.
 
