@@ -149,15 +149,20 @@ def test_someone_elses_files_under_the_runs_own_names_are_refused_and_kept(input
     assert _digests(folder) == before
 
 
-def test_what_an_interrupted_first_run_left_is_resumed(inputs, client):
+def test_what_an_interrupted_first_run_left_is_taken_up(inputs):
     """A run stopped before its manifest leaves its log, model, figures and first
-    partitions, and nothing else: the same job goes on in that folder."""
+    partitions, and nothing else: the same job's checks let it go on in that folder."""
+    from asm_dask.records.outputs import check_run_paths
+
     folder, _ = inputs
     (folder / "out" / "figures").mkdir(parents=True)
     (folder / "out" / "predictions").mkdir()
     for entry in ("asm-dask.log", "model.json", "figures/roc.png", "predictions/part-00000.parquet"):
         (folder / "out" / entry).write_text("left")
-    assert asm_dask.run(folder / "job.yaml", client).metrics.n_cells > 0
+    check_run_paths(asm_dask.load_job(folder / "job.yaml"))
+    (folder / "out" / "metrics.json").write_text("{}")  # written after the manifest: a user's, here
+    with pytest.raises(InputError, match="holds metrics.json but no manifest.json"):
+        check_run_paths(asm_dask.load_job(folder / "job.yaml"))
 
 
 @pytest.mark.parametrize("link", ["symbolic", "hard"])
@@ -216,9 +221,10 @@ def test_a_damaged_output_folder_is_one_line(inputs, make, message, client):
     ("run", r"run: lies in the output folder|run, or in it; the change goes to a folder of its own"),
     ("run/figures", r"figures: the output folder lies inside|run, or in it; the change goes to a folder of its own"),
     ("notes.txt", r"notes\.txt: is a file, expected a folder \(--out\)"),
-    ("", r"argument --out: expected a folder, got ''"),
+    ("", r"^out: expected a path or URL, got ''$"),
 ])
-def test_a_sample_or_a_change_writes_only_into_a_folder_of_its_own(local_run, tmp_path, command, out, message):
+def test_a_sample_or_a_change_writes_only_into_a_folder_of_its_own(local_run, tmp_path, monkeypatch, command,
+                                                                   out, message):
     """``sample`` and ``change`` check their output folder as ``run`` does: never among a
     user's files (a user's own design.json or change.json was written over), never in
     the run's folder, never over a file."""
@@ -228,10 +234,15 @@ def test_a_sample_or_a_change_writes_only_into_a_folder_of_its_own(local_run, tm
     for name in ("notes.txt", "users/notes.txt", "users/design.json", "users/change.json"):
         (tmp_path / name).write_text("mine")
     before = _digests(tmp_path)
-    arguments = ["sample", "run", "--n", 20] if command == "sample" else ["change", "run", "run"]
-    line = _one_line(cli(*arguments, "--out", out, cwd=tmp_path))
-    assert re.search(message, line), line
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError) as error:
+        asm_dask.sample("run", 20, out=out) if command == "sample" else asm_dask.change("run", "run", out=out)
+    assert re.search(message, str(error.value)), error.value
     assert _digests(tmp_path) == before
+    if out == "":  # the command line's empty --out, refused before anything is read
+        line = _one_line(cli(command, "run", *(["--n", 20] if command == "sample" else ["run"]), "--out", out,
+                             cwd=tmp_path))
+        assert line.endswith(f"argument --out: expected a folder, got '' (see asm-dask {command} --help)")
 
 
 @pytest.mark.parametrize("where", ["store", "inside the store"])

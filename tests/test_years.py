@@ -271,6 +271,7 @@ def test_a_field_sample_is_drawn_from_the_last_years_map_or_the_year_given(sprea
         drawn = asm_dask.sample(given, n=40, seed=3)
         assert drawn.design["year"] == year and drawn.design["run"] == run.folder
         assert drawn.files["csv"] == f"{parent}/sample_{year}_3/sample.csv"
+        assert pd.read_csv(drawn.files["csv"])["unique_id"].iloc[0] == f"S{year}-3-00000"  # apart from other years
         probability = pd.read_parquet(f"{run.folder}/years/{year}/predictions").set_index(["lat", "lon"])["probability"]
         assert np.array_equal(drawn.cells["probability"], probability.loc[list(zip(drawn.cells.lat, drawn.cells.lon))])
     done = cli("sample", f"{run.folder}/years/2021", "--n", 30, "--out", f"{parent}/sample_cli")

@@ -18,7 +18,9 @@ FIELD_COLUMNS = ("label", "confidence", "mine_type", "proportion_inspected")
 def write_sample(folder: str, sample: pd.DataFrame, design: dict, sample_type: str = "random") -> dict[str, str]:
     """Write ``sample`` (``lat``, ``lon``, ``probability`` and the design columns) into
     ``folder`` as ``sample.*`` with ``design.json``; return the files written by kind."""
-    table = sample.assign(unique_id=[f"S{design['seed']}-{i:05d}" for i in range(len(sample))],
+    # a year's sample says its year: samples of two years, drawn with one seed, go into one labels file
+    drawn = f"{design['year']}-{design['seed']}" if "year" in design else f"{design['seed']}"
+    table = sample.assign(unique_id=[f"S{drawn}-{i:05d}" for i in range(len(sample))],
                           sample_type=sample_type, **dict.fromkeys(FIELD_COLUMNS, ""))
     table = table[["unique_id", "lon", "lat", "sample_type", *FIELD_COLUMNS, "stratum", "stratum_cells",
                    "inclusion_probability", "probability"]]
