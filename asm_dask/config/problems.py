@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from collections.abc import Sequence
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import ValidationError
@@ -114,6 +115,11 @@ def _unknown_keys(root: type, section: tuple[str, ...], keys: list[str]) -> str:
 
 def _where(loc: tuple[str, ...]) -> str:
     return ".".join(loc) + ": " if loc else ""
+
+
+def listed(names: Sequence[str], most: int = 5) -> str:
+    """The first ``most`` of ``names``, and how many more there are: a list that fits one line."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def shown(value: Any) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Job
+from ..config.problems import listed
 from ..errors import InputError, warn
 from ..model.classifier import CalibratedClassifier
 from ..model.evaluation import HeldOutMetrics, held_out_metrics, roc_auc
@@ -222,8 +223,7 @@ def caveats(fitted: FittedModel, job: Job, feature_names: tuple[str, ...]) -> li
     ridge, found = fitted.ridge, []
     if len(ridge.dominant_features_):
         names = [feature_names[i] for i in ridge.dominant_features_]
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        found.append(f"feature(s) {shown} spread over {DOMINANT_SCALE_RATIO:g} times wider than the typical "
+        found.append(f"feature(s) {listed(names, 3)} spread over {DOMINANT_SCALE_RATIO:g} times wider than the typical "
                      "feature over the training labels: ridge's penalty then shrinks every other feature to "
                      "nothing; set model.standardize: true, or check those columns of the features file")
     if ridge.alpha_at_grid_edge_:

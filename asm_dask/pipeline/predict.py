@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import storage
 from ..config import FeaturesConfig, JoinedFeatures
+from ..config.problems import listed
 from ..errors import InputError
 from ..model.classifier import CalibratedClassifier
 from ..model.persistence import load_model
@@ -252,20 +253,16 @@ def check_feature_names(expected: tuple[str, ...], layout: FeatureLayout, source
     if found == tuple(expected):
         return
     if len(found) != len(expected):
-        missing = [name for name in expected if name not in set(found)]
-        extra = [name for name in found if name not in set(expected)]
-        differ = "; ".join(f"{what} {_first_few(names)}" for what, names in (("missing", missing), ("not the model's",
-                                                                                                  extra)) if names)
+        kept, known = set(found), set(expected)
+        differ = "; ".join(f"{what} {listed(names)}" for what, names in (
+            ("missing", [name for name in expected if name not in kept]),
+            ("not the model's", [name for name in found if name not in known])) if names)
         raise InputError(f"{features}: the model expects {len(expected)} features {_span(expected)}; "
                          f"the file has {len(found)} ({_span(found)}): {differ}")
     position = next(i for i, (a, b) in enumerate(zip(expected, found)) if a != b)
     raise InputError(f"{features}: the model expects features {_span(expected)}; the file has "
                      f"{_span(found)} (feature {position + 1} is {found[position]!r}, expected "
                      f"{expected[position]!r})")
-
-
-def _first_few(names: list[str]) -> str:
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _span(names: tuple[str, ...]) -> str:

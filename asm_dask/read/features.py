@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from ..config.problems import listed
 from ..errors import InputError
 from .grid import cell_ids, check_coordinates, decimal_coordinates, parse_image_ids
 
@@ -188,11 +189,10 @@ def layout_notes(layout: FeatureLayout) -> list[str]:
     read = set(layout.feature_columns) | set(layout.coordinate_columns) | set(FEATURIZE_COLUMNS)
     unread = [name for name in layout.columns if name not in read]
     if unread:
-        shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
         coordinates = "the image_id column" if layout.image_id_column else \
             f"{layout.lat_column}/{layout.lon_column}"
         first, last = layout.feature_columns[0], layout.feature_columns[-1]
-        notes.append(f"{layout.path}: {len(unread)} column(s) not read: {shown} (features: the "
+        notes.append(f"{layout.path}: {len(unread)} column(s) not read: {listed(unread)} (features: the "
                      f"{len(layout.feature_columns)} columns {first}..{last}; "
                      f"coordinates: {coordinates}; features.prefix chooses other feature columns)")
     numbers = [int(re.fullmatch(r".*?(\d+)", name).group(1)) for name in layout.feature_columns]

@@ -26,6 +26,7 @@ import pandas as pd
 from distributed import Client
 
 from ..config import FeaturesConfig
+from ..config.problems import listed
 from ..errors import InputError, warn
 from ..records.fingerprint import fingerprint
 from ..records.outputs import store_root
@@ -149,8 +150,7 @@ def nonfinite_columns(feature_names: tuple[str, ...], X: np.ndarray) -> str:
     bad = (~np.isfinite(X)).sum(axis=0)
     empty = [name for name, count in zip(feature_names, bad) if count == len(X)]
     if empty:
-        shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
-        return f"column(s) {shown} hold no finite value in the {len(X):,} rows read"
+        return f"column(s) {listed(empty, 3)} hold no finite value in the {len(X):,} rows read"
     worst = int(np.argmax(bad))
     return f"column {feature_names[worst]} is not finite in {int(bad[worst]):,} of the {len(X):,} rows read"
 

@@ -7,6 +7,7 @@ import re
 
 from .. import storage
 from ..config import FeaturesConfig, Job
+from ..config.problems import listed
 from ..errors import InputError
 from ..storage.paths import check_input, check_output_folder, check_remote_folder
 
@@ -103,11 +104,10 @@ def check_apart(inputs: dict[str, str], output: str, output_key: str, own: froze
     names = storage.list_names(output)
     foreign = [name for name in names if name not in own and not name.startswith(".")]
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise InputError(f"{output}: holds files that are not asm-dask's ({shown}); the output folder "
+        raise InputError(f"{output}: holds files that are not asm-dask's ({listed(foreign)}); the output folder "
                          f"({output_key}) must be new, empty, or an earlier asm-dask output")
     for name in (name for name in names if name in own):
-        _check_own_entry(storage.join(output, name), name in folders, output_key)
+        _check_own_entry(storage.join(output, name), name in folders, FOLDER_CONTENTS.get(name), output_key)
     if before_manifest is not None and MANIFEST_FILE not in names:
         unmarked = [name for name in names if name in own and name not in before_manifest and not name.startswith(".")]
         if unmarked:
@@ -121,9 +121,10 @@ def check_apart(inputs: dict[str, str], output: str, output_key: str, own: froze
             raise InputError(f"{log}: is the {key} input {path} (a link to it); the run appends its log there")
 
 
-def _check_own_entry(path: str, folder: bool, output_key: str) -> None:
+def _check_own_entry(path: str, folder: bool, contents: re.Pattern | None, output_key: str) -> None:
     """An entry of asm-dask's own names in an output folder is a real file or folder of
-    the kind asm-dask writes there, not a link."""
+    the kind asm-dask writes there, not a link; a folder holds only names ``contents``
+    matches, where given."""
     local = storage.local_path(path)
     if local is not None and os.path.islink(local):
         raise InputError(f"{path}: is a link (to {os.readlink(local)}); asm-dask writes and clears its own "
@@ -135,10 +136,9 @@ def _check_own_entry(path: str, folder: bool, output_key: str) -> None:
     if not folder and fs.isdir(fs_path):
         raise InputError(f"{path}: is a folder where asm-dask writes a file of that name; remove it, or choose "
                          f"another output folder ({output_key})")
-    written = FOLDER_CONTENTS.get(path.rstrip("/").rsplit("/", 1)[-1])
-    if folder and written is not None:
+    if folder and contents is not None:
         foreign = [name for name in storage.list_names(path)
-                   if not name.startswith(".") and not written.fullmatch(name)]
+                   if not name.startswith(".") and not contents.fullmatch(name)]
         if foreign:
             raise InputError(f"{storage.join(path, foreign[0])}: is not asm-dask's, in a folder asm-dask writes and "
                              f"clears; move it, or choose another output folder ({output_key})")
